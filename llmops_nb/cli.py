@@ -1,0 +1,263 @@
+"""``llmops-nb``: a thin command line over the package.
+
+Bad input exits with code 2 and one line naming the field, the value and what is allowed;
+any other llmops-nb error exits with code 1 and one line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from llmops_nb.errors import ConfigError, LlmopsError
+
+BACKEND_CHOICE = click.Choice(["local", "databricks"])
+backend_option = click.option(
+    "--backend",
+    type=BACKEND_CHOICE,
+    default=None,
+    help="Workspace to use: local (default outside Databricks) or databricks (DATABRICKS_HOST/TOKEN or a profile).",
+)
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Project config YAML (default: configs/local.yml).",
+)
+
+
+class _Group(click.Group):
+    """Turns llmops-nb errors into one line and an exit code (2 for bad input)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+        except LlmopsError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+def _project(config_path: Path | None, backend: str | None = None):  # noqa: ANN202
+    from llmops_nb.config import default_config_path, load_project_config
+
+    path = config_path or default_config_path()
+    project = load_project_config(path)
+    kind = backend or project.backend
+    return project, kind
+
+
+def _backend(kind: str | None):  # noqa: ANN202
+    from llmops_nb.backends import resolve_backend
+
+    return resolve_backend(kind)
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="llmops-nb")
+def main() -> None:
+    """Register, deploy, serve and evaluate an LLM with MLflow.
+
+    Every command speaks the Databricks serving-endpoints API, to Databricks Model Serving
+    or to the local workspace on 127.0.0.1 (the default: no account needed).
+    """
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+@main.command()
+@config_option
+@backend_option
+@click.option("--name", default=None, help="Registered model name (default: the config's model.name).")
+@click.option("--alias", default=None, help="Alias to set on the new version (default: the config's model.alias).")
+def register(config_path: Path | None, backend: str | None, name: str | None, alias: str | None) -> None:
+    """Log SmolLM2-135M-Instruct as an MLflow chat model and register a new version."""
+    from llmops_nb import steps
+    from llmops_nb.backends import Backend, check_kind, local_tracking_uri
+
+    project, kind = _project(config_path, backend)
+    if name:
+        project = project.model_copy(update={"model": project.model.model_copy(update={"name": name})})
+    if check_kind(kind) == "local":  # registering needs MLflow only, not the workspace server
+        uri = local_tracking_uri()
+        target = Backend(kind="local", host=None, token=None, tracking_uri=uri, registry_uri=uri)
+    else:
+        target = _backend(kind)
+    out = steps.register(project, target, alias=alias)
+    click.echo(f"registered {out['model_name']} version {out['model_version']} ({out['model_uri']}), alias {out['model_alias']}")
+
+
+@main.command()
+@config_option
+@backend_option
+@click.option("--model-version", default=None, help="Version of the config's model to serve (default: latest).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=1200, show_default=True, help="Seconds to wait for READY.")
+def deploy(config_path: Path | None, backend: str | None, model_version: str | None, timeout: float) -> None:
+    """Create or update the config's endpoint (idempotent) and wait until it is READY."""
+    from llmops_nb import endpoints, steps
+
+    project, kind = _project(config_path, backend)
+    if model_version is not None and not model_version.isdigit():
+        raise ConfigError("--model-version", model_version, "expected a version number such as 3")
+    target = _backend(kind)
+    out = steps.deploy(project, target, model_version=model_version, timeout=timeout, progress=sys.stderr.isatty())
+    endpoint = endpoints.get_endpoint(target.workspace_client(), out["endpoint_name"]) or {}
+    ready, update = endpoints.state_of(endpoint)
+    click.echo(f"endpoint {out['endpoint_name']}: {out['deploy_action']}; state {ready}, config_update {update}")
+    click.echo(f"serving: {', '.join(out['served_entities'])}")
+    click.echo(f"invocation URL: {out['endpoint_url']}")
+    click.echo(_curl(out["endpoint_url"], target.token if target.kind == "local" else None))
+
+
+def _curl(url: str, local_token: str | None) -> str:
+    auth = f"Bearer {local_token}" if local_token else "Bearer $DATABRICKS_TOKEN"
+    body = '{"messages": [{"role": "user", "content": "What is MLflow?"}], "max_tokens": 64}'
+    return f"try: curl -s {url} -H 'Authorization: {auth}' -H 'Content-Type: application/json' -d '{body}'"
+
+
+@main.command()
+@click.argument("endpoint")
+@click.argument("prompt")
+@backend_option
+@click.option("--max-tokens", type=int, default=64, show_default=True)
+@click.option("--temperature", type=float, default=0.0, show_default=True)
+@click.option("--system", default=None, help="An optional system message.")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer with usage and latency as JSON.")
+def query(
+    endpoint: str, prompt: str, backend: str | None, max_tokens: int, temperature: float, system: str | None, as_json: bool
+) -> None:
+    """Send PROMPT to ENDPOINT and print the answer."""
+    from llmops_nb.client import chat, check_generation
+
+    check_generation(max_tokens, temperature)
+    result = chat(
+        _backend(backend).workspace_client(), endpoint, prompt, max_tokens=max_tokens, temperature=temperature, system=system
+    )
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        click.echo(result.content)
+        click.echo(
+            f"[{result.served_entity}] {result.latency_ms:.0f} ms, "
+            f"{result.prompt_tokens} prompt + {result.completion_tokens} completion tokens",
+            err=True,
+        )
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+@main.group(cls=_Group)
+def endpoints() -> None:
+    """List, inspect and stop serving endpoints."""
+
+
+@endpoints.command("list")
+@backend_option
+def endpoints_list(backend: str | None) -> None:
+    """List the workspace's endpoints with their state."""
+    from llmops_nb import endpoints as ep
+
+    for e in ep.list_endpoints(_backend(backend).workspace_client()):
+        ready, update = ep.state_of(e)
+        click.echo(f"{e.get('name')}\t{ready}\t{update}\t{e.get('task') or ''}")
+
+
+@endpoints.command("get")
+@click.argument("name")
+@backend_option
+def endpoints_get(name: str, backend: str | None) -> None:
+    """Print an endpoint's detailed view as JSON."""
+    from llmops_nb import endpoints as ep
+    from llmops_nb.errors import EndpointError
+
+    found = ep.get_endpoint(_backend(backend).workspace_client(), name)
+    if found is None:
+        raise EndpointError(f"endpoint {name} does not exist")
+    _echo_json(found)
+
+
+@endpoints.command("stop")
+@click.argument("name")
+@backend_option
+def endpoints_stop(name: str, backend: str | None) -> None:
+    """Delete endpoint NAME (the local workspace also stops its scoring servers)."""
+    from llmops_nb import endpoints as ep
+
+    ep.delete_endpoint(_backend(backend).workspace_client(), name)
+    click.echo(f"endpoint {name} deleted")
+
+
+@endpoints.command("logs")
+@click.argument("name")
+@click.argument("entity")
+@backend_option
+@click.option("--build", is_flag=True, help="Build logs instead of server logs.")
+def endpoints_logs(name: str, entity: str, backend: str | None, build: bool) -> None:
+    """Print the server (or build) logs of served entity ENTITY of endpoint NAME."""
+    w = _backend(backend).workspace_client()
+    logs = w.serving_endpoints.build_logs(name, entity) if build else w.serving_endpoints.logs(name, entity)
+    click.echo(logs.logs or "")
+
+
+# --------------------------------------------------------------------------- workspace
+
+
+@main.group(cls=_Group)
+def workspace() -> None:
+    """Start, stop and inspect the local workspace (a Databricks-compatible server on 127.0.0.1)."""
+
+
+@workspace.command("start")
+@click.option("--fake", is_flag=True, help="Deterministic responder instead of real models (for tests).")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0 picks a free port.")
+def workspace_start(fake: bool, port: int) -> None:
+    """Start the local workspace in the background (or report the one already running)."""
+    import os
+
+    from llmops_nb.backends import ENV_WORKSPACE_TOKEN, local_home, local_tracking_uri
+    from llmops_nb.workspace import launcher
+
+    info = launcher.ensure_running(
+        local_home(), local_tracking_uri(), fake=fake, port=port, token=os.environ.get(ENV_WORKSPACE_TOKEN)
+    )
+    click.echo(f"local workspace{' (fake)' if info.fake else ''} at {info.host} (pid {info.pid}, home {info.home})")
+    click.echo(f"export DATABRICKS_HOST={info.host}")
+
+
+@workspace.command("stop")
+def workspace_stop() -> None:
+    """Stop the local workspace and every scoring server it started."""
+    from llmops_nb.backends import local_home
+    from llmops_nb.workspace import launcher
+
+    click.echo("local workspace stopped" if launcher.stop(local_home()) else "no local workspace was running")
+
+
+@workspace.command("status")
+def workspace_status() -> None:
+    """Say whether the local workspace runs, and where."""
+    from llmops_nb.backends import local_home
+    from llmops_nb.workspace import launcher
+
+    info = launcher.status(local_home())
+    if info is None:
+        click.echo(f"no local workspace runs in {local_home()}")
+        sys.exit(3)
+    click.echo(f"local workspace{' (fake)' if info.fake else ''} at {info.host} (pid {info.pid}, home {info.home})")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,147 @@
+"""Chat calls to a serving endpoint: one at a time, or many at once.
+
+Every endpoint, local or Databricks, takes the same OpenAI-style chat body (``messages``,
+``max_tokens``, ``temperature``, ``stop``) and answers with ``choices`` and ``usage``. Calls
+go through databricks-sdk, which retries 429 and 503 honouring Retry-After (up to the
+client's ``retry_timeout_seconds``) and times out each HTTP call after
+``http_timeout_seconds``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from llmops_nb.errors import ConfigError, QueryError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from databricks.sdk import WorkspaceClient
+
+Messages = Sequence[dict[str, str]]
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """One answer, with what it cost."""
+
+    content: str
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    latency_ms: float
+    served_entity: str | None
+    finish_reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (for tables and JSON)."""
+        return asdict(self)
+
+
+def as_messages(prompt: str | Messages, system: str | None = None) -> list[dict[str, str]]:
+    """A prompt string or a list of messages, validated, as chat messages."""
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise ConfigError("prompt", prompt, "expected a non-empty string")
+        messages = [{"role": "user", "content": prompt}]
+    else:
+        messages = [dict(m) for m in prompt]
+        for i, m in enumerate(messages):
+            if m.get("role") not in ROLES:
+                raise ConfigError(f"messages[{i}].role", m.get("role"), f"expected one of {', '.join(ROLES)}")
+            if not isinstance(m.get("content"), str):
+                raise ConfigError(f"messages[{i}].content", m.get("content"), "expected a string")
+        if not messages:
+            raise ConfigError("messages", messages, "expected at least one message")
+    if system:
+        messages.insert(0, {"role": "system", "content": system})
+    return messages
+
+
+def check_generation(max_tokens: int, temperature: float) -> None:
+    """Validate generation settings as the serving API does."""
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise ConfigError("max_tokens", max_tokens, "expected an integer >= 1")
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not 0 <= temperature <= 2:
+        raise ConfigError("temperature", temperature, "expected a number between 0 and 2")
+
+
+def chat(
+    w: WorkspaceClient,
+    endpoint: str,
+    prompt: str | Messages,
+    *,
+    max_tokens: int = 64,
+    temperature: float = 0.0,
+    stop: list[str] | None = None,
+    system: str | None = None,
+) -> ChatResult:
+    """Send one chat request to ``endpoint`` and return the answer with latency and usage."""
+    from databricks.sdk.errors import DatabricksError
+    from databricks.sdk.service.serving import ChatMessage, ChatMessageRole
+
+    check_generation(max_tokens, temperature)
+    messages = [
+        ChatMessage(role=ChatMessageRole(m["role"]), content=m["content"]) for m in as_messages(prompt, system)
+    ]
+    started = time.perf_counter()
+    try:
+        response = w.serving_endpoints.query(
+            name=endpoint, messages=messages, max_tokens=max_tokens, temperature=temperature, stop=stop
+        )
+    except DatabricksError as exc:
+        raise QueryError(f"endpoint {endpoint}: {exc}".splitlines()[0]) from None
+    latency_ms = (time.perf_counter() - started) * 1000
+    if not response.choices:
+        raise QueryError(f"endpoint {endpoint}: the answer has no choices")
+    choice = response.choices[0]
+    usage = response.usage
+    return ChatResult(
+        content=(choice.message.content if choice.message else choice.text) or "",
+        prompt_tokens=int(usage.prompt_tokens or 0) if usage else 0,
+        completion_tokens=int(usage.completion_tokens or 0) if usage else 0,
+        total_tokens=int(usage.total_tokens or 0) if usage else 0,
+        latency_ms=latency_ms,
+        served_entity=response.served_model_name,
+        finish_reason=choice.finish_reason,
+    )
+
+
+def chat_many(
+    w: WorkspaceClient,
+    endpoint: str,
+    prompts: Sequence[str | Messages],
+    *,
+    concurrency: int = 8,
+    progress: bool = True,
+    on_result: Callable[[int, ChatResult | QueryError], None] | None = None,
+    **generation: Any,
+) -> list[ChatResult | QueryError]:
+    """Send many chat requests with up to ``concurrency`` in flight; results keep the input order.
+
+    A request that still fails after the SDK's retries is returned as its :class:`QueryError`
+    (nothing is dropped); ``on_result(index, result)`` is called as each one finishes.
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigError("concurrency", concurrency, "expected an integer >= 1")
+    results: list[ChatResult | QueryError | None] = [None] * len(prompts)
+    with ThreadPoolExecutor(max_workers=concurrency) as pool, tqdm(
+        total=len(prompts), desc=f"querying {endpoint}", disable=not progress
+    ) as bar:
+        futures = {pool.submit(chat, w, endpoint, p, **generation): i for i, p in enumerate(prompts)}
+        for future in as_completed(futures):
+            i = futures[future]
+            try:
+                result: ChatResult | QueryError = future.result()
+            except QueryError as exc:
+                result = exc
+            results[i] = result
+            if on_result:
+                on_result(i, result)
+            bar.update(1)
+    return results  # type: ignore[return-value]

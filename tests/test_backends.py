@@ -1,0 +1,54 @@
+"""Backend choice and runtime detection."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmops_nb import backends
+from llmops_nb.errors import ConfigError
+
+
+def test_default_kind_is_local_outside_databricks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
+    monkeypatch.delenv(backends.ENV_BACKEND, raising=False)
+    assert backends.default_kind() == "local"
+
+
+def test_databricks_runtime_is_detected_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(backends.ENV_BACKEND, raising=False)
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "15.4")
+    assert backends.in_databricks_runtime()
+    assert backends.default_kind() == "databricks"
+    # an explicit choice wins over the runtime
+    assert backends.default_kind("local") == "local"
+
+
+def test_environment_variable_chooses_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(backends.ENV_BACKEND, "databricks")
+    assert backends.default_kind() == "databricks"
+
+
+def test_unknown_backend_is_one_line_naming_the_value() -> None:
+    with pytest.raises(ConfigError) as err:
+        backends.check_kind("azureml")
+    text = str(err.value)
+    assert "backend" in text and "'azureml'" in text and "local, databricks" in text
+    assert "\n" not in text
+
+
+def test_databricks_backend_reads_the_usual_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABRICKS_HOST", "http://127.0.0.1:9")
+    monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-test")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    b = backends.resolve_backend("databricks")
+    assert (b.kind, b.host, b.registry_uri, b.tracking_uri) == ("databricks", "http://127.0.0.1:9", "databricks-uc", "databricks")
+    assert "dapi-test" not in repr(b)
+    assert b.endpoint_url("chat") == "http://127.0.0.1:9/serving-endpoints/chat/invocations"
+
+
+def test_local_defaults_live_in_the_project_folder(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(backends.ENV_HOME, raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert backends.local_home() == tmp_path.resolve() / ".llmops"
+    assert backends.local_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
