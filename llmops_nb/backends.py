@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from llmops_nb.errors import ConfigError, WorkspaceError
+from llmops_nb.paths import project_root
 
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
@@ -47,13 +48,13 @@ def in_databricks_runtime() -> bool:
 
 
 def local_home() -> Path:
-    """The local workspace's folder: ``$LLMOPS_HOME`` or ``./.llmops``."""
-    return Path(os.environ.get(ENV_HOME) or Path.cwd() / ".llmops").resolve()
+    """The local workspace's folder: ``$LLMOPS_HOME`` or ``<project>/.llmops``."""
+    return Path(os.environ.get(ENV_HOME) or project_root() / ".llmops").resolve()
 
 
 def local_tracking_uri() -> str:
-    """MLflow tracking/registry URI of the local backend: ``$MLFLOW_TRACKING_URI`` or ``./mlflow.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
+    """MLflow tracking/registry URI of the local backend: ``$MLFLOW_TRACKING_URI`` or ``<project>/mlflow.db``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
 def check_kind(kind: str) -> BackendKind:

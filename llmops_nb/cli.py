@@ -118,13 +118,7 @@ def deploy(config_path: Path | None, backend: str | None, model_version: str | N
     click.echo(f"endpoint {out['endpoint_name']}: {out['deploy_action']}; state {ready}, config_update {update}")
     click.echo(f"serving: {', '.join(out['served_entities'])}")
     click.echo(f"invocation URL: {out['endpoint_url']}")
-    click.echo(_curl(out["endpoint_url"], target.token if target.kind == "local" else None))
-
-
-def _curl(url: str, local_token: str | None) -> str:
-    auth = f"Bearer {local_token}" if local_token else "Bearer $DATABRICKS_TOKEN"
-    body = '{"messages": [{"role": "user", "content": "What is MLflow?"}], "max_tokens": 64}'
-    return f"try: curl -s {url} -H 'Authorization: {auth}' -H 'Content-Type: application/json' -d '{body}'"
+    click.echo("try: " + steps.curl_command(out["endpoint_url"], target))
 
 
 @main.command()
@@ -154,6 +148,46 @@ def query(
             f"{result.prompt_tokens} prompt + {result.completion_tokens} completion tokens",
             err=True,
         )
+
+
+@main.command()
+@config_option
+@click.option("--steps", default="all", show_default=True, help="Comma-separated steps to run: register,deploy,serve,evaluate.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Parent folder of the run folder (default: runs/).")
+@backend_option
+@click.option("--resume", is_flag=True, help="Evaluate: skip rows an interrupted run already scored.")
+@click.option("--max-rows", type=click.IntRange(min=0), default=None, help="Evaluate only the first N rows.")
+def run(config_path: Path | None, steps: str, out: Path | None, backend: str | None, resume: bool, max_rows: int | None) -> None:
+    """Run the notebooks in order with papermill, passing each step's outputs to the next.
+
+    Leaves the executed notebooks and a summary.json in a new run folder.
+    """
+    from llmops_nb import pipeline
+
+    overrides: dict[str, dict[str, Any]] = {"evaluate": {}}
+    if resume:
+        overrides["evaluate"]["resume"] = True
+    if max_rows is not None:
+        overrides["evaluate"]["max_rows"] = max_rows
+    chosen = pipeline.parse_steps(steps)
+    result = pipeline.run(
+        config_path,
+        steps=chosen,
+        out=out,
+        backend=backend or "",
+        overrides={k: v for k, v in overrides.items() if v and k in chosen},
+        progress=sys.stderr.isatty(),
+        log=lambda line: click.echo(line, err=True),
+    )
+    published = result.published
+    click.echo(f"run folder: {result.run_dir}")
+    for step in result.steps:
+        click.echo(f"  {step}: {result.seconds.get(step, 0):.1f} s -> {pipeline.NOTEBOOKS[step]}")
+    if "endpoint_url" in published:
+        click.echo(f"endpoint: {published['endpoint_url']}")
+    if "eval_run_id" in published:
+        click.echo(f"MLflow evaluation run: {published['eval_run_id']}")
+        click.echo(f"promoted: {published.get('promoted')}")
 
 
 # --------------------------------------------------------------------------- endpoints

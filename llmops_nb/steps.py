@@ -78,3 +78,67 @@ def deploy(
         "deploy_action": result.action,
         "served_entities": list(result.served_entities),
     }
+
+
+def load(config_path: str = "", backend: str = "") -> tuple[ProjectConfig, Backend]:
+    """The project config (default ``configs/local.yml``) and its backend (started if local)."""
+    from llmops_nb.backends import resolve_backend
+    from llmops_nb.config import default_config_path, load_project_config
+
+    project = load_project_config(config_path or default_config_path())
+    return project, resolve_backend(backend or project.backend)
+
+
+def target_endpoint(project: ProjectConfig, endpoint_name: str = "") -> str:
+    """The endpoint a step talks to: given, else the config's endpoint, else its foundation model."""
+    name = endpoint_name or (project.endpoint.name if project.endpoint else None) or project.foundation_endpoint
+    if not name:
+        raise ConfigError("endpoint_name", endpoint_name, "name an endpoint, or give the config an endpoint section")
+    return name
+
+
+def serve(
+    project: ProjectConfig,
+    backend: Backend,
+    prompts: list[str],
+    *,
+    endpoint_name: str = "",
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+) -> dict[str, Any]:
+    """Describe the endpoint and send it a few chat prompts; returns info, answers and a curl line."""
+    from llmops_nb import client, endpoints
+
+    name = target_endpoint(project, endpoint_name)
+    w = backend.workspace_client()
+    found = endpoints.get_endpoint(w, name)
+    if found is None:
+        raise ConfigError("endpoint_name", name, "no such endpoint on this workspace; run the deploy step first")
+    ready, update = endpoints.state_of(found)
+    generation = {
+        "max_tokens": max_tokens or project.model.max_tokens,
+        "temperature": project.model.temperature if temperature is None else temperature,
+    }
+    answers = [client.chat(w, name, p, **generation) for p in prompts]
+    url = endpoints.endpoint_url(w, name)
+    return {
+        "endpoint_name": name,
+        "endpoint_url": url,
+        "state": {"ready": ready, "config_update": update},
+        "config": found.get("config") or {},
+        "answers": [{"prompt": p, **a.to_dict()} for p, a in zip(prompts, answers)],
+        "curl": curl_command(url, backend, prompts[0] if prompts else "Hello"),
+        "sample_latency_ms": round(sum(a.latency_ms for a in answers) / max(1, len(answers)), 1),
+    }
+
+
+def curl_command(url: str, backend: Backend, prompt: str = "What is MLflow?", max_tokens: int = 64) -> str:
+    """The equivalent curl command; a real token is never printed, only the variable that holds it."""
+    import json
+
+    if backend.kind == "local":
+        auth = "Bearer local" if backend.token == "local" else "Bearer $LLMOPS_WORKSPACE_TOKEN"
+    else:
+        auth = "Bearer $DATABRICKS_TOKEN"
+    body = json.dumps({"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens})
+    return f"curl -s {url} -H 'Authorization: {auth}' -H 'Content-Type: application/json' -d '{body}'"
