@@ -1,0 +1,62 @@
+"""Chat request validation and the token counting shared by the responders."""
+
+from __future__ import annotations
+
+from .apierror import invalid
+
+ROLES = ("system", "user", "assistant", "tool", "function")
+DATAFRAME_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+def count_tokens(text: str) -> int:
+    """Whitespace tokens: what the fake responder and usage estimates count."""
+    return len(str(text).split())
+
+
+def validate_chat(body: object) -> dict:
+    """Check an OpenAI-style chat body as Databricks does; return it or raise 400."""
+    if not isinstance(body, dict):
+        raise invalid("request body: must be a JSON object")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise invalid(f"messages: {messages!r} is not allowed; a non-empty list of "
+                      "{role, content} objects is required")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise invalid(f"messages[{i}]: {m!r} is not allowed; an object with role and content")
+        if m["role"] not in ROLES:
+            raise invalid(f"messages[{i}].role: {m['role']!r} is not allowed; one of {ROLES}")
+        if not isinstance(m["content"], (str, list)) and m["content"] is not None:
+            raise invalid(f"messages[{i}].content: {m['content']!r} is not allowed; a string")
+    _check_int(body, "max_tokens", 1, None)
+    _check_int(body, "n", 1, 5)
+    t = body.get("temperature")
+    if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 2):
+        raise invalid(f"temperature: {t!r} is not allowed; a number between 0.0 and 2.0")
+    stop = body.get("stop")
+    if stop is not None and not (isinstance(stop, str) or
+                                 (isinstance(stop, list) and all(isinstance(s, str) for s in stop))):
+        raise invalid(f"stop: {stop!r} is not allowed; a string or a list of strings")
+    if body.get("stream"):
+        raise invalid("stream: True is not allowed; the local workspace does not stream answers")
+    return body
+
+
+def _check_int(body: dict, key: str, low: int, high: int | None) -> None:
+    v = body.get(key)
+    if v is None:
+        return
+    ok = isinstance(v, int) and not isinstance(v, bool) and v >= low and (high is None or v <= high)
+    if not ok:
+        rng = f">= {low}" if high is None else f"between {low} and {high}"
+        raise invalid(f"{key}: {v!r} is not allowed; an integer {rng}")
+
+
+def text_of(content: object) -> str:
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
+    return "" if content is None else str(content)
+
+
+def prompt_tokens(body: dict) -> int:
+    return sum(count_tokens(text_of(m.get("content"))) for m in body.get("messages", []))

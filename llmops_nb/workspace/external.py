@@ -1,0 +1,128 @@
+"""External-model runner: forward chat bodies to an OpenAI-compatible or Anthropic API.
+
+The key is resolved from its ``{{secrets/scope/key}}`` reference at request time and used
+only in the outgoing header: never logged, stored, or put in an error message.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.concurrency import run_in_threadpool
+
+from .apierror import ApiError, invalid, too_many, unavailable
+from .entities import Runner
+
+OPENAI_BASE = "https://api.openai.com/v1"
+ANTHROPIC_BASE = "https://api.anthropic.com/v1"
+SUPPORTED = ("openai", "custom", "anthropic")
+
+
+def _key(plain: str | None, ref: str | None, home) -> str:
+    if plain:
+        return plain
+    if not ref:
+        raise invalid("external_model: no API key (a {{secrets/scope/key}} reference) is configured")
+    from llmops_nb.errors import LlmopsError
+    from llmops_nb.secrets import resolve_secret
+
+    try:
+        return resolve_secret(ref, home)
+    except LlmopsError as e:
+        raise invalid(str(e)) from None
+
+
+def _post(url: str, headers: dict, body: dict, timeout: float):
+    import requests
+
+    return requests.post(url, headers=headers, json=body, timeout=timeout)
+
+
+class ExternalModelRunner(Runner):
+    """Forwards to the provider of ``entity['external_model']``; no process, ready at once."""
+
+    async def start(self) -> bool:
+        provider = self.entity["external_model"].get("provider")
+        if provider not in SUPPORTED:
+            self._failed(f"External model provider {provider!r} is not supported by the local "
+                         f"workspace; supported: {', '.join(SUPPORTED)}.")
+            return False
+        self._ready(f"External model {self.entity['external_model'].get('name')} ({provider})")
+        return True
+
+    def _request(self, body: dict) -> tuple[str, dict, dict]:
+        ext = self.entity["external_model"]
+        provider, home = ext["provider"], self.ctx.home
+        if provider == "anthropic":
+            cfg = ext.get("anthropic_config") or {}
+            key = _key(cfg.get("anthropic_api_key_plaintext"), cfg.get("anthropic_api_key"), home)
+            base = (cfg.get("anthropic_api_base") or ANTHROPIC_BASE).rstrip("/")
+            headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+            return f"{base}/messages", headers, to_anthropic(ext["name"], body)
+        if provider == "custom":
+            cfg = ext.get("custom_provider_config") or {}
+            auth = cfg.get("bearer_token_auth") or {}
+            key = _key(auth.get("token_plaintext"), auth.get("token"), home)
+            url = cfg.get("custom_provider_url", "").rstrip("/")
+            if not url.endswith("/chat/completions"):
+                url += "/chat/completions"
+        else:
+            cfg = ext.get("openai_config") or {}
+            key = _key(cfg.get("openai_api_key_plaintext"), cfg.get("openai_api_key"), home)
+            url = (cfg.get("openai_api_base") or OPENAI_BASE).rstrip("/") + "/chat/completions"
+        headers = {"Authorization": f"Bearer {key}"}
+        if cfg.get("openai_organization"):
+            headers["OpenAI-Organization"] = cfg["openai_organization"]
+        return url, headers, {**body, "model": ext["name"]}
+
+    async def invoke(self, body: dict) -> dict:
+        self.check_ready()
+        url, headers, out = self._request(body)
+        secret = next(iter(headers.values()))
+        try:
+            r = await run_in_threadpool(_post, url, headers, out, self.ctx.request_timeout)
+        except Exception as e:
+            raise unavailable(f"The external model provider of {self.name} did not answer: "
+                              f"{type(e).__name__}.", 2) from None
+        if r.status_code >= 400:
+            text = r.text[:300].replace(secret, "***").replace(secret.split()[-1], "***")
+            msg = f"The external model provider answered HTTP {r.status_code}: {text}"
+            if r.status_code == 429:
+                raise too_many(msg, float(r.headers.get("Retry-After", 1)))
+            if r.status_code >= 500:
+                raise unavailable(msg, 2)
+            raise ApiError(400, "INVALID_PARAMETER_VALUE" if r.status_code == 400 else
+                           "EXTERNAL_MODEL_ERROR", msg)
+        data = r.json()
+        if self.entity["external_model"]["provider"] == "anthropic":
+            data = from_anthropic(data)
+        return data
+
+
+def to_anthropic(model: str, body: dict) -> dict:
+    """An OpenAI chat body as an Anthropic messages body (system messages lifted out)."""
+    system = "\n".join(str(m["content"]) for m in body["messages"] if m["role"] == "system")
+    out = {"model": model, "max_tokens": body.get("max_tokens") or 1024,
+           "messages": [{"role": m["role"], "content": m["content"]}
+                        for m in body["messages"] if m["role"] in ("user", "assistant")]}
+    if system:
+        out["system"] = system
+    for k in ("temperature", "top_p"):
+        if body.get(k) is not None:
+            out[k] = body[k]
+    if body.get("stop"):
+        out["stop_sequences"] = [body["stop"]] if isinstance(body["stop"], str) else body["stop"]
+    return out
+
+
+def from_anthropic(data: dict) -> dict:
+    """An Anthropic messages answer as an OpenAI chat completion."""
+    text = "".join(p.get("text", "") for p in data.get("content", []) if p.get("type") == "text")
+    usage = data.get("usage") or {}
+    p, c = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
+    finish = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop"}
+    return {"id": data.get("id"), "object": "chat.completion", "created": int(time.time()),
+            "model": data.get("model"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": finish.get(data.get("stop_reason"), "stop")}],
+            "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}}

@@ -1,0 +1,167 @@
+"""Start, find and stop the local workspace server (the only module client code imports).
+
+Cheap to import: no fastapi, uvicorn or mlflow here. The server runs detached (its own
+session) and publishes ``<home>/server.json`` (pid, port, token, fake, child process groups).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmops_nb.errors import WorkspaceError
+
+SERVER_JSON = "server.json"
+_spawned: dict[int, subprocess.Popen] = {}
+
+
+@dataclass(frozen=True)
+class WorkspaceInfo:
+    """Where a running local workspace is."""
+
+    host: str
+    port: int
+    pid: int
+    token: str | None
+    home: Path
+    fake: bool
+
+
+def _read(home: Path) -> dict | None:
+    try:
+        return json.loads((Path(home) / SERVER_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """True if ``pid`` runs (a zombie, reaped here if it is our child, counts as dead)."""
+    proc = _spawned.get(pid)
+    if proc is not None and proc.poll() is not None:
+        _spawned.pop(pid, None)
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _answers(host: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{host}/.well-known/databricks-config", timeout=timeout) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def _info(data: dict, home: Path) -> WorkspaceInfo:
+    return WorkspaceInfo(host=data["host"], port=int(data["port"]), pid=int(data["pid"]),
+                         token=data.get("token"), home=Path(home), fake=bool(data.get("fake")))
+
+
+def status(home: Path) -> WorkspaceInfo | None:
+    """The live workspace of ``home``, or None if none runs and answers."""
+    data = _read(home)
+    if not data or not _alive(int(data.get("pid", 0))) or not _answers(data["host"]):
+        return None
+    return _info(data, home)
+
+
+def ensure_running(home: Path, tracking_uri: str | None, *, fake: bool = False,
+                   token: str | None = None, port: int = 0, fake_options: dict | None = None,
+                   timeout: float = 60.0) -> WorkspaceInfo:
+    """Reuse the workspace running in ``home`` (same fake/token), or start one detached."""
+    from filelock import FileLock
+
+    home = Path(home).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(home / ".server.lock")):
+        info = status(home)
+        if info is not None:
+            if info.fake == fake and (token is None or info.token == token):
+                return info
+            stop(home)
+        return _start(home, tracking_uri, fake=fake, token=token, port=port,
+                      fake_options=fake_options or {}, timeout=timeout)
+
+
+def _start(home: Path, tracking_uri: str | None, *, fake: bool, token: str | None, port: int,
+           fake_options: dict, timeout: float) -> WorkspaceInfo:
+    (home / SERVER_JSON).unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "llmops_nb.workspace", "serve", "--home", str(home),
+           "--port", str(port)]
+    if tracking_uri:
+        cmd += ["--tracking-uri", tracking_uri]
+    if fake:
+        cmd.append("--fake")
+        for key in ("latency_ms", "ready_seconds"):
+            if fake_options.get(key) is not None:
+                cmd += [f"--fake-{key.replace('_', '-')}", str(fake_options[key])]
+    env = dict(os.environ)
+    env.pop("LLMOPS_WORKSPACE_TOKEN", None)
+    if token:
+        env["LLMOPS_WORKSPACE_TOKEN"] = token  # not in argv: ps shows argv to everyone
+    log = home / "logs" / "workspace.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    _spawned[proc.pid] = proc
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(encoding="utf-8", errors="replace")[-800:]
+            raise WorkspaceError(f"the local workspace exited with code {proc.returncode} while "
+                                 f"starting; see {log}: {tail.strip().splitlines()[-1:]}")
+        data = _read(home)
+        if data and data.get("pid") == proc.pid and _answers(data["host"], 1.0):
+            return _info(data, home)
+        time.sleep(0.1)
+    stop(home)
+    raise WorkspaceError(f"the local workspace did not answer within {timeout:.0f} s; see {log}")
+
+
+def stop(home: Path, timeout: float = 15.0) -> bool:
+    """Stop the workspace of ``home`` and every child process group; True if one was running."""
+    data = _read(home)
+    if not data:
+        return False
+    pid = int(data.get("pid", 0))
+    children = [int(c) for c in data.get("children", [])]
+    was_alive = pid > 0 and _alive(pid)
+    if was_alive:
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+            while _alive(pid) and time.monotonic() < deadline + 5:
+                time.sleep(0.05)
+    for child in children:  # normally already stopped by the server itself
+        _signal_group(child, signal.SIGKILL)
+    _signal_group(pid, signal.SIGKILL)  # anything left in the server's own session
+    _spawned.pop(pid, None)
+    (Path(home) / SERVER_JSON).unlink(missing_ok=True)
+    return was_alive
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    if pgid <= 0:
+        return
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
