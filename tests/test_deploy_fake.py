@@ -1,0 +1,125 @@
+"""Deploy, wait and query through the real databricks-sdk over HTTP against the fake workspace."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from llmops_nb import client, endpoints
+from llmops_nb.config import EndpointConfig
+from llmops_nb.errors import DeployFailed, DeployTimeout
+
+
+def config(version: str = "1", **extra) -> EndpointConfig:  # noqa: ANN003
+    body = {
+        "name": "chat",
+        "served_entities": [{"entity_name": "m", "entity_version": version, "scale_to_zero_enabled": False}],
+        "ai_gateway": {"usage_tracking_config": {"enabled": True}},
+        "tags": {"team": "ml"},
+    }
+    body.update(extra)
+    return EndpointConfig.model_validate(body)
+
+
+def writes(ws) -> list[tuple[str, str]]:  # noqa: ANN001
+    return [(c["method"], c["path"]) for c in ws.write_calls()]
+
+
+def test_create_then_the_same_config_makes_no_write_call(fake_workspace) -> None:  # noqa: ANN001
+    w = fake_workspace.client()
+    first = endpoints.deploy(w, config(), progress=False, poll_interval=0.1)
+    assert (first.action, first.ready, first.config_update) == ("created", "READY", "NOT_UPDATING")
+    assert first.endpoint_url == f"{fake_workspace.host}/serving-endpoints/chat/invocations"
+    assert writes(fake_workspace) == [("POST", "/api/2.0/serving-endpoints")]
+    before = len(fake_workspace.write_calls())
+    again = endpoints.deploy(w, config(), progress=False, poll_interval=0.1)
+    assert again.action == "unchanged" and again.writes == ()
+    assert len(fake_workspace.write_calls()) == before
+
+
+def test_a_changed_config_makes_one_update_per_changed_part(fake_workspace) -> None:  # noqa: ANN001
+    w = fake_workspace.client()
+    endpoints.deploy(w, config(), progress=False, poll_interval=0.1)
+    fake_workspace.reset()
+    result = endpoints.deploy(w, config("2"), progress=False, poll_interval=0.1)
+    assert result.action == "updated" and result.writes == ("config",)
+    assert writes(fake_workspace) == [("PUT", "/api/2.0/serving-endpoints/chat/config")]
+    assert result.served_entities == ("m-2",)
+    fake_workspace.reset()
+    tagged = endpoints.deploy(w, config("2", tags={"team": "ml", "stage": "prod"}), progress=False, poll_interval=0.1)
+    assert tagged.writes == ("tags",)
+    assert writes(fake_workspace) == [("PATCH", "/api/2.0/serving-endpoints/chat/tags")]
+    fake_workspace.reset()
+    limited = config("2", tags={"team": "ml", "stage": "prod"}, ai_gateway={"rate_limits": [{"calls": 10}], "usage_tracking_config": {"enabled": True}})
+    assert endpoints.deploy(w, limited, progress=False, poll_interval=0.1).writes == ("ai_gateway",)
+    assert writes(fake_workspace) == [("PUT", "/api/2.0/serving-endpoints/chat/ai-gateway")]
+
+
+def test_an_update_during_an_update_waits_then_applies(fake_workspace) -> None:  # noqa: ANN001
+    w = fake_workspace.client()
+    endpoints.deploy(w, config(), progress=False, poll_interval=0.1)
+    fake_workspace.set_faults(ready_seconds=1.5)
+    # someone else starts an update and does not wait for it
+    from databricks.sdk.service import serving
+
+    other = fake_workspace.client()
+    other.serving_endpoints.update_config(
+        name="chat", served_entities=[serving.ServedEntityInput(entity_name="m", entity_version="2", scale_to_zero_enabled=False)]
+    )
+    assert endpoints.state_of(endpoints.get_endpoint(w, "chat"))[1] == "IN_PROGRESS"
+    result = endpoints.deploy(w, config("3"), progress=False, poll_interval=0.1)
+    assert result.served_entities == ("m-3",) and result.ready == "READY"
+
+
+def test_a_conflicting_write_is_retried_after_the_other_update(fake_workspace) -> None:  # noqa: ANN001
+    w = fake_workspace.client()
+    endpoints.deploy(w, config(), progress=False, poll_interval=0.1)
+    fake_workspace.set_faults(ready_seconds=1.0)
+    results: list[object] = []
+
+    def deploy(version: str) -> None:
+        results.append(endpoints.deploy(fake_workspace.client(), config(version), progress=False, poll_interval=0.1))
+
+    threads = [threading.Thread(target=deploy, args=(v,)) for v in ("2", "3")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 2
+    final = endpoints.get_endpoint(w, "chat")
+    assert endpoints.state_of(final) == ("READY", "NOT_UPDATING")
+    assert [e["name"] for e in final["config"]["served_entities"]] in (["m-2"], ["m-3"])
+
+
+def test_update_failed_names_the_entity_and_keeps_the_old_config_serving(fake_workspace) -> None:  # noqa: ANN001
+    w = fake_workspace.client()
+    endpoints.deploy(w, config(), progress=False, poll_interval=0.1)
+    fake_workspace.set_faults(fail_next_update="m-2")
+    with pytest.raises(DeployFailed) as err:
+        endpoints.deploy(w, config("2"), progress=False, poll_interval=0.1)
+    text = str(err.value)
+    assert "endpoint chat" in text and "UPDATE_FAILED" in text and "m-2" in text and "build-logs" in text
+    assert "\n" not in text
+    answer = client.chat(w, "chat", "still there?")
+    assert answer.served_entity == "m-1" and answer.content
+
+
+def test_a_wait_past_its_timeout_is_an_error_not_a_hang(fake_workspace) -> None:  # noqa: ANN001
+    w = fake_workspace.client()
+    fake_workspace.set_faults(ready_seconds=30)
+    started = time.monotonic()
+    with pytest.raises(DeployTimeout, match="not READY after 1 s"):
+        endpoints.deploy(w, config(), progress=False, timeout=1, poll_interval=0.2)
+    assert time.monotonic() - started < 10
+
+
+def test_queries_survive_a_storm_of_429_and_503(fake_workspace) -> None:  # noqa: ANN001
+    w = fake_workspace.client()
+    endpoints.deploy(w, config(), progress=False, poll_interval=0.1)
+    fake_workspace.set_faults(rate_429=0.3, rate_503=0.2, retry_after=0.1, seed=7)
+    results = client.chat_many(w, "chat", [f"question {i}" for i in range(20)], concurrency=4, progress=False)
+    assert [r.content for r in results] == [f"[m-1] echo: question {i}" for i in range(20)]
+    statuses = [c.get("status") for c in fake_workspace.requests() if c["path"].endswith("/invocations")]
+    assert 429 in statuses and 503 in statuses  # faults were really injected
