@@ -1,11 +1,13 @@
 """External-model runner: forward chat bodies to an OpenAI-compatible or Anthropic API.
 
-The key is resolved from its ``{{secrets/scope/key}}`` reference at request time and used
+Anthropic's API base is ``$LLMOPS_ANTHROPIC_API_BASE`` of the server (Databricks has no such
+field), else the public one. The key is resolved from its ``{{secrets/scope/key}}`` reference at request time and used
 only in the outgoing header: never logged, stored, or put in an error message.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 from starlette.concurrency import run_in_threadpool
@@ -56,7 +58,8 @@ class ExternalModelRunner(Runner):
         if provider == "anthropic":
             cfg = ext.get("anthropic_config") or {}
             key = _key(cfg.get("anthropic_api_key_plaintext"), cfg.get("anthropic_api_key"), home)
-            base = (cfg.get("anthropic_api_base") or ANTHROPIC_BASE).rstrip("/")
+            base = (cfg.get("anthropic_api_base") or os.environ.get("LLMOPS_ANTHROPIC_API_BASE")
+                    or ANTHROPIC_BASE).rstrip("/")
             headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
             return f"{base}/messages", headers, to_anthropic(ext["name"], body)
         if provider == "custom":
