@@ -1,0 +1,47 @@
+"""The real path: a registered SmolLM2 version served by MLflow's scoring server (slow)."""
+
+from __future__ import annotations
+
+import json
+
+import psutil
+import pytest
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.config import Config
+from databricks.sdk.service.serving import ChatMessage, ChatMessageRole
+from ws_helpers import core, entity
+
+from llmops_nb.workspace import launcher
+
+pytestmark = pytest.mark.model
+
+
+def test_registered_model_is_served_by_the_scoring_server(tmp_path):
+    pytest.importorskip("llama_cpp")
+    from llmops_nb.registry import register_model
+
+    tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
+    model = register_model("smollm2-135m-instruct", tracking_uri=tracking_uri,
+                           registry_uri=tracking_uri)
+    home = tmp_path / "ws"
+    info = launcher.ensure_running(home, tracking_uri)
+    try:
+        w = WorkspaceClient(config=Config(host=info.host, token="x", auth_type="pat",
+                                          retry_timeout_seconds=300, http_timeout_seconds=300))
+        ep = w.serving_endpoints.create_and_wait(
+            name="real", config=core("real", entity(model.name, model.version)))
+        assert ep.state.ready.value == "READY", ep.config.served_entities[0].state
+        r = w.serving_endpoints.query(name="real", messages=[
+            ChatMessage(role=ChatMessageRole.USER, content="Say hello.")], max_tokens=16)
+        assert r.choices[0].message.content
+        assert r.served_model_name == f"{model.name}-{model.version}"
+        children = json.loads((home / "server.json").read_text())["children"]
+        assert children  # the scoring server runs as a child process group
+        # an unknown version is refused before anything starts
+        with pytest.raises(Exception) as err:
+            w.serving_endpoints.create(name="nope", config=core("nope", entity(model.name, "99")))
+        assert err.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    finally:
+        launcher.stop(home)
+    for pid in children:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
