@@ -123,3 +123,15 @@ def test_faults_on_api_routes(w, ws, split):
 def test_unknown_endpoint_is_404(ws):
     r = post(ws, "/serving-endpoints/nope/invocations", chat())
     assert r.status_code == 404 and r.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_max_concurrency_fault(ws, split):
+    from concurrent.futures import ThreadPoolExecutor
+
+    ws.set_faults(max_concurrency=2, latency_ms=400)
+    with ThreadPoolExecutor(6) as pool:
+        codes = list(pool.map(
+            lambda _: post(ws, f"/serving-endpoints/{split}/invocations", chat()).status_code,
+            range(6)))
+    assert codes.count(200) >= 2 and codes.count(429) >= 1
+    assert set(codes) <= {200, 429}

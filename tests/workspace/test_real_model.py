@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 
 import psutil
 import pytest
@@ -37,6 +40,15 @@ def test_registered_model_is_served_by_the_scoring_server(tmp_path):
         assert r.served_model_name == f"{model.name}-{model.version}"
         children = json.loads((home / "server.json").read_text())["children"]
         assert children  # the scoring server runs as a child process group
+        # the scoring server dies: NOT_READY, the supervisor restarts it, the SDK retries 503s
+        os.killpg(children[0], signal.SIGKILL)
+        ep = _wait(w, "real", lambda e: e.state.ready.value == "NOT_READY")
+        assert ep.config.served_entities[0].state.deployment.value == "DEPLOYMENT_RECOVERING"
+        r = w.serving_endpoints.query(name="real", messages=[
+            ChatMessage(role=ChatMessageRole.USER, content="Again.")], max_tokens=8)
+        assert r.choices[0].message.content
+        assert w.serving_endpoints.get("real").state.ready.value == "READY"
+        children = json.loads((home / "server.json").read_text())["children"]
         # an unknown version is refused before anything starts
         with pytest.raises(Exception) as err:
             w.serving_endpoints.create(name="nope", config=core("nope", entity(model.name, "99")))
@@ -45,3 +57,12 @@ def test_registered_model_is_served_by_the_scoring_server(tmp_path):
         launcher.stop(home)
     for pid in children:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+
+def _wait(w, name, predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        ep = w.serving_endpoints.get(name)
+        if predicate(ep) or time.monotonic() > deadline:
+            return ep
+        time.sleep(0.1)
