@@ -1,0 +1,322 @@
+"""Evaluate an endpoint: query each dataset row once, score, log to MLflow, plot, gate.
+
+:func:`evaluate_endpoint` sends every question to the endpoint concurrently (one request
+per row), scores the answers with MLflow GenAI scorers (see :mod:`llmops_nb.scoring`),
+and logs params, metrics, the per-row table (``eval_table.json``) and a plot to one MLflow
+run. With ``resume_path`` each answered row is appended there as it arrives, so a killed
+run can be resumed without asking those rows again. Gating and promotion live in
+:mod:`llmops_nb.promotion` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from llmops_nb import scoring
+from llmops_nb.client import ChatResult, chat_many, check_generation
+from llmops_nb.datasets import dataset_digest, load_dataset
+from llmops_nb.errors import ConfigError, QueryError
+from llmops_nb.promotion import (
+    Champion,
+    Comparison,
+    GateDecision,
+    PromotionDecision,
+    compare,
+    decide,
+    find_champion,
+    gate,
+    promote,
+    record_decision,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    from databricks.sdk import WorkspaceClient
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "EvalResult", "evaluate_endpoint", "plot_results", "aggregate", "load_dataset", "dataset_digest",
+    "gate", "GateDecision", "compare", "Comparison", "decide", "PromotionDecision", "promote",
+    "record_decision", "find_champion", "Champion",
+]
+
+DEFAULT_SYSTEM = "Answer with a single word or number."
+TABLE_COLUMNS = ("id", "question", "expected", "answer", "exact_match", "contains_match", "response_length",
+                 "latency_ms", "prompt_tokens", "completion_tokens", "tokens_per_second", "served_entity", "error")
+TABLE_ARTIFACT = "eval_table.json"
+PLOT_ARTIFACT = "eval_plot.png"
+
+
+@dataclass
+class EvalResult:
+    """What one evaluation produced: its MLflow run, metrics, per-row table and plot."""
+
+    run_id: str
+    metrics: dict[str, float]
+    table: pd.DataFrame
+    plot_path: Path
+    dataset_digest: str
+    queried: int
+    figure: Figure | None = None
+
+
+def table_row(row: dict[str, Any], result: ChatResult | QueryError) -> dict[str, Any]:
+    """One result-table row (plus ``aliases``) for a dataset row and its answer or error."""
+    ok = isinstance(result, ChatResult)
+    answer = result.content if ok else ""
+    return {
+        "id": row["id"],
+        "question": row["question"],
+        "expected": row["expected"],
+        "aliases": list(row.get("aliases", [])),
+        "answer": answer,
+        **scoring.score_answer(answer, row["expected"], row.get("aliases", [])),
+        "latency_ms": result.latency_ms if ok else None,
+        "prompt_tokens": result.prompt_tokens if ok else None,
+        "completion_tokens": result.completion_tokens if ok else None,
+        "tokens_per_second": scoring.tokens_per_second(result.completion_tokens, result.latency_ms) if ok else None,
+        "served_entity": result.served_entity if ok else None,
+        "error": None if ok else str(result),
+    }
+
+
+def _resume_key(endpoint: str, max_tokens: int, temperature: float, system: str | None) -> dict[str, Any]:
+    return {"endpoint": endpoint, "max_tokens": max_tokens, "temperature": temperature, "system": system}
+
+
+def read_resume(path: Path, rows: list[dict[str, Any]], key: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Answered rows saved in ``path`` for the same question and settings, by id.
+
+    Lines that do not parse (a run killed mid-write) or were made with other settings are ignored.
+    """
+    if not path.exists():
+        return {}
+    questions = {r["id"]: r["question"] for r in rows}
+    done: dict[str, dict[str, Any]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            saved = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(saved, dict) or saved.get("key") != key:
+            continue
+        row = saved.get("row") or {}
+        if questions.get(row.get("id")) == row.get("question") and not row.get("error"):
+            done[row["id"]] = row
+    return done
+
+
+def query_rows(
+    w: WorkspaceClient,
+    endpoint: str,
+    rows: list[dict[str, Any]],
+    *,
+    concurrency: int,
+    max_tokens: int,
+    temperature: float,
+    system: str | None,
+    progress: bool,
+    resume_path: Path | None,
+) -> tuple[list[dict[str, Any]], int]:
+    """(table rows in dataset order, how many were queried now): each missing row asked once."""
+    key = _resume_key(endpoint, max_tokens, temperature, system)
+    done = read_resume(Path(resume_path), rows, key) if resume_path else {}
+    pending = [r for r in rows if r["id"] not in done]
+    sink = None
+    if resume_path and pending:
+        Path(resume_path).parent.mkdir(parents=True, exist_ok=True)
+        sink = open(resume_path, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+
+    def on_result(i: int, result: ChatResult | QueryError) -> None:
+        done[pending[i]["id"]] = entry = table_row(pending[i], result)
+        if sink is not None and entry["error"] is None:
+            sink.write(json.dumps({"key": key, "row": entry}) + "\n")
+            sink.flush()
+
+    try:
+        if pending:
+            chat_many(w, endpoint, [r["question"] for r in pending], concurrency=concurrency, progress=progress,
+                      on_result=on_result, max_tokens=max_tokens, temperature=temperature, system=system)
+    finally:
+        if sink is not None:
+            sink.close()
+    return [done[r["id"]] for r in rows], len(pending)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def _quantile(values: list[float], q: float) -> float:
+    """Linear-interpolated quantile (as numpy's default)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def aggregate(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Run-level metrics; a failed row scores 0 on matches and is left out of latency and tokens."""
+    ok = [r for r in rows if not r["error"]]
+    latencies = [float(r["latency_ms"]) for r in ok]
+    tokens = [float(r["completion_tokens"]) for r in ok]
+    rates = [float(r["tokens_per_second"]) for r in ok if r["tokens_per_second"] is not None]
+    metrics = {
+        "rows": float(len(rows)),
+        "error_rate": (len(rows) - len(ok)) / len(rows) if rows else math.nan,
+        "latency_p50_ms": _quantile(latencies, 0.5),
+        "latency_p95_ms": _quantile(latencies, 0.95),
+        "mean_completion_tokens": _mean(tokens),
+        "tokens_per_second": sum(tokens) / (sum(latencies) / 1000) if sum(latencies) > 0 else math.nan,
+        "latency_ms/mean": _mean(latencies),
+        "completion_tokens/mean": _mean(tokens),
+        "tokens_per_second/mean": _mean(rates),
+        "response_length/mean": _mean([float(r["response_length"]) for r in rows]),
+    }
+    for name in ("exact_match", "contains_match"):
+        metrics[name] = metrics[f"{name}/mean"] = _mean([float(r[name]) for r in rows])
+    return metrics
+
+
+def _use_headless_backend() -> None:
+    """Agg when nothing can show a window (no display, no notebook kernel, no choice made)."""
+    import matplotlib
+
+    if ("matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND")
+            and "ipykernel" not in sys.modules and not os.environ.get("DISPLAY")):
+        matplotlib.use("Agg")
+
+
+def plot_results(table: pd.DataFrame) -> Figure:
+    """Match rates (bars) and the latency histogram, side by side."""
+    _use_headless_backend()
+    import matplotlib.pyplot as plt
+
+    fig, (scores, latency) = plt.subplots(1, 2, figsize=(10, 3.6))
+    plt.close(fig)  # returned, not auto-shown: a notebook displays it once
+    names = ["exact_match", "contains_match"]
+    means = [float(table[n].mean()) if len(table) else 0.0 for n in names]
+    bars = scores.bar(["exact match", "contains match"], means, color=["#4C72B0", "#55A868"])
+    scores.bar_label(bars, labels=[f"{m:.0%}" for m in means])
+    scores.set_ylim(0, 1.1)
+    scores.set_title(f"Answer scores ({len(table)} rows)")
+    ok = table[table["error"].isna()]["latency_ms"].astype(float)
+    latency.hist(ok, bins=min(20, max(1, len(ok))), color="#8172B3")
+    if len(ok):
+        latency.axvline(ok.median(), color="black", linestyle="--", label=f"p50 {ok.median():.0f} ms")
+        latency.legend()
+    errors = int(table["error"].notna().sum())
+    latency.set_title("Latency per request" + (f" ({errors} failed)" if errors else ""))
+    latency.set_xlabel("ms")
+    latency.set_ylabel("requests")
+    fig.tight_layout()
+    return fig
+
+
+def _experiment(name: str, tracking_uri: str) -> str:
+    """The experiment id; created with artifacts next to a SQLite file, wherever the cwd is."""
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if urlparse(tracking_uri).scheme == "sqlite":
+        root = Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlruns"
+        location = (root / re.sub(r"[^\w.-]", "_", name)).as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def _log_mlflow_scores(rows: list[dict[str, Any]], tracking_uri: str, judge_endpoint: str | None) -> dict[str, float]:
+    """Scores from mlflow.genai.evaluate, or {} (with a warning tag) if it fails."""
+    import mlflow
+
+    try:
+        return scoring.run_mlflow_scorers([scoring.mlflow_record(r) for r in rows], tracking_uri, judge_endpoint)
+    except Exception as exc:  # noqa: BLE001 - the answers are already in; keep our own scores
+        mlflow.set_tag("llmops_nb.mlflow_scoring", f"failed: {exc}".splitlines()[0][:500])
+        return {}
+
+
+def evaluate_endpoint(
+    w: WorkspaceClient,
+    endpoint: str,
+    rows: list[dict[str, Any]],
+    *,
+    concurrency: int = 8,
+    max_tokens: int = 64,
+    temperature: float = 0.0,
+    system: str | None = DEFAULT_SYSTEM,
+    tracking_uri: str,
+    experiment: str = "llmops-nb",
+    run_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    resume_path: Path | None = None,
+    judge_endpoint: str | None = None,
+    mlflow_scoring: bool = True,
+    output_dir: Path | None = None,
+) -> EvalResult:
+    """Query each row once (``concurrency`` at a time), score, and log everything to one MLflow run.
+
+    A row that fails after retries is kept with its error (``error_rate``); with
+    ``resume_path`` answered rows are saved as they arrive and not asked again on a rerun.
+    ``mlflow_scoring`` runs the scorers through ``mlflow.genai.evaluate`` (per-row
+    assessments in the MLflow UI); the metrics are the same either way.
+    """
+    import mlflow
+
+    if not rows:
+        raise ConfigError("rows", rows, "expected at least one dataset row")
+    digest = dataset_digest(rows)
+    check_generation(max_tokens, temperature)
+    started = time.perf_counter()
+    answered, queried = query_rows(w, endpoint, rows, concurrency=concurrency, max_tokens=max_tokens,
+                                   temperature=temperature, system=system, progress=progress,
+                                   resume_path=Path(resume_path) if resume_path else None)
+    query_seconds = time.perf_counter() - started
+    metrics = aggregate(answered)
+
+    import pandas as pd
+
+    table = pd.DataFrame(answered, columns=list(TABLE_COLUMNS))
+    figure = plot_results(table)
+    out = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="llmops-eval-"))
+    out.mkdir(parents=True, exist_ok=True)
+    plot_path = out / PLOT_ARTIFACT
+    figure.savefig(plot_path, dpi=100)
+
+    mlflow.set_tracking_uri(tracking_uri)
+    run_tags = {"llmops_nb.step": "evaluate", "llmops_nb.endpoint": endpoint, **(tags or {})}
+    # genai.evaluate writes its traces to the active experiment: make it the run's.
+    experiment_id = mlflow.set_experiment(experiment_id=_experiment(experiment, tracking_uri)).experiment_id
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=run_tags) as run:
+        mlflow.log_params({"endpoint": endpoint, "concurrency": concurrency, "max_tokens": max_tokens,
+                           "temperature": temperature, "dataset_digest": digest, "rows": len(rows),
+                           "resumed_rows": len(rows) - queried, "judge_endpoint": judge_endpoint or "",
+                           **(params or {})})
+        logged = _log_mlflow_scores(answered, tracking_uri, judge_endpoint) if mlflow_scoring else {}
+        extra = {k: v for k, v in logged.items() if k not in metrics}
+        metrics.update(extra)
+        mlflow.log_metrics({k: v for k, v in metrics.items()
+                            if not (k in logged and math.isclose(logged[k], v, rel_tol=1e-9))
+                            and k not in extra})
+        mlflow.log_metric("query_seconds", query_seconds)
+        mlflow.log_table(data=table, artifact_file=TABLE_ARTIFACT)
+        mlflow.log_artifact(str(plot_path))
+    return EvalResult(run.info.run_id, metrics, table, plot_path, digest, queried, figure)

@@ -1,0 +1,148 @@
+"""evaluate_endpoint end to end: the fake workspace over HTTP, a real MLflow store in SQLite."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from llmops_nb import endpoints
+from llmops_nb.config import EndpointConfig
+from llmops_nb.datasets import dataset_digest, load_dataset
+from llmops_nb.errors import ConfigError
+from llmops_nb.evaluate import PLOT_ARTIFACT, TABLE_ARTIFACT, TABLE_COLUMNS, aggregate, evaluate_endpoint, plot_results
+
+# The fake answers "[<entity>] echo: <question>": one row matches exactly, one contains its answer.
+CRAFTED = [
+    {"id": "x1", "question": "Repeat", "expected": "m-1 echo: repeat", "aliases": []},
+    {"id": "x2", "question": "Say the word blue.", "expected": "blue", "aliases": []},
+]
+
+
+@pytest.fixture
+def chat(fake_workspace):  # noqa: ANN001, ANN201
+    """The fake workspace with a READY endpoint ``chat``, its request record cleared."""
+    deploy(fake_workspace, "chat")
+    fake_workspace.reset()
+    return fake_workspace
+
+
+def asked(ws) -> list[str]:  # noqa: ANN001
+    """The questions of the invocations the fake answered."""
+    return [r["body"]["messages"][-1]["content"] for r in ws.requests()
+            if r["path"].endswith("/invocations") and r["status"] == 200]
+
+
+def test_each_row_is_asked_once_scored_and_logged(chat, tmp_path: Path) -> None:  # noqa: ANN001
+    import mlflow
+
+    rows = load_dataset(max_rows=6) + CRAFTED
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    result = evaluate_endpoint(chat.client(), "chat", rows, concurrency=4, tracking_uri=uri, progress=False,
+                               run_name="eval-test", tags={"llmops_nb.model_version": "1"}, output_dir=tmp_path)
+    assert sorted(asked(chat)) == sorted(r["question"] for r in rows)
+    assert result.queried == len(rows)
+    assert list(result.table.columns) == list(TABLE_COLUMNS)
+    assert list(result.table["id"]) == [r["id"] for r in rows]
+    assert result.metrics["exact_match"] == result.metrics["exact_match/mean"] == pytest.approx(1 / 8)
+    assert result.metrics["contains_match"] == pytest.approx(2 / 8)
+    assert result.metrics["error_rate"] == 0 and result.metrics["rows"] == 8
+    assert 0 < result.metrics["latency_p50_ms"] <= result.metrics["latency_p95_ms"]
+    assert result.metrics["mean_completion_tokens"] > 0 and result.metrics["tokens_per_second"] > 0
+    assert set(result.table["served_entity"]) == {"m-1"}
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.get_run(result.run_id)
+    assert run.data.params["dataset_digest"] == result.dataset_digest == dataset_digest(rows)
+    assert run.data.params["endpoint"] == "chat" and run.data.params["concurrency"] == "4"
+    assert run.data.tags["llmops_nb.model_version"] == "1"
+    for name in ("exact_match/mean", "contains_match", "latency_p95_ms", "error_rate", "rows"):
+        assert run.data.metrics[name] == pytest.approx(result.metrics[name])
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {TABLE_ARTIFACT, PLOT_ARTIFACT} <= artifacts
+    logged = json.loads(Path(client.download_artifacts(result.run_id, TABLE_ARTIFACT, str(tmp_path))).read_text())
+    assert [row[logged["columns"].index("id")] for row in logged["data"]] == [r["id"] for r in rows]
+    assert result.plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # mlflow.genai.evaluate recorded one trace per row with its assessments.
+    traces = mlflow.search_traces(run_id=result.run_id, return_type="list")
+    assert len(traces) == len(rows)
+
+
+def test_resume_asks_only_the_missing_rows(chat, tmp_path: Path) -> None:  # noqa: ANN001
+    rows = load_dataset(max_rows=6) + CRAFTED
+    uri, resume = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "eval" / "answers.jsonl"
+    kwargs = {"tracking_uri": uri, "progress": False, "resume_path": resume, "mlflow_scoring": False}
+    first = evaluate_endpoint(chat.client(), "chat", rows[:4], **kwargs)
+    assert len(resume.read_text().splitlines()) == 4
+    with resume.open("a") as f:
+        f.write('{"key": {"endpoint": "chat"}, "row": {"id": "q0')  # a run killed mid-write
+    chat.reset()
+    second = evaluate_endpoint(chat.client(), "chat", rows, **kwargs)
+    assert sorted(asked(chat)) == sorted(r["question"] for r in rows[4:])
+    assert second.queried == 4 and second.metrics["rows"] == 8
+    assert list(second.table["id"]) == [r["id"] for r in rows]
+    assert second.table["answer"][:4].tolist() == first.table["answer"].tolist()
+    chat.reset()  # other generation settings are a different evaluation: nothing is reused
+    evaluate_endpoint(chat.client(), "chat", rows[:2], max_tokens=8, **kwargs)
+    assert len(asked(chat)) == 2
+
+
+def deploy(ws, name: str) -> None:  # noqa: ANN001
+    cfg = EndpointConfig.model_validate(
+        {"name": name, "served_entities": [{"entity_name": "m", "entity_version": "1", "scale_to_zero_enabled": False}]}
+    )
+    endpoints.deploy(ws.client(), cfg, progress=False, poll_interval=0.1)
+
+
+def test_failed_rows_are_kept_with_their_error_and_retried_on_resume(fake_workspace, tmp_path: Path) -> None:  # noqa: ANN001
+    uri, resume = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "answers.jsonl"
+    kwargs = {"tracking_uri": uri, "progress": False, "resume_path": resume, "mlflow_scoring": False}
+    failed = evaluate_endpoint(fake_workspace.client(), "later", CRAFTED, **kwargs)  # no such endpoint yet
+    assert failed.metrics["error_rate"] == 1.0 and failed.metrics["rows"] == 2
+    assert failed.metrics["exact_match"] == 0 and math.isnan(failed.metrics["latency_p50_ms"])
+    assert failed.table["error"].str.startswith("endpoint later:").all()
+    assert not resume.exists() or resume.read_text() == ""
+    deploy(fake_workspace, "later")
+    fake_workspace.reset()
+    healed = evaluate_endpoint(fake_workspace.client(), "later", CRAFTED, **kwargs)
+    assert healed.metrics["error_rate"] == 0 and len(asked(fake_workspace)) == 2
+
+
+@pytest.mark.xfail(strict=True, reason="client.chat lets the SDK's TimeoutError (retries exhausted) escape "
+                   "instead of returning a QueryError; remove this mark once client.py catches it")
+def test_rows_still_failing_after_retries_are_kept(chat, tmp_path: Path) -> None:  # noqa: ANN001
+    chat.set_faults(rate_503=1.0, retry_after=1)
+    failed = evaluate_endpoint(chat.client(retry_timeout_seconds=1), "chat", CRAFTED,
+                               tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", progress=False, mlflow_scoring=False)
+    assert failed.metrics["error_rate"] == 1.0 and len(failed.table) == 2
+
+
+def test_aggregate_and_plot_without_a_workspace() -> None:
+    ok = {"exact_match": 1.0, "contains_match": 1.0, "response_length": 1, "latency_ms": 100.0,
+          "completion_tokens": 2, "tokens_per_second": 20.0, "error": None}
+    bad = {"exact_match": 0.0, "contains_match": 0.0, "response_length": 0, "latency_ms": None,
+           "completion_tokens": None, "tokens_per_second": None, "error": "endpoint chat: boom"}
+    metrics = aggregate([ok, dict(ok, latency_ms=300.0), bad])
+    assert metrics["error_rate"] == pytest.approx(1 / 3) and metrics["contains_match"] == pytest.approx(2 / 3)
+    assert metrics["latency_p50_ms"] == 200.0 and metrics["latency_p95_ms"] == pytest.approx(290.0)
+    assert metrics["tokens_per_second"] == pytest.approx(4 / 0.4)
+
+    import pandas as pd
+
+    fig = plot_results(pd.DataFrame([ok, bad]))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["Answer scores (2 rows)", "Latency per request (1 failed)"]
+    assert [round(p.get_height(), 2) for p in fig.axes[0].patches] == [0.5, 0.5]
+
+
+def test_bad_input_fails_before_any_request(chat, tmp_path: Path) -> None:  # noqa: ANN001
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with pytest.raises(ConfigError, match="^rows:"):
+        evaluate_endpoint(chat.client(), "chat", [], tracking_uri=uri)
+    with pytest.raises(ConfigError, match="^max_tokens:"):
+        evaluate_endpoint(chat.client(), "chat", CRAFTED, tracking_uri=uri, max_tokens=0)
+    with pytest.raises(ConfigError, match=r"^rows\[0\]\.expected:"):
+        evaluate_endpoint(chat.client(), "chat", [{"id": "a", "question": "q"}], tracking_uri=uri)
+    assert asked(chat) == []
