@@ -48,13 +48,17 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "EvalResult", "evaluate_endpoint", "plot_results", "aggregate", "load_dataset", "dataset_digest",
     "gate", "GateDecision", "compare", "Comparison", "decide", "PromotionDecision", "promote",
-    "record_decision", "find_champion", "Champion",
+    "record_decision", "find_champion", "Champion", "Evaluation", "evaluate_and_promote", "KNOWN_METRICS",
 ]
 
 DEFAULT_SYSTEM = "Answer with a single word or number."
 TABLE_COLUMNS = ("id", "question", "expected", "answer", "exact_match", "contains_match", "response_length",
                  "latency_ms", "prompt_tokens", "completion_tokens", "tokens_per_second", "served_entity", "error")
 TABLE_ARTIFACT = "eval_table.json"
+# Every metric evaluate_endpoint reports (a judge adds its own, e.g. correctness/mean).
+KNOWN_METRICS = ("rows", "error_rate", "exact_match", "exact_match/mean", "contains_match", "contains_match/mean",
+                 "latency_p50_ms", "latency_p95_ms", "mean_completion_tokens", "tokens_per_second",
+                 "latency_ms/mean", "completion_tokens/mean", "tokens_per_second/mean", "response_length/mean")
 PLOT_ARTIFACT = "eval_plot.png"
 
 
@@ -320,3 +324,107 @@ def evaluate_endpoint(
         mlflow.log_table(data=table, artifact_file=TABLE_ARTIFACT)
         mlflow.log_artifact(str(plot_path))
     return EvalResult(run.info.run_id, metrics, table, plot_path, digest, queried, figure)
+
+
+@dataclass
+class Evaluation:
+    """An evaluation and what it decided: what the evaluate notebook shows and publishes."""
+
+    result: EvalResult
+    gate: GateDecision
+    comparison: Comparison | None
+    champion: Champion | None
+    decision: PromotionDecision
+    promoted: bool
+    model_name: str | None
+    model_version: str | None
+    alias: str
+
+    @property
+    def run_id(self) -> str:
+        return self.result.run_id
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.result.metrics
+
+    @property
+    def figure(self) -> Figure | None:
+        return self.result.figure
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return self.result.table
+
+    @property
+    def comparison_table(self) -> pd.DataFrame | None:
+        """Champion vs candidate side by side, or None when there is no champion to compare with."""
+        return self.comparison.table if self.comparison else None
+
+    def report(self) -> str:
+        """Human-readable: metrics, each threshold, the comparison, and the decision."""
+        m = self.metrics
+        lines = [
+            f"MLflow run {self.run_id}: {int(m['rows'])} rows ({self.result.queried} queried now), "
+            f"exact {m['exact_match']:.1%}, contains {m['contains_match']:.1%}, errors {m['error_rate']:.1%}, "
+            f"latency p50 {m['latency_p50_ms']:.0f} ms / p95 {m['latency_p95_ms']:.0f} ms",
+            "Gate:", *(f"  {line}" for line in self.gate.summary()),
+        ]
+        if self.comparison is not None and self.champion is not None:
+            lines += [f"Versus champion (version {self.champion.version}):",
+                      *(f"  {line}" for line in self.comparison.summary())]
+        target = f"{self.model_name} version {self.model_version}" if self.model_version else "this model"
+        verdict = (f"PROMOTED: alias '{self.alias}' -> {target}" if self.promoted
+                   else f"promotion allowed, but not applied (promote=False or no version) for {target}"
+                   if self.decision.promote else f"NOT promoted: {target} keeps its aliases")
+        return "\n".join([*lines, verdict, *(f"  {r}" for r in self.decision.reasons)])
+
+
+def evaluate_and_promote(
+    w: WorkspaceClient,
+    endpoint: str,
+    rows: list[dict[str, Any]],
+    *,
+    model_name: str | None,
+    model_version: str | None,
+    thresholds: Mapping[str, float],
+    margin: float = 0.02,
+    alias: str = "champion",
+    promote_on_pass: bool = True,
+    tracking_uri: str,
+    registry_uri: str | None = None,
+    **evaluate_kwargs: Any,
+) -> Evaluation:
+    """Evaluate, gate on ``thresholds``, compare with the current ``alias`` holder, maybe move the alias.
+
+    Thresholds are checked before any request (a threshold on an unknown metric fails
+    fast). The comparison is skipped when there is no champion or the candidate is the
+    champion. The decision is always recorded as tags on the evaluation run.
+    """
+    if not evaluate_kwargs.get("judge_endpoint"):  # a judge adds metrics only known afterwards
+        gate(dict.fromkeys(KNOWN_METRICS, 0.0), thresholds)  # unknown names fail before any request
+    champion = None
+    if model_name:
+        champion = find_champion(model_name, alias=alias, tracking_uri=tracking_uri, registry_uri=registry_uri)
+    tags = dict(evaluate_kwargs.pop("tags", None) or {})
+    if model_name:
+        tags["llmops_nb.model_name"] = model_name
+    if model_version:
+        tags["llmops_nb.model_version"] = str(model_version)
+    result = evaluate_endpoint(w, endpoint, rows, tracking_uri=tracking_uri, tags=tags, **evaluate_kwargs)
+    gate_decision = gate(result.metrics, thresholds)
+    comparison = None
+    if champion is not None and champion.version != str(model_version):
+        comparison = compare(result.metrics, champion.metrics, margin,
+                             candidate_digest=result.dataset_digest, champion_digest=champion.dataset_digest)
+    decision = decide(gate_decision, comparison)
+    promoted = bool(decision.promote and promote_on_pass and model_name and model_version)
+    if promoted:
+        promote(model_name, str(model_version), alias=alias, tracking_uri=tracking_uri,  # type: ignore[arg-type]
+                registry_uri=registry_uri, run_id=result.run_id, decision=decision)
+    else:
+        record_decision(result.run_id, PromotionDecision(False, decision.reasons) if not decision.promote
+                        else PromotionDecision(False, ["not applied", *decision.reasons]),
+                        alias=alias, version=model_version, tracking_uri=tracking_uri)
+    return Evaluation(result, gate_decision, comparison, champion, decision, promoted, model_name,
+                      str(model_version) if model_version else None, alias)

@@ -12,7 +12,16 @@ from llmops_nb import endpoints
 from llmops_nb.config import EndpointConfig
 from llmops_nb.datasets import dataset_digest, load_dataset
 from llmops_nb.errors import ConfigError
-from llmops_nb.evaluate import PLOT_ARTIFACT, TABLE_ARTIFACT, TABLE_COLUMNS, aggregate, evaluate_endpoint, plot_results
+from llmops_nb.evaluate import (
+    KNOWN_METRICS,
+    PLOT_ARTIFACT,
+    TABLE_ARTIFACT,
+    TABLE_COLUMNS,
+    aggregate,
+    evaluate_and_promote,
+    evaluate_endpoint,
+    plot_results,
+)
 
 # The fake answers "[<entity>] echo: <question>": one row matches exactly, one contains its answer.
 CRAFTED = [
@@ -145,4 +154,42 @@ def test_bad_input_fails_before_any_request(chat, tmp_path: Path) -> None:  # no
         evaluate_endpoint(chat.client(), "chat", CRAFTED, tracking_uri=uri, max_tokens=0)
     with pytest.raises(ConfigError, match=r"^rows\[0\]\.expected:"):
         evaluate_endpoint(chat.client(), "chat", [{"id": "a", "question": "q"}], tracking_uri=uri)
+    assert asked(chat) == []
+
+
+def test_every_reported_metric_is_known() -> None:
+    row = {"exact_match": 1.0, "contains_match": 1.0, "response_length": 1, "latency_ms": 1.0,
+           "completion_tokens": 1, "tokens_per_second": 1.0, "error": None}
+    assert set(aggregate([row])) == set(KNOWN_METRICS)
+
+
+def test_evaluate_and_promote_moves_the_alias_only_when_not_worse(chat, tmp_path: Path) -> None:  # noqa: ANN001
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    registry = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    registry.create_registered_model("m")
+    for _ in range(2):
+        registry.create_model_version("m", source=str(tmp_path))
+    common = {"model_name": "m", "thresholds": {"contains_match": 0.2, "error_rate": 0.0}, "margin": 0.05,
+              "tracking_uri": uri, "registry_uri": uri, "progress": False, "mlflow_scoring": False}
+
+    first = evaluate_and_promote(chat.client(), "chat", CRAFTED, model_version="1", **common)
+    assert first.promoted and first.comparison_table is None
+    assert str(registry.get_model_version_by_alias("m", "champion").version) == "1"
+    assert "PROMOTED: alias 'champion' -> m version 1" in first.report()
+
+    rows = CRAFTED + load_dataset(max_rows=1)  # contains_match 2/3 vs the champion's 1.0
+    second = evaluate_and_promote(chat.client(), "chat", rows, model_version="2", **common)
+    assert second.gate.passed and not second.promoted
+    assert str(registry.get_model_version_by_alias("m", "champion").version) == "1"
+    assert second.comparison_table.set_index("metric").loc["contains_match", "ok"] == False  # noqa: E712
+    report = second.report()
+    assert "NOT promoted" in report and "trails champion 1 by 0.3333" in report
+    assert "different dataset" in report
+    assert MlflowClient(tracking_uri=uri).get_run(second.run_id).data.tags["llmops_nb.promoted"] == "false"
+
+    chat.reset()
+    with pytest.raises(ConfigError, match=r"^thresholds\.accuracy:"):
+        evaluate_and_promote(chat.client(), "chat", rows, model_version="2", **{**common, "thresholds": {"accuracy": 1}})
     assert asked(chat) == []

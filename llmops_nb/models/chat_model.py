@@ -1,0 +1,162 @@
+"""MLflow pyfunc chat model around a GGUF file run with llama.cpp (a models-from-code file).
+
+MLflow copies this file into every logged model and runs it at load time, so it depends
+only on mlflow, llama-cpp-python and the standard library: a registered version serves
+where llmops_nb is not installed. It takes the OpenAI-style chat body (``messages``,
+``max_tokens``, ``temperature``, ``stop``) and answers with ``{id, object, created, model,
+choices, usage}``. Generation defaults come from the logged ``model_config``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.models import set_model
+from mlflow.pyfunc import PythonModel
+
+try:
+    from llmops_nb.errors import ModelError as _ErrorBase
+except ImportError:  # served without llmops_nb installed
+    _ErrorBase = RuntimeError  # type: ignore[assignment,misc]
+
+# model_config keys and their defaults; registry.py records the effective values as params.
+DEFAULT_CONFIG: dict[str, Any] = {
+    "model_name": "smollm2-135m-instruct",
+    "max_tokens": 256,
+    "temperature": 0.7,
+    "n_ctx": 2048,
+    "seed": 42,
+}
+
+
+class ChatRequestError(_ErrorBase, MlflowException):  # type: ignore[misc,valid-type]
+    """A chat request the model cannot answer; the scoring server returns HTTP 400."""
+
+    def __init__(self, message: str) -> None:
+        MlflowException.__init__(self, message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def llama_kwargs(config: dict[str, Any]) -> dict[str, Any]:
+    """Arguments for ``llama_cpp.Llama`` besides the model path (shared with bench/)."""
+    threads = os.cpu_count() or 1
+    return {
+        "n_ctx": int(config["n_ctx"]),
+        "n_threads": threads,
+        "n_threads_batch": threads,
+        "seed": int(config["seed"]),
+        "verbose": False,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """numpy arrays/scalars and NaN (from MLflow's DataFrame round trip) to plain Python."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def parse_request(model_input: Any) -> dict[str, Any]:
+    """The chat body as a plain dict, from a dict or MLflow's one-row DataFrame."""
+    if isinstance(model_input, dict):
+        body = model_input
+    elif hasattr(model_input, "to_dict"):  # pandas.DataFrame after schema enforcement
+        if len(model_input) != 1:
+            raise ChatRequestError(f"expected one chat request, got {len(model_input)} rows")
+        body = {k: v[0] for k, v in model_input.to_dict(orient="list").items()}
+    else:
+        raise ChatRequestError(f"expected a chat request dict, got {type(model_input).__name__}")
+    body = {k: v for k, v in ((k, _plain(v)) for k, v in body.items()) if v is not None}
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ChatRequestError("messages: a non-empty list of {role, content} is required")
+    return body
+
+
+class LlamaChatModel(PythonModel):
+    """OpenAI-style chat completions from a GGUF model run in-process by llama.cpp."""
+
+    # The explicit chat signature validates inputs; skip MLflow's type-hint wrapper of predict
+    # (the attribute MLflow's own ChatModel uses) and its "add type hints" warning.
+    _skip_type_hint_validation = True
+
+    def __init__(self) -> None:
+        self._llm: Any = None
+        self._config: dict[str, Any] = dict(DEFAULT_CONFIG)
+        self._worker: ThreadPoolExecutor | None = None
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn`` on the model's one worker thread: calls are serialized (the Llama object
+        is not thread-safe) and llama.cpp's OpenMP thread team is created once. The scoring
+        server calls predict from changing worker threads; a team per calling thread makes
+        the idle teams spin and halves tokens/s on a 2-core machine."""
+        if self._worker is None:
+            raise ChatRequestError("the model is not loaded (load_context was not called)")
+        return self._worker.submit(fn, *args, **kwargs).result()
+
+    def load_context(self, context: Any) -> None:
+        from llama_cpp import Llama  # lazy: heavy, and only needed to serve
+
+        self._config = {**DEFAULT_CONFIG, **(context.model_config or {})}
+        path = context.artifacts["gguf"]
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+        self._llm = self._call(Llama, model_path=path, **llama_kwargs(self._config))
+
+    def predict(self, context, model_input, params: dict[str, Any] | None = None):  # noqa: ANN001
+        """Answer one chat request with a ``chat.completion`` dict."""
+        body = {**parse_request(model_input), **(params or {})}
+        max_tokens = int(body.get("max_tokens", self._config["max_tokens"]))
+        temperature = float(body.get("temperature", self._config["temperature"]))
+        if max_tokens < 1:
+            raise ChatRequestError(f"max_tokens: {max_tokens} is not allowed; use 1 or more")
+        if not 0.0 <= temperature <= 2.0:
+            raise ChatRequestError(f"temperature: {temperature} is not allowed; use 0 to 2")
+        stop = body.get("stop")
+        kwargs = {
+            "messages": [
+                {"role": m["role"], "content": m.get("content") or ""} for m in body["messages"]
+            ],
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stop": [stop] if isinstance(stop, str) else stop,
+        }
+        try:
+            out = self._call(self._llm.create_chat_completion, **kwargs)
+        except ValueError as e:  # llama.cpp: "Requested tokens (N) exceed context window"
+            raise ChatRequestError(
+                f"prompt too long or invalid request: {e}; shorten the messages or lower "
+                f"max_tokens (context window {self._config['n_ctx']} tokens)"
+            ) from None
+        return _completion(out, self._config["model_name"])
+
+
+def _completion(out: dict[str, Any], model_name: str) -> dict[str, Any]:
+    """llama.cpp's answer in the Databricks/OpenAI chat.completion shape."""
+    return {
+        "id": out["id"],
+        "object": "chat.completion",
+        "created": out["created"],
+        "model": model_name,
+        "choices": [
+            {
+                "index": c["index"],
+                "message": {"role": "assistant", "content": c["message"].get("content") or ""},
+                "finish_reason": c.get("finish_reason") or "stop",
+            }
+            for c in out["choices"]
+        ],
+        "usage": dict(out["usage"]),
+    }
+
+
+set_model(LlamaChatModel())

@@ -1,0 +1,58 @@
+"""Arguments to log or save the GGUF chat model as an MLflow pyfunc (models from code)."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from llmops_nb.errors import ConfigError, ModelError
+from llmops_nb.models.gguf import bundled_gguf_path
+
+CHAT_MODEL_FILE = Path(__file__).with_name("chat_model.py")
+INPUT_EXAMPLE: dict[str, Any] = {
+    "messages": [{"role": "user", "content": "Say hello."}],
+    "max_tokens": 8,
+    "temperature": 0.0,
+}
+
+
+def model_config(generation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The recorded model_config: DEFAULT_CONFIG updated with ``generation`` (keys checked)."""
+    from llmops_nb.models.chat_model import DEFAULT_CONFIG
+
+    generation = dict(generation or {})
+    for key in generation:
+        if key not in DEFAULT_CONFIG:
+            raise ConfigError("generation", key, f"allowed keys: {', '.join(DEFAULT_CONFIG)}")
+    return {**DEFAULT_CONFIG, **generation}
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements of the serving environment (no slow requirement inference)."""
+    try:
+        llama = version("llama-cpp-python")
+    except PackageNotFoundError:
+        raise ModelError("llama-cpp-python is not installed; run: pip install 'llmops-nb[local]'")
+    return [f"mlflow=={version('mlflow')}", f"llama-cpp-python=={llama}"]
+
+
+def pyfunc_kwargs(
+    gguf_path: Path | str | None = None, generation: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Keyword arguments for ``mlflow.pyfunc.log_model`` / ``save_model``."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.llm import CHAT_MODEL_INPUT_SCHEMA, CHAT_MODEL_OUTPUT_SCHEMA
+
+    gguf = Path(gguf_path) if gguf_path else bundled_gguf_path()
+    if not gguf.is_file():
+        raise ConfigError("gguf_path", str(gguf), "an existing .gguf file")
+    return {
+        "python_model": str(CHAT_MODEL_FILE),
+        "artifacts": {"gguf": str(gguf)},
+        "model_config": model_config(generation),
+        "signature": ModelSignature(CHAT_MODEL_INPUT_SCHEMA, CHAT_MODEL_OUTPUT_SCHEMA),
+        "input_example": INPUT_EXAMPLE,
+        "pip_requirements": pip_requirements(),
+        "metadata": {"task": "llm/v1/chat"},
+    }
