@@ -10,6 +10,7 @@ run can be resumed without asking those rows again. Gating and promotion live in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -17,7 +18,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -245,6 +246,28 @@ def _experiment(name: str, tracking_uri: str) -> str:
     return mlflow.create_experiment(name, artifact_location=location)
 
 
+@contextlib.contextmanager
+def _active_experiment(experiment_id: str) -> Iterator[None]:
+    """Make ``experiment_id`` mlflow's active experiment, then restore the caller's.
+
+    genai.evaluate writes its traces to the active experiment, not the active run's; left
+    set, it would break the caller's next run on another tracking store.
+    """
+    import mlflow
+    from mlflow.tracking import fluent
+
+    before, env = fluent._active_experiment_id, os.environ.get("MLFLOW_EXPERIMENT_ID")
+    mlflow.set_experiment(experiment_id=experiment_id)
+    try:
+        yield
+    finally:
+        fluent._active_experiment_id = before
+        if env is None:
+            os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+        else:
+            os.environ["MLFLOW_EXPERIMENT_ID"] = env
+
+
 def _log_mlflow_scores(rows: list[dict[str, Any]], tracking_uri: str, judge_endpoint: str | None) -> dict[str, float]:
     """Scores from mlflow.genai.evaluate, or {} (with a warning tag) if it fails."""
     import mlflow
@@ -307,9 +330,10 @@ def evaluate_endpoint(
 
     mlflow.set_tracking_uri(tracking_uri)
     run_tags = {"llmops_nb.step": "evaluate", "llmops_nb.endpoint": endpoint, **(tags or {})}
-    # genai.evaluate writes its traces to the active experiment: make it the run's.
-    experiment_id = mlflow.set_experiment(experiment_id=_experiment(experiment, tracking_uri)).experiment_id
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=run_tags) as run:
+    experiment_id = _experiment(experiment, tracking_uri)
+    with _active_experiment(experiment_id), mlflow.start_run(
+        experiment_id=experiment_id, run_name=run_name, tags=run_tags
+    ) as run:
         mlflow.log_params({"endpoint": endpoint, "concurrency": concurrency, "max_tokens": max_tokens,
                            "temperature": temperature, "dataset_digest": digest, "rows": len(rows),
                            "resumed_rows": len(rows) - queried, "judge_endpoint": judge_endpoint or "",

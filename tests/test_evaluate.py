@@ -75,7 +75,7 @@ def test_each_row_is_asked_once_scored_and_logged(chat, tmp_path: Path) -> None:
     assert [row[logged["columns"].index("id")] for row in logged["data"]] == [r["id"] for r in rows]
     assert result.plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # mlflow.genai.evaluate recorded one trace per row with its assessments.
-    traces = mlflow.search_traces(run_id=result.run_id, return_type="list")
+    traces = mlflow.search_traces(locations=[run.info.experiment_id], run_id=result.run_id, return_type="list")
     assert len(traces) == len(rows)
 
 
