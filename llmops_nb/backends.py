@@ -97,6 +97,7 @@ class Backend:
         ``retry_timeout_seconds`` (``$LLMOPS_RETRY_TIMEOUT_SECONDS``, default 300).
         """
         from databricks.sdk import WorkspaceClient
+        from databricks.sdk.config import Config
 
         retry = retry_timeout_seconds or int(os.environ.get(ENV_RETRY_TIMEOUT, "300"))
         http = http_timeout_seconds or int(os.environ.get(ENV_HTTP_TIMEOUT, "120"))
@@ -115,7 +116,7 @@ class Backend:
         if self.profile:
             kwargs["profile"] = self.profile
         try:
-            return WorkspaceClient(**kwargs)  # type: ignore[arg-type]
+            return WorkspaceClient(config=Config(**kwargs))  # type: ignore[arg-type]
         except ValueError as exc:  # the SDK's "cannot configure default credentials"
             raise WorkspaceError(f"{self.kind} workspace: {exc}".splitlines()[0]) from None
 
