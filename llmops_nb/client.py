@@ -92,8 +92,10 @@ def chat(
         response = w.serving_endpoints.query(
             name=endpoint, messages=messages, max_tokens=max_tokens, temperature=temperature, stop=stop
         )
-    except DatabricksError as exc:
-        raise QueryError(f"endpoint {endpoint}: {exc}".splitlines()[0]) from None
+    except (DatabricksError, TimeoutError, OSError) as exc:
+        # DatabricksError: an API error after the SDK's retries; TimeoutError: the SDK's retry
+        # budget ran out on 429/503; OSError: requests' connection errors (a killed server).
+        raise QueryError(f"endpoint {endpoint}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
     latency_ms = (time.perf_counter() - started) * 1000
     if not response.choices:
         raise QueryError(f"endpoint {endpoint}: the answer has no choices")

@@ -124,7 +124,7 @@ def publish(step: str, **outputs: Any) -> dict[str, Any]:
     missing = [k for k in STEP_OUTPUTS[step] if k not in outputs]
     if missing:
         raise ConfigError(f"{step} outputs", sorted(outputs), f"missing {', '.join(missing)}")
-    payload = json.loads(json.dumps(outputs, default=str))
+    payload = json.loads(json.dumps(_finite(outputs), default=str))
     dbutils = _dbutils()
     if dbutils is not None:
         for key, value in payload.items():
@@ -137,6 +137,17 @@ def publish(step: str, **outputs: Any) -> dict[str, Any]:
     except ImportError:  # pragma: no cover - IPython is a dependency
         pass
     return payload
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities become None (task values and JSON readers refuse them)."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _plain(step: str, payload: Mapping[str, Any]) -> str:

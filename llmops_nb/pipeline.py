@@ -60,8 +60,11 @@ class RunResult:
 
 
 def notebooks_dir() -> Path:
-    """The folder that holds the step notebooks."""
-    return project_root() / "notebooks"
+    """The folder that holds the step notebooks: ``<project>/notebooks``, else the package's checkout."""
+    local = project_root() / "notebooks"
+    if (local / NOTEBOOKS["register"]).exists():
+        return local
+    return Path(__file__).resolve().parents[1] / "notebooks"
 
 
 def parse_steps(steps: str | Sequence[str] | None) -> list[str]:

@@ -142,3 +142,78 @@ def curl_command(url: str, backend: Backend, prompt: str = "What is MLflow?", ma
         auth = "Bearer $DATABRICKS_TOKEN"
     body = json.dumps({"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens})
     return f"curl -s {url} -H 'Authorization: {auth}' -H 'Content-Type: application/json' -d '{body}'"
+
+
+def served_version(project: ProjectConfig, backend: Backend, endpoint_name: str, model_name: str) -> str | None:
+    """The version of ``model_name`` the endpoint serves (the entity with the most traffic)."""
+    from llmops_nb import endpoints
+
+    found = endpoints.get_endpoint(backend.workspace_client(), endpoint_name) or {}
+    config = found.get("config") or {}
+    share = {r.get("served_entity_name"): r.get("traffic_percentage", 0) for r in (config.get("traffic_config") or {}).get("routes") or []}
+    candidates = [e for e in config.get("served_entities") or [] if e.get("entity_name") == model_name]
+    if not candidates:
+        return None
+    best = max(candidates, key=lambda e: share.get(e.get("name"), 100 if len(candidates) == 1 else 0))
+    return str(best.get("entity_version"))
+
+
+def evaluate(
+    project: ProjectConfig,
+    backend: Backend,
+    *,
+    endpoint_name: str = "",
+    model_name: str = "",
+    model_version: str = "",
+    max_rows: int | None = None,
+    resume: bool = False,
+    promote: bool = True,
+    progress: bool = True,
+) -> Any:
+    """Score the dataset through the endpoint, log it to MLflow, gate and maybe promote.
+
+    Each row is queried once; finished rows are appended to a resume file under
+    ``<project>/.llmops/eval/`` so that ``resume=True`` after an interrupted run only asks
+    the rows that are missing.
+    """
+    from llmops_nb import datasets
+    from llmops_nb.evaluate import evaluate_and_promote
+    from llmops_nb.paths import project_root
+    from llmops_nb.pipeline import environment_record
+
+    ev = project.evaluation
+    name = target_endpoint(project, endpoint_name)
+    model = model_name or (project.model.name if project.endpoint is not None else "")
+    version = model_version or (served_version(project, backend, name, model) if model else None)
+    rows = datasets.load_dataset(ev.dataset, max_rows or ev.max_rows)
+    resume_path = project_root() / ".llmops" / "eval" / f"{name}-v{version or 'x'}.jsonl"
+    resume_path.parent.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        resume_path.unlink(missing_ok=True)
+    env = environment_record()
+    tags = {
+        "llmops_nb.git_commit": str(env["git_commit"]),
+        "llmops_nb.backend": backend.kind,
+        **{f"llmops_nb.version.{k}": str(v) for k, v in env["packages"].items() if v},
+    }
+    return evaluate_and_promote(
+        backend.workspace_client(),
+        name,
+        rows,
+        model_name=model or None,
+        model_version=version,
+        thresholds=ev.thresholds,
+        margin=ev.margin,
+        alias=ev.promote_alias,
+        promote_on_pass=promote,
+        tracking_uri=backend.tracking_uri,
+        registry_uri=backend.registry_uri,
+        concurrency=ev.concurrency,
+        max_tokens=project.model.max_tokens,
+        temperature=project.model.temperature,
+        resume_path=resume_path,
+        judge_endpoint=ev.judge_endpoint,
+        progress=progress,
+        tags=tags,
+        params={"config_hash": project.endpoint.config_hash() if project.endpoint else "", "endpoint_kind": backend.kind},
+    )

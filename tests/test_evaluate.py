@@ -119,8 +119,6 @@ def test_failed_rows_are_kept_with_their_error_and_retried_on_resume(fake_worksp
     assert healed.metrics["error_rate"] == 0 and len(asked(fake_workspace)) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="client.chat lets the SDK's TimeoutError (retries exhausted) escape "
-                   "instead of returning a QueryError; remove this mark once client.py catches it")
 def test_rows_still_failing_after_retries_are_kept(chat, tmp_path: Path) -> None:  # noqa: ANN001
     chat.set_faults(rate_503=1.0, retry_after=1)
     failed = evaluate_endpoint(chat.client(retry_timeout_seconds=1), "chat", CRAFTED,
