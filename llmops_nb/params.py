@@ -117,7 +117,7 @@ def notebook_params(namespace: Mapping[str, Any], names: Sequence[str]) -> dict[
     return out
 
 
-def publish(step: str, **outputs: Any) -> dict[str, Any]:
+def publish(step: str, **outputs: Any) -> None:
     """Publish a step's outputs: shown in the notebook, and job task values on Databricks."""
     if step not in STEP_OUTPUTS:
         raise ConfigError("step", step, f"expected one of {', '.join(STEP_OUTPUTS)}")
@@ -136,7 +136,6 @@ def publish(step: str, **outputs: Any) -> dict[str, Any]:
             display({OUTPUTS_MIME: {"step": step, "outputs": payload}, "text/plain": _plain(step, payload)}, raw=True)
     except ImportError:  # pragma: no cover - IPython is a dependency
         pass
-    return payload
 
 
 def _finite(value: Any) -> Any:
