@@ -133,9 +133,10 @@ def query(
     endpoint: str, prompt: str, backend: str | None, max_tokens: int, temperature: float, system: str | None, as_json: bool
 ) -> None:
     """Send PROMPT to ENDPOINT and print the answer."""
-    from llmops_nb.client import chat, check_generation
+    from llmops_nb.client import as_messages, chat, check_generation
 
     check_generation(max_tokens, temperature)
+    as_messages(prompt, system)  # bad input fails before any workspace is started
     result = chat(
         _backend(backend).workspace_client(), endpoint, prompt, max_tokens=max_tokens, temperature=temperature, system=system
     )

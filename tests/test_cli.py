@@ -1,0 +1,112 @@
+"""The command line: bad input exits 2 with one line and starts nothing; the local lifecycle end to end."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "llmops_nb.cli"]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A project folder of its own; its local workspace is stopped afterwards, whatever happened."""
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLFLOW_", "LLMOPS_"))}
+    env["LLMOPS_PROJECT_DIR"] = str(tmp_path)
+    yield tmp_path, env
+    from llmops_nb.workspace import launcher
+
+    launcher.stop(tmp_path / ".llmops")
+
+
+def cli(args: list[str], project: tuple[Path, dict[str, str]], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    folder, env = project
+    return subprocess.run(CLI + args, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+BAD = [
+    (["deploy", "--config", "configs/broken.yml"], "endpoint.name: 'bad name!'"),
+    (["deploy", "--config", "configs/missing.yml"], "missing.yml"),
+    (["deploy", "--model-version", "latest"], "--model-version: 'latest' is not allowed"),
+    (["query", "smollm2-chat", "hi", "--max-tokens", "0"], "max_tokens: 0 is not allowed"),
+    (["query", "smollm2-chat", "hi", "--temperature", "3"], "temperature: 3.0 is not allowed"),
+    (["query", "smollm2-chat", "   "], "prompt: '   ' is not allowed"),
+    (["run", "--steps", "train"], "steps: 'train' is not allowed"),
+    (["deploy", "--backend", "aws"], "'aws' is not one of 'local', 'databricks'"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD)
+def test_bad_input_exits_2_with_one_line_and_starts_nothing(args: list[str], message: str, project) -> None:  # noqa: ANN001
+    folder, _ = project
+    (folder / "configs" / "broken.yml").write_text(
+        (folder / "configs" / "local.yml").read_text().replace("name: smollm2-chat", "name: 'bad name!'")
+    )
+    done = cli(args, project, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    if not args[0] == "deploy" or "--backend" not in args:
+        assert len([line for line in done.stderr.splitlines() if line.startswith("error:")]) <= 1
+    assert not (folder / ".llmops" / "server.json").exists()  # no workspace was started
+    assert not (folder / "mlflow.db").exists() and not (folder / "runs").exists()
+
+
+def test_help_explains_every_command(project) -> None:  # noqa: ANN001
+    for args in (["--help"], ["register", "--help"], ["deploy", "--help"], ["query", "--help"], ["run", "--help"],
+                 ["endpoints", "--help"], ["endpoints", "stop", "--help"], ["workspace", "--help"]):
+        done = cli(args, project, timeout=60)
+        assert done.returncode == 0 and "Usage:" in done.stdout
+
+
+@pytest.mark.model
+def test_make_run_lifecycle_on_the_local_workspace_with_the_real_model(project) -> None:  # noqa: ANN001
+    """register -> deploy -> serve -> evaluate, then curl the printed URL, then stop everything."""
+    import psutil
+
+    folder, _ = project
+    done = cli(["run", "--max-rows", "6"], project, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = Path(done.stdout.split("run folder: ", 1)[1].splitlines()[0])
+    assert sorted(p.name for p in run_dir.glob("*.ipynb")) == ["01_register.ipynb", "02_deploy.ipynb", "03_serve.ipynb", "04_evaluate.ipynb"]
+    assert "MLflow evaluation run:" in done.stdout and "promoted:" in done.stdout
+    url = done.stdout.split("endpoint: ", 1)[1].splitlines()[0]
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/serving-endpoints/smollm2-chat/invocations")
+
+    # plain HTTP, as curl would
+    body = {"messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 16}
+    answer = requests.post(url, json=body, headers={"Authorization": "Bearer anything"}, timeout=120).json()
+    assert answer["choices"][0]["message"]["content"].strip()
+    assert answer["usage"]["completion_tokens"] > 0 and answer["usage"]["total_tokens"] > answer["usage"]["prompt_tokens"]
+
+    # the MLflow run holds the metrics
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    run_id = done.stdout.split("MLflow evaluation run: ", 1)[1].split()[0]
+    metrics = client.get_run(run_id).data.metrics
+    assert metrics["rows"] == 6 and 0 <= metrics["contains_match"] <= 1
+
+    # through databricks-sdk, via the CLI
+    queried = cli(["query", "smollm2-chat", "Name one color.", "--json"], project, timeout=120)
+    assert queried.returncode == 0 and '"completion_tokens"' in queried.stdout
+
+    # stop the endpoint, then the workspace: no process is left behind
+    status = cli(["workspace", "status"], project, timeout=60)
+    pid = int(status.stdout.split("pid ", 1)[1].split(",")[0])
+    children = [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    assert children  # the scoring servers
+    assert cli(["endpoints", "stop", "smollm2-chat"], project, timeout=120).returncode == 0
+    assert "smollm2-chat" not in cli(["endpoints", "list"], project, timeout=60).stdout
+    assert cli(["workspace", "stop"], project, timeout=120).returncode == 0
+    alive = [p for p in [pid, *children] if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert alive == []
