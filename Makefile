@@ -25,10 +25,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/llmops-nb register
-	$(BIN)/llmops-nb deploy
-	$(BIN)/llmops-nb query smollm2-chat "What is the capital of France?"
-	@echo "stop the endpoint: $(BIN)/llmops-nb endpoints stop smollm2-chat; stop everything: make stop"
+	$(BIN)/llmops-nb run --config configs/local.yml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

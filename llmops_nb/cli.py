@@ -184,11 +184,20 @@ def run(config_path: Path | None, steps: str, out: Path | None, backend: str | N
     click.echo(f"run folder: {result.run_dir}")
     for step in result.steps:
         click.echo(f"  {step}: {result.seconds.get(step, 0):.1f} s -> {pipeline.NOTEBOOKS[step]}")
-    if "endpoint_url" in published:
-        click.echo(f"endpoint: {published['endpoint_url']}")
     if "eval_run_id" in published:
+        from llmops_nb.backends import default_kind, local_tracking_uri
+
         click.echo(f"MLflow evaluation run: {published['eval_run_id']}")
+        if default_kind(backend or None) == "local":
+            click.echo(f"  see it with: mlflow ui --backend-store-uri {local_tracking_uri()}")
         click.echo(f"promoted: {published.get('promoted')}")
+    if "endpoint_url" in published:
+        from llmops_nb.backends import resolve_backend
+        from llmops_nb.steps import curl_command
+
+        click.echo(f"endpoint: {published['endpoint_url']}")
+        click.echo(f"  try: {curl_command(published['endpoint_url'], resolve_backend(backend or None, start=False))}")
+        click.echo(f"  stop it: llmops-nb endpoints stop {published['endpoint_name']}   (everything: llmops-nb workspace stop)")
 
 
 # --------------------------------------------------------------------------- endpoints
