@@ -10,8 +10,6 @@ and the error names the step, the cell and the exception.
 from __future__ import annotations
 
 import json
-import platform
-import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from typing import Any
 
 from llmops_nb.errors import ConfigError, LlmopsError
 from llmops_nb.paths import project_root
+from llmops_nb.provenance import environment_record
 from llmops_nb.secrets import looks_like_secret
 
 STEPS: tuple[str, ...] = ("register", "deploy", "serve", "evaluate")
@@ -34,7 +33,6 @@ NOTEBOOKS: dict[str, str] = {
 COMMON = ("config_path", "backend")
 #: papermill's inferred type names for Python types of parameter values.
 _TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}
-_PACKAGES = ("llmops-nb", "mlflow", "databricks-sdk", "papermill", "llama-cpp-python", "pydantic")
 
 
 class StepFailed(LlmopsError):
@@ -101,32 +99,6 @@ def check_parameters(step: str, notebook: Path, params: Mapping[str, Any]) -> No
         actual = _TYPE_NAMES.get(type(value), type(value).__name__)
         if expected not in ("None", actual) and not (expected == "float" and actual == "int"):
             raise ConfigError(f"{step}.{name}", value, f"expected {expected} (the notebook's default is {declared[name].get('default')})")
-
-
-def _git_commit(root: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
-def environment_record() -> dict[str, Any]:
-    """Package versions, Python, platform and git commit: what it takes to repeat a run."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions: dict[str, str | None] = {}
-    for package in _PACKAGES:
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = None
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "packages": versions,
-        "git_commit": _git_commit(project_root()),
-    }
 
 
 def new_run_dir(out: Path | None = None) -> Path:

@@ -179,7 +179,7 @@ def evaluate(
     from llmops_nb import datasets
     from llmops_nb.evaluate import evaluate_and_promote
     from llmops_nb.paths import project_root
-    from llmops_nb.pipeline import environment_record
+    from llmops_nb.provenance import environment_record
 
     ev = project.evaluation
     name = target_endpoint(project, endpoint_name)
