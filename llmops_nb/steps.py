@@ -196,7 +196,7 @@ def evaluate(
         "llmops_nb.backend": backend.kind,
         **{f"llmops_nb.version.{k}": str(v) for k, v in env["packages"].items() if v},
     }
-    return evaluate_and_promote(
+    evaluation = evaluate_and_promote(
         backend.workspace_client(),
         name,
         rows,
@@ -217,3 +217,21 @@ def evaluate(
         tags=tags,
         params={"config_hash": project.endpoint.config_hash() if project.endpoint else "", "endpoint_kind": backend.kind},
     )
+    record_run(evaluation.run_id, project, backend, env)
+    return evaluation
+
+
+def record_run(run_id: str, project: ProjectConfig, backend: Backend, env: dict[str, Any]) -> None:
+    """Attach the project config and the environment to an MLflow run, so it can be repeated."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=backend.tracking_uri, registry_uri=backend.registry_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.yml"
+        project.to_yaml(path)  # secrets are references only: nothing to hide
+        client.log_artifact(run_id, str(path), "reproducibility")
+    client.log_text(run_id, json.dumps(env, indent=2), "reproducibility/environment.json")
