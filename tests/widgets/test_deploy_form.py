@@ -1,0 +1,58 @@
+"""Deploy through the form to the fake workspace (real HTTP, the real databricks-sdk client)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llmops_nb.config import load_project_config
+from llmops_nb.widgets import EndpointForm
+from llmops_nb.widgets.form import DEPLOY_STEPS, FOUNDATION
+
+ROOT = Path(__file__).resolve().parents[2]
+E0 = "endpoint.served_entities[0]"
+
+
+def make_form(ws) -> EndpointForm:
+    base = load_project_config(ROOT / "configs" / "local.yml")
+    return EndpointForm(base, client=ws.client(), registered_models={"smollm2-135m-instruct": ["3", "1"]},
+                        poll_interval=0.1, timeout=30)
+
+
+def test_deploy_stays_disabled_while_invalid_then_reaches_the_workspace(fake_workspace):
+    form = make_form(fake_workspace)
+    assert form.foundation_models == ["databricks-smollm2-135m-instruct"]  # listed from the workspace
+    form.set(**{"endpoint.name": "has spaces"})
+    assert form.deploy_button.disabled
+    form.deploy_button.click()  # even a forced click makes no call
+    assert fake_workspace.write_calls() == []
+    form.set(**{"endpoint.name": "form-chat", "endpoint.tags": "team=ml", f"{E0}.workload_size": "Medium"})
+    assert not form.deploy_button.disabled
+    form.deploy_button.click()
+    calls = fake_workspace.write_calls()
+    assert [(c["method"], c["path"]) for c in calls] == [("POST", "/api/2.0/serving-endpoints")]
+    expected = form.config.endpoint.with_resolved_versions(lambda name: "3").to_databricks_body()
+    assert calls[0]["body"] == expected
+    assert calls[0]["body"]["config"]["served_entities"][0]["entity_version"] == "3"  # latest listed version
+    assert form.last_deploy["ready"] == "READY" and form.last_deploy["action"] == "created"
+    url = f"{fake_workspace.host}/serving-endpoints/form-chat/invocations"
+    assert form.last_deploy["endpoint_url"] == url and url in form.result.value
+    assert form.progress.value == DEPLOY_STEPS and form.progress.bar_style == "success"
+    form.deploy_button.click()  # the same config again: no write call
+    assert len(fake_workspace.write_calls()) == 1 and form.last_deploy["action"] == "unchanged"
+
+
+def test_deploy_failure_is_shown_in_the_form(fake_workspace):
+    form = make_form(fake_workspace)
+    form.set(**{f"{E0}.entity_name": "never-registered"})
+    form.deploy_button.click()
+    assert form.last_deploy is None and form.progress.bar_style == "danger"
+    assert "no registered version of &#x27;never-registered&#x27;" in form.status.value
+    assert fake_workspace.write_calls() == []
+
+
+def test_foundation_model_deploy_checks_it_exists(fake_workspace):
+    form = make_form(fake_workspace)
+    form.set(kind=FOUNDATION)
+    form.deploy_button.click()
+    assert fake_workspace.write_calls() == []
+    assert form.last_deploy["action"] == "exists" and form.last_deploy["ready"] == "READY"
