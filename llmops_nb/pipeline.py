@@ -128,15 +128,15 @@ def plan(
         step_params.update((overrides or {}).get(step, {}))
         check_parameters(step, notebook, step_params)
         # the outputs this step receives from earlier steps must be declared parameters too
-        for key in _STEP_INPUTS.get(step, ()):
+        for key in STEP_INPUTS.get(step, ()):
             if key not in declared:
                 raise ConfigError(f"{step}.{key}", None, f"{notebook.name} must declare it to receive it")
         params[step] = step_params
     return params
 
 
-#: Outputs of earlier steps each step takes as parameters.
-_STEP_INPUTS: dict[str, tuple[str, ...]] = {
+#: Outputs of earlier steps each step takes as parameters (the bundle's job wires the same).
+STEP_INPUTS: dict[str, tuple[str, ...]] = {
     "deploy": ("model_version",),
     "serve": ("endpoint_name",),
     "evaluate": ("endpoint_name", "model_name", "model_version"),
@@ -184,7 +184,7 @@ def run(
             notebook = notebooks_dir() / NOTEBOOKS[step]
             target = run_dir / NOTEBOOKS[step]
             step_params = dict(params[step])
-            step_params.update({k: v for k, v in published.items() if k in _STEP_INPUTS.get(step, ())})
+            step_params.update({k: v for k, v in published.items() if k in STEP_INPUTS.get(step, ())})
             check_parameters(step, notebook, step_params)
             log(f"[{i}/{len(chosen)}] {step}: {notebook.name} -> {target}")
             started = time.perf_counter()

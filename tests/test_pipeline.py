@@ -24,7 +24,7 @@ def test_steps_parse_in_chain_order() -> None:
 def test_every_notebook_declares_what_the_runner_passes() -> None:
     params = pipeline.plan(pipeline.STEPS, ROOT / "configs" / "local.yml", "local")
     assert set(params) == set(pipeline.STEPS)
-    for step, inputs in pipeline._STEP_INPUTS.items():
+    for step, inputs in pipeline.STEP_INPUTS.items():
         declared = pipeline.declared_parameters(ROOT / "notebooks" / pipeline.NOTEBOOKS[step])
         for key in inputs:
             assert key in declared, (step, key)
