@@ -1,16 +1,22 @@
 """MLflow pyfunc chat model around a GGUF file run with llama.cpp (a models-from-code file).
 
-MLflow copies this file into every logged model and runs it at load time, so it depends
-only on mlflow, llama-cpp-python and the standard library: a registered version serves
-where llmops_nb is not installed. It takes the OpenAI-style chat body (``messages``,
-``max_tokens``, ``temperature``, ``stop``) and answers with ``{id, object, created, model,
-choices, usage}``. Generation defaults come from the logged ``model_config``.
+MLflow copies this file into every logged model and runs it at load time, with engine.py
+beside it (``code_paths``), so it depends only on mlflow, llama-cpp-python and the
+standard library: a registered version serves where llmops_nb is not installed. It takes
+the OpenAI-style chat body (``messages``, ``max_tokens``, ``temperature``, ``stop``,
+``seed``) and answers with ``{id, object, created, model, choices, usage}``. Concurrent
+predict calls (the scoring server runs each request in a worker thread) are decoded
+together by one continuous-batching engine. Generation defaults come from the logged
+``model_config``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,6 +29,10 @@ try:
     from llmops_nb.errors import ModelError as _ErrorBase
 except ImportError:  # served without llmops_nb installed
     _ErrorBase = RuntimeError  # type: ignore[assignment,misc]
+try:
+    from llmops_nb.models.engine import BatchEngine, GenRequest
+except ImportError:  # served without llmops_nb: the copy logged with code_paths
+    from engine import BatchEngine, GenRequest  # type: ignore[no-redef]
 
 # model_config keys and their defaults; registry.py records the effective values as params.
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -31,6 +41,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "temperature": 0.7,
     "n_ctx": 2048,
     "seed": 42,
+    "n_parallel": 8,
 }
 
 
@@ -91,29 +102,22 @@ class LlamaChatModel(PythonModel):
     _skip_type_hint_validation = True
 
     def __init__(self) -> None:
-        self._llm: Any = None
+        self._engine: BatchEngine | None = None
         self._config: dict[str, Any] = dict(DEFAULT_CONFIG)
-        self._worker: ThreadPoolExecutor | None = None
-
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run ``fn`` on the model's one worker thread: calls are serialized (the Llama object
-        is not thread-safe) and llama.cpp's OpenMP thread team is created once. The scoring
-        server calls predict from changing worker threads; a team per calling thread makes
-        the idle teams spin and halves tokens/s on a 2-core machine."""
-        if self._worker is None:
-            raise ChatRequestError("the model is not loaded (load_context was not called)")
-        return self._worker.submit(fn, *args, **kwargs).result()
 
     def load_context(self, context: Any) -> None:
-        from llama_cpp import Llama  # lazy: heavy, and only needed to serve
-
         self._config = {**DEFAULT_CONFIG, **(context.model_config or {})}
-        path = context.artifacts["gguf"]
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
-        self._llm = self._call(Llama, model_path=path, **llama_kwargs(self._config))
+        kwargs = llama_kwargs(self._config)
+        self._engine = BatchEngine(
+            context.artifacts["gguf"], n_ctx=kwargs["n_ctx"],
+            n_seq_max=int(self._config["n_parallel"]), n_threads=kwargs["n_threads"],
+        )
+        _widen_server_threads(4 * int(self._config["n_parallel"]))
 
     def predict(self, context, model_input, params: dict[str, Any] | None = None):  # noqa: ANN001
         """Answer one chat request with a ``chat.completion`` dict."""
+        if self._engine is None:
+            raise ChatRequestError("the model is not loaded (load_context was not called)")
         body = {**parse_request(model_input), **(params or {})}
         max_tokens = int(body.get("max_tokens", self._config["max_tokens"]))
         temperature = float(body.get("temperature", self._config["temperature"]))
@@ -121,18 +125,18 @@ class LlamaChatModel(PythonModel):
             raise ChatRequestError(f"max_tokens: {max_tokens} is not allowed; use 1 or more")
         if not 0.0 <= temperature <= 2.0:
             raise ChatRequestError(f"temperature: {temperature} is not allowed; use 0 to 2")
-        stop = body.get("stop")
-        kwargs = {
-            "messages": [
-                {"role": m["role"], "content": m.get("content") or ""} for m in body["messages"]
-            ],
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "stop": [stop] if isinstance(stop, str) else stop,
-        }
+        stop = body.get("stop") or []
+        messages = [{"role": m["role"], "content": m.get("content") or ""}
+                    for m in body["messages"]]
+        prompt, template_stops = self._engine.chat_prompt(messages)
+        request = GenRequest(
+            prompt=prompt, max_tokens=max_tokens, temperature=temperature,
+            stop=([stop] if isinstance(stop, str) else list(stop)) + template_stops,
+            seed=int(body.get("seed", self._config["seed"])),
+        )
         try:
-            out = self._call(self._llm.create_chat_completion, **kwargs)
-        except ValueError as e:  # llama.cpp: "Requested tokens (N) exceed context window"
+            out = self._engine.generate(request)
+        except ValueError as e:  # "Requested tokens (N) exceed context window of 2048"
             raise ChatRequestError(
                 f"prompt too long or invalid request: {e}; shorten the messages or lower "
                 f"max_tokens (context window {self._config['n_ctx']} tokens)"
@@ -140,22 +144,35 @@ class LlamaChatModel(PythonModel):
         return _completion(out, self._config["model_name"])
 
 
-def _completion(out: dict[str, Any], model_name: str) -> dict[str, Any]:
-    """llama.cpp's answer in the Databricks/OpenAI chat.completion shape."""
+def _widen_server_threads(n: int) -> None:
+    """Let at least ``n`` requests wait in predict at once. MLflow's scoring server runs
+    predict with ``asyncio.to_thread``, whose default pool has min(32, cores + 4) threads
+    (6 on 2 cores): fewer concurrent requests than the engine can batch. uvicorn loads the
+    model inside its running loop, so the loop's default executor can be widened here."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    current = getattr(loop, "_default_executor", None)
+    if current is None or getattr(current, "_max_workers", 0) < n:
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=n, thread_name_prefix="predict"))
+
+
+def _completion(out: Any, model_name: str) -> dict[str, Any]:
+    """An engine result in the Databricks/OpenAI chat.completion shape."""
+    completion = len(out.tokens)
     return {
-        "id": out["id"],
+        "id": f"chatcmpl-{uuid.uuid4()}",
         "object": "chat.completion",
-        "created": out["created"],
+        "created": int(time.time()),
         "model": model_name,
-        "choices": [
-            {
-                "index": c["index"],
-                "message": {"role": "assistant", "content": c["message"].get("content") or ""},
-                "finish_reason": c.get("finish_reason") or "stop",
-            }
-            for c in out["choices"]
-        ],
-        "usage": dict(out["usage"]),
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": out.text},
+            "finish_reason": out.finish_reason,
+        }],
+        "usage": {"prompt_tokens": out.prompt_tokens, "completion_tokens": completion,
+                  "total_tokens": out.prompt_tokens + completion},
     }
 
 

@@ -1,0 +1,321 @@
+"""Continuous batching over llama.cpp's batch API: many requests, one context, one thread.
+
+Logged next to chat_model.py (``code_paths``), so it depends only on llama-cpp-python, numpy
+and the standard library. One engine thread owns the llama.cpp context (this build uses
+OpenMP: a thread team per calling thread would spin on the cores). Each step decodes one
+token for every running sequence plus prompt chunks of newly admitted ones, in one
+``llama_decode``; a request that arrives while others run joins the next step. Every
+sequence has its own KV stream (``kv_unified=False``, ``n_ctx`` = per-sequence context x
+``n_seq_max``), so its attention sees only its own cells, as in a one-sequence context.
+Greedy when temperature is 0; otherwise top-k/top-p/min-p/temperature sampling with a
+per-request RNG, so an answer does not depend on what else is in the batch.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class GenRequest:
+    """One generation: prompt tokens and how to sample and stop."""
+
+    prompt: list[int]
+    max_tokens: int
+    temperature: float = 0.0
+    stop: list[str] = field(default_factory=list)
+    seed: int = 42
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+
+
+@dataclass
+class GenResult:
+    """Generated tokens, text (cut before a stop string) and why generation ended."""
+
+    tokens: list[int]
+    text: str
+    finish_reason: str  # "stop" (EOS or stop string) or "length"
+    prompt_tokens: int
+
+
+@dataclass
+class _Seq:
+    req: GenRequest
+    future: Future
+    slot: int = -1
+    fed: int = 0  # prompt tokens already in the KV cache
+    out: list[int] = field(default_factory=list)
+    text: bytes = b""
+    rng: Any = None
+    multibyte: int = 0
+
+
+def sample(logits: np.ndarray, req: GenRequest, rng: np.random.Generator | None) -> int:
+    """Greedy at temperature 0; else top-k, top-p, min-p, temperature, draw (llama.cpp order)."""
+    if req.temperature <= 0.0 or rng is None:
+        return int(np.argmax(logits))
+    k = min(max(req.top_k, 1), logits.shape[0])
+    top = np.argpartition(logits, -k)[-k:]
+    top = top[np.argsort(-logits[top], kind="stable")]
+    raw = logits[top].astype(np.float64)
+    p = np.exp(raw - raw[0])
+    p /= p.sum()
+    keep = int(np.searchsorted(np.cumsum(p), req.top_p) + 1) if req.top_p < 1.0 else k
+    keep = max(1, min(keep, k, int(np.count_nonzero(p >= req.min_p * p[0]))))
+    scaled = raw[:keep] / req.temperature
+    q = np.exp(scaled - scaled.max())
+    return int(top[rng.choice(keep, p=q / q.sum())])
+
+
+class BatchEngine:
+    """Serves ``GenRequest``s concurrently from one llama.cpp context (continuous batching)."""
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        n_ctx: int = 2048,
+        n_seq_max: int = 8,
+        n_batch: int = 512,
+        n_threads: int | None = None,
+    ) -> None:
+        from llama_cpp import Llama  # tokenizer and chat template only (no weights)
+
+        self.model_path = model_path
+        self.n_ctx = int(n_ctx)  # per sequence
+        self.n_seq_max = int(n_seq_max)
+        self.n_batch = int(n_batch)
+        self.n_threads = int(n_threads or os.cpu_count() or 1)
+        self.vocab = Llama(model_path=model_path, vocab_only=True, verbose=False)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._ready: Future = Future()
+        self.steps = 0  # decode calls, for tests and benches
+        self.max_running = 0
+        self._thread = threading.Thread(target=self._run, name="llama-engine", daemon=True)
+        self._thread.start()
+        self._ready.result()
+
+    # ---- callers' side -------------------------------------------------------------
+    def chat_prompt(self, messages: list[dict[str, Any]]) -> tuple[list[int], list[str]]:
+        """Prompt tokens and template stop strings, exactly as Llama.create_chat_completion."""
+        from llama_cpp import llama_chat_format
+
+        llm = self.vocab
+        if not hasattr(self, "_formatter"):
+            eos, bos = llm.token_eos(), llm.token_bos()
+            text = llm._model.token_get_text  # noqa: SLF001
+            self._formatter = llama_chat_format.Jinja2ChatFormatter(
+                template=llm.metadata["tokenizer.chat_template"],
+                eos_token=text(eos) if eos != -1 else "",
+                bos_token=text(bos) if bos != -1 else "",
+                stop_token_ids=[eos],
+            )
+        result = self._formatter(messages=messages)
+        tokens = llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special,
+                              special=True)
+        stops = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
+        return tokens, stops
+
+    def submit(self, req: GenRequest) -> Future:
+        """Queue ``req``; ValueError at once if the prompt does not fit the context."""
+        n = len(req.prompt)
+        if n == 0:
+            raise ValueError("empty prompt")
+        if n >= self.n_ctx:
+            raise ValueError(f"Requested tokens ({n}) exceed context window of {self.n_ctx}")
+        if req.max_tokens <= 0 or req.max_tokens + n >= self.n_ctx:
+            req.max_tokens = self.n_ctx - n  # as llama-cpp-python truncates max_tokens
+        if not self._thread.is_alive():
+            raise RuntimeError("the llama.cpp engine has stopped")
+        future: Future = Future()
+        self._queue.put(_Seq(req, future))
+        return future
+
+    def generate(self, req: GenRequest, timeout: float | None = None) -> GenResult:
+        """Submit and wait."""
+        return self.submit(req).result(timeout)
+
+    def close(self) -> None:
+        """Stop the engine thread (pending requests fail) and free the context."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    # ---- engine thread ----------------------------------------------------------------
+    def _load(self) -> None:
+        import llama_cpp as lc
+
+        lc.llama_backend_init()
+        mparams = lc.llama_model_default_params()
+        self._model = lc.llama_model_load_from_file(self.model_path.encode(), mparams)
+        if not self._model:
+            raise RuntimeError(f"llama.cpp could not load {self.model_path}")
+        cp = lc.llama_context_default_params()
+        cp.n_ctx = self.n_ctx * self.n_seq_max
+        cp.n_batch = cp.n_ubatch = self.n_batch
+        cp.n_seq_max = self.n_seq_max
+        cp.kv_unified = False
+        cp.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as Llama's default
+        cp.n_threads = cp.n_threads_batch = self.n_threads
+        cp.no_perf = True
+        self._ctx = lc.llama_init_from_model(self._model, cp)
+        if not self._ctx:
+            raise RuntimeError("llama.cpp could not create the context")
+        self._mem = lc.llama_get_memory(self._ctx)
+        vocab = lc.llama_model_get_vocab(self._model)
+        self._n_vocab = lc.llama_vocab_n_tokens(vocab)
+        self._eog = np.array([bool(lc.llama_vocab_is_eog(vocab, t)) for t in range(self._n_vocab)])
+        self._batch = lc.llama_batch_init(self.n_batch, 0, 1)
+
+    def _free(self) -> None:
+        import llama_cpp as lc
+
+        lc.llama_batch_free(self._batch)
+        lc.llama_free(self._ctx)
+        lc.llama_model_free(self._model)
+
+    def _run(self) -> None:
+        try:
+            self._load()
+        except BaseException as e:  # noqa: BLE001 - reported to the constructor
+            self._ready.set_exception(e)
+            return
+        self._ready.set_result(None)
+        pending: deque[_Seq] = deque()
+        running: list[_Seq] = []
+        free = list(range(self.n_seq_max - 1, -1, -1))
+        stopping = False
+        try:
+            while not stopping:
+                block = not running and not pending
+                while True:
+                    try:
+                        item = self._queue.get(block=block)
+                    except queue.Empty:
+                        break
+                    block = False
+                    if item is None:
+                        stopping = True
+                        break
+                    if item.future.set_running_or_notify_cancel():
+                        pending.append(item)
+                if stopping:
+                    break
+                while pending and free:
+                    seq = pending.popleft()
+                    seq.slot = free.pop()
+                    if seq.req.temperature > 0:
+                        seq.rng = np.random.default_rng(seq.req.seed)
+                    running.append(seq)
+                if running:
+                    for seq in self._step(running):
+                        running.remove(seq)
+                        self._release(seq)
+                        free.append(seq.slot)
+        finally:
+            for seq in list(pending) + running:
+                if not seq.future.done():
+                    seq.future.set_exception(RuntimeError("the llama.cpp engine stopped"))
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None and item.future.set_running_or_notify_cancel():
+                    item.future.set_exception(RuntimeError("the llama.cpp engine stopped"))
+            self._free()
+
+    def _release(self, seq: _Seq) -> None:
+        import llama_cpp as lc
+
+        lc.llama_memory_seq_rm(self._mem, seq.slot, -1, -1)
+
+    def _step(self, running: list[_Seq]) -> list[_Seq]:
+        """One llama_decode over all running sequences; returns those that finished."""
+        import llama_cpp as lc
+
+        b = self._batch
+        rows: list[tuple[_Seq, int]] = []  # (sequence, batch row whose logits it samples)
+        n = 0
+
+        def add(token: int, pos: int, slot: int, logits: bool) -> None:
+            nonlocal n
+            b.token[n], b.pos[n], b.n_seq_id[n], b.logits[n] = token, pos, 1, logits
+            b.seq_id[n][0] = slot
+            n += 1
+
+        decoding = [s for s in running if s.fed == len(s.req.prompt)]
+        for seq in decoding:
+            add(seq.out[-1], seq.fed + len(seq.out) - 1, seq.slot, True)
+            rows.append((seq, n - 1))
+        for seq in running:  # prompt chunks fill what is left of the batch
+            left = len(seq.req.prompt) - seq.fed
+            if left == 0 or n >= self.n_batch:
+                continue
+            take = min(left, self.n_batch - n)
+            for i in range(seq.fed, seq.fed + take):
+                add(seq.req.prompt[i], i, seq.slot, i == len(seq.req.prompt) - 1)
+            seq.fed += take
+            if seq.fed == len(seq.req.prompt):
+                rows.append((seq, n - 1))
+        b.n_tokens = n
+        rc = lc.llama_decode(self._ctx, b)
+        self.steps += 1
+        self.max_running = max(self.max_running, len(running))
+        if rc != 0:
+            error = RuntimeError(f"llama_decode failed with code {rc}")
+            for seq in running:
+                seq.future.set_exception(error)
+            return list(running)
+        done = []
+        for seq, row in rows:
+            try:
+                ptr = lc.llama_get_logits_ith(self._ctx, row)
+                logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
+                token = sample(logits, seq.req, seq.rng)
+                result = self._advance(seq, token)
+            except Exception as e:  # noqa: BLE001 - fail this request only
+                seq.future.set_exception(e)
+                done.append(seq)
+                continue
+            if result is not None:
+                seq.future.set_result(result)
+                done.append(seq)
+        return done
+
+    def _advance(self, seq: _Seq, token: int) -> GenResult | None:
+        """Append ``token``; the result if the sequence is finished (as llama-cpp-python)."""
+        req = seq.req
+        if self._eog[token]:
+            return self._result(seq, seq.text, "stop")
+        seq.out.append(token)
+        seq.text += self.vocab._model.detokenize([token])  # noqa: SLF001
+        for k, char in enumerate(seq.text[-3:]):  # llama-cpp-python's incomplete-UTF-8 rule
+            for num, pattern in ((2, 192), (3, 224), (4, 240)):
+                if num > 3 - k and pattern & char == pattern:
+                    seq.multibyte = num - (3 - k)
+        if seq.multibyte > 0:
+            seq.multibyte -= 1
+            return None
+        for stop in req.stop:
+            at = seq.text.find(stop.encode("utf-8"))
+            if at >= 0:
+                return self._result(seq, seq.text[:at], "stop")
+        if len(seq.out) >= req.max_tokens:
+            return self._result(seq, seq.text, "length")
+        return None
+
+    @staticmethod
+    def _result(seq: _Seq, text: bytes, reason: str) -> GenResult:
+        return GenResult(list(seq.out), text.decode("utf-8", errors="ignore"), reason,
+                         len(seq.req.prompt))
