@@ -21,6 +21,7 @@ from typing import Any
 from llmops_nb.errors import ConfigError
 from llmops_nb.params import STEP_OUTPUTS, coerce
 from llmops_nb.pipeline import NOTEBOOKS, STEP_INPUTS, STEPS, declared_parameters
+from llmops_nb.secrets import looks_like_secret
 
 BUNDLE_FILE = "databricks.yml"
 BUNDLE_NAME = "llmops-nb"
@@ -358,6 +359,9 @@ def _task_problems(task: Mapping[str, Any], tasks: list[Mapping[str, Any]], ups:
     key = task.get("task_key")
     for name, value in params.items():
         where = f"{field}.notebook_task.base_parameters.{name}"
+        if looks_like_secret(name, value) or "{{secrets/" in str(value):
+            found.append(_problem(where, "***", "secrets are never parameters (job parameters are visible in the run); name a {{secrets/scope/key}} in the config"))
+            continue
         if name not in declared:
             found.append(_problem(where, value, f"not a parameter of {notebook.name}; expected one of {', '.join(declared)}"))
             continue
@@ -390,7 +394,7 @@ def _task_problems(task: Mapping[str, Any], tasks: list[Mapping[str, Any]], ups:
             elif ref.startswith("job.parameters."):
                 if ref.split(".", 2)[2] not in job_params:
                     found.append(_problem(where, value, f"no job parameter {ref.split('.', 2)[2]}; job parameters: {', '.join(map(str, job_params)) or 'none'}"))
-            elif not DYNAMIC_REFS.match(ref) and not ref.startswith("secrets/"):
+            elif not DYNAMIC_REFS.match(ref):
                 found.append(_problem(where, value, "not a known dynamic value reference ({{tasks.<task>.values.<key>}}, {{job.run_id}}, ...)"))
         if ANY_REF.search(value) is None:
             for target, job in resolved.items():
@@ -408,6 +412,12 @@ def _task_problems(task: Mapping[str, Any], tasks: list[Mapping[str, Any]], ups:
         if source is not None and not TASK_VALUE_REF.fullmatch(str(params.get(needed, "")).strip()):
             found.append(_problem(f"{field}.notebook_task.base_parameters.{needed}", params.get(needed),
                                   f"the local chain passes it from {source}: expected '{{{{tasks.{source}.values.{needed}}}}}'"))
+    for target, job in resolved.items():
+        config = _resolved_param(job, key, "config_path")
+        if isinstance(config, str) and config.startswith(str(root)) and not Path(config).is_file():
+            found.append(_problem(f"{field}.notebook_task.base_parameters.config_path", params.get("config_path"),
+                                  f"in target {target} it names {config}, which is not in the bundle folder"))
+            break
     if "config_path" in declared and "config_path" not in params:
         found.append(_problem(f"{field}.notebook_task.base_parameters.config_path", None,
                               "pass the synced config, e.g. ${var.config_path} (the default is configs/local.yml)"))

@@ -101,6 +101,10 @@ BROKEN = [
      "${var.confg_path} is not defined; bundle variables: config_path"),
     ("input not wired", "deploy", "notebook_task.base_parameters.model_version", None,
      "the local chain passes it from register: expected '{{tasks.register.values.model_version}}'"),
+    ("a secret as a parameter", "serve", "notebook_task.base_parameters.config_path", "{{secrets/llmops/openai_api_key}}",
+     "base_parameters.config_path: '***' is not allowed; secrets are never parameters"),
+    ("config not synced", "register", "notebook_task.base_parameters.config_path", "${workspace.file_path}/configs/prod.yml",
+     "/configs/prod.yml, which is not in the bundle folder"),
     ("not a Jobs API field", "serve", "timeout_secs", 60,
      "tasks[serve].timeout_secs: 60 is not allowed; not a field of the Jobs API"),
 ]
@@ -122,7 +126,8 @@ def test_validate_exits_2_with_one_line_naming_the_problem(rendered: dict[str, A
     broken = copy.deepcopy(rendered)
     params = _tasks(broken)["deploy"]["notebook_task"]["base_parameters"]
     params["model_verison"] = params.pop("model_version")  # a typo: the deploy step no longer gets the version
-    (tmp_path / "notebooks").symlink_to(ROOT / "notebooks")
+    for folder in ("notebooks", "configs"):
+        (tmp_path / folder).symlink_to(ROOT / folder)
     (tmp_path / "databricks.yml").write_text(yaml.safe_dump(broken, sort_keys=False))
     result = CliRunner().invoke(main, ["bundle", "validate", str(tmp_path / "databricks.yml")])
     assert result.exit_code == 2

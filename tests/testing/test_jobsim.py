@@ -51,7 +51,8 @@ def test_references_are_filled_like_databricks_does() -> None:
 
 
 def test_a_failing_task_is_retried_and_its_downstream_tasks_do_not_run(tmp_path: Path) -> None:
-    (tmp_path / "notebooks").symlink_to(ROOT / "notebooks")
+    for folder in ("notebooks", "configs"):
+        (tmp_path / folder).symlink_to(ROOT / folder)
     data = bundle.load(BUNDLE)
     data["resources"]["jobs"][bundle.JOB_KEY]["tasks"][0]["max_retries"] = 1
     (tmp_path / "databricks.yml").write_text(__import__("yaml").safe_dump(data, sort_keys=False))
