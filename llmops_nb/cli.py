@@ -43,6 +43,11 @@ class _Group(click.Group):
         except LlmopsError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(1)
+        except Exception as exc:  # the workspace's API errors (databricks-sdk) and unreachable hosts
+            if not type(exc).__module__.startswith(("databricks.sdk", "requests", "urllib3")):
+                raise
+            click.echo(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", err=True)
+            ctx.exit(1)
 
 
 def _project(config_path: Path | None, backend: str | None = None):  # noqa: ANN202

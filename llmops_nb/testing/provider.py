@@ -44,7 +44,7 @@ class FakeProvider:
                      "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}}
 
     def authorizations(self) -> list[str | None]:
-        """The credential header of every request (Authorization or x-api-key)."""
+        """The credential header of every request (Authorization, x-api-key or Azure's api-key)."""
         return [r["authorization"] or r["x_api_key"] for r in self.requests]
 
 
@@ -61,11 +61,15 @@ def _handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
                 body = {}
             provider.requests.append({"path": self.path, "body": body,
                                       "authorization": self.headers.get("Authorization"),
-                                      "x_api_key": self.headers.get("x-api-key")})
-            if self.path not in ("/v1/chat/completions", "/v1/messages"):
+                                      "x_api_key": self.headers.get("x-api-key") or self.headers.get("api-key")})
+            route = self.path.split("?", 1)[0]
+            azure = route.startswith("/openai/deployments/") and route.endswith("/chat/completions")
+            if azure:  # Azure OpenAI names the model by its deployment
+                body.setdefault("model", route.split("/")[3])
+            if route not in ("/v1/chat/completions", "/v1/messages") and not azure:
                 status, out = 404, {"error": {"message": f"no route {self.path}"}}
             else:
-                status, out = provider.answer(self.path, body)
+                status, out = provider.answer(route, body)
             data = json.dumps(out).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

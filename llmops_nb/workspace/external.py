@@ -1,7 +1,11 @@
 """External-model runner: forward chat bodies to an OpenAI-compatible or Anthropic API.
 
 Anthropic's API base is ``$LLMOPS_ANTHROPIC_API_BASE`` of the server (Databricks has no such
-field), else the public one. The key is resolved from its ``{{secrets/scope/key}}`` reference at request time and used
+field), else the public one. An OpenAI entity without ``openai_api_base`` goes to
+``$LLMOPS_OPENAI_API_BASE`` of the server when set (an OpenAI-compatible server on this
+machine, or the fake provider in tests), else to OpenAI. Azure OpenAI (``openai_api_type``
+azure/azuread) goes to ``<base>/openai/deployments/<deployment>/chat/completions?api-version=...``
+with an ``api-key`` header. The key is resolved from its ``{{secrets/scope/key}}`` reference at request time and used
 only in the outgoing header: never logged, stored, or put in an error message.
 """
 
@@ -72,7 +76,12 @@ class ExternalModelRunner(Runner):
         else:
             cfg = ext.get("openai_config") or {}
             key = _key(cfg.get("openai_api_key_plaintext"), cfg.get("openai_api_key"), home)
-            url = (cfg.get("openai_api_base") or OPENAI_BASE).rstrip("/") + "/chat/completions"
+            if cfg.get("openai_api_type") in ("azure", "azuread"):
+                url = (f"{cfg['openai_api_base'].rstrip('/')}/openai/deployments/"
+                       f"{cfg['openai_deployment_name']}/chat/completions?api-version={cfg['openai_api_version']}")
+                return url, {"api-key": key}, dict(body)
+            base = cfg.get("openai_api_base") or os.environ.get("LLMOPS_OPENAI_API_BASE") or OPENAI_BASE
+            url = base.rstrip("/") + "/chat/completions"
         headers = {"Authorization": f"Bearer {key}"}
         if cfg.get("openai_organization"):
             headers["OpenAI-Organization"] = cfg["openai_organization"]
