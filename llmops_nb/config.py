@@ -796,9 +796,19 @@ def load_project_config(path: str | Path) -> ProjectConfig:
     return _load_yaml_model(ProjectConfig, Path(path))
 
 
+ENV_CONFIG = "LLMOPS_CONFIG"
+
+
 def default_config_path() -> Path | None:
-    """The repository's configs/local.yml (beside the package, else under the cwd), if any."""
-    for root in (Path(__file__).resolve().parent.parent, Path.cwd()):
+    """The config used when none is given: ``$LLMOPS_CONFIG``, else ``configs/local.yml`` of the
+    project folder, else of the package's checkout."""
+    import os
+
+    from llmops_nb.paths import project_root
+
+    if os.environ.get(ENV_CONFIG):
+        return Path(os.environ[ENV_CONFIG]).expanduser().resolve()
+    for root in (project_root(), Path(__file__).resolve().parent.parent):
         candidate = root / "configs" / "local.yml"
         if candidate.is_file():
             return candidate
