@@ -11,7 +11,6 @@ if TYPE_CHECKING:  # pragma: no cover
 def registered_models(tracking_uri: str, registry_uri: str, *, limit: int = 100) -> dict[str, list[str]]:
     """``{model name: [versions, newest first]}`` from the MLflow registry ({} if unreachable)."""
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
     try:
@@ -21,7 +20,7 @@ def registered_models(tracking_uri: str, registry_uri: str, *, limit: int = 100)
             versions = client.search_model_versions(f"name = '{model.name}'")
             out[model.name] = sorted((str(v.version) for v in versions), key=int, reverse=True)
         return out
-    except (MlflowException, OSError):
+    except Exception:  # noqa: BLE001 - an unreachable or busy registry must not break the form
         return {}
 
 
