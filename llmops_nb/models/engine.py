@@ -6,7 +6,12 @@ OpenMP: a thread team per calling thread would spin on the cores). Each step dec
 token for every running sequence plus prompt chunks of newly admitted ones, in one
 ``llama_decode``; a request that arrives while others run joins the next step. Every
 sequence has its own KV stream (``kv_unified=False``, ``n_ctx`` = per-sequence context x
-``n_seq_max``), so its attention sees only its own cells, as in a one-sequence context.
+``n_seq_max``), so its attention sees only its own cells laid out as in a one-sequence
+context, and greedy answers are bit-identical to unbatched decoding (a unified cache
+interleaves the sequences' cells, which changes float rounding in attention and, measured,
+the answers). llama.cpp decodes sequences of separate streams in one ubatch only when their
+ids are contiguous, so a sequence that finishes leaves no hole: the highest one moves into
+it (``llama_memory_seq_cp`` across streams).
 Greedy when temperature is 0; otherwise top-k/top-p/min-p/temperature sampling with a
 per-request RNG, so an answer does not depend on what else is in the batch.
 """
@@ -101,6 +106,7 @@ class BatchEngine:
         self._ready: Future = Future()
         self.steps = 0  # decode calls, for tests and benches
         self.max_running = 0
+        self.moves = 0  # sequences moved to keep the running ids contiguous
         self._thread = threading.Thread(target=self._run, name="llama-engine", daemon=True)
         self._thread.start()
         self._ready.result()
@@ -193,7 +199,7 @@ class BatchEngine:
         self._ready.set_result(None)
         pending: deque[_Seq] = deque()
         running: list[_Seq] = []
-        free = list(range(self.n_seq_max - 1, -1, -1))
+        free = list(range(self.n_seq_max))  # ascending: new sequences take the lowest id
         stopping = False
         try:
             while not stopping:
@@ -213,15 +219,19 @@ class BatchEngine:
                     break
                 while pending and free:
                     seq = pending.popleft()
-                    seq.slot = free.pop()
+                    seq.slot = free.pop(0)
                     if seq.req.temperature > 0:
                         seq.rng = np.random.default_rng(seq.req.seed)
                     running.append(seq)
                 if running:
-                    for seq in self._step(running):
+                    finished = self._step(running)
+                    for seq in finished:
                         running.remove(seq)
                         self._release(seq)
                         free.append(seq.slot)
+                    if finished:
+                        free.sort()
+                        self._compact(running, free)
         finally:
             for seq in list(pending) + running:
                 if not seq.future.done():
@@ -239,6 +249,21 @@ class BatchEngine:
         import llama_cpp as lc
 
         lc.llama_memory_seq_rm(self._mem, seq.slot, -1, -1)
+
+    def _compact(self, running: list[_Seq], free: list[int]) -> None:
+        """Move the highest running sequences into lower free ids until the ids are 0..n-1."""
+        import llama_cpp as lc
+
+        for seq in sorted(running, key=lambda s: -s.slot):
+            if not free or free[0] > seq.slot:
+                break
+            dst = free.pop(0)
+            lc.llama_memory_seq_cp(self._mem, seq.slot, dst, -1, -1)
+            lc.llama_memory_seq_rm(self._mem, seq.slot, -1, -1)
+            free.append(seq.slot)
+            free.sort()
+            seq.slot = dst
+            self.moves += 1
 
     def _step(self, running: list[_Seq]) -> list[_Seq]:
         """One llama_decode over all running sequences; returns those that finished."""

@@ -56,6 +56,16 @@ def test_batched_greedy_equals_unbatched(engine, unbatched) -> None:
     assert all(r.text.strip() for r in batched)
 
 
+def test_sequences_moved_to_close_gaps_keep_their_answers(engine, unbatched) -> None:
+    lengths = [4, MAX_TOKENS, 8, MAX_TOKENS, 12, MAX_TOKENS]  # low ids finish first
+    moves = engine.moves
+    results = concurrently(engine, [request(engine, p, max_tokens=n)
+                                    for p, n in zip(PROMPTS, lengths)])
+    assert engine.moves > moves
+    for ours, full, n in zip(results, unbatched, lengths):
+        assert ours.tokens == full.tokens[:n]
+
+
 def test_greedy_equals_llama_create_chat_completion(unbatched) -> None:
     from llama_cpp import Llama
 
