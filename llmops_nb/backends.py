@@ -152,7 +152,7 @@ def _local_backend(*, start: bool) -> Backend:
     tracking_uri = local_tracking_uri()
     token = os.environ.get(ENV_WORKSPACE_TOKEN)
     if start:
-        info = launcher.ensure_running(home, tracking_uri, token=token)
+        info = launcher.ensure_running(home, tracking_uri, token=token, fake=None)
     else:
         info = launcher.status(home)
         if info is None:

@@ -70,7 +70,8 @@ def deploy(
     from llmops_nb import endpoints
 
     cfg = resolved_endpoint(project, backend, model_version=model_version)
-    result = endpoints.deploy(backend.workspace_client(), cfg, timeout=timeout, progress=progress)
+    with _deploy_lock(backend, cfg.name):
+        result = endpoints.deploy(backend.workspace_client(), cfg, timeout=timeout, progress=progress)
     return {
         "endpoint_name": result.name,
         "endpoint_url": result.endpoint_url,
@@ -78,6 +79,19 @@ def deploy(
         "deploy_action": result.action,
         "served_entities": list(result.served_entities),
     }
+
+
+def _deploy_lock(backend: Backend, name: str) -> Any:
+    """Locally, one deploy of an endpoint at a time (a file lock); on Databricks, the API's 409s
+    are waited out and retried by :func:`llmops_nb.endpoints.deploy` instead."""
+    import contextlib
+
+    if backend.kind != "local" or backend.home is None:
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    (backend.home / "locks").mkdir(parents=True, exist_ok=True)
+    return FileLock(str(backend.home / "locks" / f"deploy-{name}.lock"))
 
 
 def load(config_path: str = "", backend: str = "") -> tuple[ProjectConfig, Backend]:

@@ -79,10 +79,14 @@ def status(home: Path) -> WorkspaceInfo | None:
     return _info(data, home)
 
 
-def ensure_running(home: Path, tracking_uri: str | None, *, fake: bool = False,
+def ensure_running(home: Path, tracking_uri: str | None, *, fake: bool | None = False,
                    token: str | None = None, port: int = 0, fake_options: dict | None = None,
                    timeout: float = 60.0) -> WorkspaceInfo:
-    """Reuse the workspace running in ``home`` (same fake/token), or start one detached."""
+    """Reuse the workspace running in ``home`` (same fake/token), or start one detached.
+
+    ``fake=None`` reuses whichever workspace runs there (a fake one started by
+    ``llmops-nb workspace start --fake`` included) and starts a real one if none does.
+    """
     from filelock import FileLock
 
     home = Path(home).resolve()
@@ -90,10 +94,10 @@ def ensure_running(home: Path, tracking_uri: str | None, *, fake: bool = False,
     with FileLock(str(home / ".server.lock")):
         info = status(home)
         if info is not None:
-            if info.fake == fake and (token is None or info.token == token):
+            if fake in (None, info.fake) and (token is None or info.token == token):
                 return info
             stop(home)
-        return _start(home, tracking_uri, fake=fake, token=token, port=port,
+        return _start(home, tracking_uri, fake=bool(fake), token=token, port=port,
                       fake_options=fake_options or {}, timeout=timeout)
 
 
