@@ -287,11 +287,21 @@ class ScoringServerRunner(Runner):
         if r.status_code >= 400:
             msg = data.get("message") if isinstance(data, dict) else str(data)
             code = data.get("error_code") if isinstance(data, dict) else None
+            msg = _model_message(msg)
             if r.status_code == 400 or code in ("BAD_REQUEST", "INVALID_PARAMETER_VALUE"):
-                raise invalid(f"The model rejected the request: {str(msg)[:500]}")
+                raise invalid(f"The model rejected the request: {msg}")
             raise ApiError(r.status_code if r.status_code in (429, 503) else 500,
-                           code or "INTERNAL_ERROR", f"The model failed: {str(msg)[:500]}")
+                           code or "INTERNAL_ERROR", f"The model failed: {msg}")
         return data
+
+
+def _model_message(msg: object, limit: int = 500) -> str:
+    """The scoring server's reason, without MLflow's "Failed to predict data '<the whole input>'" echo."""
+    text = str(msg)
+    if "Error: " in text and text.startswith("Failed to predict data"):
+        text = text.rsplit("Error: ", 1)[1]
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
