@@ -109,14 +109,14 @@ def test_fill_the_form_and_validate_in_chromium(voila, browser):
     wait = WebDriverWait(browser, 120)
     browser.get(voila.url)
     try:
-        _fill_and_validate(browser, wait)
+        _fill_and_validate(browser, wait, SCREENSHOT or voila.log.with_name("widget-form.png"))
     except Exception:
         browser.save_screenshot(str(voila.log.with_name("failure.png")))
         print(voila.log.read_text()[-3000:])
         raise
 
 
-def _fill_and_validate(browser, wait) -> None:
+def _fill_and_validate(browser, wait, shot: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
 
@@ -142,6 +142,5 @@ def _fill_and_validate(browser, wait) -> None:
     browser.find_element(By.CSS_SELECTOR, ".llmops-validate").click()
     wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".llmops-status"), "valid: endpoint browser-chat"))
     assert deploy.is_enabled()
-    shot = SCREENSHOT or voila.log.with_name("widget-form.png")
     shot.parent.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
