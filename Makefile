@@ -8,11 +8,12 @@ export PATH := $(BIN):$(PATH)
 # Build llama-cpp-python with both cores; pip caches the wheel afterwards.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: install run test lint stop clean help
+.PHONY: install run test nbval lint stop clean help
 
 help:
 	@echo "make run   - set up .venv, then register -> deploy -> serve -> evaluate on the local workspace"
 	@echo "make test  - set up .venv, then run every test"
+	@echo "make nbval NB=notebooks/02_deploy.ipynb [BACKEND=local] - nbval over the chain up to NB (fake workspace by default)"
 	@echo "make stop  - stop the local workspace and its endpoints"
 
 $(STAMP): pyproject.toml
@@ -29,6 +30,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# nbval over the notebooks up to NB (all when NB is empty), on the fake workspace or BACKEND=local.
+BACKEND ?= fake
+nbval: $(STAMP)
+	LLMOPS_NBVAL_UPTO=$(NB) $(BIN)/python -m pytest tests/notebooks -k $(if $(filter local,$(BACKEND)),local_workspace,fake_databricks)
 
 lint: $(STAMP)
 	$(BIN)/lint-imports
