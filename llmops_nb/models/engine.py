@@ -2,9 +2,11 @@
 
 Logged next to chat_model.py (``code_paths``), so it depends only on llama-cpp-python, numpy
 and the standard library. One engine thread owns the llama.cpp context (this build uses
-OpenMP: a thread team per calling thread would spin on the cores). Each step decodes one
-token for every running sequence plus prompt chunks of newly admitted ones, in one
-``llama_decode``; a request that arrives while others run joins the next step. Every
+OpenMP: a thread team per calling thread would spin on the cores). Each step is one
+``llama_decode``: the prompt of a newly admitted sequence (alone), or else one token for
+every running sequence; a request that arrives while others run joins after its prefill.
+Prompts are not mixed into decode steps: llama.cpp then splits the prompt differently
+(one token with the others, the rest after), which measurably changes greedy answers. Every
 sequence has its own KV stream (``kv_unified=False``, ``n_ctx`` = per-sequence context x
 ``n_seq_max``), so its attention sees only its own cells laid out as in a one-sequence
 context, and greedy answers are bit-identical to unbatched decoding (a unified cache
@@ -279,19 +281,18 @@ class BatchEngine:
             b.seq_id[n][0] = slot
             n += 1
 
-        decoding = [s for s in running if s.fed == len(s.req.prompt)]
-        for seq in decoding:
-            add(seq.out[-1], seq.fed + len(seq.out) - 1, seq.slot, True)
-            rows.append((seq, n - 1))
-        for seq in running:  # prompt chunks fill what is left of the batch
-            left = len(seq.req.prompt) - seq.fed
-            if left == 0 or n >= self.n_batch:
-                continue
-            take = min(left, self.n_batch - n)
+        prefilling = [s for s in running if s.fed < len(s.req.prompt)]
+        if prefilling:  # a prompt alone in its decode call, in chunks of n_batch (see below)
+            seq = prefilling[0]
+            take = min(len(seq.req.prompt) - seq.fed, self.n_batch)
             for i in range(seq.fed, seq.fed + take):
                 add(seq.req.prompt[i], i, seq.slot, i == len(seq.req.prompt) - 1)
             seq.fed += take
             if seq.fed == len(seq.req.prompt):
+                rows.append((seq, n - 1))
+        else:
+            for seq in running:
+                add(seq.out[-1], seq.fed + len(seq.out) - 1, seq.slot, True)
                 rows.append((seq, n - 1))
         b.n_tokens = n
         rc = lc.llama_decode(self._ctx, b)

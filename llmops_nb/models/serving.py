@@ -34,9 +34,9 @@ def _answers(url: str) -> bool:
 @contextmanager
 def scoring_server(
     model_uri: str, *, tracking_uri: str, port: int = 0, timeout: float = 180.0,
-    log_path: Path | None = None,
+    log_path: Path | None = None, workers: int = 1,
 ) -> Iterator[str]:
-    """Start ``mlflow models serve --env-manager local``; yield ``http://127.0.0.1:PORT``.
+    """Start ``mlflow models serve --env-manager local [--workers N]``; yield its base URL.
 
     The server runs in its own process group, which is killed on exit.
     """
@@ -45,7 +45,7 @@ def scoring_server(
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
     cmd = [os.path.join(bin_dir, "mlflow"), "models", "serve", "-m", model_uri,
-           "-p", str(port), "--env-manager", "local"]
+           "-p", str(port), "--env-manager", "local", "--workers", str(workers)]
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -54,6 +55,14 @@ def test_batched_greedy_equals_unbatched(engine, unbatched) -> None:
     assert [r.tokens for r in batched] == [r.tokens for r in unbatched]
     assert [r.text for r in batched] == [r.text for r in unbatched]
     assert all(r.text.strip() for r in batched)
+
+
+def test_requests_joining_a_running_batch_keep_their_answers(engine, unbatched) -> None:
+    futures = []
+    for prompt in PROMPTS:  # each arrives while the earlier ones decode
+        futures.append(engine.submit(request(engine, prompt)))
+        time.sleep(0.03)
+    assert [f.result(timeout=120).tokens for f in futures] == [r.tokens for r in unbatched]
 
 
 def test_sequences_moved_to_close_gaps_keep_their_answers(engine, unbatched) -> None:
