@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -104,6 +105,7 @@ class LlamaChatModel(PythonModel):
     def __init__(self) -> None:
         self._engine: BatchEngine | None = None
         self._config: dict[str, Any] = dict(DEFAULT_CONFIG)
+        self._widened = False
 
     def load_context(self, context: Any) -> None:
         self._config = {**DEFAULT_CONFIG, **(context.model_config or {})}
@@ -112,12 +114,15 @@ class LlamaChatModel(PythonModel):
             context.artifacts["gguf"], n_ctx=kwargs["n_ctx"],
             n_seq_max=int(self._config["n_parallel"]), n_threads=kwargs["n_threads"],
         )
-        _widen_server_threads(4 * int(self._config["n_parallel"]))
+        self._widened = _widen_server_threads(4 * int(self._config["n_parallel"]))
 
     def predict(self, context, model_input, params: dict[str, Any] | None = None):  # noqa: ANN001
         """Answer one chat request with a ``chat.completion`` dict."""
         if self._engine is None:
             raise ChatRequestError("the model is not loaded (load_context was not called)")
+        if not self._widened:
+            self._widened = True
+            _widen_server_threads(4 * int(self._config["n_parallel"]))
         body = {**parse_request(model_input), **(params or {})}
         max_tokens = int(body.get("max_tokens", self._config["max_tokens"]))
         temperature = float(body.get("temperature", self._config["temperature"]))
@@ -144,18 +149,30 @@ class LlamaChatModel(PythonModel):
         return _completion(out, self._config["model_name"])
 
 
-def _widen_server_threads(n: int) -> None:
-    """Let at least ``n`` requests wait in predict at once. MLflow's scoring server runs
-    predict with ``asyncio.to_thread``, whose default pool has min(32, cores + 4) threads
-    (6 on 2 cores): fewer concurrent requests than the engine can batch. uvicorn loads the
-    model inside its running loop, so the loop's default executor can be widened here."""
+def _widen_server_threads(n: int) -> bool:
+    """Let at least ``n`` requests wait in predict at once; True once done.
+
+    MLflow's scoring server runs predict with ``asyncio.to_thread``, whose default pool has
+    min(32, cores + 4) threads (6 on 2 cores): fewer concurrent requests than the engine can
+    batch. The serving loop's default executor is widened: from load_context when uvicorn
+    loads the model inside its loop (``--workers`` > 1), else at the first predict, which
+    finds the running loop among live objects (once).
+    """
+    import gc
+
     try:
-        loop = asyncio.get_running_loop()
+        loops = [asyncio.get_running_loop()]
     except RuntimeError:
-        return
-    current = getattr(loop, "_default_executor", None)
-    if current is None or getattr(current, "_max_workers", 0) < n:
-        loop.set_default_executor(ThreadPoolExecutor(max_workers=n, thread_name_prefix="predict"))
+        if threading.current_thread() is threading.main_thread():
+            return False  # loading outside a loop: try again from the first predict
+        loops = [o for o in gc.get_objects()
+                 if isinstance(o, asyncio.AbstractEventLoop) and o.is_running()]
+    for loop in loops:
+        current = getattr(loop, "_default_executor", None)
+        if current is None or getattr(current, "_max_workers", 0) < n:
+            pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="predict")
+            loop.call_soon_threadsafe(loop.set_default_executor, pool)
+    return True
 
 
 def _completion(out: Any, model_name: str) -> dict[str, Any]:
