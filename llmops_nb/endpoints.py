@@ -188,11 +188,15 @@ def wait_ready(
     poll_interval: float = 1.0,
     progress: bool = True,
     on_poll: Callable[[dict[str, Any]], None] | None = None,
+    first_poll_after: float = 0.0,
 ) -> dict[str, Any]:
     """Wait until ``config_update`` is NOT_UPDATING and ``state.ready`` is READY.
 
-    Polls at most once per ``poll_interval`` seconds with a progress bar showing the state.
-    Raises :class:`DeployFailed` on UPDATE_FAILED/UPDATE_CANCELED and :class:`DeployTimeout`
+    Polls at most once per ``poll_interval`` seconds with a progress bar showing the state;
+    the first poll comes ``first_poll_after`` seconds after the call (:func:`deploy` passes
+    ``poll_interval`` after a create or config update, which cannot be READY at once: the
+    average stays at most one GET per ``poll_interval`` while a READY switch is still seen
+    within one ``poll_interval``). Raises :class:`DeployFailed` on UPDATE_FAILED/UPDATE_CANCELED and :class:`DeployTimeout`
     when ``timeout`` passes.
     """
     from tqdm.auto import tqdm
@@ -201,6 +205,7 @@ def wait_ready(
     with tqdm(
         total=None, desc=f"endpoint {name}", bar_format="{desc}: {postfix} [{elapsed}]", disable=not progress
     ) as bar:
+        time.sleep(max(0.0, first_poll_after))
         while True:
             polled = time.monotonic()
             endpoint = get_endpoint(w, name)
@@ -296,8 +301,11 @@ def deploy(
             if conflicts > max_conflicts:
                 raise
             wait_not_updating(w, cfg.name, timeout=timeout, poll_interval=poll_interval)
+    # A create or config update is IN_PROGRESS right after the call: the first poll can wait.
+    first_poll_after = poll_interval if CREATE in writes or CONFIG in writes else 0.0
     endpoint = (
-        wait_ready(w, cfg.name, timeout=timeout, poll_interval=poll_interval, progress=progress)
+        wait_ready(w, cfg.name, timeout=timeout, poll_interval=poll_interval, progress=progress,
+                   first_poll_after=first_poll_after)
         if wait
         else get_endpoint(w, cfg.name) or {}
     )

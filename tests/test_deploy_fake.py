@@ -123,3 +123,14 @@ def test_queries_survive_a_storm_of_429_and_503(fake_workspace) -> None:  # noqa
     assert [r.content for r in results] == [f"[m-1] echo: question {i}" for i in range(20)]
     statuses = [c.get("status") for c in fake_workspace.requests() if c["path"].endswith("/invocations")]
     assert 429 in statuses and 503 in statuses  # faults were really injected
+
+
+def test_after_a_create_the_first_poll_waits_one_interval(fake_workspace) -> None:  # noqa: ANN001
+    w = fake_workspace.client()
+    fake_workspace.set_faults(ready_seconds=1.2)
+    endpoints.deploy(w, config(), progress=False, poll_interval=0.5)
+    calls = [r for r in fake_workspace.requests() if r["path"].startswith("/api/2.0/serving-endpoints")]
+    posted = next(r["time"] for r in calls if r["method"] == "POST")
+    polls = [r["time"] - posted for r in calls if r["method"] == "GET" and r["time"] > posted]
+    assert polls and polls[0] >= 0.45  # no GET right after the create: it cannot be READY yet
+    assert len(polls) <= round(polls[-1] / 0.5)  # at most one GET per interval since the create
