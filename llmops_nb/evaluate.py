@@ -212,6 +212,8 @@ def plot_results(table: pd.DataFrame) -> Figure:
     import matplotlib.pyplot as plt
 
     fig, (scores, latency) = plt.subplots(1, 2, figsize=(10, 3.6))
+    # Fixed margins rather than tight_layout(), which draws the whole figure once more (~0.1 s).
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.14, top=0.91, wspace=0.18)
     plt.close(fig)  # returned, not auto-shown: a notebook displays it once
     names = ["exact_match", "contains_match"]
     means = [float(table[n].mean()) if len(table) else 0.0 for n in names]
@@ -228,7 +230,6 @@ def plot_results(table: pd.DataFrame) -> Figure:
     latency.set_title("Latency per request" + (f" ({errors} failed)" if errors else ""))
     latency.set_xlabel("ms")
     latency.set_ylabel("requests")
-    fig.tight_layout()
     return fig
 
 

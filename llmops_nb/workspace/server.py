@@ -24,7 +24,9 @@ def serve(home: Path, *, port: int = 0, host: str = "127.0.0.1", fake: bool = Fa
 
     home = Path(home).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only then; without it
+    # every small response waited ~40 ms (Nagle after the header write x delayed ACK).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     real_port = sock.getsockname()[1]
