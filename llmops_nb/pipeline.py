@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops_nb.errors import ConfigError, LlmopsError
+from llmops_nb.params import read_outputs
 from llmops_nb.paths import project_root
 from llmops_nb.provenance import environment_record
 from llmops_nb.secrets import looks_like_secret
@@ -204,8 +205,6 @@ def run(
                 ) from None
             finally:
                 result.seconds[step] = round(time.perf_counter() - started, 2)
-            from llmops_nb.params import read_outputs
-
             result.outputs[step] = read_outputs(target)
             published.update(result.outputs[step])
     finally:

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Callable
 
 from starlette.concurrency import run_in_threadpool
+
+from llmops_nb.models.serving import free_port
 
 from .apierror import ApiError, invalid, unavailable
 from .chat import count_tokens, prompt_tokens, text_of
@@ -156,12 +157,6 @@ def fake_answer(model: str, body: dict) -> dict:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _http(method: str, url: str, timeout: float, **kw):
     import requests
 
@@ -181,7 +176,7 @@ class ScoringServerRunner(Runner):
         self.supervisor: asyncio.Task | None = None
 
     def _spawn(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         env = dict(os.environ)
         if self.ctx.tracking_uri:
             env["MLFLOW_TRACKING_URI"] = self.ctx.tracking_uri
