@@ -282,8 +282,6 @@ def main() -> None:
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "serving.json")
     args = parser.parse_args()
-    # As the local workspace does for its scoring servers: idle OpenMP workers sleep.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     from llmops_nb.registry import register_model
 

@@ -95,6 +95,7 @@ class BatchEngine:
         n_seq_max: int = 8,
         n_batch: int = 512,
         n_threads: int | None = None,
+        flash_attn: bool = False,
     ) -> None:
         from llama_cpp import Llama  # tokenizer and chat template only (no weights)
 
@@ -103,6 +104,7 @@ class BatchEngine:
         self.n_seq_max = int(n_seq_max)
         self.n_batch = int(n_batch)
         self.n_threads = int(n_threads or os.cpu_count() or 1)
+        self.flash_attn = bool(flash_attn)
         self.vocab = Llama(model_path=model_path, vocab_only=True, verbose=False)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._ready: Future = Future()
@@ -173,7 +175,8 @@ class BatchEngine:
         cp.n_batch = cp.n_ubatch = self.n_batch
         cp.n_seq_max = self.n_seq_max
         cp.kv_unified = False
-        cp.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as Llama's default
+        cp.flash_attn_type = (lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.flash_attn
+                              else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED)
         cp.n_threads = cp.n_threads_batch = self.n_threads
         cp.no_perf = True
         self._ctx = lc.llama_init_from_model(self._model, cp)

@@ -182,8 +182,6 @@ class ScoringServerRunner(Runner):
             env["MLFLOW_TRACKING_URI"] = self.ctx.tracking_uri
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         env["MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"] = str(int(self.ctx.request_timeout))
-        # idle OpenMP workers of one llama.cpp process must not spin on the cores another one needs
-        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         for k, v in (self.entity.get("environment_vars") or {}).items():
             if "{{secrets/" not in str(v):
                 env[k] = str(v)
