@@ -61,6 +61,7 @@ def llama_kwargs(config: dict[str, Any]) -> dict[str, Any]:
         "n_threads": threads,
         "n_threads_batch": threads,
         "seed": int(config["seed"]),
+        "flash_attn": True,  # as llama.cpp's own default (auto) on CPU; measured faster here
         "verbose": False,
     }
 
@@ -113,6 +114,7 @@ class LlamaChatModel(PythonModel):
         self._engine = BatchEngine(
             context.artifacts["gguf"], n_ctx=kwargs["n_ctx"],
             n_seq_max=int(self._config["n_parallel"]), n_threads=kwargs["n_threads"],
+            flash_attn=kwargs["flash_attn"],
         )
         self._widened = _widen_server_threads(4 * int(self._config["n_parallel"]))
 

@@ -14,6 +14,9 @@ interleaves the sequences' cells, which changes float rounding in attention and,
 the answers). llama.cpp decodes sequences of separate streams in one ubatch only when their
 ids are contiguous, so a sequence that finishes leaves no hole: the highest one moves into
 it (``llama_memory_seq_cp`` across streams).
+Flash attention is on by default, as llama.cpp's own default on CPU (``auto``); measured
+here, it decodes faster than without, batched or not, and answers stay identical to
+unbatched decoding with the same setting (``Llama(flash_attn=True)``).
 Greedy when temperature is 0; otherwise top-k/top-p/min-p/temperature sampling with a
 per-request RNG, so an answer does not depend on what else is in the batch.
 """
@@ -95,7 +98,7 @@ class BatchEngine:
         n_seq_max: int = 8,
         n_batch: int = 512,
         n_threads: int | None = None,
-        flash_attn: bool = False,
+        flash_attn: bool = True,
     ) -> None:
         from llama_cpp import Llama  # tokenizer and chat template only (no weights)
 
