@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -280,6 +281,39 @@ def _log_mlflow_scores(rows: list[dict[str, Any]], tracking_uri: str, judge_endp
         return {}
 
 
+def _prepare_run(tracking_uri: str, experiment: str, run_name: str | None, tags: Mapping[str, str],
+                 params: Mapping[str, Any]) -> tuple[str, str]:
+    """(experiment id, run id) of a new RUNNING run with ``params``; warms pandas and matplotlib."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.entities import Param
+    from mlflow.tracking.context.registry import resolve_tags
+
+    import pandas  # noqa: F401 - imported here, off the critical path
+
+    _use_headless_backend()
+    import matplotlib.pyplot  # noqa: F401
+
+    mlflow.set_tracking_uri(tracking_uri)
+    experiment_id = _experiment(experiment, tracking_uri)
+    client = MlflowClient(tracking_uri)
+    # resolve_tags adds what mlflow.start_run records (source, user, git commit)
+    run = client.create_run(experiment_id, run_name=run_name, tags=resolve_tags(dict(tags)))
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    return experiment_id, run.info.run_id
+
+
+def _end_prepared(prepared: Any, tracking_uri: str, status: str) -> None:
+    """Mark the run made by :func:`_prepare_run` ``status`` (once it exists), quietly."""
+    from mlflow import MlflowClient
+
+    try:
+        _, run_id = prepared.result()
+        MlflowClient(tracking_uri).set_terminated(run_id, status)
+    except Exception:  # noqa: BLE001 - the querying error is the one to report
+        pass
+
+
 def evaluate_endpoint(
     w: WorkspaceClient,
     endpoint: str,
@@ -313,11 +347,23 @@ def evaluate_endpoint(
         raise ConfigError("rows", rows, "expected at least one dataset row")
     digest = dataset_digest(rows)
     check_generation(max_tokens, temperature)
-    started = time.perf_counter()
-    answered, queried = query_rows(w, endpoint, rows, concurrency=concurrency, max_tokens=max_tokens,
-                                   temperature=temperature, system=system, progress=progress,
-                                   resume_path=Path(resume_path) if resume_path else None)
-    query_seconds = time.perf_counter() - started
+    run_tags = {"llmops_nb.step": "evaluate", "llmops_nb.endpoint": endpoint, **(tags or {})}
+    run_params = {"endpoint": endpoint, "concurrency": concurrency, "max_tokens": max_tokens,
+                  "temperature": temperature, "dataset_digest": digest, "rows": len(rows),
+                  "judge_endpoint": judge_endpoint or "", **(params or {})}
+    # The MLflow run is created while the endpoint answers (the querying waits on the network).
+    with ThreadPoolExecutor(1, thread_name_prefix="mlflow-run") as pool:
+        prepared = pool.submit(_prepare_run, tracking_uri, experiment, run_name, run_tags, run_params)
+        started = time.perf_counter()
+        try:
+            answered, queried = query_rows(w, endpoint, rows, concurrency=concurrency, max_tokens=max_tokens,
+                                           temperature=temperature, system=system, progress=progress,
+                                           resume_path=Path(resume_path) if resume_path else None)
+        except BaseException:
+            _end_prepared(prepared, tracking_uri, "FAILED")
+            raise
+        query_seconds = time.perf_counter() - started
+        experiment_id, run_id = prepared.result()
     metrics = aggregate(answered)
 
     import pandas as pd
@@ -330,15 +376,8 @@ def evaluate_endpoint(
     figure.savefig(plot_path, dpi=100)
 
     mlflow.set_tracking_uri(tracking_uri)
-    run_tags = {"llmops_nb.step": "evaluate", "llmops_nb.endpoint": endpoint, **(tags or {})}
-    experiment_id = _experiment(experiment, tracking_uri)
-    with _active_experiment(experiment_id), mlflow.start_run(
-        experiment_id=experiment_id, run_name=run_name, tags=run_tags
-    ) as run:
-        mlflow.log_params({"endpoint": endpoint, "concurrency": concurrency, "max_tokens": max_tokens,
-                           "temperature": temperature, "dataset_digest": digest, "rows": len(rows),
-                           "resumed_rows": len(rows) - queried, "judge_endpoint": judge_endpoint or "",
-                           **(params or {})})
+    with _active_experiment(experiment_id), mlflow.start_run(run_id=run_id) as run:
+        mlflow.log_param("resumed_rows", len(rows) - queried)
         logged = _log_mlflow_scores(answered, tracking_uri, judge_endpoint) if mlflow_scoring else {}
         extra = {k: v for k, v in logged.items() if k not in metrics}
         metrics.update(extra)

@@ -154,31 +154,45 @@ def run(
     kernel_name: str | None = None,
     progress: bool = True,
     log: Any = print,
+    warm_kernels: bool = True,
 ) -> RunResult:
     """Run the chain (or ``steps`` of it) and return what it published.
 
     ``overrides`` maps a step to extra parameters for its notebook (checked like the others).
+    ``warm_kernels`` starts each step's kernel (and its imports) while the step before runs
+    (see :mod:`llmops_nb.kernels`); every notebook still runs in a fresh kernel of its own.
     """
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
     from llmops_nb.config import default_config_path, load_project_config
 
     chosen = parse_steps(steps)
     cfg_path = Path(config_path or default_config_path()).resolve()
     project = load_project_config(cfg_path)  # bad config fails here, before any step
-    params = plan(chosen, cfg_path, backend, overrides)
-    run_dir = new_run_dir(Path(out).resolve() if out else None)
-    (run_dir / "config.yml").write_text(cfg_path.read_text())
-    result = RunResult(run_dir=run_dir, steps=chosen)
-    record = {
-        "started": datetime.now(timezone.utc).isoformat(),
-        "config_path": str(cfg_path),
-        "backend": backend or project.backend,
-        "steps": chosen,
-        "parameters": params,
-        "environment": environment_record(),
-    }
+    warmer = None
+    if warm_kernels:  # the first kernel starts while papermill imports and the parameters are checked
+        from llmops_nb.kernels import KernelWarmer
+
+        warmer = KernelWarmer({s: kernel_name or notebook_kernel(notebooks_dir() / NOTEBOOKS[s]) for s in chosen},
+                              cwd=notebooks_dir())
+    try:
+        import papermill
+        from papermill.exceptions import PapermillExecutionError
+
+        params = plan(chosen, cfg_path, backend, overrides)
+        run_dir = new_run_dir(Path(out).resolve() if out else None)
+        (run_dir / "config.yml").write_text(cfg_path.read_text())
+        result = RunResult(run_dir=run_dir, steps=chosen)
+        record = {
+            "started": datetime.now(timezone.utc).isoformat(),
+            "config_path": str(cfg_path),
+            "backend": backend or project.backend,
+            "steps": chosen,
+            "parameters": params,
+            "environment": environment_record(),
+        }
+    except BaseException:
+        if warmer is not None:
+            warmer.close()
+        raise
     published: dict[str, Any] = {}
     try:
         for i, step in enumerate(chosen, start=1):
@@ -189,6 +203,7 @@ def run(
             check_parameters(step, notebook, step_params)
             log(f"[{i}/{len(chosen)}] {step}: {notebook.name} -> {target}")
             started = time.perf_counter()
+            km = warmer.take(step) if warmer else None
             try:
                 papermill.execute_notebook(
                     str(notebook),
@@ -197,6 +212,7 @@ def run(
                     kernel_name=kernel_name,
                     cwd=str(notebooks_dir()),
                     progress_bar=progress,
+                    **({"km": km} if km is not None else {}),
                 )
             except PapermillExecutionError as exc:
                 raise StepFailed(
@@ -204,10 +220,16 @@ def run(
                     f"executed notebook: {target}"
                 ) from None
             finally:
+                if km is not None:
+                    from llmops_nb.kernels import shutdown
+
+                    shutdown(km)
                 result.seconds[step] = round(time.perf_counter() - started, 2)
             result.outputs[step] = read_outputs(target)
             published.update(result.outputs[step])
     finally:
+        if warmer is not None:
+            warmer.close()
         record.update(
             finished=datetime.now(timezone.utc).isoformat(),
             outputs=result.outputs,
@@ -216,6 +238,12 @@ def run(
         )
         (run_dir / "summary.json").write_text(json.dumps(record, indent=2, default=str))
     return result
+
+
+def notebook_kernel(notebook: Path) -> str:
+    """The kernel a notebook names in its metadata (as papermill picks it), else python3."""
+    meta = json.loads(Path(notebook).read_text(encoding="utf-8")).get("metadata", {})
+    return (meta.get("kernelspec") or {}).get("name") or "python3"
 
 
 def iter_notebooks() -> Iterable[Path]:

@@ -67,6 +67,9 @@ def test_each_row_is_asked_once_scored_and_logged(chat, tmp_path: Path) -> None:
     assert run.data.params["dataset_digest"] == result.dataset_digest == dataset_digest(rows)
     assert run.data.params["endpoint"] == "chat" and run.data.params["concurrency"] == "4"
     assert run.data.tags["llmops_nb.model_version"] == "1"
+    assert run.info.status == "FINISHED" and run.info.run_name == "eval-test"
+    assert {"mlflow.source.name", "mlflow.user"} <= set(run.data.tags)  # as mlflow.start_run records
+    assert run.data.params["resumed_rows"] == "0"
     for name in ("exact_match/mean", "contains_match", "latency_p95_ms", "error_rate", "rows"):
         assert run.data.metrics[name] == pytest.approx(result.metrics[name])
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
@@ -153,6 +156,21 @@ def test_bad_input_fails_before_any_request(chat, tmp_path: Path) -> None:  # no
     with pytest.raises(ConfigError, match=r"^rows\[0\]\.expected:"):
         evaluate_endpoint(chat.client(), "chat", [{"id": "a", "question": "q"}], tracking_uri=uri)
     assert asked(chat) == []
+    assert not (tmp_path / "mlflow.db").exists()  # no MLflow run either
+
+
+def test_a_query_phase_that_breaks_leaves_a_failed_run_not_a_running_one(chat, tmp_path: Path) -> None:  # noqa: ANN001
+    """The run is created while the rows are asked; if asking breaks, it ends FAILED."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    resume = tmp_path / "resume-is-a-directory"
+    resume.mkdir()
+    with pytest.raises(IsADirectoryError):
+        evaluate_endpoint(chat.client(), "chat", CRAFTED, tracking_uri=uri, progress=False, resume_path=resume)
+    runs = mlflow.MlflowClient(tracking_uri=uri).search_runs(
+        [mlflow.MlflowClient(tracking_uri=uri).get_experiment_by_name("llmops-nb").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
 
 
 def test_every_reported_metric_is_known() -> None:

@@ -1,0 +1,159 @@
+"""Kernels started ahead of their step, so the chain does not wait for start-up and imports.
+
+Each step notebook still runs in a fresh kernel of its own. What a cold kernel spends before
+the notebook's first line does anything (the process start, then importing MLflow,
+databricks-sdk, pandas, matplotlib: seconds per step) happens in the background while the
+step before runs, mostly on the core that step leaves idle while it waits on the registry,
+the endpoint or the network. The warm-up runs silently (no history, no outputs, nothing left
+in the user namespace), so executed notebooks look as with a cold kernel. A warm-up that
+fails only costs the head start: the step then gets a cold kernel from papermill.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+#: Heavy modules each step imports when it runs (measured: ``sys.modules`` after the step in a
+#: fresh process, local backend). Only these: a module a step does not use would cost CPU
+#: the running step needs.
+PRELOAD: dict[str, tuple[str, ...]] = {
+    "configure": ("llmops_nb.widgets", "databricks.sdk", "databricks.sdk.service.serving"),
+    "register": ("mlflow", "mlflow.pyfunc", "mlflow.store.tracking.sqlalchemy_store",
+                 "mlflow.store.model_registry.sqlalchemy_store", "alembic.runtime.migration",
+                 "llmops_nb.registry", "llmops_nb.models.pyfunc", "llama_cpp"),
+    "deploy": ("databricks.sdk", "databricks.sdk.service.serving", "llmops_nb.endpoints", "filelock"),
+    "serve": ("databricks.sdk", "databricks.sdk.service.serving", "pandas", "llmops_nb.client",
+              "llmops_nb.endpoints"),
+    "evaluate": ("mlflow", "mlflow.genai", "mlflow.genai.scorers", "mlflow.store.tracking.sqlalchemy_store",
+                 "databricks.sdk", "databricks.sdk.service.serving", "pandas", "matplotlib.pyplot",
+                 "llmops_nb.evaluate", "llmops_nb.scoring", "llmops_nb.client"),
+}
+#: Steps that mostly wait (on the network or a child process) and leave a core idle.
+WAITING_STEPS = frozenset({"deploy"})
+COMMON = ("llmops_nb.steps", "llmops_nb.params", "llmops_nb.backends", "llmops_nb.config", "tqdm.auto",
+          "IPython.display")
+
+
+def warmup_code(step: str) -> str:
+    """Python run silently in the kernel: import the step's modules, leave no names behind."""
+    modules = list(dict.fromkeys(COMMON + PRELOAD.get(step, ())))
+    return (
+        "def __llmops_warm(names):\n"
+        "    import importlib\n"
+        "    for name in names:\n"
+        "        try:\n"
+        "            importlib.import_module(name)\n"
+        "        except Exception:\n"
+        "            pass\n"
+        f"__llmops_warm({modules!r})\n"
+        "del __llmops_warm\n"
+    )
+
+
+class KernelWarmer:
+    """Starts and warms one kernel per step, in chain order, on one background thread.
+
+    Each warm-up shares the machine with a running step, so the schedule follows what the
+    steps do: the first kernel at once; the next one when a step starts; and during a step
+    that mostly waits (``WAITING_STEPS``: deploy waits for the scoring server) the one after
+    that too, so the evaluate kernel (the heaviest imports) warms while deploy waits rather
+    than during serve, whose decoding uses every core.
+
+    ``take(step)`` waits for that step's kernel manager (None if its warm-up failed: the
+    caller starts a cold kernel). ``close()`` shuts down every kernel it started and has not
+    handed out. Kernels handed out are shut down with :func:`shutdown`.
+    """
+
+    def __init__(self, kernels: Mapping[str, str], *, cwd: Path, startup_timeout: float = 60.0) -> None:
+        """``kernels``: step -> kernel name, in the order the steps run."""
+        self.kernels = dict(kernels)
+        self.cwd = Path(cwd)
+        self.startup_timeout = startup_timeout
+        self._futures: dict[str, Future] = {s: Future() for s in self.kernels}
+        self._started = {s: threading.Event() for s in self.kernels}  # the step took its kernel
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="llmops-kernel-warmer", daemon=True)
+        self._thread.start()
+
+    def take(self, step: str) -> Any | None:
+        """The warm kernel manager for ``step``, or None (not planned, or its warm-up failed)."""
+        future = self._futures.pop(step, None)
+        if future is None:
+            return None
+        self._started[step].set()
+        try:
+            return future.result()
+        except Exception:  # noqa: BLE001 - fall back to a cold kernel
+            return None
+
+    def close(self) -> None:
+        """Stop warming; shut down the kernels nobody took."""
+        self._closed.set()
+        for started in self._started.values():
+            started.set()
+        for future in self._futures.values():
+            future.cancel()
+        self._thread.join()
+        for future in self._futures.values():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                shutdown(future.result())
+        self._futures.clear()
+
+    def _run(self) -> None:
+        order = list(self._futures.items())
+        for k, (step, future) in enumerate(order):
+            if k > 0:
+                self._wait_for_reach(k, [name for name, _ in order])
+            if self._closed.is_set() or not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(self._start(step))
+            except BaseException as exc:  # noqa: BLE001 - reported through take()
+                future.set_exception(exc)
+
+    def _wait_for_reach(self, k: int, order: list[str]) -> None:
+        """Block until a started step reaches step ``k``: the one before it, or a waiting
+        step two before it."""
+        while not self._closed.is_set():
+            if self._started[order[k - 1]].is_set():
+                return
+            if k >= 2 and order[k - 2] in WAITING_STEPS and self._started[order[k - 2]].is_set():
+                return
+            self._started[order[k - 1]].wait(0.1)
+
+    def _start(self, step: str) -> Any:
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync
+
+        km = AsyncKernelManager(kernel_name=self.kernels[step])
+        run_sync(km.start_kernel)(cwd=str(self.cwd))
+        try:
+            kc = km.blocking_client()
+            kc.start_channels()
+            try:
+                kc.wait_for_ready(timeout=self.startup_timeout)
+                msg_id = kc.execute(warmup_code(step), silent=True, store_history=False)
+                while True:
+                    reply = kc.get_shell_msg(timeout=self.startup_timeout * 5)
+                    if reply["parent_header"].get("msg_id") == msg_id:
+                        break
+            finally:
+                kc.stop_channels()
+        except BaseException:
+            shutdown(km)
+            raise
+        return km
+
+
+def shutdown(km: Any) -> None:
+    """Shut a kernel down (quietly: it may be gone already)."""
+    from jupyter_core.utils import run_sync
+
+    try:
+        run_sync(km.shutdown_kernel)(now=False)
+    except Exception:  # noqa: BLE001 - best effort at the end of a step
+        pass
