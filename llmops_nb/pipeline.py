@@ -10,6 +10,7 @@ and the error names the step, the cell and the exception.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -194,6 +195,9 @@ def run(
             warmer.close()
         raise
     published: dict[str, Any] = {}
+    exiting: list[threading.Thread] = []
+    if warmer is not None:
+        from llmops_nb.kernels import shutdown as shutdown_kernel
     try:
         for i, step in enumerate(chosen, start=1):
             notebook = notebooks_dir() / NOTEBOOKS[step]
@@ -220,16 +224,17 @@ def run(
                     f"executed notebook: {target}"
                 ) from None
             finally:
-                if km is not None:
-                    from llmops_nb.kernels import shutdown
-
-                    shutdown(km)
+                if km is not None:  # the kernel exits while the next step runs; waited for below
+                    exiting.append(threading.Thread(target=shutdown_kernel, args=(km,), name=f"shutdown-{step}"))
+                    exiting[-1].start()
                 result.seconds[step] = round(time.perf_counter() - started, 2)
             result.outputs[step] = read_outputs(target)
             published.update(result.outputs[step])
     finally:
         if warmer is not None:
             warmer.close()
+        for thread in exiting:
+            thread.join()
         record.update(
             finished=datetime.now(timezone.utc).isoformat(),
             outputs=result.outputs,
