@@ -150,3 +150,18 @@ def test_logged_model_serves_without_llmops_nb(tmp_path: Path) -> None:
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(out) == {"id", "object", "created", "model", "choices", "usage"}
     assert out["usage"]["completion_tokens"] <= 4 and out["choices"][0]["message"]["content"]
+
+
+def test_batched_equals_unbatched_without_flash_attention_too() -> None:
+    """Flash attention is a speed setting: batching keeps answers identical either way."""
+    from llmops_nb.models.engine import BatchEngine
+    from llmops_nb.models.gguf import bundled_gguf_path
+
+    eng = BatchEngine(str(bundled_gguf_path()), n_ctx=2048, n_seq_max=8, flash_attn=False)
+    try:
+        alone = [eng.generate(request(eng, p)) for p in PROMPTS[:4]]
+        together = concurrently(eng, [request(eng, p) for p in PROMPTS[:4]])
+        assert eng.max_running > 1
+        assert [r.tokens for r in together] == [r.tokens for r in alone]
+    finally:
+        eng.close()
