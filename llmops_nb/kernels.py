@@ -34,6 +34,7 @@ PRELOAD: dict[str, tuple[str, ...]] = {
 }
 #: Steps that mostly wait (on the network or a child process) and leave a core idle.
 WAITING_STEPS = frozenset({"deploy"})
+#: What every step notebook imports first.
 COMMON = ("llmops_nb.steps", "llmops_nb.params", "llmops_nb.backends", "llmops_nb.config", "tqdm.auto",
           "IPython.display")
 
@@ -104,10 +105,10 @@ class KernelWarmer:
         self._futures.clear()
 
     def _run(self) -> None:
-        order = list(self._futures.items())
-        for k, (step, future) in enumerate(order):
+        order = list(self._futures)
+        for k, (step, future) in enumerate(list(self._futures.items())):
             if k > 0:
-                self._wait_for_reach(k, [name for name, _ in order])
+                self._wait_for_reach(k, order)
             if self._closed.is_set() or not future.set_running_or_notify_cancel():
                 continue
             try:
