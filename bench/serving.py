@@ -127,10 +127,9 @@ def reference_answers() -> dict[str, str]:
 
 def run_ceiling(batches: list[int], reference: bool = False) -> tuple[dict[int, float], dict]:
     """The ceiling (and the reference answers), measured in a fresh process."""
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     flag = ["--ceiling-and-reference"] if reference else ["--ceiling-only"]
     proc = subprocess.run([sys.executable, __file__, *flag, *map(str, batches)],
-                          env=env, capture_output=True, text=True, check=True)
+                          capture_output=True, text=True, check=True)
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     return {int(k): v for k, v in out["ceiling"].items()}, out.get("reference", {})
 

@@ -65,8 +65,9 @@ class KernelWarmer:
     than during serve, whose decoding uses every core.
 
     ``take(step)`` waits for that step's kernel manager (None if its warm-up failed: the
-    caller starts a cold kernel). ``close()`` shuts down every kernel it started and has not
-    handed out. Kernels handed out are shut down with :func:`shutdown`.
+    caller starts a cold kernel); ``release(km)`` shuts a taken kernel down in the background
+    (it exits while the next step runs). ``close()`` (or leaving the ``with`` block) shuts
+    down the kernels nobody took and waits until every kernel has exited.
     """
 
     def __init__(self, kernels: Mapping[str, str], *, cwd: Path, startup_timeout: float = 60.0) -> None:
@@ -77,6 +78,7 @@ class KernelWarmer:
         self._futures: dict[str, Future] = {s: Future() for s in self.kernels}
         self._started = {s: threading.Event() for s in self.kernels}  # the step took its kernel
         self._closed = threading.Event()
+        self._exiting: list[threading.Thread] = []
         self._thread = threading.Thread(target=self._run, name="llmops-kernel-warmer", daemon=True)
         self._thread.start()
 
@@ -91,8 +93,20 @@ class KernelWarmer:
         except Exception:  # noqa: BLE001 - fall back to a cold kernel
             return None
 
+    def release(self, km: Any) -> None:
+        """Shut down a kernel ``take`` handed out, without waiting (``close`` waits)."""
+        thread = threading.Thread(target=shutdown, args=(km,), name="llmops-kernel-shutdown")
+        thread.start()
+        self._exiting.append(thread)
+
+    def __enter__(self) -> KernelWarmer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Stop warming; shut down the kernels nobody took."""
+        """Stop warming; shut down the kernels nobody took; wait for every kernel to exit."""
         self._closed.set()
         for started in self._started.values():
             started.set()
@@ -103,6 +117,9 @@ class KernelWarmer:
             if future.done() and not future.cancelled() and future.exception() is None:
                 shutdown(future.result())
         self._futures.clear()
+        for thread in self._exiting:
+            thread.join()
+        self._exiting.clear()
 
     def _run(self) -> None:
         order = list(self._futures)

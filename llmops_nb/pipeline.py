@@ -9,8 +9,8 @@ and the error names the step, the cell and the exception.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops_nb.errors import ConfigError, LlmopsError
+from llmops_nb.kernels import KernelWarmer
 from llmops_nb.params import read_outputs
 from llmops_nb.paths import project_root
 from llmops_nb.provenance import environment_record
@@ -168,13 +169,12 @@ def run(
     chosen = parse_steps(steps)
     cfg_path = Path(config_path or default_config_path()).resolve()
     project = load_project_config(cfg_path)  # bad config fails here, before any step
-    warmer = None
-    if warm_kernels:  # the first kernel starts while papermill imports and the parameters are checked
-        from llmops_nb.kernels import KernelWarmer
-
-        warmer = KernelWarmer({s: kernel_name or notebook_kernel(notebooks_dir() / NOTEBOOKS[s]) for s in chosen},
-                              cwd=notebooks_dir())
-    try:
+    with contextlib.ExitStack() as cleanup:
+        warmer = None
+        if warm_kernels:  # the first kernel starts while papermill imports and the parameters are checked
+            warmer = cleanup.enter_context(KernelWarmer(
+                {s: kernel_name or notebook_kernel(notebooks_dir() / NOTEBOOKS[s]) for s in chosen},
+                cwd=notebooks_dir()))
         import papermill
         from papermill.exceptions import PapermillExecutionError
 
@@ -190,58 +190,46 @@ def run(
             "parameters": params,
             "environment": environment_record(),
         }
-    except BaseException:
-        if warmer is not None:
-            warmer.close()
-        raise
-    published: dict[str, Any] = {}
-    exiting: list[threading.Thread] = []
-    if warmer is not None:
-        from llmops_nb.kernels import shutdown as shutdown_kernel
-    try:
-        for i, step in enumerate(chosen, start=1):
-            notebook = notebooks_dir() / NOTEBOOKS[step]
-            target = run_dir / NOTEBOOKS[step]
-            step_params = dict(params[step])
-            step_params.update({k: v for k, v in published.items() if k in STEP_INPUTS.get(step, ())})
-            check_parameters(step, notebook, step_params)
-            log(f"[{i}/{len(chosen)}] {step}: {notebook.name} -> {target}")
-            started = time.perf_counter()
-            km = warmer.take(step) if warmer else None
-            try:
-                papermill.execute_notebook(
-                    str(notebook),
-                    str(target),
-                    parameters=step_params,
-                    kernel_name=kernel_name,
-                    cwd=str(notebooks_dir()),
-                    progress_bar=progress,
-                    **({"km": km} if km is not None else {}),
-                )
-            except PapermillExecutionError as exc:
-                raise StepFailed(
-                    f"step {step} failed in cell {exc.exec_count} ({exc.ename}: {str(exc.evalue).splitlines()[0] if exc.evalue else ''}); "
-                    f"executed notebook: {target}"
-                ) from None
-            finally:
-                if km is not None:  # the kernel exits while the next step runs; waited for below
-                    exiting.append(threading.Thread(target=shutdown_kernel, args=(km,), name=f"shutdown-{step}"))
-                    exiting[-1].start()
-                result.seconds[step] = round(time.perf_counter() - started, 2)
-            result.outputs[step] = read_outputs(target)
-            published.update(result.outputs[step])
-    finally:
-        if warmer is not None:
-            warmer.close()
-        for thread in exiting:
-            thread.join()
-        record.update(
-            finished=datetime.now(timezone.utc).isoformat(),
-            outputs=result.outputs,
-            seconds=result.seconds,
-            completed=[s for s in chosen if s in result.outputs],
-        )
-        (run_dir / "summary.json").write_text(json.dumps(record, indent=2, default=str))
+        published: dict[str, Any] = {}
+        try:
+            for i, step in enumerate(chosen, start=1):
+                notebook = notebooks_dir() / NOTEBOOKS[step]
+                target = run_dir / NOTEBOOKS[step]
+                step_params = dict(params[step])
+                step_params.update({k: v for k, v in published.items() if k in STEP_INPUTS.get(step, ())})
+                check_parameters(step, notebook, step_params)
+                log(f"[{i}/{len(chosen)}] {step}: {notebook.name} -> {target}")
+                started = time.perf_counter()
+                km = warmer.take(step) if warmer else None
+                try:
+                    papermill.execute_notebook(
+                        str(notebook),
+                        str(target),
+                        parameters=step_params,
+                        kernel_name=kernel_name,
+                        cwd=str(notebooks_dir()),
+                        progress_bar=progress,
+                        **({"km": km} if km is not None else {}),
+                    )
+                except PapermillExecutionError as exc:
+                    raise StepFailed(
+                        f"step {step} failed in cell {exc.exec_count} ({exc.ename}: {str(exc.evalue).splitlines()[0] if exc.evalue else ''}); "
+                        f"executed notebook: {target}"
+                    ) from None
+                finally:
+                    if km is not None:
+                        warmer.release(km)  # exits while the next step runs
+                    result.seconds[step] = round(time.perf_counter() - started, 2)
+                result.outputs[step] = read_outputs(target)
+                published.update(result.outputs[step])
+        finally:
+            record.update(
+                finished=datetime.now(timezone.utc).isoformat(),
+                outputs=result.outputs,
+                seconds=result.seconds,
+                completed=[s for s in chosen if s in result.outputs],
+            )
+            (run_dir / "summary.json").write_text(json.dumps(record, indent=2, default=str))
     return result
 
 
