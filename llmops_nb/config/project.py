@@ -1,0 +1,138 @@
+"""The project file under configs/: backend, model, endpoint (or foundation endpoint), evaluation."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from llmops_nb.config.endpoint import EndpointConfig
+from llmops_nb.config.errors import _check_name, _Model, _Shown
+from llmops_nb.config.io import _dump_yaml, _load_yaml_model
+from llmops_nb.errors import ConfigError
+
+UC_NAME_RE = re.compile(r"^[^.\s]+\.[^.\s]+\.[^.\s]+$")
+
+ALIAS_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+LOWER_IS_BETTER = frozenset({"latency", "error_rate", "errors", "failure_rate", "pii_rate",
+                             "toxicity", "cost", "refusal_rate"})
+
+
+def _check_alias(value: str) -> str:
+    if not ALIAS_RE.match(value) or re.match(r"^v\d+$", value) or value.lower() == "latest":
+        raise ConfigError("", value, "an alias of letters, digits, '-' or '_' "
+                          "(not 'latest', not v<number>)")
+    return value
+
+
+def is_upper_bound(metric: str) -> bool:
+    """True when a threshold on `metric` is a maximum (lower is better)."""
+    base = metric.split("/")[0]
+    return base.endswith(("_ms", "_seconds")) or base in LOWER_IS_BETTER \
+        or any(base.endswith("_" + name) for name in LOWER_IS_BETTER)
+
+
+class ModelSpec(_Model):
+    """The registered model: its name, the alias a new version gets, and generation defaults."""
+
+    name: str = Field(default="smollm2-135m-instruct", min_length=1)
+    alias: str = "challenger"
+    source: str = Field(default="smollm2", min_length=1)
+    max_tokens: int = Field(default=64, ge=1, le=32768)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+
+    @field_validator("alias")
+    @classmethod
+    def _alias(cls, value: str) -> str:
+        return _check_alias(value)
+
+
+class EvaluationConfig(_Model):
+    """How to evaluate and when to promote.
+
+    `thresholds: {metric: value}`: a metric whose name ends in `_ms` or `_seconds`, or is
+    (or ends in `_` + ) one of LOWER_IS_BETTER (latency, error_rate, ...), must be <= its
+    value; any other metric must be >= its value. A missing metric fails its threshold.
+    `margin`: how much the challenger's metrics may trail the champion's and still be
+    promoted (a fraction, 0..1). Passing versions get alias `promote_alias`.
+    """
+
+    dataset: str = Field(default="bundled", min_length=1)
+    max_rows: int | None = Field(default=None, ge=1)
+    concurrency: int = Field(default=8, ge=1, le=64)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    margin: float = Field(default=0.02, ge=0.0, le=1.0)
+    judge_endpoint: str | None = None
+    promote_alias: str = "champion"
+
+    @field_validator("promote_alias")
+    @classmethod
+    def _alias(cls, value: str) -> str:
+        return _check_alias(value)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _metric_names(cls, value: dict[str, float]) -> dict[str, float]:
+        for key in value:
+            if not re.match(r"^[A-Za-z0-9_./-]+$", key):
+                raise ConfigError(key, key, "metric names use letters, digits, '_', '.', '/', '-'")
+        return value
+
+    def failed_thresholds(self, metrics: Mapping[str, float]) -> dict[str, str]:
+        """{metric: reason} for each threshold the metrics do not meet ({} = all pass)."""
+        failed: dict[str, str] = {}
+        for metric, limit in self.thresholds.items():
+            value = metrics.get(metric)
+            upper = is_upper_bound(metric)
+            if value is None:
+                failed[metric] = "missing"
+            elif (value > limit) if upper else (value < limit):
+                failed[metric] = f"{value:g} {'>' if upper else '<'} {limit:g}"
+        return failed
+
+
+class ProjectConfig(_Model):
+    """A file under configs/: backend, model, endpoint (or a foundation endpoint), evaluation."""
+
+    backend: Literal["local", "databricks"] = "local"
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    endpoint: EndpointConfig | None = None
+    foundation_endpoint: str | None = None
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @field_validator("foundation_endpoint")
+    @classmethod
+    def _foundation(cls, value: str | None) -> str | None:
+        return _check_name(value, "an endpoint name")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProjectConfig:
+        if (self.endpoint is None) == (self.foundation_endpoint is None):
+            raise ConfigError("endpoint", _Shown("(both or neither)" if self.endpoint else "(missing)"),
+                              "set an endpoint section, or foundation_endpoint to query an "
+                              "existing pay-per-token endpoint (not both)")
+        if self.backend == "databricks":
+            uc_rule = "Unity Catalog needs a 3-level name catalog.schema.model"
+            if not UC_NAME_RE.match(self.model.name):
+                raise ConfigError("model.name", self.model.name, uc_rule)
+            for i, entity in enumerate(self.endpoint.served_entities if self.endpoint else []):
+                if entity.entity_name is not None and not UC_NAME_RE.match(entity.entity_name):
+                    raise ConfigError(f"endpoint.served_entities[{i}].entity_name",
+                                      entity.entity_name, uc_rule)
+        return self
+
+    @property
+    def endpoint_name(self) -> str:
+        """The endpoint the steps query: the configured one or the foundation endpoint."""
+        return self.endpoint.name if self.endpoint else str(self.foundation_endpoint)
+
+    def to_yaml(self, path: str | Path) -> None:
+        _dump_yaml(self, Path(path))
+
+
+def load_project_config(path: str | Path) -> ProjectConfig:
+    """Read and validate a project config file; any problem is one ConfigError line."""
+    return _load_yaml_model(ProjectConfig, Path(path))
