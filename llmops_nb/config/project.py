@@ -102,6 +102,9 @@ class ProjectConfig(_Model):
     endpoint: EndpointConfig | None = None
     foundation_endpoint: str | None = None
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    #: The MLflow experiment of the register and evaluate runs. None: ``llmops-nb`` locally,
+    #: ``/Users/<current user>/llmops-nb`` on Databricks (which takes only absolute paths).
+    experiment: str | None = Field(default=None, min_length=1)
 
     @field_validator("foundation_endpoint")
     @classmethod
@@ -114,6 +117,9 @@ class ProjectConfig(_Model):
             raise ConfigError("endpoint", _Shown("(both or neither)" if self.endpoint else "(missing)"),
                               "set an endpoint section, or foundation_endpoint to query an "
                               "existing pay-per-token endpoint (not both)")
+        if self.backend == "databricks" and self.experiment and not self.experiment.startswith("/"):
+            raise ConfigError("experiment", self.experiment, "Databricks takes an absolute workspace path "
+                              "such as /Users/<you>/llmops-nb or /Shared/llmops-nb")
         if self.backend == "databricks":
             uc_rule = "Unity Catalog needs a 3-level name catalog.schema.model"
             if not UC_NAME_RE.match(self.model.name):
