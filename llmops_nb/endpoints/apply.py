@@ -1,0 +1,231 @@
+"""Apply a deploy plan through databricks-sdk, then wait as the Databricks CLI does.
+
+:func:`deploy` plans (:mod:`llmops_nb.endpoints.plan`), refuses an immutable change before
+any write unless ``recreate`` is set (then ``DELETE`` and ``POST``, as the CLI's
+"Recreated" does), writes ``tags`` -> ``ai_gateway`` -> ``config`` and waits: for READY
+after a create or a config update (an UPDATE_FAILED then is :class:`DeployFailed`); after
+tag or gateway writes only, for READY with no update in progress, accepting an earlier
+failed update when the endpoint serves the desired config (that is how a deploy of the
+last good config recovers an endpoint whose last update failed).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from llmops_nb.endpoints import plan as planning
+from llmops_nb.endpoints.plan import AI_GATEWAY, CONFIG, CREATE, DELETE, DISABLE_INFERENCE_TABLE, TAGS
+from llmops_nb.endpoints.reads import endpoint_url, get_endpoint, state_of
+from llmops_nb.endpoints.waits import FAILED_UPDATES, wait_not_updating, wait_ready
+from llmops_nb.errors import DeployTimeout, EndpointError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from databricks.sdk import WorkspaceClient
+
+    from llmops_nb.config import EndpointConfig
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """What :func:`deploy` did and where the endpoint now stands."""
+
+    name: str
+    action: str  # created | recreated | updated | unchanged
+    writes: tuple[str, ...]
+    ready: str
+    config_update: str
+    endpoint_url: str
+    config_hash: str
+    served_entities: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = field(default=())
+
+
+# --------------------------------------------------------------------------- typed bodies
+
+
+def _typed(cls_name: str, body: dict[str, Any], where: str) -> Any:
+    """``body`` as the SDK dataclass; an error if the installed SDK would drop part of it."""
+    from databricks.sdk import version
+    from databricks.sdk.service import serving
+
+    obj = getattr(serving, cls_name).from_dict(body)
+    lost = _dropped(body, obj.as_dict())
+    if lost:
+        raise EndpointError(f"{where}.{lost}: not supported by the installed databricks-sdk "
+                            f"{version.__version__}; upgrade databricks-sdk")
+    return obj
+
+
+def _dropped(sent: Any, kept: Any, path: str = "") -> str | None:
+    """The first path present in ``sent`` and missing (or changed to None) in ``kept``."""
+    if isinstance(sent, dict):
+        for key, value in sent.items():
+            if value is None:
+                continue
+            if not isinstance(kept, dict) or kept.get(key) is None:
+                return f"{path}.{key}".lstrip(".")
+            found = _dropped(value, kept[key], f"{path}.{key}")
+            if found:
+                return found
+    elif isinstance(sent, list) and isinstance(kept, list):
+        for i, (s, k) in enumerate(zip(sent, kept)):
+            found = _dropped(s, k, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def _gateway_kwargs(gateway: dict[str, Any] | None) -> dict[str, Any]:
+    """``put_ai_gateway`` keyword arguments; all None (an empty ``{}`` PUT) clears the gateway,
+    as the CLI's ``updateAiGateway`` does when the config has no ``ai_gateway``."""
+    typed = _typed("AiGatewayConfig", gateway or {}, "ai_gateway")
+    return {k: getattr(typed, k) for k in ("rate_limits", "usage_tracking_config", "inference_table_config",
+                                           "guardrails", "fallback_config")}
+
+
+def _disabled_table_gateway(current: dict[str, Any]) -> dict[str, Any]:
+    """The current gateway with its inference table disabled, location kept (the first PUT of
+    disable-then-set: databricks-sdk ``AiGatewayInferenceTableConfig`` docstrings)."""
+    from llmops_nb.endpoints.normalize import input_fields
+
+    gateway = {k: v for k, v in (current.get("ai_gateway") or {}).items() if k in input_fields("AiGatewayConfig")}
+    gateway["inference_table_config"] = {**gateway.get("inference_table_config", {}), "enabled": False}
+    return gateway
+
+
+# --------------------------------------------------------------------------- writes
+
+
+def _create(w: WorkspaceClient, cfg: EndpointConfig) -> None:
+    import inspect
+
+    body = cfg.to_databricks_body()
+    typed = _typed("CreateServingEndpoint", body, "endpoint")
+    accepted = inspect.signature(w.serving_endpoints.create).parameters
+    kwargs = {k: getattr(typed, k) for k in body if getattr(typed, k, None) is not None}
+    unknown = [k for k in kwargs if k not in accepted]
+    if unknown:
+        raise EndpointError(f"endpoint.{unknown[0]}: not supported by the installed databricks-sdk's "
+                            "serving_endpoints.create; upgrade databricks-sdk")
+    w.serving_endpoints.create(**kwargs)
+
+
+def _write(w: WorkspaceClient, cfg: EndpointConfig, change: str, current: dict[str, Any] | None) -> None:
+    if change == CREATE:
+        _create(w, cfg)
+    elif change == TAGS:
+        from databricks.sdk.service import serving
+
+        add, delete = planning.tag_changes(dict(cfg.tags or {}), (current or {}).get("tags"))
+        w.serving_endpoints.patch(
+            name=cfg.name,
+            add_tags=[serving.EndpointTag(key=k, value=v) for k, v in add.items()] or None,
+            delete_tags=delete or None,
+        )
+    elif change == DISABLE_INFERENCE_TABLE:
+        w.serving_endpoints.put_ai_gateway(name=cfg.name, **_gateway_kwargs(_disabled_table_gateway(current or {})))
+    elif change == AI_GATEWAY:
+        w.serving_endpoints.put_ai_gateway(name=cfg.name, **_gateway_kwargs(cfg.to_databricks_body().get("ai_gateway")))
+    elif change == CONFIG:
+        core = {k: v for k, v in cfg.to_databricks_body()["config"].items() if k != "name"}
+        typed = _typed("EndpointCoreConfigInput", core, "config")
+        w.serving_endpoints.update_config(
+            name=cfg.name,
+            served_entities=typed.served_entities,
+            traffic_config=typed.traffic_config,
+            auto_capture_config=typed.auto_capture_config,
+        )
+    else:  # pragma: no cover - the plan makes no other write
+        raise ValueError(change)
+
+
+def _delete_and_wait_gone(w: WorkspaceClient, name: str, *, timeout: float, poll_interval: float) -> None:
+    """``DELETE`` the endpoint, then wait until GET no longer finds it (the name is free)."""
+    w.serving_endpoints.delete(name)
+    deadline = time.monotonic() + timeout
+    while get_endpoint(w, name) is not None:
+        if time.monotonic() >= deadline:
+            raise DeployTimeout(f"endpoint {name}: still there {timeout:.0f} s after DELETE")
+        time.sleep(poll_interval)
+
+
+# --------------------------------------------------------------------------- deploy
+
+
+def deploy(
+    w: WorkspaceClient,
+    cfg: EndpointConfig,
+    *,
+    wait: bool = True,
+    timeout: float = 1200,
+    poll_interval: float = 1.0,
+    progress: bool = True,
+    max_conflicts: int = 10,
+    recreate: bool = False,
+) -> DeployResult:
+    """Create or update the endpoint described by ``cfg``, idempotently, and wait for READY.
+
+    Every ``entity_version`` must be resolved (see ``EndpointConfig.with_resolved_versions``).
+    The same config twice makes no write call; a changed config makes one call per changed
+    part, in the order tags, ai_gateway, config; an update that meets another update in
+    progress waits for it, re-plans, then applies. A change to an immutable field raises
+    :class:`~llmops_nb.endpoints.plan.ImmutableChange` before any write, unless ``recreate``:
+    then the endpoint is deleted and created again from ``cfg``.
+    """
+    from databricks.sdk.errors import ResourceAlreadyExists, ResourceConflict
+
+    writes: list[str] = []
+    conflicts = 0
+    while True:
+        current = get_endpoint(w, cfg.name)
+        if current is not None and state_of(current)[1] == "IN_PROGRESS":
+            current = wait_not_updating(w, cfg.name, timeout=timeout, poll_interval=poll_interval)
+        plan = planning.make_plan(cfg, current)
+        if plan.immutable and not recreate:
+            raise plan.refusal(cfg.name)
+        try:
+            if plan.immutable:
+                _delete_and_wait_gone(w, cfg.name, timeout=timeout, poll_interval=poll_interval)
+                writes.append(DELETE)
+                plan, current = planning.Plan((CREATE,)), None
+            for change in plan.writes:
+                _write(w, cfg, change, current)
+                writes.append(change)
+            break
+        except (ResourceConflict, ResourceAlreadyExists):
+            # Someone else is updating (or just created) the endpoint: wait, then re-plan.
+            conflicts += 1
+            if conflicts > max_conflicts:
+                raise
+            wait_not_updating(w, cfg.name, timeout=timeout, poll_interval=poll_interval)
+    rolled_out = CREATE in writes or CONFIG in writes
+    endpoint = (
+        wait_ready(w, cfg.name, timeout=timeout, poll_interval=poll_interval, progress=progress,
+                   # a create or config update is IN_PROGRESS right after the call
+                   first_poll_after=poll_interval if rolled_out else 0.0,
+                   accept_failed_update=not rolled_out)
+        if wait
+        else get_endpoint(w, cfg.name) or {}
+    )
+    ready, update = state_of(endpoint)
+    notes: tuple[str, ...] = ()
+    if update in FAILED_UPDATES and not rolled_out:
+        notes = (f"the last config update ended {update}; the endpoint serves the desired config "
+                 f"(config_version {(endpoint.get('config') or {}).get('config_version')}) and is {ready}",)
+    if DELETE in writes:
+        action = "recreated"
+    else:
+        action = "created" if CREATE in writes else ("updated" if writes else "unchanged")
+    return DeployResult(
+        name=cfg.name,
+        action=action,
+        writes=tuple(writes),
+        ready=ready,
+        config_update=update,
+        endpoint_url=endpoint_url(w, cfg.name),
+        config_hash=cfg.config_hash(),
+        served_entities=tuple(str(e.get("name")) for e in (endpoint.get("config") or {}).get("served_entities") or []),
+        notes=notes,
+    )
