@@ -5,21 +5,29 @@ BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed
 # mlflow's scoring server execs `uvicorn`, and papermill/nbval start the venv's kernel.
 export PATH := $(BIN):$(PATH)
-# Build llama-cpp-python with both cores; pip caches the wheel afterwards.
+# Build llama-cpp-python with both cores (once per version: llmops_nb/models/runtime.py keeps the
+# portable wheel in ~/.cache/llmops-nb/wheels, or $LLMOPS_WHEELHOUSE).
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: install run test nbval lint stop clean help
+.PHONY: install run test nbval conformance lint stop clean clean-runtime help
 
 help:
 	@echo "make run   - set up .venv, then register -> deploy -> serve -> evaluate on the local workspace"
 	@echo "make test  - set up .venv, then run every test"
 	@echo "make nbval NB=notebooks/02_deploy.ipynb [BACKEND=local] - nbval over the chain up to NB (fake workspace by default)"
+	@echo "make conformance - the Databricks serving-endpoints scenarios on the fake and local workspaces (LLMOPS_LIVE_DATABRICKS=1: a real one too)"
 	@echo "make stop  - stop the local workspace and its endpoints"
+	@echo "make clean-runtime - forget the built llama.cpp wheel (the next install builds it again)"
 
-$(STAMP): pyproject.toml
+# llama-cpp-python first, from the project's own portable build (no -march=native: AMX kernels die
+# with SIGILL on Intel Xeon VMs), so the `local` extra finds it installed; then a smoke check that
+# loads the model and decodes a few tokens in a subprocess and stops make with one line if it crashes.
+$(STAMP): pyproject.toml llmops_nb/models/runtime.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel
+	$(BIN)/python -m llmops_nb.models.runtime install
 	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	@$(BIN)/python -m llmops_nb.models.runtime check
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (llmops-nb)" >/dev/null
 	@touch $@
 
@@ -33,6 +41,9 @@ test: $(STAMP)
 
 # nbval over the notebooks up to NB (all when NB is empty), on the fake workspace or BACKEND=local.
 BACKEND ?= fake
+conformance: $(STAMP)
+	$(BIN)/python -m pytest tests/conformance -v
+
 nbval: $(STAMP)
 	LLMOPS_NBVAL_UPTO=$(NB) $(BIN)/python -m pytest tests/notebooks -k $(if $(filter local,$(BACKEND)),local_workspace,fake_databricks)
 
@@ -44,3 +55,7 @@ stop:
 
 clean: stop
 	rm -rf $(VENV) .llmops mlflow.db mlruns runs
+
+clean-runtime:
+	rm -rf "$${LLMOPS_WHEELHOUSE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/llmops-nb/wheels}"
+	rm -f $(STAMP)
