@@ -8,11 +8,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from . import notices
 from .apierror import ApiError, invalid
 from .chat import DATAFRAME_KEYS, validate_chat
 from .entities import RunnerContext
 from .manager import Manager
-from .validation import validate_ai_gateway, validate_create, validate_update
+from .validation import (validate_ai_gateway, validate_create, validate_notifications,
+                         validate_update)
 
 API = "/api/2.0/serving-endpoints"
 
@@ -61,7 +63,11 @@ def create_app(ctx: RunnerContext, *, token: str | None = None,
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        path = request.url.path
+        sent = path = request.scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            # Databricks answers `/api/2.0/serving-endpoints/` as without the slash; MLflow's
+            # Databricks deployment client sends it for create and list.
+            path = request.scope["path"] = path.rstrip("/") or "/"
         if path.startswith("/.well-known/"):
             return await call_next(request)
         if token and _bearer(request) != token:
@@ -75,7 +81,7 @@ def create_app(ctx: RunnerContext, *, token: str | None = None,
                 body = json.loads(raw) if raw else None
             except ValueError:
                 body = raw.decode("utf-8", "replace")
-            entry = faults.record(request.method, path, body)
+            entry = faults.record(request.method, sent, body)
         try:
             if path.startswith("/_fake/"):
                 pass
@@ -103,7 +109,9 @@ def create_app(ctx: RunnerContext, *, token: str | None = None,
     async def create(request: Request):
         body = validate_create(await _json(request))
         await manager.create(body, creator=_creator(request))
-        return manager.view(body["name"], _host(request))
+        lines = notices.endpoint_notices(body)
+        manager.tell(body["name"], lines)
+        return _with_warnings(manager.view(body["name"], _host(request)), lines)
 
     @app.get(API)
     async def list_endpoints(request: Request):
@@ -126,14 +134,29 @@ def create_app(ctx: RunnerContext, *, token: str | None = None,
         current = manager.store.get(name) or {}
         config = validate_update(name, body, current) if current else None
         await manager.update_config(name, config)
-        return manager.view(name, _host(request))
+        lines = notices.config_notices(config)
+        manager.tell(name, lines)
+        return _with_warnings(manager.view(name, _host(request)), lines)
 
     @app.put(API + "/{name}/ai-gateway")
     async def put_ai_gateway(name: str, request: Request):
         body = await _json(request)
         current = manager.store.get(name) or {}
         gateway = validate_ai_gateway(name, body, current) if current else body
-        return await manager.put_ai_gateway(name, gateway)
+        answer = await manager.put_ai_gateway(name, gateway)
+        lines = notices.gateway_notices(gateway)
+        manager.tell(name, lines)
+        return _with_warnings(answer, lines)
+
+    @app.patch(API + "/{name}/notifications")
+    async def patch_notifications(name: str, request: Request):
+        body = await _json(request)
+        current = manager.store.get(name) or {}
+        value = validate_notifications(name, body, current) if current else None
+        answer = await manager.put_notifications(name, value)
+        lines = notices.endpoint_notices({"email_notifications": value})
+        manager.tell(name, lines)
+        return _with_warnings(answer, lines)
 
     @app.patch(API + "/{name}/tags")
     async def patch_tags(name: str, request: Request):
@@ -205,6 +228,11 @@ def create_app(ctx: RunnerContext, *, token: str | None = None,
                                f"No API found for '{request.method} /{path}'"))
 
     return app
+
+
+def _with_warnings(answer: dict, lines: list[str]) -> dict:
+    """The answer, with ``warnings`` (what the local workspace does not apply) when any."""
+    return {**answer, "warnings": lines} if lines else answer
 
 
 def _creator(request: Request) -> str:

@@ -28,10 +28,21 @@ from llmops_nb.models.serving import free_port
 from .apierror import ApiError, invalid, unavailable
 from .chat import count_tokens, prompt_tokens, text_of
 from .faults import FaultInjector
+from .notices import entity_notices
 
 READY, CREATING, FAILED = "DEPLOYMENT_READY", "DEPLOYMENT_CREATING", "DEPLOYMENT_FAILED"
 RECOVERING, ABORTED = "DEPLOYMENT_RECOVERING", "DEPLOYMENT_ABORTED"
-WORKLOAD_NOTE = "workload_size is ignored by the local workspace"
+WORKLOAD_NOTE = "not applied by the local workspace"
+
+
+def not_applied(entity: dict) -> list[str]:
+    """The fields of ``entity`` the local workspace accepts but does not apply (see notices)."""
+    fields = [line.split(":", 1)[0].split("=", 1)[0].rsplit(".", 1)[-1]
+              for line in entity_notices(0, entity)]
+    if entity.get("workload_size") and "workload_size" not in fields \
+            and not entity.get("external_model"):
+        fields.insert(0, "workload_size")  # Small too: no concurrency is provisioned
+    return fields
 
 
 @dataclass
@@ -79,7 +90,8 @@ class Runner:
 
     def _ready(self, what: str) -> None:
         self.state = READY
-        note = f" ({WORKLOAD_NOTE})" if self.entity.get("workload_size") else ""
+        ignored = not_applied(self.entity)
+        note = f" ({WORKLOAD_NOTE}: {', '.join(ignored)})" if ignored else ""
         self.message = f"{what} is ready{note}."
         self.log(self.message)
 

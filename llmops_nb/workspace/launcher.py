@@ -81,11 +81,13 @@ def status(home: Path) -> WorkspaceInfo | None:
 
 def ensure_running(home: Path, tracking_uri: str | None, *, fake: bool | None = False,
                    token: str | None = None, port: int = 0, fake_options: dict | None = None,
-                   timeout: float = 60.0) -> WorkspaceInfo:
+                   timeout: float = 60.0, refuse_fake: bool = False) -> WorkspaceInfo:
     """Reuse the workspace running in ``home`` (same fake/token), or start one detached.
 
     ``fake=None`` reuses whichever workspace runs there (a fake one started by
     ``llmops-nb workspace start --fake`` included) and starts a real one if none does.
+    ``refuse_fake=True`` raises :func:`fake_refused` when a fake one runs there instead of
+    replacing it (someone started it on purpose; it is not ours to stop).
     """
     from filelock import FileLock
 
@@ -94,11 +96,22 @@ def ensure_running(home: Path, tracking_uri: str | None, *, fake: bool | None = 
     with FileLock(str(home / ".server.lock")):
         info = status(home)
         if info is not None:
+            if refuse_fake and info.fake:
+                raise fake_refused(info)
             if fake in (None, info.fake) and (token is None or info.token == token):
                 return info
             stop(home)
         return _start(home, tracking_uri, fake=bool(fake), token=token, port=port,
                       fake_options=fake_options or {}, timeout=timeout)
+
+
+def fake_refused(info: WorkspaceInfo) -> WorkspaceError:
+    """The one line a local run gets when the workspace of its home is the fake one."""
+    return WorkspaceError(
+        f"the workspace running in {info.home} is the fake one (deterministic echo answers, "
+        f"pid {info.pid}): the local backend will not use it; stop it with `llmops-nb "
+        f"workspace stop`, or set LLMOPS_HOME to another folder, or to use the fake on purpose "
+        f"run with --backend databricks and DATABRICKS_HOST={info.host}")
 
 
 def _start(home: Path, tracking_uri: str | None, *, fake: bool, token: str | None, port: int,

@@ -7,10 +7,12 @@ as tasks so the API answers at once, as Databricks does (IN_PROGRESS, then NOT_U
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import uuid
 
 from .apierror import ApiError, conflict, invalid, not_found, unavailable
+from .chat import prompt_tokens
 from .entities import (READY, FakeRunner, Runner, RunnerContext, ScoringServerRunner,
                        entity_signature)
 from .external import ExternalModelRunner
@@ -23,6 +25,9 @@ from .views import endpoint_view, foundation_view
 from .validation import check_not_system
 
 SYSTEM = {FOUNDATION_ENDPOINT}
+#: Top-level create fields kept on the record (``rate_limits``, deprecated, is kept but not shown).
+STORED_TOP_LEVEL = ("description", "budget_policy_id", "email_notifications", "route_optimized",
+                    "rate_limits")
 
 
 def _now_ms() -> int:
@@ -44,6 +49,7 @@ class Manager:
         self.started_ms = _now_ms()
         self.foundation: Runner | None = None
         self.foundation_task: asyncio.Task | None = None
+        self.notes: dict[str, list[str]] = {}  # the last warnings told, for new runners' logs
 
     # ---- lifecycle -------------------------------------------------------------------
     def _spawn(self, coro) -> None:
@@ -102,13 +108,25 @@ class Manager:
                 return group[entity]
         raise not_found(f"Served model '{entity}' does not exist in endpoint '{name}'.")
 
+    def tell(self, name: str, lines: list[str]) -> None:
+        """Say what the workspace does not apply: workspace log and the entities' build logs."""
+        if not lines:
+            return
+        runners = {**self.active.get(name, {}), **self.pending.get(name, {})}
+        for line in lines:
+            print(f"WARNING endpoint {name}: {line}", file=sys.stderr, flush=True)
+            for runner in runners.values():
+                runner.log(f"WARNING (local workspace): {line}")
+        self.notes[name] = lines
+
     # ---- writes ----------------------------------------------------------------------
     async def create(self, body: dict, creator: str) -> dict:
         name = body["name"]
         async with self.lock:
             if name in SYSTEM or self.store.get(name) is not None:
-                raise ApiError(400, "RESOURCE_ALREADY_EXISTS",
-                               f"Endpoint with name '{name}' already exists.")
+                # 409, as the Databricks CLI's test server (libs/testserver/serving_endpoints.go)
+                raise ApiError(409, "RESOURCE_ALREADY_EXISTS",
+                               f"Serving endpoint with name {name} already exists")
             await self._check_registry(body["config"])
             now = _now_ms()
             rec = {"name": name, "id": uuid.uuid4().hex, "creator": creator,
@@ -116,7 +134,7 @@ class Manager:
                    "config": None, "config_update": "IN_PROGRESS",
                    "pending_config": {**body["config"], "config_version": 1, "start_time": now},
                    "tags": body.get("tags") or [], "ai_gateway": body.get("ai_gateway")}
-            for key in ("description", "budget_policy_id", "email_notifications"):
+            for key in STORED_TOP_LEVEL:
                 if body.get(key) is not None:
                     rec[key] = body[key]
             self.store.put(rec)
@@ -163,6 +181,9 @@ class Manager:
                 runners[e["name"]] = self.make_runner(name, e)
                 started.append(runners[e["name"]])
         self.pending[name] = runners
+        for runner in started:
+            for line in self.notes.get(name, []):
+                runner.log(f"WARNING (local workspace): {line}")
         results = await asyncio.gather(*(r.start() for r in started), return_exceptions=True)
         ok = all(r is True for r in results)
         to_stop: list[Runner] = []
@@ -193,11 +214,20 @@ class Manager:
         check_not_system(name, SYSTEM, "updated")
         async with self.lock:
             rec = self._get(name)
-            rec["ai_gateway"] = gateway
+            rec["ai_gateway"] = gateway or None  # an empty PUT clears the gateway (CLI)
             rec["last_updated_timestamp"] = _now_ms()
             self.store.put(rec)
             self.limiter.forget(name)
         return gateway
+
+    async def put_notifications(self, name: str, notifications: dict | None) -> dict:
+        """``PATCH .../notifications``: replace the endpoint's email notifications."""
+        check_not_system(name, SYSTEM, "updated")
+        async with self.lock:
+            rec = self._get(name)
+            rec["email_notifications"] = notifications or None
+            self.store.put(rec)
+        return {"name": name, **({"email_notifications": notifications} if notifications else {})}
 
     async def patch_tags(self, name: str, add: list[dict], delete: list[str]) -> list[dict]:
         check_not_system(name, SYSTEM, "tagged")
@@ -221,6 +251,7 @@ class Manager:
             runners = [*self.active.pop(name, {}).values(), *self.pending.pop(name, {}).values()]
             self.routers.pop(name, None)
             self.limiter.forget(name)
+            self.notes.pop(name, None)
         await asyncio.gather(*(r.stop() for r in set(runners)), return_exceptions=True)
 
     def _get(self, name: str) -> dict:
@@ -254,8 +285,11 @@ class Manager:
             status = e.status
             raise
         finally:
+            usage = answer.get("usage") if isinstance(answer, dict) else None
+            if answer is not None:
+                self.limiter.add_tokens(name, rec.get("ai_gateway"), user,
+                                        _total_tokens(usage, body))
             if tracking:
-                usage = answer.get("usage") if isinstance(answer, dict) else None
                 record_usage(self.ctx.home, name, entity, status,
                              (time.perf_counter() - started) * 1000, usage)
 
@@ -283,6 +317,13 @@ class Manager:
         if self.foundation.state != READY:
             raise unavailable(f"{FOUNDATION_ENDPOINT} is starting the model; retry shortly.", 5)
         return await self.foundation.invoke(body)
+
+
+def _total_tokens(usage: dict | None, body: dict) -> int:
+    """The tokens of one answered call: its ``usage``, else an estimate of the prompt."""
+    if isinstance(usage, dict) and usage.get("total_tokens") is not None:
+        return int(usage["total_tokens"])
+    return prompt_tokens(body)
 
 
 def _check_model_version(tracking_uri: str | None, name: str, version: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import legacy
 from .entities import CREATING, READY, Runner
 from .foundation import FOUNDATION_ENDPOINT, foundation_entity
 
@@ -36,25 +37,38 @@ def endpoint_view(rec: dict, active: dict[str, Runner], pending: dict[str, Runne
                   "config_update": rec["config_update"]},
         "tags": rec.get("tags") or [], "task": TASK, "permission_level": "CAN_MANAGE",
         "endpoint_url": f"{host}/serving-endpoints/{rec['name']}/invocations",
-        "route_optimized": False,
+        # Always echoed, as the real backend does (CLI libs/testserver/serving_endpoints.go
+        # force-sends both); budget_policy_id is never shown: GET does not populate it (CLI
+        # bundle/direct/dresources/resources.yml, ignore_remote_changes).
+        "route_optimized": bool(rec.get("route_optimized")),
+        "description": rec.get("description") or "",
     }
-    for key in ("ai_gateway", "description", "budget_policy_id", "email_notifications"):
-        if rec.get(key) is not None:
+    for key in ("ai_gateway", "email_notifications"):
+        if rec.get(key):
             view[key] = rec[key]
     if rec.get("config"):
         c = rec["config"]
-        view["config"] = {
-            "served_entities": _entities(c["served_entities"], active, None, rec["creator"],
-                                         c.get("start_time", rec["creation_timestamp"])),
-            "traffic_config": c["traffic_config"], "config_version": c["config_version"]}
+        view["config"] = _config(c, _entities(c["served_entities"], active, None, rec["creator"],
+                                              c.get("start_time", rec["creation_timestamp"])))
     if rec.get("pending_config"):
         p = rec["pending_config"]
         view["pending_config"] = {
-            "served_entities": _entities(p["served_entities"], pending, rec.get("pending_states"),
-                                         rec["creator"], p["start_time"]),
-            "traffic_config": p["traffic_config"], "config_version": p["config_version"],
+            **_config(p, _entities(p["served_entities"], pending, rec.get("pending_states"),
+                                   rec["creator"], p["start_time"])),
             "start_time": p["start_time"]}
     return view
+
+
+def _config(stored: dict, entities: list[dict]) -> dict:
+    """``EndpointCoreConfigOutput`` (or the pending one) of a stored config."""
+    out = {"served_entities": entities, "traffic_config": stored["traffic_config"],
+           "config_version": stored["config_version"]}
+    if stored.get("auto_capture_config"):
+        out["auto_capture_config"] = stored["auto_capture_config"]
+    if stored.get(legacy.MARK):
+        out["served_models"] = legacy.served_models_view(entities)
+        out["traffic_config"] = {"routes": legacy.routes_view(stored["traffic_config"]["routes"])}
+    return out
 
 
 def foundation_view(host: str, created: int) -> dict:

@@ -31,7 +31,7 @@ def test_create_is_in_progress_then_ready(w, ws):
     assert ep.config.config_version == 1
     e = ep.config.served_entities[0]
     assert e.state.deployment.value == "DEPLOYMENT_READY"
-    assert "workload_size is ignored by the local workspace" in e.state.deployment_state_message
+    assert e.state.deployment_state_message == "Fake served entity m-1 is ready."
     assert ep.config.traffic_config.routes[0].traffic_percentage == 100
     assert ep.endpoint_url == f"{ws.host}/serving-endpoints/life-create/invocations"
     assert ep.task == "llm/v1/chat" and ep.permission_level.value == "CAN_MANAGE"
