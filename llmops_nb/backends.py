@@ -152,11 +152,15 @@ def _local_backend(*, start: bool) -> Backend:
     tracking_uri = local_tracking_uri()
     token = os.environ.get(ENV_WORKSPACE_TOKEN)
     if start:
-        info = launcher.ensure_running(home, tracking_uri, token=token, fake=None)
+        # Never the fake one, unless asked for (--backend databricks pointed at it): a local
+        # run would evaluate echo answers and promote on them. It is not stopped either.
+        info = launcher.ensure_running(home, tracking_uri, token=token, fake=False, refuse_fake=True)
     else:
         info = launcher.status(home)
         if info is None:
             raise WorkspaceError(f"no local workspace runs in {home}; start one with `llmops-nb workspace start`")
+        if info.fake:
+            raise launcher.fake_refused(info)
     return Backend(
         kind="local",
         host=info.host,

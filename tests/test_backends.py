@@ -52,3 +52,25 @@ def test_local_defaults_live_in_the_project_folder(monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert backends.local_home() == tmp_path.resolve() / ".llmops"
     assert backends.local_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+
+
+def test_local_backend_refuses_a_running_fake_workspace_and_leaves_it_running(
+        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    """Issue 14, point 11: `llmops-nb run` on the local default never evaluates echo answers."""
+    from llmops_nb.errors import WorkspaceError
+    from llmops_nb.testing import fake_workspace
+    from llmops_nb.workspace import launcher
+
+    home = tmp_path / ".llmops"
+    monkeypatch.setenv(backends.ENV_HOME, str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv(backends.ENV_WORKSPACE_TOKEN, raising=False)
+    with fake_workspace(home) as ws:
+        for start in (True, False):
+            with pytest.raises(WorkspaceError) as err:
+                backends.resolve_backend("local", start=start)
+            text = str(err.value)
+            assert "\n" not in text and "fake" in text and ws.host in text
+            assert "llmops-nb workspace stop" in text
+        info = launcher.status(home)
+        assert info is not None and info.fake and info.pid == ws.info.pid
