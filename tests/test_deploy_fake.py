@@ -9,6 +9,7 @@ import pytest
 
 from llmops_nb import client, endpoints
 from llmops_nb.config import EndpointConfig
+from llmops_nb.endpoints import ImmutableChange
 from llmops_nb.errors import DeployFailed, DeployTimeout
 
 
@@ -25,6 +26,15 @@ def config(version: str = "1", **extra) -> EndpointConfig:  # noqa: ANN003
 
 def writes(ws) -> list[tuple[str, str]]:  # noqa: ANN001
     return [(c["method"], c["path"]) for c in ws.write_calls()]
+
+
+def deploy(ws, cfg: EndpointConfig, **kwargs):  # noqa: ANN001, ANN003, ANN201
+    """Deploy with a fresh client after clearing the fake's request record."""
+    ws.reset()
+    return endpoints.deploy(ws.client(), cfg, progress=False, poll_interval=0.1, **kwargs)
+
+
+API = "/api/2.0/serving-endpoints/chat"
 
 
 def test_create_then_the_same_config_makes_no_write_call(fake_workspace) -> None:  # noqa: ANN001
@@ -46,13 +56,14 @@ def test_a_changed_config_makes_one_update_per_changed_part(fake_workspace) -> N
     result = endpoints.deploy(w, config("2"), progress=False, poll_interval=0.1)
     assert result.action == "updated" and result.writes == ("config",)
     assert writes(fake_workspace) == [("PUT", "/api/2.0/serving-endpoints/chat/config")]
+    assert endpoints.deploy(w, config("2"), progress=False, poll_interval=0.1).writes == ()
     assert result.served_entities == ("m-2",)
     fake_workspace.reset()
     tagged = endpoints.deploy(w, config("2", tags={"team": "ml", "stage": "prod"}), progress=False, poll_interval=0.1)
     assert tagged.writes == ("tags",)
     assert writes(fake_workspace) == [("PATCH", "/api/2.0/serving-endpoints/chat/tags")]
     fake_workspace.reset()
-    limited = config("2", tags={"team": "ml", "stage": "prod"}, ai_gateway={"rate_limits": [{"calls": 10}], "usage_tracking_config": {"enabled": True}})
+    limited = config("2", tags={"team": "ml", "stage": "prod"}, ai_gateway={"rate_limits": [{"calls": 10, "renewal_period": "minute"}], "usage_tracking_config": {"enabled": True}})
     assert endpoints.deploy(w, limited, progress=False, poll_interval=0.1).writes == ("ai_gateway",)
     assert writes(fake_workspace) == [("PUT", "/api/2.0/serving-endpoints/chat/ai-gateway")]
 
@@ -134,3 +145,92 @@ def test_after_a_create_the_first_poll_waits_one_interval(fake_workspace) -> Non
     polls = [r["time"] - posted for r in calls if r["method"] == "GET" and r["time"] > posted]
     assert polls and polls[0] >= 0.45  # no GET right after the create: it cannot be READY yet
     assert len(polls) <= round(polls[-1] / 0.5)  # at most one GET per interval since the create
+
+
+# ----------------------------------------------------------------- plan and apply as the Databricks CLI does
+
+def test_removing_the_ai_gateway_section_clears_it_with_an_empty_put(fake_workspace) -> None:  # noqa: ANN001
+    gated = config(ai_gateway={"usage_tracking_config": {"enabled": True}, "rate_limits": [{"calls": 10, "renewal_period": "minute"}],
+                               "fallback_config": {"enabled": False}})
+    deploy(fake_workspace, gated)
+    result = deploy(fake_workspace, config(ai_gateway=None))
+    assert result.writes == ("ai_gateway",)
+    [put] = fake_workspace.write_calls()
+    assert (put["method"], put["path"], put["body"]) == ("PUT", f"{API}/ai-gateway", {})
+    assert deploy(fake_workspace, config(ai_gateway=None)).writes == ()
+    assert fake_workspace.write_calls() == []
+
+
+def test_dropping_rate_limits_or_guardrails_puts_the_gateway_without_them(fake_workspace) -> None:  # noqa: ANN001
+    deploy(fake_workspace, config(ai_gateway={"usage_tracking_config": {"enabled": True}, "rate_limits": [{"calls": 10, "renewal_period": "minute"}]}))
+    assert deploy(fake_workspace, config()).writes == ("ai_gateway",)
+    [put] = fake_workspace.write_calls()
+    assert put["body"] == {"usage_tracking_config": {"enabled": True}}
+    current = endpoints.get_endpoint(fake_workspace.client(), "chat")
+    assert not (current.get("ai_gateway") or {}).get("rate_limits")
+
+
+def test_a_dropped_tag_is_deleted(fake_workspace) -> None:  # noqa: ANN001
+    deploy(fake_workspace, config(tags={"team": "ml", "stage": "dev"}))
+    assert deploy(fake_workspace, config(tags={"team": "ml"})).writes == ("tags",)
+    [patch] = fake_workspace.write_calls()
+    assert (patch["method"], patch["path"], patch["body"]) == ("PATCH", f"{API}/tags", {"delete_tags": ["stage"]})
+    assert endpoints.get_endpoint(fake_workspace.client(), "chat")["tags"] == [{"key": "team", "value": "ml"}]
+
+
+def test_writes_go_tags_then_ai_gateway_then_config(fake_workspace) -> None:  # noqa: ANN001
+    deploy(fake_workspace, config())
+    changed = config("2", tags={"team": "ai"}, ai_gateway={"usage_tracking_config": {"enabled": True},
+                                                           "rate_limits": [{"calls": 7, "renewal_period": "minute"}]})
+    result = deploy(fake_workspace, changed)
+    assert result.writes == ("tags", "ai_gateway", "config") and result.ready == "READY"
+    assert writes(fake_workspace) == [("PATCH", f"{API}/tags"), ("PUT", f"{API}/ai-gateway"), ("PUT", f"{API}/config")]
+    assert deploy(fake_workspace, changed).writes == ()
+
+
+def test_moving_an_enabled_inference_table_disables_it_then_sets_the_new_place(fake_workspace) -> None:  # noqa: ANN001
+    table = {"catalog_name": "main", "schema_name": "logs", "table_name_prefix": "chat", "enabled": True}
+    deploy(fake_workspace, config(ai_gateway={"inference_table_config": table}))
+    moved = {**table, "schema_name": "audit"}
+    result = deploy(fake_workspace, config(ai_gateway={"inference_table_config": moved}))
+    assert result.writes == ("ai_gateway_disable", "ai_gateway")
+    first, second = fake_workspace.write_calls()
+    assert first["path"] == second["path"] == f"{API}/ai-gateway"
+    assert first["body"] == {"inference_table_config": {**table, "enabled": False}}
+    assert second["body"] == {"inference_table_config": moved}
+    assert deploy(fake_workspace, config(ai_gateway={"inference_table_config": moved})).writes == ()
+
+
+def test_an_immutable_change_is_refused_before_any_write_unless_recreate(fake_workspace) -> None:  # noqa: ANN001
+    deploy(fake_workspace, config(description="first words"))
+    changed = config("2", description="other words", tags={"team": "ai"})
+    with pytest.raises(ImmutableChange) as err:
+        deploy(fake_workspace, changed)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("description: 'other words' is not allowed")
+    assert "--recreate" in message
+    assert fake_workspace.write_calls() == []
+    result = deploy(fake_workspace, changed, recreate=True)
+    assert result.action == "recreated" and result.writes == ("delete", "create")
+    assert writes(fake_workspace) == [("DELETE", API), ("POST", "/api/2.0/serving-endpoints")]
+    now = endpoints.get_endpoint(fake_workspace.client(), "chat")
+    assert now["description"] == "other words" and result.served_entities == ("m-2",)
+    assert deploy(fake_workspace, changed).writes == ()
+
+
+def test_a_deploy_recovers_an_endpoint_whose_last_update_failed(fake_workspace) -> None:  # noqa: ANN001
+    deploy(fake_workspace, config())
+    fake_workspace.set_faults(fail_next_update="m-2")
+    with pytest.raises(DeployFailed):
+        endpoints.deploy(fake_workspace.client(), config("2"), progress=False, poll_interval=0.1)
+    assert endpoints.state_of(endpoints.get_endpoint(fake_workspace.client(), "chat")) == ("READY", "UPDATE_FAILED")
+    # the last good config: nothing to write, and no DeployFailed for an update that is not ours
+    back = deploy(fake_workspace, config())
+    assert (back.action, back.writes, back.ready, back.config_update) == ("unchanged", (), "READY", "UPDATE_FAILED")
+    assert back.notes and "UPDATE_FAILED" in back.notes[0] and fake_workspace.write_calls() == []
+    tagged = deploy(fake_workspace, config(tags={"team": "ml", "stage": "prod"}))
+    assert tagged.writes == ("tags",) and tagged.ready == "READY"
+    # the failed version again is a real update (a retry), which now succeeds
+    retried = deploy(fake_workspace, config("2", tags={"team": "ml", "stage": "prod"}))
+    assert retried.writes == ("config",) and (retried.ready, retried.config_update) == ("READY", "NOT_UPDATING")
+    assert retried.served_entities == ("m-2",) and retried.notes == ()

@@ -77,14 +77,6 @@ def _dropped(sent: Any, kept: Any, path: str = "") -> str | None:
     return None
 
 
-def _gateway_kwargs(gateway: dict[str, Any] | None) -> dict[str, Any]:
-    """``put_ai_gateway`` keyword arguments; all None (an empty ``{}`` PUT) clears the gateway,
-    as the CLI's ``updateAiGateway`` does when the config has no ``ai_gateway``."""
-    typed = _typed("AiGatewayConfig", gateway or {}, "ai_gateway")
-    return {k: getattr(typed, k) for k in ("rate_limits", "usage_tracking_config", "inference_table_config",
-                                           "guardrails", "fallback_config")}
-
-
 def _disabled_table_gateway(current: dict[str, Any]) -> dict[str, Any]:
     """The current gateway with its inference table disabled, location kept (the first PUT of
     disable-then-set: databricks-sdk ``AiGatewayInferenceTableConfig`` docstrings)."""
@@ -98,18 +90,33 @@ def _disabled_table_gateway(current: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- writes
 
 
-def _create(w: WorkspaceClient, cfg: EndpointConfig) -> None:
-    import inspect
+def _kwargs_for(method: Any, body: dict[str, Any], where: str) -> dict[str, Any]:
+    """``body`` as keyword arguments of an SDK method, each typed as its annotation says
+    (a dataclass, a list of dataclasses, or a plain value); one line for what it lacks."""
+    import typing
 
-    body = cfg.to_databricks_body()
-    typed = _typed("CreateServingEndpoint", body, "endpoint")
-    accepted = inspect.signature(w.serving_endpoints.create).parameters
-    kwargs = {k: getattr(typed, k) for k in body if getattr(typed, k, None) is not None}
-    unknown = [k for k in kwargs if k not in accepted]
-    if unknown:
-        raise EndpointError(f"endpoint.{unknown[0]}: not supported by the installed databricks-sdk's "
-                            "serving_endpoints.create; upgrade databricks-sdk")
-    w.serving_endpoints.create(**kwargs)
+    hints = typing.get_type_hints(method)
+    kwargs: dict[str, Any] = {}
+    for key, value in body.items():
+        if value is None:
+            continue
+        if key not in hints:
+            raise EndpointError(f"{where}.{key}: not supported by the installed databricks-sdk's "
+                                f"{method.__name__}; upgrade databricks-sdk")
+        hint = hints[key]
+        args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        inner = typing.get_args(args[0])[0] if typing.get_origin(args[0]) is list else args[0]
+        if not hasattr(inner, "from_dict"):
+            kwargs[key] = value
+        elif isinstance(value, list):
+            kwargs[key] = [_typed(inner.__name__, item, f"{where}.{key}[{i}]") for i, item in enumerate(value)]
+        else:
+            kwargs[key] = _typed(inner.__name__, value, f"{where}.{key}")
+    return kwargs
+
+
+def _create(w: WorkspaceClient, cfg: EndpointConfig) -> None:
+    w.serving_endpoints.create(**_kwargs_for(type(w.serving_endpoints).create, cfg.to_databricks_body(), "endpoint"))
 
 
 def _write(w: WorkspaceClient, cfg: EndpointConfig, change: str, current: dict[str, Any] | None) -> None:
@@ -124,19 +131,17 @@ def _write(w: WorkspaceClient, cfg: EndpointConfig, change: str, current: dict[s
             add_tags=[serving.EndpointTag(key=k, value=v) for k, v in add.items()] or None,
             delete_tags=delete or None,
         )
-    elif change == DISABLE_INFERENCE_TABLE:
-        w.serving_endpoints.put_ai_gateway(name=cfg.name, **_gateway_kwargs(_disabled_table_gateway(current or {})))
-    elif change == AI_GATEWAY:
-        w.serving_endpoints.put_ai_gateway(name=cfg.name, **_gateway_kwargs(cfg.to_databricks_body().get("ai_gateway")))
+    elif change in (DISABLE_INFERENCE_TABLE, AI_GATEWAY):
+        # No ai_gateway in the config: every argument None, an empty `{}` PUT clears the gateway
+        # (the CLI's updateAiGateway with a nil AiGateway).
+        gateway = (_disabled_table_gateway(current or {}) if change == DISABLE_INFERENCE_TABLE
+                   else cfg.to_databricks_body().get("ai_gateway") or {})
+        api = type(w.serving_endpoints)
+        w.serving_endpoints.put_ai_gateway(name=cfg.name, **_kwargs_for(api.put_ai_gateway, gateway, "ai_gateway"))
     elif change == CONFIG:
         core = {k: v for k, v in cfg.to_databricks_body()["config"].items() if k != "name"}
-        typed = _typed("EndpointCoreConfigInput", core, "config")
-        w.serving_endpoints.update_config(
-            name=cfg.name,
-            served_entities=typed.served_entities,
-            traffic_config=typed.traffic_config,
-            auto_capture_config=typed.auto_capture_config,
-        )
+        api = type(w.serving_endpoints)
+        w.serving_endpoints.update_config(name=cfg.name, **_kwargs_for(api.update_config, core, "config"))
     else:  # pragma: no cover - the plan makes no other write
         raise ValueError(change)
 

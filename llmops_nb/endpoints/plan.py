@@ -77,10 +77,13 @@ def immutable_changes(desired: dict[str, Any], remote: dict[str, Any]) -> list[t
 
 
 def needs_disable_first(desired_gateway: dict[str, Any], remote_gateway: dict[str, Any]) -> bool:
-    """An enabled inference table whose catalog/schema/prefix changes while it stays enabled."""
+    """An enabled inference table whose catalog/schema/prefix changes while it stays enabled.
+
+    Normalized inputs: an omitted ``enabled`` is false (Go's zero value, as the API reads it).
+    """
     current = remote_gateway.get("inference_table_config") or {}
     wanted = desired_gateway.get("inference_table_config") or {}
-    if not current.get("enabled") or not wanted or wanted.get("enabled") is False:
+    if not current.get("enabled") or not wanted.get("enabled"):
         return False
     return any(wanted.get(k) != current.get(k) for k in TABLE_LOCATION)
 
