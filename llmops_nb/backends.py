@@ -36,6 +36,40 @@ ENV_RETRY_TIMEOUT = "LLMOPS_RETRY_TIMEOUT_SECONDS"
 ENV_HTTP_TIMEOUT = "LLMOPS_HTTP_TIMEOUT_SECONDS"
 
 
+DEFAULT_EXPERIMENT = "llmops-nb"
+EXPERIMENT_RULE = "Databricks takes an absolute workspace path such as /Users/<you>/llmops-nb or /Shared/llmops-nb"
+
+
+def is_databricks_tracking(tracking_uri: str) -> bool:
+    """True for ``databricks`` and ``databricks://<profile>`` tracking URIs."""
+    return tracking_uri.split("://")[0] in ("databricks", "databricks-uc")
+
+
+def check_experiment(name: str, tracking_uri: str) -> str:
+    """A configured experiment name; on Databricks it must be an absolute workspace path."""
+    if not name.strip():
+        raise ConfigError("experiment", name, "a non-empty MLflow experiment name")
+    if is_databricks_tracking(tracking_uri) and not name.startswith("/"):
+        raise ConfigError("experiment", name, EXPERIMENT_RULE)
+    return name
+
+
+def resolve_experiment(configured: str | None, tracking_uri: str, w: WorkspaceClient | None = None) -> str:
+    """The MLflow experiment: ``configured`` (checked), else ``llmops-nb`` locally and
+    ``/Users/<current user>/llmops-nb`` on Databricks (``w.current_user.me()``; without ``w``
+    a client of the tracking URI's profile)."""
+    if configured:
+        return check_experiment(configured, tracking_uri)
+    if not is_databricks_tracking(tracking_uri):
+        return DEFAULT_EXPERIMENT
+    if w is None:
+        from databricks.sdk import WorkspaceClient
+
+        profile = tracking_uri.partition("://")[2] or None
+        w = WorkspaceClient(profile=profile) if profile else WorkspaceClient()
+    return f"/Users/{w.current_user.me().user_name}/{DEFAULT_EXPERIMENT}"
+
+
 def in_databricks_runtime() -> bool:
     """True inside a Databricks notebook or job (without importing ``databricks.sdk.runtime``)."""
     if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
@@ -119,6 +153,12 @@ class Backend:
             return WorkspaceClient(config=Config(**kwargs))  # type: ignore[arg-type]
         except ValueError as exc:  # the SDK's "cannot configure default credentials"
             raise WorkspaceError(f"{self.kind} workspace: {exc}".splitlines()[0]) from None
+
+    def experiment(self, configured: str | None = None) -> str:
+        """The MLflow experiment of this backend's runs (see :func:`resolve_experiment`)."""
+        if configured or not is_databricks_tracking(self.tracking_uri):
+            return resolve_experiment(configured, self.tracking_uri)
+        return resolve_experiment(None, self.tracking_uri, self.workspace_client())
 
     def endpoint_url(self, name: str) -> str:
         """The full invocation URL of an endpoint."""

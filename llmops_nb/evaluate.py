@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from llmops_nb import scoring
+from llmops_nb.backends import resolve_experiment
 from llmops_nb.client import ChatResult, chat_many, check_generation
 from llmops_nb.datasets import dataset_digest, load_dataset
 from llmops_nb.errors import ConfigError, QueryError
@@ -324,7 +325,7 @@ def evaluate_endpoint(
     temperature: float = 0.0,
     system: str | None = DEFAULT_SYSTEM,
     tracking_uri: str,
-    experiment: str = "llmops-nb",
+    experiment: str | None = None,
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
     params: Mapping[str, Any] | None = None,
@@ -339,12 +340,14 @@ def evaluate_endpoint(
     A row that fails after retries is kept with its error (``error_rate``); with
     ``resume_path`` answered rows are saved as they arrive and not asked again on a rerun.
     ``mlflow_scoring`` runs the scorers through ``mlflow.genai.evaluate`` (per-row
-    assessments in the MLflow UI); the metrics are the same either way.
+    assessments in the MLflow UI); the metrics are the same either way. ``experiment``: None is
+    ``llmops-nb`` locally and ``/Users/<current user of w>/llmops-nb`` on Databricks.
     """
     import mlflow
 
     if not rows:
         raise ConfigError("rows", rows, "expected at least one dataset row")
+    experiment = resolve_experiment(experiment, tracking_uri, w)
     digest = dataset_digest(rows)
     check_generation(max_tokens, temperature)
     run_tags = {"llmops_nb.step": "evaluate", "llmops_nb.endpoint": endpoint, **(tags or {})}

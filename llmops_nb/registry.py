@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from llmops_nb.backends import resolve_experiment
 from llmops_nb.errors import ConfigError
 from llmops_nb.models.gguf import DEFAULT_MODEL_NAME
 
@@ -200,12 +201,17 @@ def register_model(
     *,
     gguf_path: Path | str | None = None,
     alias: str = "challenger",
-    experiment: str = "llmops-nb",
+    experiment: str | None = None,
     generation: dict[str, Any] | None = None,
     tracking_uri: str | None = None,
     registry_uri: str | None = None,
 ) -> RegisteredModel:
-    """Log the GGUF chat model (GGUF inside), register a new version, set ``alias`` on it."""
+    """Log the GGUF chat model (GGUF inside), register a new version, set ``alias`` on it.
+
+    ``experiment``: the MLflow experiment of the run; None is ``llmops-nb`` locally and
+    ``/Users/<current user>/llmops-nb`` on Databricks (see
+    :func:`llmops_nb.backends.resolve_experiment`); a relative name on Databricks is refused.
+    """
     import mlflow
 
     from llmops_nb.models.pyfunc import pyfunc_kwargs
@@ -213,6 +219,7 @@ def register_model(
     check_alias(alias)
     tracking_uri, registry_uri = resolve_uris(tracking_uri, registry_uri)
     check_model_name(name, registry_uri)
+    experiment = resolve_experiment(experiment, tracking_uri)
     kwargs = pyfunc_kwargs(gguf_path, generation)  # validates before anything is created
     tracking = tracking_setup(tracking_uri, registry_uri)
     experiment_id = _experiment_id(experiment, tracking)
