@@ -109,7 +109,10 @@ def register(config_path: Path | None, backend: str | None, name: str | None, al
 @backend_option
 @click.option("--model-version", default=None, help="Version of the config's model to serve (default: latest).")
 @click.option("--timeout", type=click.FloatRange(min=1), default=1200, show_default=True, help="Seconds to wait for READY.")
-def deploy(config_path: Path | None, backend: str | None, model_version: str | None, timeout: float) -> None:
+@click.option("--recreate", is_flag=True, help="Delete and create the endpoint again when the config changes a field "
+              "that cannot change in place (description, route_optimized, registered <-> external model).")
+def deploy(config_path: Path | None, backend: str | None, model_version: str | None, timeout: float,
+           recreate: bool) -> None:
     """Create or update the config's endpoint (idempotent) and wait until it is READY."""
     from llmops_nb import endpoints, steps
 
@@ -117,7 +120,8 @@ def deploy(config_path: Path | None, backend: str | None, model_version: str | N
     if model_version is not None and not model_version.isdigit():
         raise ConfigError("--model-version", model_version, "expected a version number such as 3")
     target = _backend(kind)
-    out = steps.deploy(project, target, model_version=model_version, timeout=timeout, progress=sys.stderr.isatty())
+    out = steps.deploy(project, target, model_version=model_version, timeout=timeout, progress=sys.stderr.isatty(),
+                       recreate=recreate)
     endpoint = endpoints.get_endpoint(target.workspace_client(), out["endpoint_name"]) or {}
     ready, update = endpoints.state_of(endpoint)
     click.echo(f"endpoint {out['endpoint_name']}: {out['deploy_action']}; state {ready}, config_update {update}")

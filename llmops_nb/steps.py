@@ -24,6 +24,7 @@ def register(project: ProjectConfig, backend: Backend, *, alias: str | None = No
         model.name,
         alias=alias or model.alias,
         generation={"max_tokens": model.max_tokens, "temperature": model.temperature},
+        experiment=backend.experiment(project.experiment),
         tracking_uri=backend.tracking_uri,
         registry_uri=backend.registry_uri,
     )
@@ -65,13 +66,16 @@ def deploy(
     model_version: str | None = None,
     timeout: float = 1200,
     progress: bool = True,
+    recreate: bool = False,
 ) -> dict[str, Any]:
-    """Create or update the endpoint idempotently and wait until it is READY."""
+    """Create or update the endpoint idempotently and wait until it is READY (``recreate``:
+    delete and create it again when the config changes a field that cannot change in place)."""
     from llmops_nb import endpoints
 
     cfg = resolved_endpoint(project, backend, model_version=model_version)
     with _deploy_lock(backend, cfg.name):
-        result = endpoints.deploy(backend.workspace_client(), cfg, timeout=timeout, progress=progress)
+        result = endpoints.deploy(backend.workspace_client(), cfg, timeout=timeout, progress=progress,
+                                  recreate=recreate)
     return {
         "endpoint_name": result.name,
         "endpoint_url": result.endpoint_url,
@@ -227,6 +231,7 @@ def evaluate(
         temperature=project.model.temperature,
         resume_path=resume_path,
         judge_endpoint=ev.judge_endpoint,
+        experiment=backend.experiment(project.experiment),
         progress=progress,
         tags=tags,
         params={"config_hash": project.endpoint.config_hash() if project.endpoint else "", "endpoint_kind": backend.kind},
