@@ -4,7 +4,7 @@ request; a conflicting update; a failed update and its recovery."""
 from __future__ import annotations
 
 import pytest
-from conformance_targets import FAKE, LIVE, Target
+from conformance_targets import FAKE, LIVE, LOCAL, Target
 from conformance_steps import API, assert_chat_answer, ask, create, routes_of
 
 
@@ -121,3 +121,40 @@ def test_failed_update_keeps_the_old_config_serving_then_recovers(target: Target
     r = ask(target, name)
     assert_chat_answer(r)
     assert r.served_model_name in (None, "b")
+
+
+@pytest.mark.targets(FAKE, LOCAL, reason="needs a registered model version; the live run "
+                     "creates external-model endpoints only")
+def test_switching_between_registered_and_external_model_is_400(target: Target, names) -> None:
+    # "an endpoint cannot switch between external and non-external entities" (ServedEntityInput
+    # docs, databricks-sdk serving.py; the CLI's resources.yml recreates on this change)
+    name = names("switch")
+    create(target, name, target.external_entity("a"))
+    r = target.http("PUT", f"{API}/{name}/config", {"served_entities": [target.registered_entity("b")]})
+    _error(r, 400, "INVALID_PARAMETER_VALUE")
+    ep = target.http("GET", f"{API}/{name}").json()
+    assert ep["state"]["config_update"] == "NOT_UPDATING"
+    assert [e["name"] for e in ep["config"]["served_entities"]] == ["a"]
+
+
+@pytest.mark.targets(FAKE, LOCAL, reason="inference tables on Databricks write to a Unity Catalog "
+                     "schema of the user's; the live run creates none")
+def test_inference_table_location_change_while_enabled_is_400(target: Target, names) -> None:
+    # "On update, you have to disable inference table first in order to change the catalog name /
+    # schema name / prefix" (AiGatewayInferenceTableConfig, databricks-sdk serving.py)
+    name = names("inftable")
+    create(target, name, target.external_entity())
+    table = {"catalog_name": "main", "schema_name": "conformance", "table_name_prefix": "one",
+             "enabled": True}
+    gateway = f"{API}/{name}/ai-gateway"
+    assert target.http("PUT", gateway, {"inference_table_config": table}).status_code == 200
+    moved = {**table, "table_name_prefix": "two"}
+    _error(target.http("PUT", gateway, {"inference_table_config": moved}), 400, "INVALID_PARAMETER_VALUE")
+    got = target.http("GET", f"{API}/{name}").json()["ai_gateway"]["inference_table_config"]
+    assert got["table_name_prefix"] == "one"
+    # disable, then set the new location: accepted
+    assert target.http("PUT", gateway, {"inference_table_config": {**table, "enabled": False}}).status_code == 200
+    r = target.http("PUT", gateway, {"inference_table_config": moved})
+    assert r.status_code == 200, r.text
+    got = target.http("GET", f"{API}/{name}").json()["ai_gateway"]["inference_table_config"]
+    assert got["table_name_prefix"] == "two" and got["enabled"] is True

@@ -3,6 +3,8 @@ removals and delete, through the real databricks-sdk, on every target."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from conformance_steps import API, assert_chat_answer, ask, create, routes_of
 from conformance_targets import FAKE, LIVE, LOCAL, SECRET_VALUE, Target
@@ -22,6 +24,10 @@ def _lifecycle(target: Target, name: str, entity: dict) -> dict:
     # (databricks/cli libs/testserver/serving_endpoints.go, defaultTrafficConfig)
     assert routes_of(ep["config"]) == {served[0]["name"]: 100}
     assert "pending_config" not in ep
+    # always echoed by the backend (libs/testserver ServingEndpointCreate: ForceSendFields
+    # PermissionLevel, RouteOptimized, Description); the creator can manage its endpoint
+    assert ep["permission_level"] == "CAN_MANAGE"
+    assert "route_optimized" in ep and "description" in ep, sorted(ep)
     listed = {e.name for e in target.client().serving_endpoints.list()}
     assert name in listed
     assert_chat_answer(ask(target, name))
@@ -110,7 +116,23 @@ def test_ai_gateway_put_then_removed(target: Target, names) -> None:
     # ServingEndpointPutAiGateway: no fields -> AiGateway nil; the CLI's direct deploy sends it)
     w.serving_endpoints.put_ai_gateway(name)
     ep = target.http("GET", f"{API}/{name}").json()
-    assert not ep.get("ai_gateway"), ep.get("ai_gateway")
+    assert "ai_gateway" not in ep, ep["ai_gateway"]
+    assert w.serving_endpoints.get(name).ai_gateway is None
+
+
+def test_ai_gateway_rate_limit_is_enforced_with_429(target: Target, names) -> None:
+    name = names("limited")
+    create(target, name, target.external_entity())
+    target.client().serving_endpoints.put_ai_gateway(name, rate_limits=[AiGatewayRateLimit(
+        calls=1, key=AiGatewayRateLimitKey.ENDPOINT, renewal_period=AiGatewayRateLimitRenewalPeriod.MINUTE)])
+    body = {"messages": [{"role": "user", "content": "one"}], "max_tokens": 4}
+    statuses = []
+    for _ in range(5):  # a live gateway may take a moment to apply the limit
+        statuses.append(target.http("POST", f"/serving-endpoints/{name}/invocations", body).status_code)
+        if statuses[-1] == 429:
+            break
+        time.sleep(target.poll_seconds)
+    assert statuses[0] == 200 and statuses[-1] == 429, statuses
 
 
 def test_tags_patch_adds_and_deletes(target: Target, names) -> None:
@@ -139,3 +161,20 @@ def test_query_answers_the_openai_chat_shape_over_raw_http(target: Target, names
     assert body["choices"][0]["finish_reason"]
     usage = body["usage"]
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+
+
+@pytest.mark.targets(FAKE, LOCAL, reason="the suite never sends a plaintext API key to a real "
+                     "workspace (Databricks would store it as a managed secret)")
+def test_a_plaintext_key_is_never_echoed(target: Target, names, provider) -> None:
+    name = names("plain")
+    entity = target.external_entity()
+    config = entity["external_model"]["openai_config"]
+    del config["openai_api_key"]
+    config["openai_api_key_plaintext"] = SECRET_VALUE
+    create(target, name, entity)
+    # the backend keeps *_plaintext keys as secrets and never returns them
+    # (databricks/cli libs/testserver/serving_endpoints.go clearExternalModelSecrets)
+    for path in (f"{API}/{name}", API):
+        assert SECRET_VALUE not in target.http("GET", path).text
+    assert_chat_answer(ask(target, name))
+    assert provider.authorizations() == [f"Bearer {SECRET_VALUE}"]
