@@ -66,6 +66,18 @@ def test_bad_body_is_400_invalid_parameter_value_and_creates_nothing(target: Tar
         _absent(target, name)
 
 
+def test_a_refused_update_leaves_the_endpoint_as_it_was(target: Target, names) -> None:
+    name = names("badupdate")
+    before = create(target, name, target.external_entity("a"))
+    bad = {"served_entities": [target.external_entity("a"), target.external_entity("b")],
+           "traffic_config": {"routes": [{"served_entity_name": "a", "traffic_percentage": 10}]}}
+    _error(target.http("PUT", f"{API}/{name}/config", bad), 400, "INVALID_PARAMETER_VALUE")
+    after = target.http("GET", f"{API}/{name}").json()
+    assert after["state"]["config_update"] == "NOT_UPDATING" and "pending_config" not in after
+    assert after["config"]["config_version"] == before["config"]["config_version"]
+    assert [e["name"] for e in after["config"]["served_entities"]] == ["a"]
+
+
 def test_duplicate_create_is_409_resource_already_exists(target: Target, names) -> None:
     name = names("dup")
     create(target, name, target.external_entity())

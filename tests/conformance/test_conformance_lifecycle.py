@@ -63,6 +63,26 @@ def test_external_model_endpoint_lifecycle(target: Target, names, provider) -> N
         assert provider.requests[0]["body"]["model"] == target.external_model
 
 
+def test_create_accepts_every_documented_top_level_field(target: Target, names) -> None:
+    """POST body fields of the serving API (databricks-sdk serving.py create(); issue 14 point 10)."""
+    name = names("fields")
+    body = {"name": name, "config": {"served_entities": [target.external_entity()]},
+            "description": "conformance: every field", "route_optimized": False,
+            "email_notifications": {"on_update_failure": ["nobody@example.com"]},
+            "tags": [{"key": "suite", "value": "conformance"}],
+            "ai_gateway": {"usage_tracking_config": {"enabled": True}}}
+    if target.kind != LIVE:  # a real workspace only takes a budget policy that exists there
+        body["budget_policy_id"] = "conformance-policy"
+    r = target.http("POST", API, body)
+    assert r.status_code == 200, r.text[:300]
+    ep = target.wait_ready(name)
+    assert ep["description"] == body["description"] and ep["route_optimized"] is False
+    assert ep["email_notifications"] == body["email_notifications"]
+    assert ep.get("budget_policy_id") == body.get("budget_policy_id", ep.get("budget_policy_id"))
+    assert ep["ai_gateway"]["usage_tracking_config"] == {"enabled": True}
+    assert {t["key"]: t["value"] for t in ep["tags"]} == {"suite": "conformance"}
+
+
 def test_foundation_model_endpoint_is_listed_ready_and_answers(target: Target) -> None:
     """The workspace's pay-per-token endpoint (local: SmolLM2; live: a Databricks-hosted model)."""
     name = target.foundation_endpoint
