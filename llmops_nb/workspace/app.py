@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from . import notices
+from . import notices, plaintext
 from .apierror import ApiError, invalid
 from .chat import DATAFRAME_KEYS, validate_chat
 from .entities import RunnerContext
@@ -81,7 +81,7 @@ def create_app(ctx: RunnerContext, *, token: str | None = None,
                 body = json.loads(raw) if raw else None
             except ValueError:
                 body = raw.decode("utf-8", "replace")
-            entry = faults.record(request.method, sent, body)
+            entry = faults.record(request.method, sent, plaintext.masked(body))
         try:
             if path.startswith("/_fake/"):
                 pass
@@ -107,8 +107,14 @@ def create_app(ctx: RunnerContext, *, token: str | None = None,
     # ---- serving-endpoints API -------------------------------------------------------
     @app.post(API)
     async def create(request: Request):
-        body = validate_create(await _json(request))
+        raw = await _json(request)
+        secrets: dict[str, str] = {}
+        if isinstance(raw, dict) and "config" in raw:
+            raw = dict(raw)
+            raw["config"], secrets = plaintext.take(str(raw.get("name")), raw["config"])
+        body = validate_create(raw)
         await manager.create(body, creator=_creator(request))
+        plaintext.store(ctx.home, secrets)
         lines = notices.endpoint_notices(body)
         manager.tell(body["name"], lines)
         return _with_warnings(manager.view(body["name"], _host(request)), lines)
@@ -128,12 +134,13 @@ def create_app(ctx: RunnerContext, *, token: str | None = None,
 
     @app.put(API + "/{name}/config")
     async def update_config(name: str, request: Request):
-        body = await _json(request)
+        body, secrets = plaintext.take(name, await _json(request))
         if name not in manager.store.records:
             manager.view(name, "")  # 404, or the system endpoint's 400 below
         current = manager.store.get(name) or {}
         config = validate_update(name, body, current) if current else None
         await manager.update_config(name, config)
+        plaintext.store(ctx.home, secrets)
         lines = notices.config_notices(config)
         manager.tell(name, lines)
         return _with_warnings(manager.view(name, _host(request)), lines)

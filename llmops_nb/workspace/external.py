@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .apierror import ApiError, invalid, too_many, unavailable
 from .entities import Runner
+from .plaintext import lookup
 
 OPENAI_BASE = "https://api.openai.com/v1"
 ANTHROPIC_BASE = "https://api.anthropic.com/v1"
@@ -27,6 +28,9 @@ SUPPORTED = ("openai", "custom", "anthropic")
 def _key(plain: str | None, ref: str | None, home) -> str:
     if plain:
         return plain
+    kept = lookup(home, ref)  # a plaintext key the workspace keeps as its own secret
+    if kept is not None:
+        return kept
     if not ref:
         raise invalid("external_model: no API key (a {{secrets/scope/key}} reference) is configured")
     from llmops_nb.errors import LlmopsError

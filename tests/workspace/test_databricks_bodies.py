@@ -189,3 +189,29 @@ def test_an_endpoint_cannot_switch_between_registered_and_external_models(w, ws)
     assert "cannot switch between registered and external models" in r.json()["message"]
     ep = w.serving_endpoints.get("rej-kind")
     assert ep.config.served_entities[0].entity_name == "m" and ep.pending_config is None
+
+
+def test_a_plaintext_key_is_kept_as_a_secret_and_never_shown(w, ws, fake_provider, monkeypatch):
+    """Databricks stores *_plaintext keys as secrets and GET returns the reference field."""
+    key = "sk-" "plaintextvalue0000000000"
+    ext = {**OPENAI, "openai_config": {"openai_api_key_plaintext": key,
+                                       "openai_api_base": fake_provider.base_url}}
+    r = post(ws, API, {"name": "acc-plain-key",
+                       "config": {"served_entities": [{"external_model": ext}]}})
+    assert r.status_code == 200, r.text
+    assert key not in r.text
+    ref = r.json()["pending_config"]["served_entities"][0]["external_model"]["openai_config"]
+    assert ref["openai_api_key"].startswith("{{secrets/llmops-endpoint/acc-plain-key.")
+    assert "openai_api_key_plaintext" not in ref
+    wait_until(w, "acc-plain-key", ready)
+    assert key not in requests.get(f"{ws.host}{API}", timeout=10,
+                                   headers={"Authorization": f"Bearer {ws.token}"}).text
+    answer = post(ws, "/serving-endpoints/acc-plain-key/invocations",
+                  {"messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 200, answer.text
+    assert fake_provider.authorizations()[-1] == f"Bearer {key}"
+    # on disk: only in the owner-only secrets file; not in the request record
+    state = ws.home / "state"
+    assert key not in (state / "endpoints.json").read_text()
+    assert (state / "endpoint-secrets.json").stat().st_mode & 0o077 == 0
+    assert key not in str(ws.requests())

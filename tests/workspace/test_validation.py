@@ -18,7 +18,9 @@ BAD_CREATES = [
         {"entity_name": "m", "entity_version": "2", "name": "b"}],
         "traffic_config": {"routes": [{"served_entity_name": "a", "traffic_percentage": 60},
                                       {"served_entity_name": "b", "traffic_percentage": 30}]}}},
-    {"name": "val-x", "config": {"served_entities": [{"external_model": OPENAI}]}},
+    {"name": "val-x", "config": {"served_entities": [{"external_model": {  # key and reference
+        **OPENAI, "openai_config": {**OPENAI["openai_config"],
+                                    "openai_api_key": "{{secrets/s/k}}"}}}]}},
     {"name": "val-x", "config": {"served_entities": [{"entity_name": "m"}]}},
     {"name": "val-x"},
 ]
