@@ -78,7 +78,9 @@ def test_create_accepts_every_documented_top_level_field(target: Target, names) 
     ep = target.wait_ready(name)
     assert ep["description"] == body["description"] and ep["route_optimized"] is False
     assert ep["email_notifications"] == body["email_notifications"]
-    assert ep.get("budget_policy_id") == body.get("budget_policy_id", ep.get("budget_policy_id"))
+    # accepted on create, never populated by GET (the API shows effective_budget_policy_id):
+    # databricks/cli bundle/direct/dresources/resources.yml, ignore_remote_changes
+    assert not ep.get("budget_policy_id")
     assert ep["ai_gateway"]["usage_tracking_config"] == {"enabled": True}
     assert {t["key"]: t["value"] for t in ep["tags"]} == {"suite": "conformance"}
 
