@@ -85,8 +85,16 @@ def disassemble(library: Path) -> str:
 
 
 def ggml_cpu_libraries(folder: Path) -> list[Path]:
-    """The ggml CPU backend libraries under a folder (an installed ``llama_cpp`` or an unpacked wheel)."""
-    return sorted(p for p in folder.rglob("libggml-cpu*.so*") if p.is_file())
+    """The ggml CPU backend libraries under a folder (an installed ``llama_cpp`` or an unpacked wheel).
+
+    A wheel holds each library several times (``.so``, ``.so.0``, ``.so.0.x.y`` as copies): one
+    path per distinct content.
+    """
+    seen: dict[str, Path] = {}
+    for path in sorted(folder.rglob("libggml-cpu*.so*")):
+        if path.is_file():
+            seen.setdefault(hashlib.sha256(path.read_bytes()).hexdigest(), path)
+    return sorted(seen.values())
 
 
 def audit(folder: Path) -> dict[str, int]:

@@ -93,3 +93,18 @@ def test_build_flags_turn_off_native_and_amx() -> None:
     flags = runtime.CMAKE_ARGS.split()
     assert "-DGGML_NATIVE=OFF" in flags
     assert {"-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"} <= set(flags)
+
+
+def test_audit_finds_amx_in_a_real_compiled_library(tmp_path) -> None:
+    """A library compiled with AMX intrinsics (as -march=native makes ggml on Sapphire Rapids) fails the audit."""
+    import shutil
+    import subprocess
+
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    assert compiler, "a C compiler is needed (the llama.cpp build needs one too)"
+    source = tmp_path / "amx.c"
+    source.write_text("#include <immintrin.h>\nvoid zero_tile(void) { _tile_zero(4); _tile_release(); }\n")
+    subprocess.run([compiler, "-O2", "-mamx-tile", "-shared", "-fPIC", "-o", str(tmp_path / "libggml-cpu.so"),
+                    str(source)], check=True)
+    counts = runtime.audit(tmp_path)
+    assert counts["AMX"] >= 2, counts
