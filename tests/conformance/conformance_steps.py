@@ -41,3 +41,19 @@ def assert_chat_answer(r) -> None:
 def routes_of(config: dict) -> dict[str, int]:
     return {r["served_entity_name"]: r["traffic_percentage"]
             for r in config["traffic_config"]["routes"]}
+
+
+def entity_names(ep: dict) -> list[str]:
+    """The served entity names of an endpoint's active config."""
+    return [e["name"] for e in ep["config"]["served_entities"]]
+
+
+def assert_serves_only(target: Target, name: str, entity: str) -> dict:
+    """Wait for READY; ``entity`` is the one served entity, gets 100% and answers."""
+    ep = target.wait_ready(name)
+    assert entity_names(ep) == [entity]
+    assert routes_of(ep["config"]) == {entity: 100}
+    r = ask(target, name)
+    assert_chat_answer(r)
+    assert r.served_model_name in (None, entity)
+    return ep
