@@ -48,7 +48,7 @@ YAML_CASES = [
     ("unknown-top-field", {**BASE, "endpont": {}}, "endpont"),
     ("unknown-endpoint-field", _with("endpoint.replicas", 3), "endpoint.replicas"),
     ("unknown-entity-field", _with("endpoint.served_entities[0].gpu", True), "served_entities[0].gpu"),
-    ("workload-size", _with("endpoint.served_entities[0].workload_size", "Huge"), "workload_size: 'Huge'"),
+    ("workload-type", _with("endpoint.served_entities[0].workload_type", "TPU"), "workload_type: 'TPU'"),
     ("workload-type", _with("endpoint.served_entities[0].workload_type", "TPU"), "workload_type: 'TPU'"),
     ("scale-to-zero-type", _with("endpoint.served_entities[0].scale_to_zero_enabled", "sometimes"), "scale_to_zero_enabled: 'sometimes'"),
     ("version-not-a-number", _with("endpoint.served_entities[0].entity_version", "latest"), "entity_version: 'latest'"),

@@ -62,8 +62,11 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("entities not a list", endpoint(served_entities="m"), "served_entities", "'m'"),
     ("unknown entity field", endpoint(served_entities=[entity(gpu=True)]),
      "served_entities[0].gpu", "True"),
-    ("bad workload size", endpoint(served_entities=[entity(workload_size="Huge")]),
-     "served_entities[0].workload_size", "'Huge'"),
+    ("empty workload size", endpoint(served_entities=[entity(workload_size="")]),
+     "served_entities[0].workload_size", "''"),
+    ("workload size with provisioned concurrency",
+     endpoint(served_entities=[entity(workload_size="Small", min_provisioned_concurrency=4)]),
+     "served_entities[0].min_provisioned_concurrency", "4"),
     ("bad workload type", endpoint(served_entities=[entity(workload_type="TPU")]),
      "served_entities[0].workload_type", "'TPU'"),
     ("bad version", endpoint(served_entities=[entity("v1")]),
@@ -87,14 +90,20 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
      "traffic_config.routes[0].traffic_percentage", "'eighty'"),
     ("several entities no routes", endpoint(served_entities=[entity("1"), entity("2")]),
      "traffic_config", "None"),
-    ("zero calls", endpoint(ai_gateway={"rate_limits": [{"calls": 0}]}),
+    ("zero calls", endpoint(ai_gateway={"rate_limits": [{"calls": 0, "renewal_period": "minute"}]}),
      "ai_gateway.rate_limits[0].calls", "0"),
-    ("negative tokens", endpoint(ai_gateway={"rate_limits": [{"tokens": -5}]}),
+    ("negative tokens", endpoint(ai_gateway={"rate_limits": [{"tokens": -5, "renewal_period": "minute"}]}),
      "ai_gateway.rate_limits[0].tokens", "-5"),
-    ("no calls nor tokens", endpoint(ai_gateway={"rate_limits": [{"key": "user"}]}),
+    ("no calls nor tokens", endpoint(ai_gateway={"rate_limits": [{"key": "user", "renewal_period": "minute"}]}),
      "ai_gateway.rate_limits[0].calls", "None"),
-    ("bad rate limit key", endpoint(ai_gateway={"rate_limits": [{"calls": 1, "key": "ip"}]}),
+    ("bad rate limit key", endpoint(ai_gateway={"rate_limits": [{"calls": 1, "key": "ip",
+                                                                 "renewal_period": "minute"}]}),
      "ai_gateway.rate_limits[0].key", "'ip'"),
+    ("rate limit without renewal_period", endpoint(ai_gateway={"rate_limits": [{"calls": 1}]}),
+     "ai_gateway.rate_limits[0].renewal_period", "(missing)"),
+    ("principal without key", endpoint(ai_gateway={"rate_limits": [{"calls": 1, "renewal_period": "minute",
+                                                                     "principal": "a@b.c"}]}),
+     "ai_gateway.rate_limits[0].principal", "'a@b.c'"),
     ("bad renewal period", endpoint(ai_gateway={"rate_limits": [{"calls": 1, "renewal_period": "hour"}]}),
      "ai_gateway.rate_limits[0].renewal_period", "'hour'"),
     ("usage tracking not bool", endpoint(ai_gateway={"usage_tracking_config": {"enabled": "often"}}),
@@ -156,6 +165,45 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
      "ai_gateway.inference_table_config.catalog_name", "None"),
     ("unknown guardrail", endpoint(ai_gateway={"guardrails": {"middle": {}}}),
      "ai_gateway.guardrails.middle", "{}"),
+    ("guardrail not a mapping", endpoint(ai_gateway={"guardrails": {"input": "strict"}}),
+     "ai_gateway.guardrails.input", "'strict'"),
+    ("unknown guardrail parameter", endpoint(ai_gateway={"guardrails": {"input": {"toxicity": True}}}),
+     "ai_gateway.guardrails.input.toxicity", "True"),
+    ("bad pii behavior", endpoint(ai_gateway={"guardrails": {"output": {"pii": {"behavior": "REDACT"}}}}),
+     "ai_gateway.guardrails.output.pii.behavior", "'REDACT'"),
+    ("keywords not a list", endpoint(ai_gateway={"guardrails": {"input": {"invalid_keywords": "x"}}}),
+     "ai_gateway.guardrails.input.invalid_keywords", "'x'"),
+    ("route to neither", two([("m-1", 100)]) | {"traffic_config": {"routes": [{"traffic_percentage": 100}]}},
+     "traffic_config.routes[0].served_entity_name", "None"),
+    ("route names differ", endpoint(traffic_config={"routes": [
+        {"served_entity_name": "m-1", "served_model_name": "m-2", "traffic_percentage": 100}]}),
+     "traffic_config.routes[0].served_model_name", "'m-2'"),
+    ("legacy rate limit without calls", endpoint(rate_limits=[{"renewal_period": "minute"}]),
+     "rate_limits[0].calls", "(missing)"),
+    ("legacy rate limit key", endpoint(rate_limits=[{"calls": 1, "renewal_period": "minute",
+                                                     "key": "user_group"}]),
+     "rate_limits[0].key", "'user_group'"),
+    ("served model without scale_to_zero", {"name": "ep", "served_models": [
+        {"model_name": "m", "model_version": "1"}]},
+     "served_models[0].scale_to_zero_enabled", "(missing)"),
+    ("email notifications not a list", endpoint(email_notifications={"on_update_failure": "a@b.c"}),
+     "email_notifications.on_update_failure", "'a@b.c'"),
+    ("telemetry sampling over 1", endpoint(telemetry_config={"inference_table_config": {"sampling_fraction": 2}}),
+     "telemetry_config.inference_table_config.sampling_fraction", "2"),
+    ("bedrock without any auth", endpoint(served_entities=[external(
+        "claude", provider="amazon-bedrock",
+        amazon_bedrock_config={"aws_region": "us-east-1", "bedrock_provider": "anthropic"})]),
+     "served_entities[0].external_model.amazon_bedrock_config.aws_access_key_id", "None"),
+    ("bedrock half a key pair", endpoint(served_entities=[external(
+        "claude", provider="amazon-bedrock",
+        amazon_bedrock_config={"aws_region": "us-east-1", "bedrock_provider": "anthropic",
+                               "aws_access_key_id": "{{secrets/s/id}}"})]),
+     "served_entities[0].external_model.amazon_bedrock_config.aws_secret_access_key", "None"),
+    ("bad bedrock provider", endpoint(served_entities=[external(
+        "x", provider="amazon-bedrock",
+        amazon_bedrock_config={"aws_region": "us-east-1", "bedrock_provider": "meta",
+                               "instance_profile_arn": "arn:aws:iam::1:instance-profile/p"})]),
+     "served_entities[0].external_model.amazon_bedrock_config.bedrock_provider", "'meta'"),
 ]
 
 
@@ -172,19 +220,19 @@ def test_malformed_endpoint_is_one_line_naming_field_and_value(body: dict, field
 
 
 def test_direct_construction_raises_config_error_too() -> None:
-    with pytest.raises(ConfigError, match=r"^served_entities\[0\]\.workload_size: 'Tiny'"):
-        EndpointConfig(name="ep", served_entities=[entity(workload_size="Tiny")])
+    with pytest.raises(ConfigError, match=r"^served_entities\[0\]\.workload_type: 'TINY'"):
+        EndpointConfig(name="ep", served_entities=[entity(workload_type="TINY")])
 
 
 def test_several_errors_report_the_first_and_count_the_rest() -> None:
     with pytest.raises(ConfigError) as info:
-        EndpointConfig.model_validate({"name": "a b", "served_entities": [], "zzz": 1})
+        EndpointConfig.model_validate({"name": "a b", "served_entities": [], "zzz": 1, "yyy": 2})
     assert str(info.value).startswith("name: 'a b'")
     assert "(+2 more)" in str(info.value)
 
 
 def test_unknown_field_lists_allowed_fields() -> None:
-    with pytest.raises(ConfigError, match="allowed fields: name, served_entities, traffic_config"):
+    with pytest.raises(ConfigError, match="allowed fields: name, served_entities, served_models, traffic_config"):
         EndpointConfig.model_validate(endpoint(colour="red"))
 
 
@@ -200,7 +248,8 @@ SAMPLE = {
         {"served_entity_name": "main-llmops-smollm2-1", "traffic_percentage": 80},
         {"served_entity_name": "canary", "traffic_percentage": 20}]},
     "ai_gateway": {
-        "rate_limits": [{"calls": 600}, {"tokens": 10000, "key": "user", "principal": "a@b.c"}],
+        "rate_limits": [{"renewal_period": "minute", "calls": 600},
+                        {"renewal_period": "minute", "tokens": 10000, "key": "user", "principal": "a@b.c"}],
         "usage_tracking_config": {"enabled": True},
         "inference_table_config": {"catalog_name": "main", "schema_name": "llmops",
                                    "table_name_prefix": "ab", "enabled": True},
@@ -214,16 +263,16 @@ SAMPLE = {
 SAMPLE_CORE = {
     "served_entities": [
         {"name": "main-llmops-smollm2-1", "entity_name": "main.llmops.smollm2", "entity_version": "1",
-         "workload_size": "Small", "scale_to_zero_enabled": False, "workload_type": "CPU"},
+         "scale_to_zero_enabled": False},
         {"name": "canary", "entity_name": "main.llmops.smollm2", "entity_version": "2",
-         "workload_size": "Medium", "scale_to_zero_enabled": True, "workload_type": "GPU_SMALL",
+         "workload_size": "Medium", "workload_type": "GPU_SMALL",
          "environment_vars": {"HF_TOKEN": "{{secrets/llmops/hf}}"}},
     ],
     "traffic_config": SAMPLE["traffic_config"],
 }
 
 SAMPLE_GATEWAY = {
-    "rate_limits": [{"renewal_period": "minute", "calls": 600, "key": "endpoint"},
+    "rate_limits": [{"renewal_period": "minute", "calls": 600},
                     {"renewal_period": "minute", "tokens": 10000, "key": "user", "principal": "a@b.c"}],
     "usage_tracking_config": {"enabled": True},
     "inference_table_config": {"catalog_name": "main", "schema_name": "llmops",
@@ -248,9 +297,10 @@ def test_to_databricks_body_is_exactly_the_rest_body() -> None:
 
 def test_minimal_body_omits_none_values() -> None:
     body = EndpointConfig.model_validate(endpoint()).to_databricks_body()
+    # nothing Databricks leaves out is injected (no workload_type: CPU, issue 14 point 5); only the
+    # entity name, which Databricks derives the same way
     assert body == {"name": "ep", "config": {"name": "ep", "served_entities": [
-        {"name": "m-1", "entity_name": "m", "entity_version": "1", "workload_size": "Small",
-         "scale_to_zero_enabled": True, "workload_type": "CPU"}]}}
+        {"name": "m-1", "entity_name": "m", "entity_version": "1"}]}}
 
 
 def test_external_model_body_has_no_workload_fields_and_a_default_name() -> None:
@@ -287,12 +337,15 @@ def test_from_databricks_body_round_trips() -> None:
     ({"name": "ep", "config": {"name": "other", "served_entities": [entity()]}}, "config.name"),
     ({"name": "ep", "config": {"served_entities": [{"entity_name": "m"}]}},
      "config.served_entities[0].entity_version"),
-    ({"name": "ep", "config": {"served_entities": [entity(workload_size="XL")]}},
-     "config.served_entities[0].workload_size"),
-    ({"name": "ep", "config": {"served_entities": [entity()], "auto_capture_config": {}}},
-     "config.auto_capture_config"),
+    ({"name": "ep", "config": {"served_entities": [entity(workload_type="XL")]}},
+     "config.served_entities[0].workload_type"),
+    ({"name": "ep", "config": {"served_entities": [entity()], "auto_capture": {}}},
+     "config.auto_capture"),
+    ({"name": "ep", "config": {"served_entities": [entity()]}, "served_entities": [entity()]},
+     "served_entities"),
     ({"name": "ep", "config": [1]}, "config"),
-    ({"name": "ep", "config": {"served_entities": [entity()]}, "tags": [{"k": "v"}]}, "tags[0]"),
+    ({"name": "ep", "config": {"served_entities": [entity()]}, "tags": [{"k": "v"}]}, "tags[0].key"),
+    ({"name": "ep", "config": {"served_entities": [entity()]}, "tags": ["v"]}, "tags[0]"),
     (["not", "a", "body"], "(body)"),
 ])
 def test_from_databricks_body_rejects_bad_bodies(body: Any, field: str) -> None:
@@ -454,3 +507,84 @@ def test_failed_thresholds() -> None:
                                          "error_rate": 0.0}) == {}
     assert evaluation.failed_thresholds({"contains_match": 0.1, "latency_p95_ms": 40000}) == {
         "contains_match": "0.1 < 0.15", "latency_p95_ms": "40000 > 30000", "error_rate": "missing"}
+
+
+# ---------------------------------------------------------------- values Databricks accepts (issue 14, point 8)
+
+BEDROCK = {"aws_region": "us-east-1", "bedrock_provider": "Anthropic"}
+
+
+@pytest.mark.parametrize("extra", [
+    {"route_optimized": True},
+    {"budget_policy_id": "bp-123"},
+    {"email_notifications": {"on_update_failure": ["a@b.c"], "on_update_success": []}},
+    {"rate_limits": [{"calls": 10, "renewal_period": "minute", "key": "user"}]},
+    {"auto_capture_config": {"catalog_name": "main", "schema_name": "s", "table_name_prefix": "p", "enabled": True}},
+    {"telemetry_config": {"enabled_telemetry_features": ["TELEMETRY_FEATURE_LOGS"],
+                          "inference_table_config": {"sampling_fraction": 0.5},
+                          "table_names": {"logs_table": "main.s.logs"}}},
+    {"ai_gateway": {"guardrails": {
+        "input": {"invalid_keywords": ["x"], "pii": {"behavior": "MASK"}, "safety": True, "valid_topics": ["t"]},
+        "output": {"pii": {"behavior": "NONE"}}}}},
+    {"ai_gateway": {"rate_limits": [{"renewal_period": "minute", "tokens": 5, "key": "service_principal",
+                                     "principal": "0000-app-id"}]}},
+    {"served_entities": [entity(workload_size="Medium", workload_type="CPU_MEDIUM")]},
+    {"served_entities": [entity(workload_size="my-custom-size", workload_type="GPU_XLARGE_8")]},
+    {"served_entities": [entity(min_provisioned_concurrency=4, max_provisioned_concurrency=8,
+                                burst_scaling_enabled=False, instance_profile_arn="arn:aws:iam::1:instance-profile/p")]},
+    {"served_entities": [entity(min_provisioned_throughput=0, max_provisioned_throughput=970,
+                                provisioned_model_units=50)]},
+    {"served_entities": [external("claude", provider="amazon-bedrock",
+                                  amazon_bedrock_config={**BEDROCK, "instance_profile_arn": "arn:aws:iam::1:x"})]},
+    {"served_entities": [external("claude", provider="amazon-bedrock",
+                                  amazon_bedrock_config={**BEDROCK, "uc_service_credential_name": "cred"})]},
+    {"served_entities": [{**external("gpt"), "environment_vars": {"X": "1"}}]},
+    {"served_entities": [external("bison", provider="palm", palm_config={"palm_api_key": REF})]},
+], ids=lambda extra: "-".join(extra)[:40])
+def test_values_databricks_accepts_are_accepted_and_sent_as_given(extra: dict[str, Any]) -> None:
+    config = EndpointConfig.model_validate(endpoint(**extra))
+    body = config.to_databricks_body()
+    for key, value in extra.items():
+        if key in ("served_entities", "auto_capture_config"):
+            sent = body["config"][key]
+            if key == "served_entities":
+                sent = [{k: v for k, v in e.items() if k != "name"} for e in sent]
+                value = [{k: (str(v) if k == "entity_version" else v) for k, v in e.items()} for e in value]
+            if key == "served_entities" and "external_model" in value[0]:
+                bedrock = value[0]["external_model"].get("amazon_bedrock_config")
+                if bedrock:  # the SDK's enum values are lower case; Databricks takes any case
+                    bedrock["bedrock_provider"] = "anthropic"
+            assert sent == value
+        else:
+            assert body[key] == value
+
+
+def test_legacy_served_models_and_routes_by_served_model_name() -> None:
+    config = EndpointConfig.from_databricks_body({"name": "ep", "config": {
+        "served_models": [{"model_name": "a.b.m", "model_version": "3", "scale_to_zero_enabled": True,
+                           "workload_size": "Small"}],
+        "traffic_config": {"routes": [{"served_model_name": "a-b-m-3", "traffic_percentage": 100}]}}})
+    body = config.to_databricks_body()["config"]
+    assert "served_entities" not in body
+    assert body["served_models"] == [{"name": "a-b-m-3", "model_name": "a.b.m", "model_version": "3",
+                                      "scale_to_zero_enabled": True, "workload_size": "Small"}]
+    assert body["traffic_config"] == {"routes": [{"served_model_name": "a-b-m-3", "traffic_percentage": 100}]}
+    assert config.routes() == [{"served_entity_name": "a-b-m-3", "served_model_name": "a-b-m-3",
+                                "traffic_percentage": 100}]
+
+
+def test_routes_by_served_model_name_for_served_entities() -> None:
+    config = EndpointConfig.model_validate(endpoint(traffic_config={"routes": [
+        {"served_model_name": "m-1", "traffic_percentage": 100}]}))
+    assert config.routes()[0]["served_entity_name"] == "m-1"
+
+
+def test_rate_limit_key_is_not_injected() -> None:
+    body = EndpointConfig.model_validate(endpoint(ai_gateway={"rate_limits": [
+        {"renewal_period": "minute", "calls": 5}]})).ai_gateway_body()
+    assert body == {"rate_limits": [{"renewal_period": "minute", "calls": 5}]}
+
+
+def test_description_and_route_optimized_are_declared_immutable() -> None:
+    assert {"name", "description", "route_optimized"} <= set(EndpointConfig.immutable_fields)
+    assert EndpointConfig.model_validate(endpoint(description="d")).to_databricks_body()["description"] == "d"

@@ -85,7 +85,8 @@ def test_two_deploys_of_the_same_endpoint_at_once_end_consistent(fake_workspace,
 
 def test_200_concurrent_requests_under_a_rate_limit_get_an_answer_or_a_429(fake_workspace) -> None:  # noqa: ANN001
     w = fake_workspace.client()
-    endpoints.deploy(w, chat_config(ai_gateway={"rate_limits": [{"calls": 60, "key": "endpoint"}]}), progress=False, poll_interval=0.1)
+    endpoints.deploy(w, chat_config(ai_gateway={"rate_limits": [{"calls": 60, "key": "endpoint", "renewal_period": "minute"}]}),
+                     progress=False, poll_interval=0.1)
     url = f"{fake_workspace.host}/serving-endpoints/chat/invocations"
     statuses: list[int] = []
     lock = threading.Lock()

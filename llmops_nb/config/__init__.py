@@ -7,17 +7,41 @@ parts, REST bodies), `project` (ModelSpec, EvaluationConfig, ProjectConfig), `io
 """
 
 from llmops_nb.config.endpoint import (
-    AiGatewayConfig,
+    CORE_FIELDS,
+    IMMUTABLE_FIELDS,
+    EmailNotifications,
     EndpointConfig,
-    FallbackConfig,
-    InferenceTableConfig,
-    RateLimit,
+    EndpointTag,
+    TelemetryConfig,
+    TelemetryFeature,
+    TelemetryInferenceTableConfig,
+    UnityCatalogTableNames,
+)
+from llmops_nb.config.entities import (
+    ENTITY_NAME_RE,
+    AutoCaptureConfigInput,
     Route,
     ServedEntity,
+    ServedModelInput,
     TrafficConfig,
-    UsageTrackingConfig,
     WorkloadSize,
     WorkloadType,
+)
+from llmops_nb.config.gateway import (
+    AiGatewayConfig,
+    AiGatewayGuardrailParameters,
+    AiGatewayGuardrailPiiBehavior,
+    AiGatewayGuardrails,
+    AiGatewayInferenceTableConfig,
+    AiGatewayRateLimit,
+    AiGatewayUsageTrackingConfig,
+    FallbackConfig,
+    InferenceTableConfig,
+    LegacyRateLimit,
+    PiiBehavior,
+    RateLimit,
+    RateLimitKey,
+    UsageTrackingConfig,
 )
 from llmops_nb.config.errors import NAME_RE, NAME_RULE, REF_RULE
 from llmops_nb.config.io import ENV_CONFIG, default_config_path
@@ -38,23 +62,35 @@ from llmops_nb.config.providers import (
     AnthropicConfig,
     ApiKeyAuth,
     BearerTokenAuth,
+    BedrockProvider,
     CohereConfig,
     CustomProviderConfig,
     DatabricksModelServingConfig,
     ExternalModel,
     GoogleCloudVertexAiConfig,
     OpenAiConfig,
+    PaLmConfig,
     Provider,
     Task,
 )
 from llmops_nb.errors import ConfigError
 
+# SDK names for the classes whose historical names differ
+ServedEntityInput = ServedEntity
+EndpointCoreConfigInput = EndpointConfig
+
 __all__ = [
-    "ALIAS_RE", "ENV_CONFIG", "LOWER_IS_BETTER", "NAME_RE", "NAME_RULE", "PROVIDER_CONFIG_FIELD", "REF_RULE",
-    "UC_NAME_RE", "Ai21LabsConfig", "AiGatewayConfig", "AmazonBedrockConfig", "AnthropicConfig", "ApiKeyAuth",
-    "BearerTokenAuth", "CohereConfig", "ConfigError", "CustomProviderConfig", "DatabricksModelServingConfig",
-    "EndpointConfig", "EvaluationConfig", "ExternalModel", "FallbackConfig", "GoogleCloudVertexAiConfig",
-    "InferenceTableConfig", "ModelSpec", "OpenAiConfig", "ProjectConfig", "Provider", "RateLimit", "Route",
-    "ServedEntity", "Task", "TrafficConfig", "UsageTrackingConfig", "WorkloadSize", "WorkloadType",
-    "default_config_path", "is_upper_bound", "load_project_config",
+    "ALIAS_RE", "CORE_FIELDS", "NAME_RE", "NAME_RULE", "REF_RULE", "ENTITY_NAME_RE", "ENV_CONFIG", "IMMUTABLE_FIELDS", "LOWER_IS_BETTER",
+    "PROVIDER_CONFIG_FIELD", "UC_NAME_RE", "Ai21LabsConfig", "AiGatewayConfig",
+    "AiGatewayGuardrailParameters", "AiGatewayGuardrailPiiBehavior", "AiGatewayGuardrails",
+    "AiGatewayInferenceTableConfig", "AiGatewayRateLimit", "AiGatewayUsageTrackingConfig",
+    "AmazonBedrockConfig", "AnthropicConfig", "ApiKeyAuth", "AutoCaptureConfigInput", "BearerTokenAuth",
+    "BedrockProvider", "CohereConfig", "ConfigError", "CustomProviderConfig", "DatabricksModelServingConfig",
+    "EmailNotifications", "EndpointConfig", "EndpointCoreConfigInput", "EndpointTag", "EvaluationConfig",
+    "ExternalModel", "FallbackConfig", "GoogleCloudVertexAiConfig", "InferenceTableConfig",
+    "LegacyRateLimit", "ModelSpec", "OpenAiConfig", "PaLmConfig", "PiiBehavior", "ProjectConfig", "Provider",
+    "RateLimit", "RateLimitKey", "Route", "ServedEntity", "ServedEntityInput", "ServedModelInput", "Task",
+    "TelemetryConfig", "TelemetryFeature", "TelemetryInferenceTableConfig", "TrafficConfig",
+    "UnityCatalogTableNames", "UsageTrackingConfig", "WorkloadSize", "WorkloadType", "default_config_path",
+    "is_upper_bound", "load_project_config",
 ]

@@ -1,4 +1,12 @@
-"""The serving endpoint: served entities, traffic, AI gateway, tags, and its REST bodies."""
+"""The serving endpoint: `EndpointConfig`, its tags and notifications, and its REST bodies.
+
+Field for field the body of databricks-sdk's `ServingEndpointsAPI.create` (the old
+`CreateServingEndpoint`): `name`, `config` (flattened here: its `served_entities`,
+`served_models`, `traffic_config`, `auto_capture_config` are fields of EndpointConfig),
+`ai_gateway`, `tags`, `route_optimized`, `description`, `budget_policy_id`,
+`email_notifications`, `rate_limits`, `telemetry_config`. tests/config/test_sdk_schema.py walks
+the installed SDK and fails on a field or enum value missing here.
+"""
 
 from __future__ import annotations
 
@@ -7,174 +15,67 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from llmops_nb.config.errors import _MISSING, NAME_RE, NAME_RULE, REF_RULE, _check_name, _Model, _safe, _Shown
+from llmops_nb.config.entities import (
+    AutoCaptureConfigInput,
+    ServedEntity,
+    ServedModelInput,
+    TrafficConfig,
+)
+from llmops_nb.config.errors import _MISSING, _check_name, _Model, _safe, _Shown
+from llmops_nb.config.gateway import AiGatewayConfig, LegacyRateLimit
 from llmops_nb.config.io import _dump_yaml, _load_yaml_model
-from llmops_nb.config.providers import ExternalModel
 from llmops_nb.errors import ConfigError
-from llmops_nb.secrets import MASK, looks_like_secret
 
-WorkloadSize = Literal["Small", "Medium", "Large"]
-WorkloadType = Literal["CPU", "GPU_SMALL", "GPU_MEDIUM", "GPU_LARGE", "MULTIGPU_MEDIUM"]
-
-
-_WORKLOAD_DEFAULTS: dict[str, Any] = {
-    "workload_size": "Small", "scale_to_zero_enabled": True, "workload_type": "CPU",
-}
-_REGISTERED_ONLY = ("entity_version", "workload_size", "scale_to_zero_enabled", "workload_type",
-                    "environment_vars")
+CORE_FIELDS = ("served_entities", "served_models", "traffic_config", "auto_capture_config")
+# Fields Databricks cannot change on an existing endpoint (CLI bundle/direct/dresources/resources.yml,
+# model_serving_endpoints.recreate_on_changes and provided_id_fields).
+IMMUTABLE_FIELDS = ("name", "description", "route_optimized", "auto_capture_config.catalog_name",
+                    "auto_capture_config.schema_name", "auto_capture_config.table_name_prefix")
 
 
-class ServedEntity(_Model):
-    """One served entity: a registered model version, or an external model.
+class EndpointTag(_Model):
+    """A tag in its REST form; EndpointConfig keeps tags as a `{key: value}` mapping."""
 
-    `entity_version` None means "latest registered version", resolved at deploy time
-    (see EndpointConfig.with_resolved_versions). `name` defaults as Databricks does.
-    """
+    key: str = Field(min_length=1)
+    value: str | None = None
 
+
+class EmailNotifications(_Model):
+    """Addresses mailed when an endpoint update fails or succeeds."""
+
+    on_update_failure: list[str] | None = None
+    on_update_success: list[str] | None = None
+
+
+# serving.TelemetryFeature, value for value.
+TelemetryFeature = Literal["TELEMETRY_FEATURE_INFERENCE_TABLE", "TELEMETRY_FEATURE_LOGS",
+                           "TELEMETRY_FEATURE_METRICS", "TELEMETRY_FEATURE_TRACES"]
+
+
+class TelemetryInferenceTableConfig(_Model):
     name: str | None = None
-    entity_name: str | None = Field(default=None, min_length=1)
-    entity_version: str | None = None
-    workload_size: WorkloadSize | None = None
-    scale_to_zero_enabled: bool | None = None
-    workload_type: WorkloadType | None = None
-    environment_vars: dict[str, str] | None = None
-    external_model: ExternalModel | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        return _check_name(value)
-
-    @field_validator("entity_version", mode="before")
-    @classmethod
-    def _version(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if value is not None and not (isinstance(value, str) and value.isdigit()):
-            raise ConfigError("", value, "a version number (digits), or omit it for the latest")
-        return value
-
-    @field_validator("environment_vars")
-    @classmethod
-    def _env(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        for key, item in (value or {}).items():
-            if looks_like_secret(key, item):
-                raise ConfigError(key, MASK, f"looks like a plaintext secret; {REF_RULE}")
-        return value
-
-    @model_validator(mode="after")
-    def _kind(self) -> ServedEntity:
-        if (self.entity_name is None) == (self.external_model is None):
-            raise ConfigError("entity_name", self.entity_name,
-                              "set exactly one of entity_name (a registered model) or external_model")
-        if self.external_model is not None:
-            for field in _REGISTERED_ONLY:
-                if getattr(self, field) is not None:
-                    raise ConfigError(field, _safe(field, getattr(self, field)),
-                                      f"external_model entities take no {field} (registered models only)")
-        else:
-            for field, default in _WORKLOAD_DEFAULTS.items():
-                if getattr(self, field) is None:
-                    object.__setattr__(self, field, default)  # a default, not marked as set
-        if self.name is None:
-            default = self.default_name()
-            if default is not None:
-                if not NAME_RE.match(default):
-                    raise ConfigError("name", None, f"the default name {default!r} is invalid; "
-                                      f"set a name of {NAME_RULE}")
-                object.__setattr__(self, "name", default)
-        return self
-
-    def default_name(self) -> str | None:
-        """Databricks' default: `<entity_name .->- >-<version>` or the external model's name."""
-        if self.external_model is not None:
-            return self.external_model.name.replace(".", "-").replace(":", "-")
-        if self.entity_name is None or self.entity_version is None:
-            return None
-        return f"{self.entity_name.replace('.', '-')}-{self.entity_version}"
-
-    @property
-    def is_external(self) -> bool:
-        return self.external_model is not None
+    # "in the range [0.0, 1.0]" (SDK docstring of TelemetryInferenceTableConfig.sampling_fraction).
+    sampling_fraction: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
-class Route(_Model):
-    served_entity_name: str = Field(min_length=1)
-    traffic_percentage: int = Field(ge=0, le=100)
+class UnityCatalogTableNames(_Model):
+    annotations_table: str | None = None
+    logs_table: str | None = None
+    metrics_table: str | None = None
+    traces_table: str | None = None
 
 
-class TrafficConfig(_Model):
-    routes: list[Route] = Field(min_length=1)
+class TelemetryConfig(_Model):
+    """Endpoint telemetry (logs, traces, metrics) persisted to Unity Catalog tables."""
 
-
-# ---------------------------------------------------------------- AI gateway
-
-
-class RateLimit(_Model):
-    """At most `calls` requests and/or `tokens` tokens per minute, per `key`."""
-
-    renewal_period: Literal["minute"] = "minute"
-    calls: int | None = Field(default=None, ge=1)
-    tokens: int | None = Field(default=None, ge=1)
-    key: Literal["endpoint", "user", "user_group", "service_principal"] = "endpoint"
-    principal: str | None = None
-
-    @model_validator(mode="after")
-    def _some_limit(self) -> RateLimit:
-        if self.calls is None and self.tokens is None:
-            raise ConfigError("calls", None, "set calls and/or tokens (integers >= 1)")
-        if self.principal is not None and self.key == "endpoint":
-            raise ConfigError("principal", self.principal,
-                              "only with key user, user_group or service_principal")
-        return self
-
-
-class UsageTrackingConfig(_Model):
-    enabled: bool
-
-
-class InferenceTableConfig(_Model):
-    catalog_name: str | None = None
-    schema_name: str | None = None
-    table_name_prefix: str | None = None
-    enabled: bool | None = None
-
-    @model_validator(mode="after")
-    def _where(self) -> InferenceTableConfig:
-        if self.enabled:
-            for field in ("catalog_name", "schema_name"):
-                if not getattr(self, field):
-                    raise ConfigError(field, getattr(self, field), "required when enabled")
-        return self
-
-
-class FallbackConfig(_Model):
-    enabled: bool
-
-
-class AiGatewayConfig(_Model):
-    rate_limits: list[RateLimit] | None = None
-    usage_tracking_config: UsageTrackingConfig | None = None
-    inference_table_config: InferenceTableConfig | None = None
-    guardrails: dict[str, Any] | None = None
-    fallback_config: FallbackConfig | None = None
-
-    @field_validator("guardrails")
-    @classmethod
-    def _guardrails(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        for key, item in (value or {}).items():
-            if key not in ("input", "output"):
-                raise ConfigError(key, _safe(key, item), "unknown field; allowed fields: input, output")
-            if not isinstance(item, dict):
-                raise ConfigError(key, _safe(key, item), "must be a mapping")
-        return value
-
-
-# ---------------------------------------------------------------- the endpoint
+    enabled_telemetry_features: list[TelemetryFeature] | None = None
+    inference_table_config: TelemetryInferenceTableConfig | None = None
+    table_names: UnityCatalogTableNames | None = None
+    telemetry_profile_id: str | None = None
 
 
 def _coerce_tags(value: Any) -> Any:
@@ -187,15 +88,32 @@ def _coerce_tags(value: Any) -> Any:
 class EndpointConfig(_Model):
     """A serving endpoint, field for field the body of `POST /api/2.0/serving-endpoints`.
 
-    `tags` is a mapping here (the REST form is a list of {key, value}).
+    `config`'s fields sit at the top level here; `tags` is a mapping (the REST form is a list of
+    {key, value}). Only what is set is sent: Databricks fills `workload_type`, entity names and
+    the single-entity traffic config itself (CLI resources.yml, backend_defaults).
+
+    `description` and `route_optimized` are immutable after create (CLI
+    bundle/direct/dresources/resources.yml, recreate_on_changes: "description is immutable,
+    can't be updated via API"); see IMMUTABLE_FIELDS. An endpoint here serves something:
+    served_entities (or the deprecated served_models) is required, although the API also
+    accepts an endpoint without `config`.
     """
 
+    immutable_fields: ClassVar[tuple[str, ...]] = IMMUTABLE_FIELDS
+
     name: str
-    served_entities: list[ServedEntity] = Field(min_length=1)
+    served_entities: list[ServedEntity] = Field(default_factory=list)
+    served_models: list[ServedModelInput] | None = None
     traffic_config: TrafficConfig | None = None
+    auto_capture_config: AutoCaptureConfigInput | None = None
     ai_gateway: AiGatewayConfig | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     description: str | None = None
+    route_optimized: bool | None = None
+    budget_policy_id: str | None = None
+    email_notifications: EmailNotifications | None = None
+    rate_limits: list[LegacyRateLimit] | None = None  # deprecated by Databricks: use ai_gateway
+    telemetry_config: TelemetryConfig | None = None
 
     @field_validator("name")
     @classmethod
@@ -210,13 +128,18 @@ class EndpointConfig(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> EndpointConfig:
         entities = self.served_entities
+        if not entities and not self.served_models:
+            given = _Shown("[]") if "served_entities" in self.model_fields_set else _MISSING
+            raise ConfigError("served_entities", given, "this field is required: a list of at least "
+                              "1 served entity (or the deprecated served_models)")
         seen: set[str] = set()
-        for i, entity in enumerate(entities):
-            if entity.name in seen:
-                raise ConfigError(f"served_entities[{i}].name", entity.name,
-                                  "served entity names must be unique")
-            if entity.name:
-                seen.add(entity.name)
+        for field, items in (("served_entities", entities), ("served_models", self.served_models or [])):
+            for i, entity in enumerate(items):
+                if entity.name in seen:
+                    raise ConfigError(f"{field}[{i}].name", entity.name,
+                                      "served entity names must be unique")
+                if entity.name:
+                    seen.add(entity.name)
         kinds = {e.is_external for e in entities}
         if len(kinds) > 1:
             i = next(i for i, e in enumerate(entities) if e.is_external != entities[0].is_external)
@@ -230,14 +153,21 @@ class EndpointConfig(_Model):
         self._check_routes()
         return self
 
+    @property
+    def all_served(self) -> list[ServedEntity | ServedModelInput]:
+        """served_entities, then the legacy served_models."""
+        return [*self.served_entities, *(self.served_models or [])]
+
     def _check_routes(self) -> None:
-        entities = self.served_entities
+        entities = self.all_served
         if self.traffic_config is None:
+            # "The backend requires an explicit traffic_config when there is more than one served
+            # entity" (CLI libs/testserver/serving_endpoints.go, defaultTrafficConfig).
             if len(entities) > 1:
                 raise ConfigError("traffic_config", None, f"routes are required when there are "
                                   f"{len(entities)} served entities (percentages summing to 100)")
             return
-        for i, entity in enumerate(entities):
+        for i, entity in enumerate(self.served_entities):
             if entity.name is None:
                 raise ConfigError(f"served_entities[{i}].name", None, "give a name when "
                                   "entity_version is omitted and traffic_config routes are set")
@@ -245,17 +175,20 @@ class EndpointConfig(_Model):
         routed: set[str] = set()
         routes = self.traffic_config.routes
         for i, route in enumerate(routes):
-            field = f"traffic_config.routes[{i}].served_entity_name"
-            if route.served_entity_name not in names:
-                raise ConfigError(field, route.served_entity_name,
+            key = "served_entity_name" if route.served_entity_name is not None else "served_model_name"
+            field = f"traffic_config.routes[{i}].{key}"
+            if route.target not in names:
+                raise ConfigError(field, route.target,
                                   f"must name a served entity: {', '.join(map(str, names))}")
-            if route.served_entity_name in routed:
-                raise ConfigError(field, route.served_entity_name, "one route per served entity")
-            routed.add(route.served_entity_name)
+            if route.target in routed:
+                raise ConfigError(field, route.target, "one route per served entity")
+            routed.add(route.target)
         missing = [n for n in names if n not in routed]
         if missing:
             raise ConfigError("traffic_config.routes", _Shown(f"(no route for {missing[0]!r})"),
                               "every served entity needs a route (0 is allowed)")
+        # Databricks: the traffic percentages of an endpoint's routes add up to 100 (docs
+        # "Serve multiple models to a model serving endpoint").
         total = sum(r.traffic_percentage for r in routes)
         if total != 100:
             raise ConfigError("traffic_config.routes", _Shown(f"(percentages summing to {total})"),
@@ -264,17 +197,28 @@ class EndpointConfig(_Model):
     # ------------------------------------------------------------ REST bodies
 
     def routes(self) -> list[dict[str, Any]]:
-        """The effective routes: traffic_config's, or 100% to the single entity."""
+        """The effective routes: traffic_config's, or 100% to the single entity.
+
+        Each has `served_entity_name` (the target, also for a route given by served_model_name,
+        which is kept) and `traffic_percentage`.
+        """
         if self.traffic_config is not None:
-            return [r.model_dump() for r in self.traffic_config.routes]
-        return [{"served_entity_name": self.served_entities[0].name, "traffic_percentage": 100}]
+            return [{**r.model_dump(exclude_none=True), "served_entity_name": r.target}
+                    for r in self.traffic_config.routes]
+        return [{"served_entity_name": self.all_served[0].name, "traffic_percentage": 100}]
 
     def core_config_body(self) -> dict[str, Any]:
-        """`{served_entities, traffic_config}`: the body of PUT .../serving-endpoints/{name}/config."""
-        body: dict[str, Any] = {
-            "served_entities": [e.model_dump(exclude_none=True) for e in self.served_entities]}
-        if self.traffic_config is not None:
-            body["traffic_config"] = self.traffic_config.model_dump(exclude_none=True)
+        """The body of PUT .../serving-endpoints/{name}/config: served_entities (or served_models),
+        traffic_config and auto_capture_config, as set."""
+        body: dict[str, Any] = {}
+        if self.served_entities or not self.served_models:
+            body["served_entities"] = [e.model_dump(exclude_none=True) for e in self.served_entities]
+        if self.served_models:
+            body["served_models"] = [m.model_dump(exclude_none=True) for m in self.served_models]
+        for field in ("traffic_config", "auto_capture_config"):
+            value = getattr(self, field)
+            if value is not None:
+                body[field] = value.model_dump(exclude_none=True)
         return body
 
     def ai_gateway_body(self) -> dict[str, Any] | None:
@@ -289,8 +233,14 @@ class EndpointConfig(_Model):
             body["ai_gateway"] = self.ai_gateway_body()
         if self.tags:
             body["tags"] = [{"key": k, "value": v} for k, v in self.tags.items()]
-        if self.description is not None:
-            body["description"] = self.description
+        for field in ("description", "route_optimized", "budget_policy_id"):
+            if getattr(self, field) is not None:
+                body[field] = getattr(self, field)
+        for field in ("email_notifications", "telemetry_config"):
+            if getattr(self, field) is not None:
+                body[field] = getattr(self, field).model_dump(exclude_none=True)
+        if self.rate_limits is not None:
+            body["rate_limits"] = [r.model_dump(exclude_none=True) for r in self.rate_limits]
         return body
 
     @classmethod
@@ -302,9 +252,13 @@ class EndpointConfig(_Model):
         config = data.pop("config", _MISSING)
         if not isinstance(config, Mapping):
             raise ConfigError("config", _safe("config", config),
-                              "must be a mapping with name, served_entities, traffic_config")
+                              "must be a mapping with name, " + ", ".join(CORE_FIELDS))
         config = dict(config)
-        core_fields = ("served_entities", "traffic_config")
+        core_fields = CORE_FIELDS
+        for key in data:
+            if key in core_fields:  # these belong under `config` in a REST body
+                raise ConfigError(str(key), _safe(str(key), data[key]), "unknown field at the top level; "
+                                  "it belongs under config")
         for key in config:
             if key not in ("name", *core_fields):
                 raise ConfigError(f"config.{key}", _safe(str(key), config[key]),
@@ -329,7 +283,7 @@ class EndpointConfig(_Model):
     def with_resolved_versions(self, resolver: Callable[[str], str]) -> EndpointConfig:
         """A copy where every omitted entity_version is `resolver(entity_name)`."""
         data = self.model_dump(exclude_unset=True)
-        for raw, entity in zip(data["served_entities"], self.served_entities):
+        for raw, entity in zip(data.get("served_entities", []), self.served_entities):
             if entity.entity_name is not None and entity.entity_version is None:
                 raw["entity_version"] = str(resolver(entity.entity_name))
         return type(self).model_validate(data)
@@ -352,11 +306,16 @@ class EndpointConfig(_Model):
 
 
 def _tags_from_list(tags: Any) -> Any:
+    """The REST list of EndpointTag as our `{key: value}` mapping (a missing value is '')."""
     if not isinstance(tags, list):
         return tags
     out: dict[str, Any] = {}
     for i, tag in enumerate(tags):
-        if not isinstance(tag, Mapping) or "key" not in tag or set(tag) - {"key", "value"}:
+        if not isinstance(tag, Mapping):
             raise ConfigError(f"tags[{i}]", _safe("tag", tag), "must be a mapping {key, value}")
-        out[tag["key"]] = tag.get("value", "")
+        try:
+            parsed = EndpointTag.model_validate(tag)
+        except ConfigError as exc:
+            raise ConfigError(f"tags[{i}].{exc.field}", exc.value, exc.allowed) from None
+        out[parsed.key] = "" if parsed.value is None else parsed.value
     return out

@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from llmops_nb.errors import ConfigError
 from llmops_nb.secrets import MASK, looks_like_secret
 
+# Endpoint names: "alphanumeric characters, dashes, and underscores" (SDK docstring of
+# ServingEndpointsAPI.create), "[ 1 .. 63 ] characters" (REST reference,
+# docs.databricks.com/api/model-serving/v1/serving-endpoint).
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 NAME_RULE = "1-63 characters: letters, digits, '-' or '_'"
 REF_RULE = "must be a secret reference '{{secrets/<scope>/<key>}}'"

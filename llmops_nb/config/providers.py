@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from llmops_nb.config.errors import REF_RULE, _Model, _Shown
 from llmops_nb.errors import ConfigError
 from llmops_nb.secrets import MASK, is_secret_ref, looks_like_secret
 
+# databricks-sdk serving.ExternalModelProvider, value for value (tests/config/test_sdk_schema.py checks it).
 Provider = Literal["openai", "anthropic", "cohere", "amazon-bedrock", "google-cloud-vertex-ai",
-                   "ai21labs", "databricks-model-serving", "custom"]
+                   "ai21labs", "databricks-model-serving", "custom", "palm"]
+# The SDK types `task` as a free string; these are the tasks Databricks documents for external
+# models (docs.databricks.com/aws/en/generative-ai/external-models: "llm/v1/completions",
+# "llm/v1/chat", "llm/v1/embeddings").
 Task = Literal["llm/v1/chat", "llm/v1/completions", "llm/v1/embeddings"]
+# serving.AmazonBedrockConfigBedrockProvider; the SDK says "case insensitive" (Anthropic, Cohere, ...).
+BedrockProvider = Literal["anthropic", "cohere", "ai21labs", "amazon"]
 
 
 class _ProviderConfig(_Model):
@@ -21,6 +27,7 @@ class _ProviderConfig(_Model):
 
     secret_fields: ClassVar[tuple[str, ...]] = ()
     required_secrets: ClassVar[tuple[str, ...]] = ()
+    secret_alternatives: ClassVar[tuple[str, ...]] = ()  # fields that authenticate instead
 
     @model_validator(mode="before")
     @classmethod
@@ -35,10 +42,12 @@ class _ProviderConfig(_Model):
 
     @model_validator(mode="after")
     def _check_refs(self) -> _ProviderConfig:
+        alternative = any(getattr(self, f) is not None for f in self.secret_alternatives)
         for name in self.secret_fields:
             value = getattr(self, name)
-            if value is None and name in self.required_secrets:
-                raise ConfigError(name, None, f"required; {REF_RULE}")
+            if value is None and name in self.required_secrets and not alternative:
+                other = "".join(f" or set {f}" for f in self.secret_alternatives)
+                raise ConfigError(name, None, f"required; {REF_RULE}{other}")
             if value is not None and not is_secret_ref(value):
                 shown = value if "secrets/" in value and not looks_like_secret("", value) else MASK
                 raise ConfigError(name, shown, REF_RULE)
@@ -95,12 +104,43 @@ class Ai21LabsConfig(_ProviderConfig):
 
 
 class AmazonBedrockConfig(_ProviderConfig):
+    """Amazon Bedrock: access keys (secret references), an instance profile, or a UC service credential.
+
+    The SDK (serving.AmazonBedrockConfig): "You must authenticate using an instance profile or
+    access keys"; `uc_service_credential_name` is the third way.
+    """
+
     secret_fields: ClassVar = ("aws_access_key_id", "aws_secret_access_key")
     required_secrets: ClassVar = secret_fields
+    secret_alternatives: ClassVar = ("instance_profile_arn", "uc_service_credential_name")
     aws_region: str
-    bedrock_provider: Literal["anthropic", "cohere", "ai21labs", "amazon"]
+    bedrock_provider: BedrockProvider
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
+    instance_profile_arn: str | None = None
+    uc_service_credential_name: str | None = None
+
+    @field_validator("bedrock_provider", mode="before")
+    @classmethod
+    def _case_insensitive(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) and value.lower() in get_args(BedrockProvider) else value
+
+    @model_validator(mode="after")
+    def _key_pair(self) -> AmazonBedrockConfig:
+        keys = (self.aws_access_key_id, self.aws_secret_access_key)
+        if any(k is not None for k in keys):
+            for name, value in zip(self.secret_fields, keys):
+                if value is None:
+                    raise ConfigError(name, None, f"required with the other access key; {REF_RULE}")
+        return self
+
+
+class PaLmConfig(_ProviderConfig):
+    """Google PaLM (provider 'palm'), still in the SDK's provider enum."""
+
+    secret_fields: ClassVar = ("palm_api_key",)
+    required_secrets: ClassVar = secret_fields
+    palm_api_key: str | None = None
 
 
 class GoogleCloudVertexAiConfig(_ProviderConfig):
@@ -151,7 +191,7 @@ PROVIDER_CONFIG_FIELD: dict[str, str] = {
     "amazon-bedrock": "amazon_bedrock_config",
     "google-cloud-vertex-ai": "google_cloud_vertex_ai_config", "ai21labs": "ai21labs_config",
     "databricks-model-serving": "databricks_model_serving_config",
-    "custom": "custom_provider_config",
+    "custom": "custom_provider_config", "palm": "palm_config",
 }
 
 
@@ -169,6 +209,7 @@ class ExternalModel(_Model):
     ai21labs_config: Ai21LabsConfig | None = None
     databricks_model_serving_config: DatabricksModelServingConfig | None = None
     custom_provider_config: CustomProviderConfig | None = None
+    palm_config: PaLmConfig | None = None
 
     @model_validator(mode="after")
     def _provider_matches(self) -> ExternalModel:

@@ -12,12 +12,13 @@ import html
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import ipywidgets as w
 
 from llmops_nb.config import (PROVIDER_CONFIG_FIELD, AiGatewayConfig, BearerTokenAuth, EndpointConfig,
-                              ExternalModel, ModelSpec, ProjectConfig, RateLimit, ServedEntity, UsageTrackingConfig)
+                              ExternalModel, ModelSpec, ProjectConfig, RateLimit, ServedEntity, UsageTrackingConfig,
+                              WorkloadSize)
 from llmops_nb.errors import ConfigError, LlmopsError
 from llmops_nb.widgets.schema import choices, field_widget, read, unwrap
 
@@ -157,7 +158,8 @@ class EndpointForm(w.VBox):
                                          placeholder="latest"))
             else:
                 rows.append(self._schema(f"{prefix}.{name}", ServedEntity, name, value,
-                                         placeholder="default" if name == "name" else ""))
+                                         placeholder="default" if name == "name" else "",
+                                         options=list(get_args(WorkloadSize)) if name == "workload_size" else None))
         for name in EXTERNAL_FIELDS:
             label = "model name" if name == "name" else name
             rows.append(self._schema(f"{prefix}.external_model.{name}", ExternalModel, name,
@@ -275,7 +277,7 @@ class EndpointForm(w.VBox):
         prefix = "endpoint.ai_gateway.rate_limits[0]"
         limit = {n: read(self.fields[f"{prefix}.{n}"]) for n in RATE_LIMIT_FIELDS}
         if limit["calls"] is not None or limit["tokens"] is not None or limit["principal"] is not None:
-            data["rate_limits"] = [{k: v for k, v in limit.items() if v is not None}]
+            data["rate_limits"] = [{"renewal_period": "minute", **{k: v for k, v in limit.items() if v is not None}}]
         data["usage_tracking_config"] = {
             "enabled": self.fields["endpoint.ai_gateway.usage_tracking_config.enabled"].value}
         return data

@@ -1,6 +1,6 @@
 """Widgets built from the pydantic config schema: one field, one widget, its type from the annotation.
 
-Literal -> Dropdown of the allowed values; bool -> Checkbox; required int -> IntText;
+Literal -> Dropdown of the allowed values (first an empty one, "unset", when the field is optional); bool -> Checkbox; required int -> IntText;
 optional int, str -> Text (or Combobox when choices are known). An empty Text means "unset".
 """
 
@@ -47,6 +47,8 @@ def field_widget(model: type[BaseModel], name: str, *, value: Any = None, label:
                               "layout": w.Layout(width="480px")}
     allowed = choices(model, name)
     if allowed:
+        if optional:  # "" = unset: the workspace's default applies, nothing is sent
+            allowed = ("", *allowed)
         return w.Dropdown(options=list(allowed), value=value if value in allowed else allowed[0], **common)
     if inner is bool:
         return w.Checkbox(value=bool(value), indent=False, **common)

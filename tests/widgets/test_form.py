@@ -44,20 +44,22 @@ def test_starts_from_the_base_config_and_is_valid(form, base):
 
 def test_widgets_follow_the_schema(form):
     f = form.fields
-    assert list(f[f"{E0}.workload_size"].options) == list(typing.get_args(WorkloadSize))
-    assert list(f[f"{E0}.workload_type"].options) == list(typing.get_args(WorkloadType))
+    assert list(f[f"{E0}.workload_size"].options) == list(typing.get_args(WorkloadSize))  # a Combobox: custom sizes too
+    assert list(f[f"{E0}.workload_type"].options) == ["", *typing.get_args(WorkloadType)]  # "": Databricks' default
     assert list(f[f"{E0}.external_model.provider"].options) == list(typing.get_args(Provider))
     assert list(f[f"{E0}.external_model.task"].options) == list(typing.get_args(
         ExternalModel.model_fields["task"].annotation))
-    assert list(f[f"{GW}.rate_limits[0].key"].options) == list(typing.get_args(
-        RateLimit.model_fields["key"].annotation))
+    assert list(f[f"{GW}.rate_limits[0].key"].options) == ["", *typing.get_args(typing.get_args(
+        RateLimit.model_fields["key"].annotation)[0])]
     assert isinstance(f[f"{E0}.scale_to_zero_enabled"], w.Checkbox)
     assert isinstance(f[f"{E0}.entity_name"], w.Combobox) and "other-model" in f[f"{E0}.entity_name"].options
     assert list(f[f"{E0}.entity_version"].options) == ["2", "1"]
     f[f"{E0}.entity_name"].value = "other-model"
     assert list(f[f"{E0}.entity_version"].options) == ["7"]
     with pytest.raises(Exception):  # a dropdown refuses values outside the schema (traitlets.TraitError)
-        f[f"{E0}.workload_size"].value = "Huge"
+        f[f"{E0}.workload_type"].value = "TPU"
+    f[f"{E0}.workload_size"].value = "my-custom-size"  # Databricks takes custom sizes (SDK docstring)
+    assert form.errors == {}
 
 
 def test_invalid_default_base_is_not_needed():
