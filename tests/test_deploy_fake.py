@@ -234,3 +234,12 @@ def test_a_deploy_recovers_an_endpoint_whose_last_update_failed(fake_workspace) 
     retried = deploy(fake_workspace, config("2", tags={"team": "ml", "stage": "prod"}))
     assert retried.writes == ("config",) and (retried.ready, retried.config_update) == ("READY", "NOT_UPDATING")
     assert retried.served_entities == ("m-2",) and retried.notes == ()
+
+
+def test_notifications_are_written_after_config_as_the_cli_does(fake_workspace) -> None:  # noqa: ANN001
+    deploy(fake_workspace, config())
+    mails = {"on_update_failure": ["ops@example.com"]}
+    result = deploy(fake_workspace, config("2", email_notifications=mails))
+    assert result.writes == ("config", "email_notifications")
+    assert writes(fake_workspace) == [("PUT", f"{API}/config"), ("PATCH", f"{API}/notifications")]
+    assert deploy(fake_workspace, config("2", email_notifications=mails)).writes == ()

@@ -143,3 +143,23 @@ def test_tag_changes_adds_changed_and_deletes_missing(current: list[dict[str, st
     add, delete = tag_changes({"a": "1", "b": "2"}, current)
     assert add == {"b": "2"} and delete == ["c"]
     assert tag_changes({"a": "1"}, [{"key": "a", "value": "1"}]) == ({}, [])
+
+
+def test_notifications_and_telemetry_come_after_config_and_unmanaged_telemetry_is_left_alone() -> None:
+    mails = {"on_update_failure": ["ops@example.com"]}
+    telemetry = {"enabled_telemetry_features": ["TELEMETRY_FEATURE_LOGS"],
+                 "table_names": {"logs_table": "main.logs.chat"}}
+    changed = config(served_entities=[dict(ENTITY, entity_version="2")], email_notifications=mails,
+                     telemetry_config=telemetry)
+    assert plan_changes(changed, view()) == ["config", "email_notifications", "telemetry_config"]
+    # table_names is input only (GET never returns it); telemetry set outside the config is not ours
+    served = view(email_notifications=mails, telemetry_config={"enabled_telemetry_features": ["TELEMETRY_FEATURE_LOGS"]})
+    assert plan_changes(config(email_notifications=mails, telemetry_config=telemetry), served) == []
+    assert plan_changes(config(email_notifications=mails), served) == []
+    assert plan_changes(config(), served) == ["email_notifications"]
+
+
+def test_legacy_served_models_compare_as_served_entities() -> None:
+    legacy = config(served_entities=None, served_models=[{"model_name": "main.default.m", "model_version": "1",
+                                                         "workload_size": "Small", "scale_to_zero_enabled": True}])
+    assert plan_changes(legacy, view()) == []

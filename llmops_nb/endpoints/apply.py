@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llmops_nb.endpoints import plan as planning
-from llmops_nb.endpoints.plan import AI_GATEWAY, CONFIG, CREATE, DELETE, DISABLE_INFERENCE_TABLE, TAGS
+from llmops_nb.endpoints.plan import (
+    AI_GATEWAY,
+    CONFIG,
+    CREATE,
+    DELETE,
+    DISABLE_INFERENCE_TABLE,
+    EMAIL_NOTIFICATIONS,
+    TAGS,
+    TELEMETRY,
+)
 from llmops_nb.endpoints.reads import endpoint_url, get_endpoint, state_of
 from llmops_nb.endpoints.waits import FAILED_UPDATES, wait_not_updating, wait_ready
 from llmops_nb.errors import DeployTimeout, EndpointError
@@ -119,7 +128,8 @@ def _create(w: WorkspaceClient, cfg: EndpointConfig) -> None:
     w.serving_endpoints.create(**_kwargs_for(type(w.serving_endpoints).create, cfg.to_databricks_body(), "endpoint"))
 
 
-def _write(w: WorkspaceClient, cfg: EndpointConfig, change: str, current: dict[str, Any] | None) -> None:
+def _write(w: WorkspaceClient, cfg: EndpointConfig, change: str, current: dict[str, Any] | None,
+           timeout: float = 1200) -> None:
     if change == CREATE:
         _create(w, cfg)
     elif change == TAGS:
@@ -142,6 +152,17 @@ def _write(w: WorkspaceClient, cfg: EndpointConfig, change: str, current: dict[s
         core = {k: v for k, v in cfg.to_databricks_body()["config"].items() if k != "name"}
         api = type(w.serving_endpoints)
         w.serving_endpoints.update_config(name=cfg.name, **_kwargs_for(api.update_config, core, "config"))
+    elif change == EMAIL_NOTIFICATIONS:
+        body = {"email_notifications": cfg.to_databricks_body().get("email_notifications") or {}}
+        api = type(w.serving_endpoints)
+        w.serving_endpoints.update_notifications(name=cfg.name, **_kwargs_for(api.update_notifications, body, "endpoint"))
+    elif change == TELEMETRY:
+        # The CLI waits first: "The telemetry API rejects endpoints with an update in progress."
+        wait_not_updating(w, cfg.name, timeout=timeout)
+        body = {"telemetry_config": cfg.to_databricks_body().get("telemetry_config")}
+        api = type(w.serving_endpoints)
+        w.serving_endpoints.patch_telemetry_config(
+            name=cfg.name, **_kwargs_for(api.patch_telemetry_config, body, "endpoint"))
     else:  # pragma: no cover - the plan makes no other write
         raise ValueError(change)
 
@@ -196,7 +217,7 @@ def deploy(
                 writes.append(DELETE)
                 plan, current = planning.Plan((CREATE,)), None
             for change in plan.writes:
-                _write(w, cfg, change, current)
+                _write(w, cfg, change, current, timeout)
                 writes.append(change)
             break
         except (ResourceConflict, ResourceAlreadyExists):

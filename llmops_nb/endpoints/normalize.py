@@ -87,12 +87,23 @@ def _route(raw: dict[str, Any]) -> dict[str, Any]:
     return compact({**route, "served_entity_name": name})
 
 
+# The deprecated served_models spelling of a served entity's fields.
+LEGACY_MODEL_FIELDS = {"model_name": "entity_name", "model_version": "entity_version"}
+
+
+def _entities(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """``served_entities``, or the deprecated ``served_models`` renamed to entity fields."""
+    if raw.get("served_entities"):
+        return list(raw["served_entities"])
+    return [{LEGACY_MODEL_FIELDS.get(k, k): v for k, v in m.items()} for m in raw.get("served_models") or []]
+
+
 def core_config(raw: dict[str, Any] | None) -> dict[str, Any]:
     """``config`` as an input body: entities (sorted by name), routes, auto capture; no name."""
     raw = raw or {}
     keep = input_fields("EndpointCoreConfigInput") - {"name", "served_models"}
     config = {k: v for k, v in raw.items() if k in keep}
-    config["served_entities"] = _sorted([_entity(e) for e in raw.get("served_entities") or []], "name")
+    config["served_entities"] = _sorted([_entity(e) for e in _entities(raw)], "name")
     routes = ((raw.get("traffic_config") or {}).get("routes")) or []
     config["traffic_config"] = {"routes": _sorted([_route(r) for r in routes], "served_entity_name")}
     return compact(config)
@@ -123,6 +134,9 @@ def endpoint(body: dict[str, Any]) -> dict[str, Any]:
     out = compact({k: v for k, v in body.items() if k not in IGNORED_TOP_FIELDS and k not in sections})
     out.update(config=core_config(body.get("config")), ai_gateway=ai_gateway(body.get("ai_gateway")),
                tags=tags(body.get("tags")))
+    if isinstance(out.get("telemetry_config"), dict):
+        # resources.yml ignore_remote_changes: telemetry_config.table_names is input only.
+        out["telemetry_config"] = compact({k: v for k, v in out["telemetry_config"].items() if k != "table_names"})
     return out
 
 

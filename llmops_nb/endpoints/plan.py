@@ -6,7 +6,8 @@ As the Databricks CLI's direct deploy plans a serving endpoint (github databrick
 - normalized bodies are compared (:mod:`llmops_nb.endpoints.normalize`), so a removal is a
   change (a dropped AI gateway section is cleared with an empty ``PUT .../ai-gateway``, a
   dropped tag is deleted) and server-filled values are not;
-- writes come in the CLI's order: ``tags``, then ``ai_gateway``, then ``config`` (``DoUpdate``);
+- writes come in the CLI's order: ``tags``, then ``ai_gateway``, then ``config``, then
+  ``email_notifications`` and ``telemetry_config`` (``DoUpdate``);
 - an inference-table location change while the table is enabled is two PUTs, disable then
   set (databricks-sdk ``AiGatewayInferenceTableConfig`` docstrings);
 - an immutable field (``description``, ``route_optimized``, the legacy ``auto_capture_config``
@@ -28,8 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CREATE, CONFIG, AI_GATEWAY, TAGS = "create", "config", "ai_gateway", "tags"
 DISABLE_INFERENCE_TABLE, DELETE = "ai_gateway_disable", "delete"
+EMAIL_NOTIFICATIONS, TELEMETRY = "email_notifications", "telemetry_config"
 #: The CLI's DoUpdate order.
-UPDATE_ORDER = (TAGS, DISABLE_INFERENCE_TABLE, AI_GATEWAY, CONFIG)
+UPDATE_ORDER = (TAGS, DISABLE_INFERENCE_TABLE, AI_GATEWAY, CONFIG, EMAIL_NOTIFICATIONS, TELEMETRY)
 IMMUTABLE_TOP = ("description", "route_optimized")
 CAPTURE_LOCATION = ("catalog_name", "schema_name", "table_name_prefix")
 TABLE_LOCATION = CAPTURE_LOCATION
@@ -117,6 +119,11 @@ def make_plan(cfg: EndpointConfig, current: dict[str, Any] | None) -> Plan:
         writes.append(AI_GATEWAY)
     if desired["config"] != remote["config"]:
         writes.append(CONFIG)
+    if desired.get("email_notifications") != remote.get("email_notifications"):
+        writes.append(EMAIL_NOTIFICATIONS)
+    # resources.yml backend_defaults: telemetry the config does not manage is left alone.
+    if desired.get("telemetry_config") and desired["telemetry_config"] != remote.get("telemetry_config"):
+        writes.append(TELEMETRY)
     return Plan(tuple(writes), tuple(immutable_changes(desired, remote)))
 
 
