@@ -243,3 +243,12 @@ def test_notifications_are_written_after_config_as_the_cli_does(fake_workspace) 
     assert result.writes == ("config", "email_notifications")
     assert writes(fake_workspace) == [("PUT", f"{API}/config"), ("PATCH", f"{API}/notifications")]
     assert deploy(fake_workspace, config("2", email_notifications=mails)).writes == ()
+
+
+def test_switching_to_an_external_model_is_refused_before_any_write(fake_workspace) -> None:  # noqa: ANN001
+    deploy(fake_workspace, config())
+    external = {"name": "gpt", "external_model": {"name": "gpt-4o-mini", "provider": "openai", "task": "llm/v1/chat",
+                                                  "openai_config": {"openai_api_key": "{{secrets/llm/openai}}"}}}
+    with pytest.raises(ImmutableChange, match=r"^served_entities: 'external' is not allowed; .*'registered'"):
+        deploy(fake_workspace, config(served_entities=[external], tags={"team": "ai"}))
+    assert fake_workspace.write_calls() == []

@@ -114,6 +114,10 @@ def test_immutable_changes_are_listed_and_refused_in_one_line() -> None:
     assert "'old words'" in message and "--recreate" in message
     assert isinstance(plan.refusal("chat"), ImmutableChange)
     assert make_plan(config(description="same"), view(description="same")).immutable == ()
+    # resources.yml recreate_on_changes: route_optimized too (GET says false when unset)
+    assert make_plan(config(), view(route_optimized=False)).immutable == ()
+    assert make_plan(config(route_optimized=True), view(route_optimized=False)).immutable == (
+        ("route_optimized", None, True),)
 
 
 def test_switching_between_registered_and_external_is_immutable() -> None:
