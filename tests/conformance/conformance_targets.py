@@ -113,6 +113,12 @@ class Target:
             entity["name"] = name
         return entity
 
+    def foundation(self) -> str:
+        """The workspace's pay-per-token endpoint; locally it serves the registered SmolLM2."""
+        if self.kind == LOCAL:
+            self.registered_entity()  # the local foundation endpoint needs the model registered
+        return self.foundation_endpoint
+
     def entity(self, kind: str, name: str | None = None) -> dict:
         return self.registered_entity(name) if kind == "registered" else self.external_entity(name)
 

@@ -116,7 +116,7 @@ def test_openai_client_on_serving_endpoints(target: Target, names) -> None:
                     timeout=300.0, max_retries=10)
     # an external model, then the workspace's foundation model (local: the real SmolLM2, which
     # answers 503 + Retry-After while it loads at the first request: the client retries)
-    for model in (name, target.foundation_endpoint):
+    for model in (name, target.foundation()):
         r = client.chat.completions.create(model=model, messages=MESSAGES, max_tokens=8)
         assert r.choices[0].message.role == "assistant" and r.choices[0].message.content
         assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens > 0

@@ -88,7 +88,7 @@ def test_create_accepts_every_documented_top_level_field(target: Target, names) 
 
 def test_foundation_model_endpoint_is_listed_ready_and_answers(target: Target) -> None:
     """The workspace's pay-per-token endpoint (local: SmolLM2; live: a Databricks-hosted model)."""
-    name = target.foundation_endpoint
+    name = target.foundation()
     ep = target.http("GET", f"{API}/{name}").json()
     assert ep["name"] == name and ep["state"]["ready"] == "READY", ep
     assert ep["config"]["served_entities"][0].get("foundation_model"), ep["config"]
