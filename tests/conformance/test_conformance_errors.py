@@ -78,6 +78,22 @@ def test_a_refused_update_leaves_the_endpoint_as_it_was(target: Target, names) -
     assert entity_names(after) == ["a"]
 
 
+def test_bad_ai_gateway_is_400_and_creates_nothing(target: Target, names) -> None:
+    name = names("badgateway")
+    bad_gateways = {
+        # renewal_period is required (AiGatewayRateLimit docs, databricks-sdk serving.py)
+        "rate limit without renewal_period": {"rate_limits": [{"calls": 10, "key": "endpoint"}]},
+        "rate limit with an unknown key": {"rate_limits": [
+            {"calls": 10, "key": "planet", "renewal_period": "minute"}]},
+        "guardrail with an unknown behavior": {"guardrails": {"input": {"pii": {"behavior": "EXPLODE"}}}},
+    }
+    for why, gateway in bad_gateways.items():
+        r = target.http("POST", API, {"name": name, "ai_gateway": gateway,
+                                      "config": {"served_entities": [target.external_entity()]}})
+        assert r.status_code == 400, (why, r.status_code, r.text[:300])
+        _absent(target, name)
+
+
 def test_duplicate_create_is_409_resource_already_exists(target: Target, names) -> None:
     name = names("dup")
     create(target, name, target.external_entity())

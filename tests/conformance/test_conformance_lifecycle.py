@@ -196,3 +196,18 @@ def test_a_plaintext_key_is_never_echoed(target: Target, names, provider) -> Non
         assert SECRET_VALUE not in target.http("GET", path).text
     assert_chat_answer(ask(target, name))
     assert provider.authorizations() == [f"Bearer {SECRET_VALUE}"]
+
+
+@pytest.mark.targets(FAKE, reason="body parsing is shared by both workspaces: the fake checks the "
+                     "legacy form without starting another scoring server; live would need a "
+                     "registered UC model")
+def test_legacy_served_models_are_accepted(target: Target, names) -> None:
+    """``served_models`` (deprecated, still accepted: EndpointCoreConfigInput.served_models)."""
+    name = names("legacy")
+    entity = target.registered_entity()
+    r = target.http("POST", API, {"name": name, "config": {"served_models": [{
+        "model_name": entity["entity_name"], "model_version": entity["entity_version"],
+        "workload_size": "Small", "scale_to_zero_enabled": True}]}})
+    assert r.status_code == 200, r.text[:300]
+    target.wait_ready(name)
+    assert_chat_answer(ask(target, name))
