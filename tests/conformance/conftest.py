@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conformance_targets import (ALL_TARGETS, FAKE, LIVE, LOCAL, Target, fake_target,
+from conformance_targets import (ALL_TARGETS, FAKE, LOCAL, Target, fake_target,
                                  live_target, live_unavailable, local_target)
 
 from llmops_nb.testing import fake_provider
@@ -83,5 +83,3 @@ def provider(conformance_provider):
     conformance_provider.fail_status = None
     return conformance_provider
 
-
-__all__ = ["FAKE", "LIVE", "LOCAL"]
