@@ -59,8 +59,9 @@ def _env(value: dict[str, str] | None) -> dict[str, str] | None:
 
 
 class _Compute(_Model):
-    """Compute fields shared by served entities and legacy served models (same SDK fields)."""
+    """Name and compute fields shared by served entities and legacy served models (same SDK fields)."""
 
+    name: str | None = None
     workload_size: str | None = Field(default=None, min_length=1)
     workload_type: WorkloadType | None = None
     scale_to_zero_enabled: bool | None = None
@@ -72,6 +73,11 @@ class _Compute(_Model):
     min_provisioned_throughput: int | None = None
     max_provisioned_throughput: int | None = None
     provisioned_model_units: int | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return _entity_name(value)
 
     @field_validator("environment_vars")
     @classmethod
@@ -93,15 +99,9 @@ class ServedEntity(_Compute):
     (see EndpointConfig.with_resolved_versions). `name` defaults as Databricks does.
     """
 
-    name: str | None = None
     entity_name: str | None = Field(default=None, min_length=1)
     entity_version: str | None = None
     external_model: ExternalModel | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        return _entity_name(value)
 
     @field_validator("entity_version", mode="before")
     @classmethod
@@ -147,12 +147,6 @@ class ServedModelInput(_Compute):
     model_name: str = Field(min_length=1)
     model_version: str
     scale_to_zero_enabled: bool  # required in ServedModelInput (SDK)
-    name: str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        return _entity_name(value)
 
     @field_validator("model_version", mode="before")
     @classmethod
