@@ -140,6 +140,9 @@ class EndpointConfig(_Model):
                                       "served entity names must be unique")
                 if entity.name:
                     seen.add(entity.name)
+        # SDK docstring of ServedEntityInput.external_model: an endpoint with external models cannot
+        # be updated to one without (nor the reverse), and "the task type of all external models
+        # within an endpoint must be the same".
         kinds = {e.is_external for e in entities}
         if len(kinds) > 1:
             i = next(i for i, e in enumerate(entities) if e.is_external != entities[0].is_external)
@@ -183,6 +186,8 @@ class EndpointConfig(_Model):
             if route.target in routed:
                 raise ConfigError(field, route.target, "one route per served entity")
             routed.add(route.target)
+        # A route for every entity: our rule from before issue 14, not found in the SDK or CLI
+        # sources (a route of 0 is allowed).
         missing = [n for n in names if n not in routed]
         if missing:
             raise ConfigError("traffic_config.routes", _Shown(f"(no route for {missing[0]!r})"),
