@@ -120,8 +120,9 @@ def deploy(config_path: Path | None, backend: str | None, model_version: str | N
     if model_version is not None and not model_version.isdigit():
         raise ConfigError("--model-version", model_version, "expected a version number such as 3")
     target = _backend(kind)
+    # warnings (what the workspace does not apply) and notes: one line each on stderr, before the URL lines
     out = steps.deploy(project, target, model_version=model_version, timeout=timeout, progress=sys.stderr.isatty(),
-                       recreate=recreate)
+                       recreate=recreate, log=lambda line: click.echo(line, err=True))
     endpoint = endpoints.get_endpoint(target.workspace_client(), out["endpoint_name"]) or {}
     ready, update = endpoints.state_of(endpoint)
     click.echo(f"endpoint {out['endpoint_name']}: {out['deploy_action']}; state {ready}, config_update {update}")

@@ -6,6 +6,7 @@ the next step (plain JSON values).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from llmops_nb.errors import ConfigError
@@ -67,15 +68,23 @@ def deploy(
     timeout: float = 1200,
     progress: bool = True,
     recreate: bool = False,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Create or update the endpoint idempotently and wait until it is READY (``recreate``:
-    delete and create it again when the config changes a field that cannot change in place)."""
+    delete and create it again when the config changes a field that cannot change in place).
+
+    Each warning (what the workspace accepts but does not apply) and note (e.g. a recovered
+    failed update) goes to ``log`` as one line, ``warning: ...`` / ``note: ...``; printed by
+    default, so they show in the executed notebook. The returned outputs do not include them.
+    """
     from llmops_nb import endpoints
 
     cfg = resolved_endpoint(project, backend, model_version=model_version)
     with _deploy_lock(backend, cfg.name):
         result = endpoints.deploy(backend.workspace_client(), cfg, timeout=timeout, progress=progress,
                                   recreate=recreate)
+    for line in result.messages():
+        log(line)
     return {
         "endpoint_name": result.name,
         "endpoint_url": result.endpoint_url,

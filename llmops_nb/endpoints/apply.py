@@ -7,6 +7,11 @@ after a create or a config update (an UPDATE_FAILED then is :class:`DeployFailed
 tag or gateway writes only, for READY with no update in progress, accepting an earlier
 failed update when the endpoint serves the desired config (that is how a deploy of the
 last good config recovers an endpoint whose last update failed).
+
+The create, config, ai-gateway and notifications writes send the SDK's own body, path and
+headers through ``w.api_client.do`` and keep the answer's ``warnings`` (what the local
+workspace accepts but does not apply, one line per field; Databricks never sends the key) in
+:attr:`DeployResult.warnings`.
 """
 
 from __future__ import annotations
@@ -49,6 +54,12 @@ class DeployResult:
     config_hash: str
     served_entities: tuple[str, ...] = field(default=())
     notes: tuple[str, ...] = field(default=())
+    # what the workspace accepted but does not apply (the local workspace's ``warnings`` key)
+    warnings: tuple[str, ...] = field(default=())
+
+    def messages(self) -> list[str]:
+        """One line per warning (``warning: ...``) then per note (``note: ...``), for printing."""
+        return [f"warning: {line}" for line in self.warnings] + [f"note: {line}" for line in self.notes]
 
 
 # --------------------------------------------------------------------------- typed bodies
@@ -124,15 +135,45 @@ def _kwargs_for(method: Any, body: dict[str, Any], where: str) -> dict[str, Any]
     return kwargs
 
 
-def _create(w: WorkspaceClient, cfg: EndpointConfig) -> None:
-    w.serving_endpoints.create(**_kwargs_for(type(w.serving_endpoints).create, cfg.to_databricks_body(), "endpoint"))
+SERVING_ENDPOINTS = "/api/2.0/serving-endpoints"
+
+
+def _sdk_body(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body the SDK method builds from these typed arguments (``as_dict`` each dataclass)."""
+
+    def plain(value: Any) -> Any:
+        return value.as_dict() if hasattr(value, "as_dict") else value
+
+    return {key: [plain(v) for v in value] if isinstance(value, list) else plain(value)
+            for key, value in kwargs.items() if value is not None}
+
+
+def _send(w: WorkspaceClient, http_method: str, path: str, sdk_method: Any, body: dict[str, Any],
+          where: str) -> list[str]:
+    """Send ``body`` as ``sdk_method`` would (typed and checked, same path and headers:
+    databricks-sdk ``service/serving.py``) and return the answer's ``warnings`` lines.
+
+    The SDK's typed return drops unknown keys, hence the raw call; errors are the SDK's own
+    (``ApiClient.do`` raises them), so a 409 still reads as ``ResourceConflict``.
+    """
+    kwargs = _kwargs_for(sdk_method, body, where)
+    headers = {"Accept": "application/json", "Content-Type": "application/json"}
+    workspace_id = getattr(w.config, "workspace_id", None)
+    if workspace_id:
+        headers["X-Databricks-Workspace-Id"] = workspace_id
+    answer = w.api_client.do(http_method, path, body=_sdk_body(kwargs), headers=headers)
+    found = answer.get("warnings") if isinstance(answer, dict) else None
+    return [str(line) for line in found] if isinstance(found, list) else []
 
 
 def _write(w: WorkspaceClient, cfg: EndpointConfig, change: str, current: dict[str, Any] | None,
-           timeout: float = 1200) -> None:
+           timeout: float = 1200) -> list[str]:
+    """Make one planned write; the workspace's warning lines about it (none from Databricks)."""
+    api = type(w.serving_endpoints)
+    at = f"{SERVING_ENDPOINTS}/{cfg.name}"
     if change == CREATE:
-        _create(w, cfg)
-    elif change == TAGS:
+        return _send(w, "POST", SERVING_ENDPOINTS, api.create, cfg.to_databricks_body(), "endpoint")
+    if change == TAGS:
         from databricks.sdk.service import serving
 
         add, delete = planning.tag_changes(dict(cfg.tags or {}), (current or {}).get("tags"))
@@ -141,30 +182,27 @@ def _write(w: WorkspaceClient, cfg: EndpointConfig, change: str, current: dict[s
             add_tags=[serving.EndpointTag(key=k, value=v) for k, v in add.items()] or None,
             delete_tags=delete or None,
         )
-    elif change in (DISABLE_INFERENCE_TABLE, AI_GATEWAY):
+        return []
+    if change in (DISABLE_INFERENCE_TABLE, AI_GATEWAY):
         # No ai_gateway in the config: every argument None, an empty `{}` PUT clears the gateway
         # (the CLI's updateAiGateway with a nil AiGateway).
         gateway = (_disabled_table_gateway(current or {}) if change == DISABLE_INFERENCE_TABLE
                    else cfg.to_databricks_body().get("ai_gateway") or {})
-        api = type(w.serving_endpoints)
-        w.serving_endpoints.put_ai_gateway(name=cfg.name, **_kwargs_for(api.put_ai_gateway, gateway, "ai_gateway"))
-    elif change == CONFIG:
+        return _send(w, "PUT", f"{at}/ai-gateway", api.put_ai_gateway, gateway, "ai_gateway")
+    if change == CONFIG:
         core = {k: v for k, v in cfg.to_databricks_body()["config"].items() if k != "name"}
-        api = type(w.serving_endpoints)
-        w.serving_endpoints.update_config(name=cfg.name, **_kwargs_for(api.update_config, core, "config"))
-    elif change == EMAIL_NOTIFICATIONS:
+        return _send(w, "PUT", f"{at}/config", api.update_config, core, "config")
+    if change == EMAIL_NOTIFICATIONS:
         body = {"email_notifications": cfg.to_databricks_body().get("email_notifications") or {}}
-        api = type(w.serving_endpoints)
-        w.serving_endpoints.update_notifications(name=cfg.name, **_kwargs_for(api.update_notifications, body, "endpoint"))
-    elif change == TELEMETRY:
+        return _send(w, "PATCH", f"{at}/notifications", api.update_notifications, body, "endpoint")
+    if change == TELEMETRY:
         # The CLI waits first: "The telemetry API rejects endpoints with an update in progress."
         wait_not_updating(w, cfg.name, timeout=timeout)
         body = {"telemetry_config": cfg.to_databricks_body().get("telemetry_config")}
-        api = type(w.serving_endpoints)
         w.serving_endpoints.patch_telemetry_config(
             name=cfg.name, **_kwargs_for(api.patch_telemetry_config, body, "endpoint"))
-    else:  # pragma: no cover - the plan makes no other write
-        raise ValueError(change)
+        return []
+    raise ValueError(change)  # pragma: no cover - the plan makes no other write
 
 
 def _delete_and_wait_gone(w: WorkspaceClient, name: str, *, timeout: float, poll_interval: float) -> None:
@@ -203,6 +241,7 @@ def deploy(
     from databricks.sdk.errors import ResourceAlreadyExists, ResourceConflict
 
     writes: list[str] = []
+    warnings: list[str] = []
     conflicts = 0
     while True:
         current = get_endpoint(w, cfg.name)
@@ -217,7 +256,7 @@ def deploy(
                 writes.append(DELETE)
                 plan, current = planning.Plan((CREATE,)), None
             for change in plan.writes:
-                _write(w, cfg, change, current, timeout)
+                warnings += [line for line in _write(w, cfg, change, current, timeout) if line not in warnings]
                 writes.append(change)
             break
         except (ResourceConflict, ResourceAlreadyExists):
@@ -254,4 +293,5 @@ def deploy(
         config_hash=cfg.config_hash(),
         served_entities=tuple(str(e.get("name")) for e in (endpoint.get("config") or {}).get("served_entities") or []),
         notes=notes,
+        warnings=tuple(warnings),
     )

@@ -439,6 +439,7 @@ class EndpointForm(w.VBox):
             self.status.value = f"<span style='{ERROR_STYLE}'>no workspace client: cannot deploy</span>"
             return None
         self.progress.bar_style, self.progress.value = "info", 1
+        messages: list[str] = []  # warning: / note: lines from the deploy
         try:
             if config.endpoint is None:  # a foundation model: nothing to create, check it is there
                 endpoint = endpoints.get_endpoint(self.client, config.endpoint_name)
@@ -447,11 +448,14 @@ class EndpointForm(w.VBox):
                 action = "exists"
             else:
                 cfg = config.endpoint.with_resolved_versions(self._resolve)
-                action = endpoints.deploy(self.client, cfg, wait=False, progress=False).action
+                deployed = endpoints.deploy(self.client, cfg, wait=False, progress=False)
+                action, messages = deployed.action, deployed.messages()
                 self.progress.value = 2
+                # no rollout of ours: an earlier failed update is not this deploy's (its note says so)
+                rolled_out = bool({endpoints.CREATE, endpoints.CONFIG} & set(deployed.writes))
                 endpoint = endpoints.wait_ready(self.client, cfg.name, timeout=self.timeout,
                                                 poll_interval=self.poll_interval, progress=False,
-                                                on_poll=self._on_poll)
+                                                on_poll=self._on_poll, accept_failed_update=not rolled_out)
         except Exception as exc:  # shown in the form, not raised into the kernel
             from databricks.sdk.errors import DatabricksError
 
@@ -463,10 +467,11 @@ class EndpointForm(w.VBox):
         ready, update = endpoints.state_of(endpoint)
         url = endpoints.endpoint_url(self.client, config.endpoint_name)
         self.last_deploy = {"name": config.endpoint_name, "action": action, "ready": ready,
-                            "config_update": update, "endpoint_url": url}
+                            "config_update": update, "endpoint_url": url, "messages": messages}
         self.progress.value, self.progress.bar_style = DEPLOY_STEPS, "success"
         self.status.value = html.escape(f"{config.endpoint_name}: {action}, {update}, {ready}")
-        self.result.value = (f"<b>{html.escape(ready)}</b> &nbsp; <code>{html.escape(url)}</code>")
+        self.result.value = (f"<b>{html.escape(ready)}</b> &nbsp; <code>{html.escape(url)}</code>"
+                             + "".join(f"<div class='llmops-message'>{html.escape(m)}</div>" for m in messages))
         return self.last_deploy
 
 
