@@ -296,7 +296,32 @@ def workspace_start(fake: bool, port: int) -> None:
         local_home(), local_tracking_uri(), fake=fake, port=port, token=os.environ.get(ENV_WORKSPACE_TOKEN)
     )
     click.echo(f"local workspace{' (fake)' if info.fake else ''} at {info.host} (pid {info.pid}, home {info.home})")
-    click.echo(f"export DATABRICKS_HOST={info.host}")
+    _echo_env(info)
+
+
+def _echo_env(info: Any) -> None:
+    """The ``export`` lines (of a launcher.WorkspaceInfo) for users' own clients: databricks-sdk, MLflow, OpenAI."""
+    import shlex
+
+    click.echo(f"export DATABRICKS_HOST={shlex.quote(info.host)}")
+    click.echo(f"export DATABRICKS_TOKEN={shlex.quote(info.token or '')}")
+
+
+@workspace.command("env")
+def workspace_env() -> None:
+    """Print `export DATABRICKS_HOST=... DATABRICKS_TOKEN=...` for the running local workspace.
+
+    Use it as `eval "$(llmops-nb workspace env)"`; the token is also in $LLMOPS_HOME/token.
+    """
+    from llmops_nb.backends import local_home
+    from llmops_nb.workspace import launcher
+
+    info = launcher.status(local_home())
+    if info is None:
+        click.echo(f"error: no local workspace runs in {local_home()}; start one with `llmops-nb workspace start`",
+                   err=True)
+        sys.exit(3)
+    _echo_env(info)
 
 
 @workspace.command("stop")

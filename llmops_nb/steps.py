@@ -160,15 +160,20 @@ def serve(
 
 
 def curl_command(url: str, backend: Backend, prompt: str = "What is MLflow?", max_tokens: int = 64) -> str:
-    """The equivalent curl command; a real token is never printed, only the variable that holds it."""
-    import json
+    """The equivalent curl command; it carries the token by reference, never its value.
 
-    if backend.kind == "local":
-        auth = "Bearer local" if backend.token == "local" else "Bearer $LLMOPS_WORKSPACE_TOKEN"
+    Locally the token is read from the workspace's token file (mode 0600, see
+    ``llmops_nb.workspace.token``); on Databricks from ``$DATABRICKS_TOKEN``.
+    """
+    import json
+    import shlex
+
+    if backend.kind == "local" and backend.home is not None:
+        auth = f"Bearer $(cat {shlex.quote(str(backend.home / 'token'))})"
     else:
         auth = "Bearer $DATABRICKS_TOKEN"
     body = json.dumps({"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens})
-    return f"curl -s {url} -H 'Authorization: {auth}' -H 'Content-Type: application/json' -d '{body}'"
+    return f"curl -s {url} -H \"Authorization: {auth}\" -H 'Content-Type: application/json' -d '{body}'"
 
 
 def served_version(project: ProjectConfig, backend: Backend, endpoint_name: str, model_name: str) -> str | None:

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from . import notices, plaintext
+from .guard import refusal, requester
 from .apierror import ApiError, invalid
 from .chat import DATAFRAME_KEYS, validate_chat
 from .entities import RunnerContext
@@ -39,13 +40,12 @@ def _host(request: Request) -> str:
 
 
 def _bearer(request: Request) -> str:
-    auth = request.headers.get("authorization", "")
-    return auth[7:] if auth.lower().startswith("bearer ") else ""
+    """The requester of an authorized request (the rate-limit ``user`` key): see guard."""
+    return requester(request)
 
 
-def create_app(ctx: RunnerContext, *, token: str | None = None,
-               on_started=None) -> FastAPI:
-    """The workspace app over ``ctx``; ``token`` (if set) is required on every API route."""
+def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
+    """The workspace app over ``ctx``; the guards of :mod:`.guard` (``token``) run first."""
     manager = Manager(ctx)
     faults = ctx.faults
     workspace_id = str(abs(hash(str(ctx.home))) % 10**15)
@@ -68,12 +68,11 @@ def create_app(ctx: RunnerContext, *, token: str | None = None,
             # Databricks answers `/api/2.0/serving-endpoints/` as without the slash; MLflow's
             # Databricks deployment client sends it for create and list.
             path = request.scope["path"] = path.rstrip("/") or "/"
+        refused = refusal(request, token)
+        if refused is not None:
+            return refused
         if path.startswith("/.well-known/"):
             return await call_next(request)
-        if token and _bearer(request) != token:
-            return _error(ApiError(401, "UNAUTHENTICATED",
-                                   "Credential was not sent or was of an unsupported type for "
-                                   "this API."))
         entry = None
         if ctx.fake and not path.startswith("/_fake/"):
             raw = await request.body()

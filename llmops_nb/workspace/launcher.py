@@ -1,7 +1,8 @@
 """Start, find and stop the local workspace server (the only module client code imports).
 
 Cheap to import: no fastapi, uvicorn or mlflow here. The server runs detached (its own
-session) and publishes ``<home>/server.json`` (pid, port, token, fake, child process groups).
+session) and publishes ``<home>/server.json`` (pid, port, token, fake, child process groups,
+mode 0600); the token is also kept in ``<home>/token`` (see :mod:`.token`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmops_nb.errors import WorkspaceError
+from llmops_nb.paths import private_dir
+
+from .token import check_token
 
 SERVER_JSON = "server.json"
 _spawned: dict[int, subprocess.Popen] = {}
@@ -91,9 +95,10 @@ def ensure_running(home: Path, tracking_uri: str | None, *, fake: bool | None = 
     """
     from filelock import FileLock
 
-    home = Path(home).resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(home / ".server.lock")):
+    if token:
+        check_token(token)
+    home = private_dir(Path(home).resolve())
+    with FileLock(str(home / ".server.lock"), mode=0o600):
         info = status(home)
         if info is not None:
             if refuse_fake and info.fake:
@@ -130,9 +135,10 @@ def _start(home: Path, tracking_uri: str | None, *, fake: bool, token: str | Non
     env.pop("LLMOPS_WORKSPACE_TOKEN", None)
     if token:
         env["LLMOPS_WORKSPACE_TOKEN"] = token  # not in argv: ps shows argv to everyone
-    log = home / "logs" / "workspace.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
+    log = private_dir(home / "logs") / "workspace.log"
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     _spawned[proc.pid] = proc

@@ -7,9 +7,12 @@ import signal
 import socket
 from pathlib import Path
 
+from llmops_nb.paths import make_private
+
 from .entities import RunnerContext
 from .faults import FaultInjector
 from .store import atomic_write_json
+from .token import ensure_token
 
 SERVER_JSON = "server.json"
 
@@ -17,13 +20,20 @@ SERVER_JSON = "server.json"
 def serve(home: Path, *, port: int = 0, host: str = "127.0.0.1", fake: bool = False,
           token: str | None = None, tracking_uri: str | None = None,
           fake_latency_ms: float = 0.0, fake_ready_seconds: float = 0.3) -> None:
-    """Serve in the foreground until SIGTERM/SIGINT; every child process group is stopped."""
+    """Serve in the foreground until SIGTERM/SIGINT; every child process group is stopped.
+
+    ``home`` and everything in it are private to the user (0700 folders, 0600 files: the
+    process umask is 0o077 and what an earlier umask left open is closed). ``token`` (else the
+    one kept in ``home``, else a new random one) is required on every request (:mod:`.guard`).
+    """
     import uvicorn
 
     from .app import create_app
 
+    os.umask(0o077)  # logs, state, usage, secrets, the children's files: the user's alone
     home = Path(home).resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    make_private(home)
+    token = ensure_token(home, token)
     # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only then; without it
     # every small response waited ~40 ms (Nagle after the header write x delayed ACK).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
