@@ -251,7 +251,7 @@ def via_workspace(version: str, tracking_uri: str, tmp: Path) -> Iterator[tuple[
     home = tmp / "workspace"
     info = ensure_running(home, tracking_uri)
     try:
-        token = info.token or "local"  # a workspace started without a token takes any
+        token = info.token or "local"  # the workspace's token (kept in its home)
         backend = Backend("local", info.host, token, tracking_uri, tracking_uri, home)
         cfg = EndpointConfig.model_validate({"name": "bench-chat", "served_entities": [{
             "entity_name": "bench-smollm2", "entity_version": version,

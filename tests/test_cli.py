@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -82,9 +83,16 @@ def test_make_run_lifecycle_on_the_local_workspace_with_the_real_model(project) 
     url = done.stdout.split("endpoint: ", 1)[1].splitlines()[0]
     assert url.startswith("http://127.0.0.1:") and url.endswith("/serving-endpoints/smollm2-chat/invocations")
 
-    # plain HTTP, as curl would
+    # the printed curl line works as printed (it reads the token file)
+    curl_line = done.stdout.split("  try: ", 1)[1].splitlines()[0]
+    curled = subprocess.run(["bash", "-c", curl_line], capture_output=True, text=True, timeout=120)
+    assert curled.returncode == 0 and json.loads(curled.stdout)["choices"][0]["message"]["content"], curled.stdout
+    # plain HTTP with the token `workspace env` prints
+    exports = cli(["workspace", "env"], project, timeout=60).stdout
+    token = exports.split("export DATABRICKS_TOKEN=", 1)[1].split()[0]
     body = {"messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 16}
-    answer = requests.post(url, json=body, headers={"Authorization": "Bearer anything"}, timeout=120).json()
+    assert requests.post(url, json=body, timeout=120).status_code == 401
+    answer = requests.post(url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=120).json()
     assert answer["choices"][0]["message"]["content"].strip()
     assert answer["usage"]["completion_tokens"] > 0 and answer["usage"]["total_tokens"] > answer["usage"]["prompt_tokens"]
 

@@ -44,9 +44,11 @@ def cli_fake(tmp_path: Path, fake_provider) -> Iterator[dict]:  # noqa: ANN001
     state: dict = {"outputs": [], "run": run, "home": tmp_path / ".llmops", "provider": fake_provider, "root": tmp_path}
     started = run("workspace", "start", "--fake")
     assert started.returncode == 0, started.stderr
-    host = started.stdout.split("export DATABRICKS_HOST=", 1)[1].split()[0]
-    env.update(DATABRICKS_HOST=host, DATABRICKS_TOKEN="dapi-local-test")
-    state["host"] = host
+    exports = run("workspace", "env").stdout  # the lines a user evals: host and the workspace's token
+    host = exports.split("export DATABRICKS_HOST=", 1)[1].split()[0]
+    token = exports.split("export DATABRICKS_TOKEN=", 1)[1].split()[0]
+    env.update(DATABRICKS_HOST=host, DATABRICKS_TOKEN=token)
+    state["host"], state["token"] = host, token
     yield state
     run("workspace", "stop")
 
@@ -70,7 +72,8 @@ def test_external_openai_endpoint_deploys_and_answers_through_the_cli(cli_fake: 
     from llmops_nb.testing import FakeWorkspace  # noqa: F401  (the admin API is plain HTTP)
     import requests
 
-    recorded = requests.get(f"{cli_fake['host']}/_fake/requests", timeout=10).text
+    recorded = requests.get(f"{cli_fake['host']}/_fake/requests", timeout=10,
+                            headers={"Authorization": f"Bearer {cli_fake['token']}"}).text
     assert "{{secrets/llmops/openai_api_key}}" in recorded and CANARY not in recorded
     for path in cli_fake["root"].rglob("*"):
         if path.is_file():
@@ -81,7 +84,7 @@ def test_azure_openai_and_anthropic_endpoints_answer(cli_fake: dict) -> None:
     from databricks.sdk import WorkspaceClient
     from databricks.sdk.config import Config
 
-    w = WorkspaceClient(config=Config(host=cli_fake["host"], token="x", auth_type="pat", retry_timeout_seconds=30))
+    w = WorkspaceClient(config=Config(host=cli_fake["host"], token=cli_fake["token"], auth_type="pat", retry_timeout_seconds=30))
     root = cli_fake["provider"].base_url.rsplit("/v1", 1)[0]
     azure = EndpointConfig.model_validate({"name": "azure-chat", "served_entities": [{"external_model": {
         "name": "gpt-4o", "provider": "openai", "task": "llm/v1/chat", "openai_config": {
@@ -117,7 +120,7 @@ def test_a_foundation_model_endpoint_is_listed_and_queried_never_created(cli_fak
     from llmops_nb.config import load_project_config
 
     project = load_project_config(cli_fake["root"] / "configs" / "fm.yml")
-    backend = Backend(kind="databricks", host=cli_fake["host"], token="x", tracking_uri="", registry_uri="")
+    backend = Backend(kind="databricks", host=cli_fake["host"], token=cli_fake["token"], tracking_uri="", registry_uri="")
     served = steps.serve(project, backend, ["Name a color."])
     assert served["endpoint_name"] == "databricks-smollm2-135m-instruct" and served["answers"][0]["content"]
     assert "$DATABRICKS_TOKEN" in served["curl"]

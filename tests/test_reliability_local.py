@@ -35,7 +35,7 @@ def served(tmp_path_factory) -> Iterator[dict]:  # noqa: ANN001
     model = register_model("smollm2-135m-instruct", tracking_uri=uri, registry_uri=uri)
     home = root / ".llmops"
     info = launcher.ensure_running(home, uri)
-    w = WorkspaceClient(config=Config(host=info.host, token="x", auth_type="pat", retry_timeout_seconds=300, http_timeout_seconds=300))
+    w = WorkspaceClient(config=Config(host=info.host, token=info.token, auth_type="pat", retry_timeout_seconds=300, http_timeout_seconds=300))
     cfg = EndpointConfig.model_validate({"name": "chat", "served_entities": [
         {"entity_name": model.name, "entity_version": model.version, "scale_to_zero_enabled": False}]})
     endpoints.deploy(w, cfg, progress=False, poll_interval=0.5, timeout=600)
@@ -84,15 +84,17 @@ def test_a_scoring_server_killed_mid_evaluation_loses_no_row(served: dict) -> No
 
 def test_a_prompt_longer_than_the_context_is_a_clear_400_and_the_endpoint_stays_up(served: dict) -> None:
     url = f"{served['info'].host}/serving-endpoints/chat/invocations"
+    auth = {"Authorization": f"Bearer {served['info'].token}"}
     huge = "word " * 5000
-    r = requests.post(url, json={"messages": [{"role": "user", "content": huge}], "max_tokens": 8}, timeout=120)
+    r = requests.post(url, json={"messages": [{"role": "user", "content": huge}], "max_tokens": 8}, headers=auth,
+                      timeout=120)
     assert r.status_code == 400
     body = r.json()
     assert body["error_code"] in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST")
     assert "context" in body["message"] and len(body["message"]) < 600
-    ok = requests.post(url, json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}, timeout=120)
+    ok = requests.post(url, json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}, headers=auth, timeout=120)
     assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] > 0
-    bad = requests.post(url, data=b"{not json", headers={"Content-Type": "application/json"}, timeout=30)
+    bad = requests.post(url, data=b"{not json", headers={"Content-Type": "application/json", **auth}, timeout=30)
     assert bad.status_code == 400 and "JSON" in bad.json()["message"]
 
 

@@ -76,15 +76,15 @@ def test_rate_limit_answers_429_with_retry_after(w, ws):
     assert "secret prompt" not in "\n".join(lines)
 
 
-def test_user_rate_limit_is_per_token(w, ws):
+def test_user_rate_limit_is_per_requester(w, ws):
     w.serving_endpoints.create_and_wait(name="inv-user", config=core("inv-user", entity("m")))
     w.serving_endpoints.put_ai_gateway(name="inv-user", rate_limits=[AiGatewayRateLimit(
         renewal_period=AiGatewayRateLimitRenewalPeriod.MINUTE, calls=1,
         key=AiGatewayRateLimitKey.USER)])
     path = "/serving-endpoints/inv-user/invocations"
-    assert post(ws, path, chat(), token="alice").status_code == 200
-    assert post(ws, path, chat(), token="alice").status_code == 429
-    assert post(ws, path, chat(), token="bob").status_code == 200
+    assert post(ws, path, chat(), user="alice").status_code == 200
+    assert post(ws, path, chat(), user="alice").status_code == 429
+    assert post(ws, path, chat(), user="bob").status_code == 200
 
 
 def test_sdk_retries_through_injected_429s(w, ws, split):

@@ -116,10 +116,10 @@ def test_user_limit_with_a_principal_counts_only_that_requester(w, ws):
                            principal="alice"),
         AiGatewayRateLimit(renewal_period=MINUTE, tokens=1000, key=AiGatewayRateLimitKey.USER)])
     path = "/serving-endpoints/note-who/invocations"
-    assert post(ws, path, chat(), token="alice").status_code == 200
-    second = post(ws, path, chat(), token="alice")
+    assert post(ws, path, chat(), user="alice").status_code == 200
+    second = post(ws, path, chat(), user="alice")
     assert second.status_code == 429 and "alice" not in second.text
-    assert [post(ws, path, chat(), token="bob").status_code for _ in range(3)] == [200] * 3
+    assert [post(ws, path, chat(), user="bob").status_code for _ in range(3)] == [200] * 3
 
 
 def test_user_group_limits_are_not_enforced(w, ws):
@@ -137,5 +137,5 @@ def test_a_limit_without_key_is_per_endpoint(w, ws):
                      json={"rate_limits": [{"calls": 1, "renewal_period": "minute"}]})
     assert r.status_code == 200, r.text
     path = "/serving-endpoints/note-key/invocations"
-    assert post(ws, path, chat(), token="alice").status_code == 200
-    assert post(ws, path, chat(), token="bob").status_code == 429
+    assert post(ws, path, chat(), user="alice").status_code == 200
+    assert post(ws, path, chat(), user="bob").status_code == 429

@@ -29,7 +29,7 @@ def test_registered_model_is_served_by_the_scoring_server(tmp_path):
     home = tmp_path / "ws"
     info = launcher.ensure_running(home, tracking_uri)
     try:
-        w = WorkspaceClient(config=Config(host=info.host, token="x", auth_type="pat",
+        w = WorkspaceClient(config=Config(host=info.host, token=info.token, auth_type="pat",
                                           retry_timeout_seconds=300, http_timeout_seconds=300))
         ep = w.serving_endpoints.create_and_wait(
             name="real", config=core("real", entity(model.name, model.version)))

@@ -38,8 +38,11 @@ def ready(ep) -> bool:
     return ep.state.ready.value == "READY" and ep.state.config_update.value == "NOT_UPDATING"
 
 
-def post(ws, path: str, body=None, raw: str | None = None, token: str | None = None):
-    headers = {"Authorization": f"Bearer {token or ws.token}", "Content-Type": "application/json"}
+def post(ws, path: str, body=None, raw: str | None = None, token: str | None = None,
+         user: str | None = None):
+    """POST with the workspace's token (``token`` instead, or ``<token>:<user>`` for a requester)."""
+    sent = token or (f"{ws.token}:{user}" if user else ws.token)
+    headers = {"Authorization": f"Bearer {sent}", "Content-Type": "application/json"}
     if raw is not None:
         return requests.post(ws.host + path, data=raw, headers=headers, timeout=10)
     return requests.post(ws.host + path, json=body, headers=headers, timeout=10)
