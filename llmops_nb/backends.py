@@ -3,7 +3,8 @@
 A backend is little more than a host, a token and a pair of MLflow URIs:
 
 - ``local``: the local workspace on 127.0.0.1 (started on demand, reused afterwards) with
-  MLflow tracking and registry in a SQLite file;
+  MLflow tracking and registry in a SQLite file; its token (required on every request) is
+  read from the running workspace's ``server.json`` (also kept in ``$LLMOPS_HOME/token``);
 - ``databricks``: the host from the usual Databricks settings (``DATABRICKS_HOST``,
   ``DATABRICKS_TOKEN``, ``DATABRICKS_CONFIG_PROFILE`` or ``~/.databrickscfg``) with the
   Unity Catalog registry (``databricks-uc``).

@@ -83,6 +83,11 @@ def test_make_run_lifecycle_on_the_local_workspace_with_the_real_model(project) 
     url = done.stdout.split("endpoint: ", 1)[1].splitlines()[0]
     assert url.startswith("http://127.0.0.1:") and url.endswith("/serving-endpoints/smollm2-chat/invocations")
 
+    # after the chain run, $LLMOPS_HOME is the user's alone (0700 folders, 0600 files)
+    home = folder / ".llmops"
+    loose = {str(p): oct(p.lstat().st_mode & 0o777) for p in [home, *home.rglob("*")]
+             if not p.is_symlink() and p.lstat().st_mode & 0o077}
+    assert loose == {} and (home / "token").exists()
     # the printed curl line works as printed (it reads the token file)
     curl_line = done.stdout.split("  try: ", 1)[1].splitlines()[0]
     curled = subprocess.run(["bash", "-c", curl_line], capture_output=True, text=True, timeout=120)
