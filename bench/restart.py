@@ -8,10 +8,13 @@ records every answer until the next 200 and the endpoint READY again. The phases
 the timestamps the runner records for each start (``<entity>.starts.jsonl`` next to its log):
 
 - detection: SIGKILL -> the runner saw the exit (its thread blocked in ``proc.wait()``);
-- cleanup: exit -> the new process spawned (what is left of the old group killed);
-- process start: spawn -> MLflow's CLI launches the server process (imports, model artifacts);
-- model load: -> ``/ping`` answers (the server process imports MLflow, loads the GGUF, binds);
-- client wait: ready -> the next 200 (the clients sleep what ``Retry-After`` said).
+- cleanup: exit -> the restart begins (what is left of the old process group killed);
+- process start: -> the new server process has imported Python's and MLflow's modules (the
+  model's artifacts are already local: downloaded once per deployment);
+- model load: -> the server process has loaded the model (pyfunc + GGUF) and started uvicorn;
+- bind: -> ``/ping`` answers 200 (the endpoint is READY);
+- client wait: ready -> the client sends the request that gets the next 200 (it slept what
+  ``Retry-After`` said); first answer: that request's own time (the model's latency).
 
 Between kills the endpoint serves for ``--settle`` seconds (longer than the runner's stable
 window, so no kill counts as a crash loop). Target: at most 10 s from the kill to the next 200.
@@ -100,7 +103,8 @@ def one_kill(w, home: Path, name: str, clients: Clients, starts: Path) -> dict: 
         if ok and state(w, name)[0] == "READY":
             break
         time.sleep(0.1)
-    first_200 = min(a["received"] for a in ok)
+    first = min(ok, key=lambda a: a["received"])
+    first_200 = first["received"]
     with clients.lock:
         window = [a for a in clients.answers if killed <= a["received"] <= first_200]
     record = json.loads(starts.read_text().splitlines()[before])
@@ -109,13 +113,17 @@ def one_kill(w, home: Path, name: str, clients: Clients, starts: Path) -> dict: 
         "kill_to_200_s": round(first_200 - killed, 3),
         "detection_s": round(exited - killed, 3),
         "cleanup_s": record["cleanup_s"], "process_start_s": record["process_start_s"],
-        "model_load_s": record["model_load_s"], "client_wait_s": round(first_200 - ready, 3),
+        "model_load_s": record["model_load_s"], "bind_s": record["bind_s"],
+        "client_wait_s": round(first["sent"] - ready, 3),
+        "first_answer_s": round(first_200 - first["sent"], 3),
         "kill_to_ready_s": round(ready - killed, 3),
         "answers_in_outage": {str(s): sum(1 for a in window if a["status"] == s)
                               for s in sorted({a["status"] for a in window}, key=str)},
         "retry_after": sorted({a["retry_after"] for a in window if a["retry_after"]}),
         "all_503_json": all(a["json"] for a in window if a["status"] == 503),
         "states_seen": sorted("/".join(s) for s in states), "reason": record["reason"],
+        "timeline": [[a["client"], round(a["sent"] - killed, 2), round(a["received"] - killed, 2),
+                      a["status"], a["retry_after"]] for a in window],
     }
 
 
@@ -158,15 +166,16 @@ def main() -> None:
                 rows.append(row)
                 print(f"kill {k + 1}: {row['kill_to_200_s']:.2f} s to the next 200 (detection "
                       f"{row['detection_s']:.3f}, cleanup {row['cleanup_s']}, process start "
-                      f"{row['process_start_s']}, model load {row['model_load_s']}, client wait "
-                      f"{row['client_wait_s']}); answers {row['answers_in_outage']}", flush=True)
+                      f"{row['process_start_s']}, model load {row['model_load_s']}, bind "
+                      f"{row['bind_s']}, client wait {row['client_wait_s']}, first answer "
+                      f"{row['first_answer_s']}); answers {row['answers_in_outage']}", flush=True)
         finally:
             clients.close()
         logs = w.serving_endpoints.build_logs("chat", entity).logs
     finally:
         launcher.stop(home)
     keys = ("kill_to_200_s", "detection_s", "cleanup_s", "process_start_s", "model_load_s",
-            "client_wait_s", "kill_to_ready_s")
+            "bind_s", "client_wait_s", "first_answer_s", "kill_to_ready_s")
     summary = {k: round(statistics.median(r[k] for r in rows), 3) for k in keys}
     summary["max_kill_to_200_s"] = max(r["kill_to_200_s"] for r in rows)
     summary["target_s"] = TARGET_S

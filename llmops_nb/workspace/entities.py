@@ -13,6 +13,8 @@ import asyncio
 import hashlib
 import json
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +31,8 @@ from .apierror import ApiError, invalid, unavailable
 from .chat import count_tokens, prompt_tokens, text_of
 from .faults import FaultInjector
 from .notices import entity_notices
+from .scoring_main import IMPORTED
+from .supervisor import Backoff, ExitWatch, OutputPump, StartTimes, exit_reason
 
 READY, CREATING, FAILED = "DEPLOYMENT_READY", "DEPLOYMENT_CREATING", "DEPLOYMENT_FAILED"
 RECOVERING, ABORTED = "DEPLOYMENT_RECOVERING", "DEPLOYMENT_ABORTED"
@@ -176,7 +180,20 @@ def _http(method: str, url: str, timeout: float, **kw):
 
 
 class ScoringServerRunner(Runner):
-    """MLflow's scoring server for ``models:/NAME/VERSION``, supervised and restarted if it dies."""
+    """MLflow's scoring server for ``models:/NAME/VERSION``, supervised.
+
+    Its exit is noticed at once (an :class:`ExitWatch` thread blocked in ``proc.wait()``) and it
+    is restarted immediately; restarts are backed off (exponential, capped) only while they
+    keep failing. A server that does not answer an invocation within the request timeout nor
+    ``/ping`` right after is killed (whole process group) and restarted. While restarting, the
+    entity is DEPLOYMENT_RECOVERING and invocations get 503 with ``Retry-After`` sized to the
+    last start's duration. Every start's timestamps go to ``<entity>.starts.jsonl``.
+    """
+
+    #: lines of the child's output that end a phase of its start (see StartTimes)
+    MARKERS = {"imported_at": IMPORTED.encode(), "loaded_at": b"Started server process"}
+    PING_INTERVAL = 0.2
+    HANG_PING_TIMEOUT = 5.0
 
     def __init__(self, endpoint: str, entity: dict, ctx: RunnerContext,
                  model_uri: str | None = None) -> None:
@@ -185,81 +202,177 @@ class ScoringServerRunner(Runner):
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self.stopping = False
-        self.supervisor: asyncio.Task | None = None
+        self.supervisor: asyncio.Task | None = None  # the restart in progress, if any
+        self.backoff = Backoff()
+        self.expected_start_s = 5.0  # replaced by the last measured start
+        self.recovering_since = 0.0
+        self.retry_at = 0.0  # monotonic time of the next restart attempt while backing off
+        self.ready_since: float | None = None
+        self.starts_path = self.log_path.with_suffix(".starts.jsonl")
+        self.serving_dir = Path(ctx.home) / "serving" / endpoint / self.name
+        self.local_model: Path | None = None
+        self._pump: OutputPump | None = None
+        self._watch: ExitWatch | None = None
 
-    def _spawn(self) -> None:
+    def _model_dir(self) -> Path:
+        """The model's artifacts, downloaded once per runner and reused by every restart."""
+        if self.local_model is None or not (self.local_model / "MLmodel").exists():
+            import mlflow.artifacts
+
+            dest = self.serving_dir / "model"
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir(parents=True)
+            self.log(f"Downloading the artifacts of {self.model_uri}.")
+            self.local_model = Path(mlflow.artifacts.download_artifacts(
+                artifact_uri=self.model_uri, dst_path=str(dest),
+                tracking_uri=self.ctx.tracking_uri, registry_uri=self.ctx.tracking_uri))
+        return self.local_model
+
+    def _command(self) -> tuple[list[str], dict[str, str]]:
+        """MLflow's scoring-server command line for the local model copy, as ``mlflow models
+        serve --env-manager local`` runs it (mlflow/pyfunc/backend.py PyFuncBackend.serve
+        execs ``scoring_server.get_cmd``), without the CLI process in front of it: a
+        restart skips one Python start, MLflow's import and the artifact download."""
+        from mlflow.pyfunc.scoring_server import get_cmd
+
+        command, env = get_cmd(str(self._model_dir()), port=self.port, host="127.0.0.1",
+                               timeout=int(self.ctx.request_timeout), nworkers=1)
+        argv = shlex.split(command)
+        if argv[0] == "uvicorn":  # the same uvicorn, with the phases of its start marked
+            argv = [sys.executable, "-m", "llmops_nb.workspace.scoring_main", *argv[1:]]
+        return argv, env
+
+    def _spawn(self, times: StartTimes, loop: asyncio.AbstractEventLoop) -> None:
         self.port = free_port()
-        env = dict(os.environ)
+        times.spawned_at = time.time()
+        cmd, env = self._command()
+        times.launched_at = time.time()  # the artifacts are local: the server process starts
         if self.ctx.tracking_uri:
             env["MLFLOW_TRACKING_URI"] = self.ctx.tracking_uri
         env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-        env["MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"] = str(int(self.ctx.request_timeout))
+        env["PYTHONUNBUFFERED"] = "1"  # the output pump timestamps lines as they come
         for k, v in (self.entity.get("environment_vars") or {}).items():
             if "{{secrets/" not in str(v):
                 env[k] = str(v)
-        cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", self.model_uri,
-               "-p", str(self.port), "-h", "127.0.0.1", "--env-manager", "local"]
         self.log(f"Starting the MLflow scoring server for {self.model_uri} on port {self.port}.")
-        with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=env,
-                                         start_new_session=True)
-        self.ctx.children.add(self.proc.pid)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        self.proc = proc
+        self._pump = OutputPump(proc.stdout, self.log_path, self.MARKERS)
+        self._watch = ExitWatch(proc, loop, self._on_exit)
+        self.ctx.children.add(proc.pid)
         self.ctx.on_children_changed()
 
-    async def _wait_ping(self) -> bool:
+    async def _launch(self, times: StartTimes) -> str | None:
+        """Spawn a server and wait for ``/ping``; None when it answers, else why it did not."""
+        await run_in_threadpool(self._spawn, times, asyncio.get_running_loop())
+        proc, pump = self.proc, self._pump
         deadline = time.monotonic() + self.ctx.start_timeout
-        while time.monotonic() < deadline and not self.stopping:
-            code = self.proc.poll() if self.proc else -1
-            if code is not None:
+        why = None
+        while not self.stopping:
+            if proc.returncode is not None:  # set by the ExitWatch thread
                 tail = self.logs(600).strip().splitlines()[-1:] or [""]
-                self._failed(f"The scoring server of {self.name} exited with code {code} while "
-                             f"starting: {tail[0][:300]} (see the build logs).")
-                return False
+                why = (f"the scoring server {exit_reason(proc.returncode)} while starting: "
+                       f"{tail[0][:300]}")
+                break
+            if time.monotonic() > deadline:
+                why = f"the scoring server did not answer /ping within {self.ctx.start_timeout:.0f} s"
+                break
             try:
                 r = await run_in_threadpool(_http, "GET", f"http://127.0.0.1:{self.port}/ping", 2)
                 if r.status_code == 200:
-                    return True
+                    times.ready_at = time.time()
+                    for name, at in pump.seen.items():
+                        setattr(times, name, at)
+                    times.ok = True
+                    self.expected_start_s = times.ready_at - times.spawned_at
+                    return None
             except Exception:
                 pass
-            await asyncio.sleep(0.5)
-        if not self.stopping:
-            self._failed(f"The scoring server of {self.name} did not answer /ping within "
-                         f"{self.ctx.start_timeout:.0f} s (see the build logs).")
-        return False
+            await asyncio.sleep(self.PING_INTERVAL)
+        times.error = why or "stopped"
+        return times.error
 
     async def start(self) -> bool:
         self.stopping = False
-        await run_in_threadpool(self._spawn)
-        if not await self._wait_ping():
+        times = StartTimes(reason="deployment")
+        why = await self._launch(times)
+        times.append_to(self.starts_path)
+        if why is not None:
             await self._kill()
+            if not self.stopping:
+                self._failed(f"Served entity {self.name}: {why} (see the build logs).")
             return False
+        self.ready_since = time.monotonic()
         self._ready(f"Scoring server of {self.name} ({self.model_uri})")
-        self.supervisor = asyncio.get_running_loop().create_task(self._supervise())
         return True
 
-    async def _supervise(self) -> None:
-        while not self.stopping:
-            await asyncio.sleep(1.0)
-            if self.stopping or self.proc is None or self.proc.poll() is None:
-                continue
-            code = self.proc.returncode
-            self.state = RECOVERING
-            self.message = f"The scoring server exited with code {code}; restarting it."
-            self.log(self.message)
-            await self._kill()
-            await run_in_threadpool(self._spawn)
-            if await self._wait_ping():
-                self._ready(f"Scoring server of {self.name} ({self.model_uri}) restarted and")
-            else:
-                await self._kill()
-                await asyncio.sleep(5)
+    def _on_exit(self, proc: subprocess.Popen, code: int, exited_at: float) -> None:
+        """On the loop, at once: the serving process exited; restart it unless we meant it."""
+        if self.stopping or proc is not self.proc or self.state != READY:
+            return  # a stop, a kill of ours, or a start that _launch reports itself
+        self._recover(f"The scoring server {exit_reason(code)}", exited_at, uptime=True)
 
-    async def _kill(self) -> None:
+    def _recover(self, reason: str, exited_at: float, uptime: bool) -> None:
+        self.backoff.exited(time.monotonic() - self.ready_since
+                            if uptime and self.ready_since is not None else None)
+        self.state, self.ready_since = RECOVERING, None
+        self.recovering_since = time.monotonic()
+        self.message = f"{reason}; restarting it (a start takes about {self.expected_start_s:.0f} s)."
+        self.log(self.message)
+        self.supervisor = asyncio.get_running_loop().create_task(self._restart(reason, exited_at))
+
+    async def _restart(self, reason: str, exited_at: float) -> None:
+        attempt = 0
+        while not self.stopping:
+            attempt += 1
+            delay = self.backoff.delay()
+            if delay:
+                self.retry_at = time.monotonic() + delay
+                self.message = (f"{reason}; restarts keep failing ({self.backoff.failures} in a "
+                                f"row): backing off, next attempt in {delay:.0f} s.")
+                self.log(self.message)
+                await asyncio.sleep(delay)
+                self.retry_at = 0.0
+                if self.stopping:
+                    return
+            await self._kill(grace=0.0)  # what is left of the old process group
+            times = StartTimes(reason=reason, attempt=attempt, exited_at=exited_at)
+            why = await self._launch(times)
+            times.append_to(self.starts_path)
+            if self.stopping:
+                return
+            if why is None:
+                self.ready_since = time.monotonic()
+                self.log(f"Restarted in {times.ready_at - exited_at:.1f} s "
+                         f"(process start {times.phases()['process_start_s']} s, model load "
+                         f"{times.phases()['model_load_s']} s).")
+                self._ready(f"Scoring server of {self.name} ({self.model_uri}) restarted and")
+                return
+            self.backoff.failed()
+            self.message = f"{reason}; restart {attempt} failed: {why}."
+            self.log(self.message)
+            exited_at = time.time()
+
+    def retry_after(self) -> float:
+        """Seconds until the entity should answer again (the 503's ``Retry-After``)."""
+        now = time.monotonic()
+        if self.retry_at:
+            return self.retry_at - now + self.expected_start_s
+        if self.state == RECOVERING:
+            return self.expected_start_s - (now - self.recovering_since)
+        return 2.0
+
+    def check_ready(self) -> None:
+        if self.state != READY:
+            raise unavailable(f"Served entity {self.name} of endpoint {self.endpoint} is not "
+                              f"ready ({self.state}): {self.message}", self.retry_after())
+
+    async def _kill(self, grace: float = 5.0) -> None:
         proc = self.proc
         if proc is None:
             return
-        await run_in_threadpool(kill_group, proc)
+        await run_in_threadpool(kill_group, proc, grace)
         self.ctx.children.discard(proc.pid)
         self.ctx.on_children_changed()
 
@@ -268,7 +381,8 @@ class ScoringServerRunner(Runner):
         if self.supervisor:
             self.supervisor.cancel()
         await self._kill()
-        if self.state == READY:
+        await run_in_threadpool(shutil.rmtree, self.serving_dir, True)  # the model copy
+        if self.state in (READY, RECOVERING):
             self.state, self.message = ABORTED, "Stopped."
 
     def stop_now(self) -> None:
@@ -277,14 +391,39 @@ class ScoringServerRunner(Runner):
         if self.proc is not None:
             kill_group(self.proc)
 
+    async def _hung(self, proc: subprocess.Popen, why: str) -> None:
+        """``proc`` did not answer an invocation: if ``/ping`` fails too, kill and restart it."""
+        if self.stopping or proc is not self.proc or self.state != READY:
+            return
+        try:
+            r = await run_in_threadpool(_http, "GET", f"http://127.0.0.1:{self.port}/ping",
+                                        self.HANG_PING_TIMEOUT)
+            if r.status_code == 200:
+                return  # alive: this one request was slow
+        except Exception:
+            pass
+        if proc is not self.proc or self.state != READY or proc.returncode is not None:
+            return  # meanwhile restarted, or it died (the ExitWatch restarts it)
+        reason = (f"The scoring server hung: {why} and /ping did not answer within "
+                  f"{self.HANG_PING_TIMEOUT:.0f} s; killed its process group")
+        self._recover(reason, time.time(), uptime=True)
+
     async def invoke(self, body: dict) -> dict:
         self.check_ready()
+        proc = self.proc
         url = f"http://127.0.0.1:{self.port}/invocations"
         try:
             r = await run_in_threadpool(_http, "POST", url, self.ctx.request_timeout, json=body)
         except Exception as e:
-            raise unavailable(f"The scoring server of {self.name} did not answer: "
-                              f"{type(e).__name__}.", 2) from None
+            import requests
+
+            if isinstance(e, requests.Timeout):
+                await self._hung(proc, f"an invocation got no answer within the request timeout "
+                                       f"({self.ctx.request_timeout:.0f} s)")
+            elif proc is not None and proc.returncode is None:
+                await asyncio.sleep(0.2)  # a dropped connection: let the ExitWatch see the exit
+            raise unavailable(f"The scoring server of {self.name} did not answer "
+                              f"({type(e).__name__}); {self.message}", self.retry_after()) from None
         try:
             data = r.json()
         except ValueError:
