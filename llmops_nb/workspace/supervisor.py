@@ -66,7 +66,8 @@ class OutputPump:
 
 @dataclass
 class Backoff:
-    """Delay before the next restart: none at first, then ``base * 2**(n-1)`` s capped at ``cap``.
+    """Delay before the next restart: none while at most one failure is counted, then
+    ``base * 2**(n-2)`` s for ``n`` failures in a row, capped at ``cap``.
 
     A failure is a restart whose process did not come up, or a process that died again within
     ``stable_s`` of being ready; a process that stayed up longer resets the count.
@@ -88,9 +89,9 @@ class Backoff:
         self.failures += 1
 
     def delay(self) -> float:
-        if self.failures == 0:  # the first exit after a stable run restarts at once
+        if self.failures <= 1:  # one exit or one failed start: restart at once
             return 0.0
-        return min(self.cap, self.base * 2 ** (self.failures - 1))
+        return min(self.cap, self.base * 2 ** (self.failures - 2))
 
 
 @dataclass

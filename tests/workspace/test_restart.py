@@ -200,3 +200,65 @@ def test_a_hung_scoring_server_is_killed_and_restarted(served: dict) -> None:
     logs = w.serving_endpoints.build_logs("chat", served["entity"]).logs
     assert f"an invocation got no answer within the request timeout ({REQUEST_TIMEOUT_S} s)" in logs
     assert "killed its process group" in logs and "Restarted in" in logs
+
+
+ECHO_MODEL = '''
+import mlflow
+
+
+class Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return ["echo"] * len(model_input)
+
+
+mlflow.models.set_model(Echo())
+'''
+
+
+def test_restarts_that_keep_failing_back_off_and_say_so(tmp_path: Path) -> None:
+    """A plain pyfunc (no LLM) served by the runner: killed, then its restarts fail until the
+    model is repaired. The second failure in a row backs off, in the state and the logs."""
+    import asyncio
+
+    import mlflow.pyfunc
+
+    from llmops_nb.workspace.entities import READY, RECOVERING, RunnerContext, ScoringServerRunner
+    from llmops_nb.workspace.faults import FaultInjector
+
+    code = tmp_path / "echo_model.py"
+    code.write_text(ECHO_MODEL)
+    mlflow.pyfunc.save_model(str(tmp_path / "echo"), python_model=str(code))
+    ctx = RunnerContext(home=tmp_path / "ws", tracking_uri=None, faults=FaultInjector())
+
+    async def scenario() -> tuple[list[tuple[str, str]], str, dict]:
+        runner = ScoringServerRunner("ep", {"name": "echo-1"}, ctx, model_uri=str(tmp_path / "echo"))
+        try:
+            assert await runner.start(), runner.message
+            served_code = runner.local_model / "echo_model.py"
+            served_code.write_text("raise RuntimeError('broken on purpose')\n")
+            os.killpg(runner.proc.pid, signal.SIGKILL)
+            seen: list[tuple[str, str]] = []
+            for _ in range(3000):
+                seen.append((runner.state, runner.message))
+                if "backing off" in runner.message:
+                    break
+                await asyncio.sleep(0.05)
+            served_code.write_text(ECHO_MODEL)
+            for _ in range(3000):
+                if runner.state == READY:
+                    break
+                await asyncio.sleep(0.05)
+            seen.append((runner.state, runner.message))
+            answer = await runner.invoke({"inputs": ["x"]})
+            return seen, runner.logs(), answer
+        finally:
+            await runner.stop()
+
+    seen, logs, answer = asyncio.run(scenario())
+    assert answer == {"predictions": ["echo"]}
+    backing_off = [m for s, m in seen if "backing off" in m]
+    assert backing_off and all(s == RECOVERING for s, m in seen if "backing off" in m)
+    assert "The scoring server was killed by SIGKILL; restarts keep failing" in backing_off[0]
+    assert "restart 1 failed: the scoring server exited with code" in logs  # the why, logged
+    assert "backing off, next attempt in 1 s" in logs
+    assert seen[-1][0] == READY and "restarted" in seen[-1][1]
