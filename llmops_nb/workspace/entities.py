@@ -285,7 +285,8 @@ class ScoringServerRunner(Runner):
                     for name, at in pump.seen.items():
                         setattr(times, name, at)
                     times.ok = True
-                    self.expected_start_s = times.ready_at - times.spawned_at
+                    # a restart's expected time: from the process start (artifacts are local)
+                    self.expected_start_s = times.ready_at - times.launched_at
                     return None
             except Exception:
                 pass
