@@ -122,8 +122,8 @@ def build(requirement: str = LLAMA_CPP_REQUIREMENT, cmake_args: str = CMAKE_ARGS
     with tempfile.TemporaryDirectory(prefix="llmops-llama-") as tmp:
         started = time.monotonic()
         # --no-cache-dir: neither take a wheel pip built earlier with other flags nor leave ours there.
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-cache-dir",
-                        "--no-binary", "llama-cpp-python", requirement, "-w", tmp], check=True, env=env)
+        _run_with_ticker([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-cache-dir",
+                          "--no-binary", "llama-cpp-python", requirement, "-w", tmp], env, started)
         (wheel,) = Path(tmp).glob("llama_cpp_python-*.whl")
         unpacked = Path(tmp) / "unpacked"
         with zipfile.ZipFile(wheel) as zf:
@@ -135,6 +135,22 @@ def build(requirement: str = LLAMA_CPP_REQUIREMENT, cmake_args: str = CMAKE_ARGS
         kept = Path(shutil.copy2(wheel, target / wheel.name))
     print(f"Built {kept.name} in {time.monotonic() - started:.0f} s -> {kept}", flush=True)
     return kept
+
+
+def _run_with_ticker(command: list[str], env: dict[str, str], started: float, every: float = 30.0) -> None:
+    """Run the build, printing the elapsed time every ``every`` seconds; its log only if it fails."""
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        while True:
+            try:
+                proc.wait(timeout=every)
+                break
+            except subprocess.TimeoutExpired:
+                print(f"  ... building llama.cpp, {time.monotonic() - started:.0f} s", flush=True)
+        if proc.returncode != 0:
+            log.seek(0)
+            sys.stderr.write(log.read()[-5000:])
+            raise subprocess.CalledProcessError(proc.returncode, command)
 
 
 def install(requirement: str = LLAMA_CPP_REQUIREMENT, cmake_args: str = CMAKE_ARGS) -> Path:
