@@ -262,6 +262,8 @@ class ScoringServerRunner(Runner):
         self._watch = ExitWatch(proc, loop, self._on_exit)
         self.ctx.children.add(proc.pid)
         self.ctx.on_children_changed()
+        if self.stopping:  # stopped while this thread was starting it
+            kill_group(proc, 0.0)
 
     async def _launch(self, times: StartTimes) -> str | None:
         """Spawn a server and wait for ``/ping``; None when it answers, else why it did not."""
