@@ -39,7 +39,9 @@ def test_unknown_backend_is_one_line_naming_the_value() -> None:
 def test_databricks_backend_reads_the_usual_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABRICKS_HOST", "http://127.0.0.1:9")
     monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-test")
+    # Both: mlflow.set_tracking_uri / set_registry_uri (called in-process by earlier tests) export them.
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     b = backends.resolve_backend("databricks")
     assert (b.kind, b.host, b.registry_uri, b.tracking_uri) == ("databricks", "http://127.0.0.1:9", "databricks-uc", "databricks")
     assert "dapi-test" not in repr(b)
