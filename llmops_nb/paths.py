@@ -57,3 +57,12 @@ def make_private(root: Path) -> None:
                 mode = os.stat(path).st_mode & 0o777
                 if mode & 0o077:
                     os.chmod(path, mode & 0o700)
+
+
+def private_file(path: Path) -> Path:
+    """``path`` created empty if missing, in a private folder, with mode 0600 (contents kept)."""
+    path = Path(path)
+    private_dir(path.parent)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    os.chmod(path, 0o600)
+    return path

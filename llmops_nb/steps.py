@@ -103,8 +103,9 @@ def _deploy_lock(backend: Backend, name: str) -> Any:
         return contextlib.nullcontext()
     from filelock import FileLock
 
-    (backend.home / "locks").mkdir(parents=True, exist_ok=True)
-    return FileLock(str(backend.home / "locks" / f"deploy-{name}.lock"))
+    from llmops_nb.paths import private_dir
+
+    return FileLock(str(private_dir(backend.home / "locks") / f"deploy-{name}.lock"), mode=0o600)
 
 
 def load(config_path: str = "", backend: str = "") -> tuple[ProjectConfig, Backend]:
@@ -210,7 +211,7 @@ def evaluate(
     """
     from llmops_nb import datasets
     from llmops_nb.evaluate import evaluate_and_promote
-    from llmops_nb.paths import project_root
+    from llmops_nb.paths import private_file, project_root
     from llmops_nb.provenance import environment_record
 
     ev = project.evaluation
@@ -219,9 +220,9 @@ def evaluate(
     version = model_version or (served_version(project, backend, name, model) if model else None)
     rows = datasets.load_dataset(ev.dataset, max_rows or ev.max_rows)
     resume_path = project_root() / ".llmops" / "eval" / f"{name}-v{version or 'x'}.jsonl"
-    resume_path.parent.mkdir(parents=True, exist_ok=True)
     if not resume:
         resume_path.unlink(missing_ok=True)
+    private_file(resume_path)  # the answers of the endpoint: the user's alone, as $LLMOPS_HOME
     env = environment_record()
     tags = {
         "llmops_nb.git_commit": str(env["git_commit"]),
