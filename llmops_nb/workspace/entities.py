@@ -217,12 +217,19 @@ class ScoringServerRunner(Runner):
     def _model_dir(self) -> Path:
         """The model's artifacts, downloaded once per runner and reused by every restart."""
         if self.local_model is None or not (self.local_model / "MLmodel").exists():
+            import mlflow
             import mlflow.artifacts
 
             dest = self.serving_dir / "model"
             shutil.rmtree(dest, ignore_errors=True)
             dest.mkdir(parents=True)
             self.log(f"Downloading the artifacts of {self.model_uri}.")
+            if self.ctx.tracking_uri:
+                # download_artifacts resolves models:/ through the process-wide registry URI, not
+                # its registry_uri argument: without this it opened ./mlflow.db of the workspace's
+                # cwd (a new, empty store) whenever that was not the project folder.
+                mlflow.set_tracking_uri(self.ctx.tracking_uri)
+                mlflow.set_registry_uri(self.ctx.tracking_uri)
             self.local_model = Path(mlflow.artifacts.download_artifacts(
                 artifact_uri=self.model_uri, dst_path=str(dest),
                 tracking_uri=self.ctx.tracking_uri, registry_uri=self.ctx.tracking_uri))
@@ -267,7 +274,12 @@ class ScoringServerRunner(Runner):
 
     async def _launch(self, times: StartTimes) -> str | None:
         """Spawn a server and wait for ``/ping``; None when it answers, else why it did not."""
-        await run_in_threadpool(self._spawn, times, asyncio.get_running_loop())
+        try:
+            await run_in_threadpool(self._spawn, times, asyncio.get_running_loop())
+        except Exception as e:  # the model's download or the command: say why, in the state and logs
+            times.error = f"could not start the scoring server: {type(e).__name__}: {str(e)[:300]}"
+            self.log(times.error)
+            return times.error
         proc, pump = self.proc, self._pump
         deadline = time.monotonic() + self.ctx.start_timeout
         why = None
