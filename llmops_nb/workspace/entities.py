@@ -26,6 +26,7 @@ from typing import Callable
 from starlette.concurrency import run_in_threadpool
 
 from llmops_nb.models.serving import free_port
+from llmops_nb.paths import make_private
 
 from .apierror import ApiError, invalid, unavailable
 from .chat import count_tokens, prompt_tokens, text_of
@@ -233,6 +234,8 @@ class ScoringServerRunner(Runner):
             self.local_model = Path(mlflow.artifacts.download_artifacts(
                 artifact_uri=self.model_uri, dst_path=str(dest),
                 tracking_uri=self.ctx.tracking_uri, registry_uri=self.ctx.tracking_uri))
+            # the copy keeps the artifact store's modes (0644): the home stays private (issue 19)
+            make_private(dest)
         return self.local_model
 
     def _command(self) -> tuple[list[str], dict[str, str]]:
