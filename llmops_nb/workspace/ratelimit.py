@@ -3,8 +3,8 @@
 What Databricks documents (databricks-sdk ``serving.AiGatewayRateLimit``): ``calls`` and/or
 ``tokens`` per ``renewal_period`` (only ``minute``), ``key`` ``endpoint`` (the default),
 ``user``, ``user_group`` or ``service_principal``, and an optional ``principal`` the limit
-applies to. Locally the bearer token names the requester: a ``user`` limit counts each token
-apart, and one with a ``principal`` counts only that requester. ``user_group`` and
+applies to. Locally the bearer ``<workspace token>:<name>`` names the requester (the plain token is one
+user): a ``user`` limit counts each requester apart, and one with a ``principal`` counts only that requester. ``user_group`` and
 ``service_principal`` limits cannot be resolved here; the deploy warns about them
 (:mod:`.notices`) and they are not enforced. Over a limit: 429 REQUEST_LIMIT_EXCEEDED with
 Retry-After (seconds until the window frees enough room). The requester never appears in a
