@@ -6,14 +6,15 @@ import json
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from . import notices, plaintext
 from .guard import refusal, requester
 from .apierror import ApiError, invalid
-from .chat import DATAFRAME_KEYS, validate_chat
+from .chat import DATAFRAME_KEYS, check_stream, validate_chat
 from .entities import RunnerContext
 from .manager import Manager
+from .streaming import HEADERS as STREAM_HEADERS, MEDIA_TYPE, encode
 from .validation import (validate_ai_gateway, validate_create, validate_notifications,
                          validate_update)
 
@@ -191,12 +192,38 @@ def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
             raise invalid("request body: must be a JSON object")
         if "messages" in body or not any(k in body for k in DATAFRAME_KEYS):
             validate_chat(body)
+            if check_stream(body):
+                return await _stream(name, body, request)
+        elif body.get("stream") is not None and body.get("stream") is not False:
+            raise invalid(f"stream: {body['stream']!r} is not allowed for a dataframe input; "
+                          "only chat bodies (messages) stream")
         faults.enter()
         try:
             answer, entity = await manager.invoke(name, body, user=_bearer(request))
         finally:
             faults.leave()
         return JSONResponse(answer, headers={"served-model-name": entity})
+
+    async def _stream(name: str, body: dict, request: Request) -> StreamingResponse:
+        """``stream: true``: chat.completion.chunk events, then ``data: [DONE]`` (streaming.py)."""
+        upstream = {k: v for k, v in body.items() if k != "stream_options"}
+        faults.enter()
+        try:
+            chunks, entity = await manager.stream(name, upstream, user=_bearer(request))
+        except BaseException:
+            faults.leave()
+            raise
+
+        async def events():
+            try:
+                async for part in encode(chunks):
+                    yield part
+            finally:
+                await chunks.aclose()
+                faults.leave()
+
+        return StreamingResponse(events(), media_type=MEDIA_TYPE,
+                                 headers={"served-model-name": entity, **STREAM_HEADERS})
 
     @app.post("/serving-endpoints/chat/completions")
     async def chat_completions(request: Request):

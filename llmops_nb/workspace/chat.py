@@ -37,9 +37,24 @@ def validate_chat(body: object) -> dict:
     if stop is not None and not (isinstance(stop, str) or
                                  (isinstance(stop, list) and all(isinstance(s, str) for s in stop))):
         raise invalid(f"stop: {stop!r} is not allowed; a string or a list of strings")
-    if body.get("stream"):
-        raise invalid("stream: True is not allowed; the local workspace does not stream answers")
+    check_stream(body)
     return body
+
+
+def check_stream(body: dict) -> bool:
+    """True when ``body`` asks for a streamed answer; 400 for a ``stream`` that is not a boolean."""
+    stream = body.get("stream")
+    if stream is None or stream is False:
+        return False
+    if stream is not True:
+        raise invalid(f"stream: {stream!r} is not allowed; true or false")
+    if (body.get("n") or 1) != 1:
+        raise invalid(f"n: {body['n']!r} is not allowed with stream: true; 1")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise invalid(f"stream_options: {options!r} is not allowed; an object such as "
+                      "{\"include_usage\": true}")
+    return True
 
 
 def _check_int(body: dict, key: str, low: int, high: int | None) -> None:

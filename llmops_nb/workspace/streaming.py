@@ -1,0 +1,121 @@
+"""Streamed chat answers: ``chat.completion.chunk`` server-sent events, as Databricks and OpenAI.
+
+The wire format (OpenAI's chat streaming, which Databricks Model Serving follows): one
+``data: <chunk JSON>`` event per text delta, a last chunk with ``finish_reason`` and
+``usage``, then ``data: [DONE]``. :func:`assemble` turns the chunks of one streamed answer
+back into the ``chat.completion`` it stands for (what an inference table logs).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any
+
+DONE = b"data: [DONE]\n\n"
+MEDIA_TYPE = "text/event-stream"
+#: response headers of a stream: no proxy buffering, no caching
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def sse(event: dict) -> bytes:
+    """One server-sent event carrying ``event`` as JSON."""
+    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+
+
+def chunk(cid: str, model: str | None, created: int, delta: dict, *,
+          finish_reason: str | None = None, usage: dict | None = None, index: int = 0) -> dict:
+    """A ``chat.completion.chunk`` with one choice."""
+    out: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created,
+                           "model": model,
+                           "choices": [{"index": index, "delta": delta,
+                                        "finish_reason": finish_reason}]}
+    if usage is not None:
+        out["usage"] = usage
+    return out
+
+
+def chunks_of(answer: dict, pieces: Iterable[str] | None = None) -> Iterator[dict]:
+    """A whole ``chat.completion`` as the chunks a stream of it carries (one per piece).
+
+    ``pieces`` default to the answer's words (with their leading space): the fake responder
+    streams word by word, deterministically.
+    """
+    cid, model = answer.get("id") or "chatcmpl-local", answer.get("model")
+    created = int(answer.get("created") or time.time())
+    for choice in answer.get("choices") or [{}]:
+        index = int(choice.get("index", 0))
+        text = ((choice.get("message") or {}).get("content")) or ""
+        yield chunk(cid, model, created, {"role": "assistant", "content": ""}, index=index)
+        parts = list(pieces) if pieces is not None else _words(text)
+        for part in parts:
+            yield chunk(cid, model, created, {"content": part}, index=index)
+    last = (answer.get("choices") or [{}])[-1]
+    yield chunk(cid, model, created, {}, finish_reason=last.get("finish_reason") or "stop",
+                usage=answer.get("usage"), index=int(last.get("index", 0)))
+
+
+def _words(text: str) -> list[str]:
+    words = text.split(" ")
+    return [w if i == 0 else " " + w for i, w in enumerate(words) if w or i == 0] if text else []
+
+
+def assemble(chunks: Iterable[dict]) -> dict:
+    """The ``chat.completion`` a stream of ``chat.completion.chunk`` dicts stands for.
+
+    Text deltas are joined per choice; ``finish_reason`` and ``usage`` come from the chunks
+    that carry them (the last one, in our streams); id, model and created from the first.
+    """
+    first: dict | None = None
+    texts: dict[int, list[str]] = {}
+    roles: dict[int, str] = {}
+    finish: dict[int, str | None] = {}
+    usage = None
+    for c in chunks:
+        first = first or c
+        if c.get("usage"):
+            usage = c["usage"]
+        for ch in c.get("choices") or []:
+            i = int(ch.get("index", 0))
+            delta = ch.get("delta") or {}
+            texts.setdefault(i, [])
+            if delta.get("content"):
+                texts[i].append(str(delta["content"]))
+            if delta.get("role"):
+                roles[i] = delta["role"]
+            if ch.get("finish_reason"):
+                finish[i] = ch["finish_reason"]
+    first = first or {}
+    return {"id": first.get("id"), "object": "chat.completion", "created": first.get("created"),
+            "model": first.get("model"),
+            "choices": [{"index": i, "message": {"role": roles.get(i, "assistant"),
+                                                 "content": "".join(texts[i])},
+                         "finish_reason": finish.get(i)} for i in sorted(texts)],
+            "usage": usage}
+
+
+def parse_sse_lines(lines: Iterable[bytes | str]) -> Iterator[dict]:
+    """The JSON events of an SSE byte/line stream up to ``[DONE]`` (``event:`` lines skipped)."""
+    for raw in lines:
+        line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        line = line.strip()
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        if data:
+            yield json.loads(data)
+
+
+async def encode(chunks: AsyncIterator[dict]) -> AsyncIterator[bytes]:
+    """The SSE bytes of a chunk stream, ending with ``data: [DONE]``."""
+    try:
+        async for c in chunks:
+            yield sse(c)
+    except Exception as e:  # after the first byte the status is sent: say it in the stream
+        code = getattr(e, "error_code", "INTERNAL_ERROR")
+        yield sse({"error": {"code": code, "message": str(getattr(e, "message", e))[:500]}})
+        return
+    yield DONE
