@@ -10,6 +10,7 @@ import asyncio
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 from .apierror import ApiError, conflict, invalid, not_found, unavailable
 from .chat import prompt_tokens
@@ -20,6 +21,8 @@ from .foundation import FOUNDATION_ENDPOINT, find_registered_model, foundation_e
 from .ratelimit import RateLimiter
 from .routing import SmoothWeightedRoundRobin, weights_for
 from .store import EndpointStore
+from .streamers import open_stream
+from .streaming import assemble
 from .usage import record_usage
 from .views import endpoint_view, foundation_view
 from .validation import check_not_system
@@ -265,16 +268,7 @@ class Manager:
         """Answer ``body`` with one served entity of ``name``; return (answer, entity name)."""
         if name == FOUNDATION_ENDPOINT:
             return await self._invoke_foundation(body), FOUNDATION_ENDPOINT
-        rec = self._get(name)
-        if not rec.get("config"):
-            if rec["config_update"] == "IN_PROGRESS":
-                raise unavailable(f"Endpoint '{name}' is not ready yet: its first config is "
-                                  "being deployed.", 2)
-            raise invalid(f"Endpoint '{name}' has no served config: its creation failed "
-                          "(see the served entities' state and build logs).")
-        self.limiter.check(name, rec.get("ai_gateway"), user)
-        entity = self.routers[name].pick()
-        runner = self.active[name][entity]
+        rec, entity, runner = self._route(name, user)
         tracking = ((rec.get("ai_gateway") or {}).get("usage_tracking_config") or {}).get("enabled")
         started = time.perf_counter()
         status, answer = 200, None
@@ -293,7 +287,58 @@ class Manager:
                 record_usage(self.ctx.home, name, entity, status,
                              (time.perf_counter() - started) * 1000, usage)
 
+    def _route(self, name: str, user: str) -> tuple[dict, str, Runner]:
+        """The record, entity name and runner that answer a call of ``user`` (rate limits first)."""
+        rec = self._get(name)
+        if not rec.get("config"):
+            if rec["config_update"] == "IN_PROGRESS":
+                raise unavailable(f"Endpoint '{name}' is not ready yet: its first config is "
+                                  "being deployed.", 2)
+            raise invalid(f"Endpoint '{name}' has no served config: its creation failed "
+                          "(see the served entities' state and build logs).")
+        self.limiter.check(name, rec.get("ai_gateway"), user)
+        entity = self.routers[name].pick()
+        return rec, entity, self.active[name][entity]
+
+    async def stream(self, name: str, body: dict, user: str) -> tuple[AsyncIterator[dict], str]:
+        """``invoke`` for ``stream: true``: the answer's ``chat.completion.chunk`` dicts and the
+        entity. Errors before the first chunk raise here (an HTTP error, not a broken stream);
+        usage and rate-limit tokens are counted from the assembled answer when it ends."""
+        if name == FOUNDATION_ENDPOINT:
+            return await open_stream(await self._foundation_ready(), body), FOUNDATION_ENDPOINT
+        rec, entity, runner = self._route(name, user)
+        gateway = rec.get("ai_gateway") or {}
+        tracking = (gateway.get("usage_tracking_config") or {}).get("enabled")
+        started = time.perf_counter()
+        try:
+            chunks = await open_stream(runner, body)
+        except ApiError as e:
+            if tracking:
+                record_usage(self.ctx.home, name, entity, e.status,
+                             (time.perf_counter() - started) * 1000, None)
+            raise
+
+        async def metered() -> AsyncIterator[dict]:
+            seen: list[dict] = []
+            try:
+                async for c in chunks:
+                    seen.append(c)
+                    yield c
+            finally:
+                usage = assemble(seen).get("usage")
+                self.limiter.add_tokens(name, rec.get("ai_gateway"), user,
+                                        _total_tokens(usage, body))
+                if tracking:
+                    record_usage(self.ctx.home, name, entity, 200,
+                                 (time.perf_counter() - started) * 1000, usage)
+
+        return metered(), entity
+
     async def _invoke_foundation(self, body: dict) -> dict:
+        return await (await self._foundation_ready()).invoke(body)
+
+    async def _foundation_ready(self) -> Runner:
+        """The foundation endpoint's runner, started at the first call; 503 until it is READY."""
         if self.foundation is None:
             if self.ctx.fake:
                 runner = FakeRunner(FOUNDATION_ENDPOINT, foundation_entity(), self.ctx)
@@ -316,7 +361,7 @@ class Manager:
             raise unavailable(f"{FOUNDATION_ENDPOINT} failed to start; retrying.", 5)
         if self.foundation.state != READY:
             raise unavailable(f"{FOUNDATION_ENDPOINT} is starting the model; retry shortly.", 5)
-        return await self.foundation.invoke(body)
+        return self.foundation
 
 
 def _total_tokens(usage: dict | None, body: dict) -> int:
