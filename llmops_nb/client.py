@@ -20,6 +20,8 @@ from llmops_nb.errors import ConfigError, QueryError
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
 
+    from llmops_nb.chatstream import ChatStream
+
 Messages = Sequence[dict[str, str]]
 ROLES = ("system", "user", "assistant")
 
@@ -35,6 +37,7 @@ class ChatResult:
     latency_ms: float
     served_entity: str | None
     finish_reason: str | None
+    ttft_ms: float | None = None  # time to the first text delta, for streamed answers
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (for tables and JSON)."""
@@ -110,6 +113,33 @@ def chat(
         served_entity=response.served_model_name,
         finish_reason=choice.finish_reason,
     )
+
+
+def chat_stream(
+    w: WorkspaceClient,
+    endpoint: str,
+    prompt: str | Messages,
+    *,
+    max_tokens: int = 64,
+    temperature: float = 0.0,
+    stop: list[str] | None = None,
+    system: str | None = None,
+) -> ChatStream:
+    """Stream the answer of ``endpoint``: iterate the returned :class:`ChatStream` for text
+    deltas as the model produces them; its ``result`` (a :class:`ChatResult` with ``ttft_ms``)
+    is set when the stream ends, and ``close()`` stops it (the server frees the sequence).
+
+    Works on both workspaces through the SDK's authenticated client (llmops_nb.chatstream),
+    where ``serving_endpoints.query`` cannot stream (databricks/databricks-sdk-py#1048).
+    """
+    from llmops_nb.chatstream import open_stream
+
+    check_generation(max_tokens, temperature)
+    body: dict[str, Any] = {"messages": as_messages(prompt, system), "max_tokens": max_tokens,
+                            "temperature": temperature}
+    if stop:
+        body["stop"] = list(stop)
+    return open_stream(w, endpoint, body)
 
 
 def chat_many(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import threading
 import time
 import uuid
@@ -31,9 +30,9 @@ try:
 except ImportError:  # served without llmops_nb installed
     _ErrorBase = RuntimeError  # type: ignore[assignment,misc]
 try:
-    from llmops_nb.models.engine import BatchEngine, GenRequest
+    from llmops_nb.models.engine import BatchEngine, GenRequest, default_threads
 except ImportError:  # served without llmops_nb: the copy logged with code_paths
-    from engine import BatchEngine, GenRequest  # type: ignore[no-redef]
+    from engine import BatchEngine, GenRequest, default_threads  # type: ignore[no-redef]
 
 # model_config keys and their defaults; registry.py records the effective values as params.
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -43,6 +42,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "n_ctx": 2048,
     "seed": 42,
     "n_parallel": 8,
+    "n_threads": 0,  # llama.cpp threads; 0: the container's CPU quota, else the CPUs (cpu_quota.py)
 }
 
 
@@ -55,7 +55,7 @@ class ChatRequestError(_ErrorBase, MlflowException):  # type: ignore[misc,valid-
 
 def llama_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     """Arguments for ``llama_cpp.Llama`` besides the model path (shared with bench/)."""
-    threads = os.cpu_count() or 1
+    threads = int(config.get("n_threads") or 0) or default_threads()
     return {
         "n_ctx": int(config["n_ctx"]),
         "n_threads": threads,

@@ -1,8 +1,9 @@
 """Continuous batching over llama.cpp's batch API: many requests, one context, one thread.
 
-Logged next to chat_model.py (``code_paths``), so it depends only on llama-cpp-python, numpy
-and the standard library. One engine thread owns the llama.cpp context (this build uses
-OpenMP: a thread team per calling thread would spin on the cores). Each step is one
+Logged next to chat_model.py (``code_paths``, with cpu_quota.py), so it depends only on
+llama-cpp-python, numpy and the standard library; threads default to the container's CPU
+quota. One engine thread owns the llama.cpp context (this build uses OpenMP: a thread team
+per calling thread would spin on the cores). Each step is one
 ``llama_decode``: the prompt of a newly admitted sequence (alone), or else one token for
 every running sequence; a request that arrives while others run joins after its prefill.
 Prompts are not mixed into decode steps: llama.cpp then splits the prompt differently
@@ -23,7 +24,6 @@ per-request RNG, so an answer does not depend on what else is in the batch.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections import deque
@@ -32,6 +32,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+try:
+    from llmops_nb.models.cpu_quota import default_threads
+except ImportError:  # served without llmops_nb: the copy logged with code_paths
+    from cpu_quota import default_threads  # type: ignore[no-redef]
 
 
 @dataclass
@@ -106,7 +111,7 @@ class BatchEngine:
         self.n_ctx = int(n_ctx)  # per sequence
         self.n_seq_max = int(n_seq_max)
         self.n_batch = int(n_batch)
-        self.n_threads = int(n_threads or os.cpu_count() or 1)
+        self.n_threads = int(n_threads or default_threads())  # the container's CPU quota
         self.flash_attn = bool(flash_attn)
         self.vocab = Llama(model_path=model_path, vocab_only=True, verbose=False)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()

@@ -11,6 +11,7 @@ from llmops_nb.models.gguf import bundled_gguf_path
 
 CHAT_MODEL_FILE = Path(__file__).with_name("chat_model.py")
 ENGINE_FILE = Path(__file__).with_name("engine.py")  # logged beside it: imported as `engine`
+CPU_QUOTA_FILE = Path(__file__).with_name("cpu_quota.py")  # imported by engine as `cpu_quota`
 INPUT_EXAMPLE: dict[str, Any] = {
     "messages": [{"role": "user", "content": "Say hello."}],
     "max_tokens": 8,
@@ -50,7 +51,7 @@ def pyfunc_kwargs(
         raise ConfigError("gguf_path", str(gguf), "an existing .gguf file")
     return {
         "python_model": str(CHAT_MODEL_FILE),
-        "code_paths": [str(ENGINE_FILE)],
+        "code_paths": [str(ENGINE_FILE), str(CPU_QUOTA_FILE)],
         "artifacts": {"gguf": str(gguf)},
         "model_config": model_config(generation),
         "signature": ModelSignature(CHAT_MODEL_INPUT_SCHEMA, CHAT_MODEL_OUTPUT_SCHEMA),
