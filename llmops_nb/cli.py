@@ -139,23 +139,35 @@ def deploy(config_path: Path | None, backend: str | None, model_version: str | N
 @click.option("--temperature", type=float, default=0.0, show_default=True)
 @click.option("--system", default=None, help="An optional system message.")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer with usage and latency as JSON.")
+@click.option("--stream", is_flag=True, help="Print the answer's tokens as they come.")
 def query(
-    endpoint: str, prompt: str, backend: str | None, max_tokens: int, temperature: float, system: str | None, as_json: bool
+    endpoint: str, prompt: str, backend: str | None, max_tokens: int, temperature: float, system: str | None, as_json: bool,
+    stream: bool = False,
 ) -> None:
     """Send PROMPT to ENDPOINT and print the answer."""
-    from llmops_nb.client import as_messages, chat, check_generation
+    from llmops_nb.client import as_messages, chat, chat_stream, check_generation
 
     check_generation(max_tokens, temperature)
     as_messages(prompt, system)  # bad input fails before any workspace is started
-    result = chat(
-        _backend(backend).workspace_client(), endpoint, prompt, max_tokens=max_tokens, temperature=temperature, system=system
-    )
+    w = _backend(backend).workspace_client()
+    if stream:
+        with chat_stream(w, endpoint, prompt, max_tokens=max_tokens, temperature=temperature, system=system) as s:
+            for delta in s:
+                if not as_json:
+                    click.echo(delta, nl=False)
+        result = s.result
+        if not as_json:
+            click.echo("")
+    else:
+        result = chat(w, endpoint, prompt, max_tokens=max_tokens, temperature=temperature, system=system)
     if as_json:
         _echo_json(result.to_dict())
     else:
-        click.echo(result.content)
+        if not stream:
+            click.echo(result.content)
+        ttft = f", first token {result.ttft_ms:.0f} ms" if result.ttft_ms is not None else ""
         click.echo(
-            f"[{result.served_entity}] {result.latency_ms:.0f} ms, "
+            f"[{result.served_entity}] {result.latency_ms:.0f} ms{ttft}, "
             f"{result.prompt_tokens} prompt + {result.completion_tokens} completion tokens",
             err=True,
         )
