@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+from . import fallback
 from .apierror import ApiError, conflict, invalid, not_found, unavailable
 from .chat import prompt_tokens
 from .entities import (READY, FakeRunner, Runner, RunnerContext, ScoringServerRunner,
@@ -268,15 +269,15 @@ class Manager:
         """Answer ``body`` with one served entity of ``name``; return (answer, entity name)."""
         if name == FOUNDATION_ENDPOINT:
             return await self._invoke_foundation(body), FOUNDATION_ENDPOINT
-        rec, entity, runner = self._route(name, user)
+        rec, entity, _ = self._route(name, user)
         tracking = ((rec.get("ai_gateway") or {}).get("usage_tracking_config") or {}).get("enabled")
         started = time.perf_counter()
-        status, answer = 200, None
-        try:
-            answer = await runner.invoke(body)
+        status, answer, tried = 200, None, [entity]
+        try:  # the picked entity, then its fallbacks when the AI gateway turns them on
+            answer, entity = await fallback.invoke(self.active[name], rec, entity, body, tried)
             return answer, entity
         except ApiError as e:
-            status = e.status
+            status, entity = e.status, tried[-1]
             raise
         finally:
             usage = answer.get("usage") if isinstance(answer, dict) else None
