@@ -14,7 +14,9 @@ from typing import Any
 _PROVISIONED = ("min_provisioned_throughput", "max_provisioned_throughput",
                 "provisioned_model_units", "min_provisioned_concurrency",
                 "max_provisioned_concurrency", "burst_scaling_enabled")
-_LATER = "accepted, not applied locally yet (issue 16); nothing is logged or rerouted"
+#: said only when the ``deltalake`` package (the ``local`` extra) is missing: then no table is written
+_NO_DELTA = ("accepted, not applied: the local workspace writes inference tables with the "
+             "deltalake package, which is not installed (pip install 'llmops-nb[local]')")
 
 
 def _line(field: str, value: Any, what: str) -> str:
@@ -53,8 +55,8 @@ def config_notices(config: dict | None) -> list[str]:
     out = [line for i, e in enumerate(config.get("served_entities") or [])
            for line in entity_notices(i, e)]
     capture = config.get("auto_capture_config")
-    if capture and capture.get("enabled") is not False:
-        out.append(_line("config.auto_capture_config", None, _LATER))
+    if capture and capture.get("enabled") is not False and not _delta_installed():
+        out.append(_line("config.auto_capture_config", None, _NO_DELTA))
     return out
 
 
@@ -72,12 +74,16 @@ def gateway_notices(gateway: dict | None, prefix: str = "ai_gateway") -> list[st
         out.append(_line(f"{prefix}.guardrails", None, "accepted, not enforced locally: no "
                          "safety, PII or topic filter runs on requests or answers"))
     table = gateway.get("inference_table_config")
-    if table and table.get("enabled"):
-        out.append(_line(f"{prefix}.inference_table_config", None, _LATER))
-    fallback = gateway.get("fallback_config")
-    if fallback and fallback.get("enabled"):
-        out.append(_line(f"{prefix}.fallback_config", None, _LATER))
+    if table and table.get("enabled") and not _delta_installed():
+        out.append(_line(f"{prefix}.inference_table_config", None, _NO_DELTA))
     return out
+
+
+def _delta_installed() -> bool:
+    """True when inference tables can be written (workspace/inference_table.py needs deltalake)."""
+    import importlib.util
+
+    return importlib.util.find_spec("deltalake") is not None
 
 
 def endpoint_notices(body: dict) -> list[str]:

@@ -43,8 +43,8 @@ def test_create_says_what_is_not_applied_one_line_per_field(w, ws):
         "config.served_entities[0].min_provisioned_throughput",
         "config.served_entities[0].max_provisioned_throughput",
         "ai_gateway.rate_limits[0].key", "ai_gateway.guardrails",
-        "ai_gateway.inference_table_config", "route_optimized", "email_notifications",
-        "budget_policy_id"]
+        # inference tables are written locally now (workspace/inference_table.py): no line
+        "route_optimized", "email_notifications", "budget_policy_id"]
     assert all("\n" not in line for line in warnings)
     assert "GPU_SMALL" in warnings[0] and "CPU" in warnings[0]
     # GET is Databricks-shaped: the fields are echoed, no warnings key
@@ -77,7 +77,7 @@ def test_gateway_and_config_updates_warn_too(w, ws):
                                             "renewal_period": "minute"}]})
     assert r.status_code == 200
     assert [x.split("=")[0].split(":")[0] for x in r.json()["warnings"]] == [
-        "ai_gateway.rate_limits[0].key", "ai_gateway.fallback_config"]
+        "ai_gateway.rate_limits[0].key"]  # fallbacks are applied (workspace/fallback.py)
     r = requests.put(f"{ws.host}{API}/note-upd/config", headers=_headers(ws), timeout=10,
                      json={"served_entities": [{"entity_name": "m", "entity_version": "2",
                                                 "workload_type": "GPU_LARGE"}]})
