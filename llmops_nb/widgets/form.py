@@ -20,7 +20,7 @@ from llmops_nb.config import (PROVIDER_CONFIG_FIELD, AiGatewayConfig, BearerToke
                               ExternalModel, ModelSpec, ProjectConfig, RateLimit, ServedEntity, UsageTrackingConfig,
                               WorkloadSize)
 from llmops_nb.errors import ConfigError, LlmopsError
-from llmops_nb.widgets.schema import choices, field_widget, read, unwrap
+from llmops_nb.widgets.schema import FIELD_WIDTH, LABEL_WIDTH, choices, field_widget, read, unwrap
 
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
@@ -69,6 +69,11 @@ def _owner(path: str, known: Sequence[str]) -> str | None:
         if path == key or path.startswith((key + ".", key + "[")):
             best = key if best is None or len(key) > len(best) else best
     return best
+
+
+def _fit_rows(area: w.Textarea) -> None:
+    """Size a textarea to its lines (one spare), so none is hidden behind a scroll bar."""
+    area.rows = max(2, len(area.value.splitlines()) + 1)
 
 
 def _tags_text(tags: Mapping[str, str]) -> str:
@@ -120,7 +125,7 @@ class EndpointForm(w.VBox):
         self.errors: dict[str, str] = {}
         self.config: ProjectConfig | None = None
         self.last_deploy: dict[str, Any] | None = None
-        super().__init__(children=self._build(str(output_path)), layout=w.Layout(width="760px"))
+        super().__init__(children=self._build(str(output_path)), layout=w.Layout(width="100%", max_width="760px"))
         for widget in self.fields.values():
             widget.observe(self._changed, names="value")
         self._changed()
@@ -186,18 +191,19 @@ class EndpointForm(w.VBox):
                                                   description="serves", style={"description_width": "80px"})),
                 self._add("foundation_endpoint", w.Dropdown(
                     options=foundation, value=base.foundation_endpoint if kind == FOUNDATION else foundation[0],
-                    description="foundation model", style={"description_width": "190px"},
-                    layout=w.Layout(width="480px")))]
+                    description="foundation model", style={"description_width": LABEL_WIDTH},
+                    layout=w.Layout(width=FIELD_WIDTH)))]
         self.entity_boxes = [self._entity_box(i, entities[i] if i < len(entities) else None) for i in (0, 1)]
         percent = 100
         if ep and ep.traffic_config and len(entities) > 1:
             percent = next((r.traffic_percentage for r in ep.traffic_config.routes
                             if r.served_entity_name == entities[0].name), 100)
         split = [self._add("split", w.Checkbox(value=len(entities) > 1, indent=False,
-                                               description="split traffic between a champion and a challenger")),
+                                               description="split traffic between a champion and a challenger",
+                                               layout=w.Layout(width=FIELD_WIDTH))),
                  self._add("endpoint.traffic_config", w.IntSlider(
                      value=percent, min=0, max=100, step=5, description="champion %",
-                     style={"description_width": "190px"}, layout=w.Layout(width="480px")))]
+                     style={"description_width": LABEL_WIDTH}, layout=w.Layout(width=FIELD_WIDTH)))]
         self.split_label = w.HTML("")
         gateway = ep.ai_gateway if ep else None
         limit = gateway.rate_limits[0] if gateway and gateway.rate_limits else None
@@ -209,14 +215,17 @@ class EndpointForm(w.VBox):
                   for n in RATE_LIMIT_FIELDS]
         extra.append(self._schema("endpoint.ai_gateway.usage_tracking_config.enabled", UsageTrackingConfig,
                                   "enabled", usage.enabled if usage else True, label="usage tracking"))
-        extra.append(self._add("endpoint.tags", w.Textarea(
-            value=_tags_text(ep.tags) if ep else "", placeholder="key=value, one per line",
-            description="tags", style={"description_width": "190px"}, layout=w.Layout(width="480px"))))
+        tags = w.Textarea(value=_tags_text(ep.tags) if ep else "", placeholder="key=value, one per line",
+                          description="tags", style={"description_width": LABEL_WIDTH},
+                          layout=w.Layout(width=FIELD_WIDTH))
+        _fit_rows(tags)
+        tags.observe(lambda _: _fit_rows(tags), names="value")
+        extra.append(self._add("endpoint.tags", tags))
         extra.append(self._schema("endpoint.description", EndpointConfig, "description",
                                   ep.description if ep else None))
         extra.append(self._add("output_path", w.Text(value=output_path, description="YAML file",
-                                                     style={"description_width": "190px"},
-                                                     layout=w.Layout(width="480px"))))
+                                                     style={"description_width": LABEL_WIDTH},
+                                                     layout=w.Layout(width=FIELD_WIDTH))))
         self.validate_button = w.Button(description="Validate", icon="check")
         self.save_button = w.Button(description="Save YAML", icon="save")
         self.deploy_button = w.Button(description="Deploy", icon="rocket", button_style="primary")
@@ -226,7 +235,7 @@ class EndpointForm(w.VBox):
         self.form_error = w.HTML("")
         self.status = w.HTML("")
         self.progress = w.IntProgress(value=0, min=0, max=DEPLOY_STEPS, description="deploy",
-                                      layout=w.Layout(width="480px"))
+                                      layout=w.Layout(width=FIELD_WIDTH))
         self.result = w.HTML("")
         for widget, name in ((self.validate_button, "validate"), (self.save_button, "save"),
                              (self.deploy_button, "deploy"), (self.status, "status"),

@@ -1,86 +1,233 @@
-"""A chat playground for one endpoint: prompt box, max tokens and temperature sliders, Send.
+"""A chat playground for one endpoint: prompt box, max tokens and temperature sliders, Send and Stop.
 
 The conversation is sent whole each turn (OpenAI-style messages); every answer is shown with
-its latency, its token usage and the served entity that answered.
+its latency, its token usage and the served entity that answered. An answer is fetched in a
+background thread, so the page stays live while it is pending: it streams in as it is
+generated when the client can stream (``llmops_nb.client.chat_stream``), else it comes whole
+(``llmops_nb.client.chat``). **Stop** ends the wait at once: a stream is closed, a late whole
+answer is dropped, and the turn leaves the conversation as it was.
 """
 
 from __future__ import annotations
 
 import html
+import threading
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
 from llmops_nb.errors import LlmopsError
 
+try:  # streaming lands in the client separately; without it every answer comes whole
+    from llmops_nb.client import chat_stream as _chat_stream
+except ImportError:  # pragma: no cover - depends on the client's version
+    _chat_stream = None
+
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
 
     from llmops_nb.client import ChatResult
 
+ERROR_STYLE = "color:#b00020"
+RENDER_EVERY = 0.1  # seconds between transcript updates while an answer streams
+STOPPED = "stopped"
+
+
+@dataclass
+class _Turn:
+    """One request in flight: the messages sent, the text streamed so far, how it ended."""
+
+    messages: list[dict[str, str]]
+    stopped: threading.Event = field(default_factory=threading.Event)
+    partial: str = ""
+    stream: Any = None
+    result: ChatResult | None = None
+    error: str | None = None
+    thread: threading.Thread | None = None
+
+
+def one_line(exc: BaseException) -> str:
+    """The message a user sees for ``exc``: one line, no traceback."""
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else ""
+    return line if isinstance(exc, LlmopsError) else f"{type(exc).__name__}: {line}"
+
 
 class ChatPlayground(w.VBox):
-    """The playground widget; ``messages`` is the conversation, ``results`` the answers' stats."""
+    """The playground widget; ``messages`` is the conversation, ``results`` the answers' stats.
+
+    ``stream``: stream answers (None: when the client can).
+    """
 
     def __init__(self, client: WorkspaceClient, endpoint_name: str, *, max_tokens: int = 64,
-                 temperature: float = 0.0, system: str | None = None) -> None:
+                 temperature: float = 0.0, system: str | None = None, stream: bool | None = None) -> None:
         self.client, self.endpoint_name, self.system = client, endpoint_name, system
+        self.stream = _chat_stream is not None if stream is None else bool(stream and _chat_stream is not None)
         self.messages: list[dict[str, str]] = []
         self.results: list[ChatResult] = []
-        self.prompt = w.Textarea(placeholder="Ask something...", layout=w.Layout(width="600px", height="70px"))
+        self._turn: _Turn | None = None
+        self._lock = threading.Lock()
+        self.prompt = w.Textarea(placeholder="Ask something...",
+                                 layout=w.Layout(width="100%", max_width="600px", height="70px"))
         self.max_tokens = w.IntSlider(value=max_tokens, min=1, max=1024, description="max tokens")
         self.temperature = w.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.1, description="temperature")
         self.send_button = w.Button(description="Send", icon="paper-plane", button_style="primary")
+        self.stop_button = w.Button(description="Stop", icon="stop", button_style="warning",
+                                    layout=w.Layout(display="none"))
         self.clear_button = w.Button(description="Clear", icon="trash")
-        self.transcript = w.HTML("")
+        self.transcript = w.HTML("", layout=w.Layout(max_width="760px"))
         self.status = w.HTML("")
-        self.send_button.on_click(lambda _: self.send())
+        self.send_button.on_click(lambda _: self.send(wait=False))
+        self.stop_button.on_click(lambda _: self.stop())
         self.clear_button.on_click(lambda _: self.clear())
+        for widget, name in ((self.prompt, "prompt"), (self.send_button, "send"), (self.stop_button, "stop"),
+                             (self.clear_button, "clear"), (self.transcript, "transcript"),
+                             (self.status, "chat-status")):
+            widget.add_class(f"llmops-{name}")
         super().__init__([w.HTML(f"<b>Chat with {html.escape(endpoint_name)}</b>"), self.transcript, self.prompt,
-                          w.HBox([self.max_tokens, self.temperature]),
-                          w.HBox([self.send_button, self.clear_button]), self.status])
+                          w.HBox([self.max_tokens, self.temperature], layout=w.Layout(flex_flow="row wrap")),
+                          w.HBox([self.send_button, self.stop_button, self.clear_button]), self.status])
 
-    def send(self, prompt: str | None = None) -> ChatResult | None:
-        """Send the prompt box (or ``prompt``) with the conversation so far; show the answer."""
-        from llmops_nb.client import chat
+    # ------------------------------------------------------------------ actions
 
+    @property
+    def pending(self) -> bool:
+        """True while an answer is awaited (or streaming)."""
+        return self._turn is not None
+
+    def send(self, prompt: str | None = None, *, wait: bool = True) -> ChatResult | None:
+        """Send the prompt box (or ``prompt``) with the conversation so far; show the answer.
+
+        ``wait=False`` (the Send button) returns at once; the answer shows when it comes.
+        Returns the answer, or None (no prompt, an error shown in the status line, stopped).
+        """
         text = (prompt if prompt is not None else self.prompt.value).strip()
+        if self._turn is not None:
+            return None  # one answer at a time (Send is disabled meanwhile)
         if not text:
             self.status.value = "type a prompt first"
             return None
-        turn = [*self.messages, {"role": "user", "content": text}]
-        self.send_button.disabled, self.status.value = True, "waiting for the endpoint..."
-        try:
-            result = chat(self.client, self.endpoint_name, turn, max_tokens=self.max_tokens.value,
-                          temperature=round(self.temperature.value, 2), system=self.system)
-        except LlmopsError as exc:
-            self.status.value = f"<span style='color:#b00020'>{html.escape(str(exc))}</span>"
-            return None
-        finally:
-            self.send_button.disabled = False
-        self.messages = [*turn, {"role": "assistant", "content": result.content}]
-        self.results.append(result)
-        self.prompt.value, self.status.value = "", ""
+        turn = _Turn([*self.messages, {"role": "user", "content": text}])
+        with self._lock:
+            self._turn = turn
+        if prompt is None:
+            self.prompt.value = ""
+        self._busy(True, "waiting for the endpoint...")
         self._render()
-        return result
+        turn.thread = threading.Thread(target=self._run, args=(turn,), name="llmops-chat", daemon=True)
+        turn.thread.start()
+        return self.wait() if wait else None
+
+    def wait(self, timeout: float | None = None) -> ChatResult | None:
+        """Wait for the pending answer (if any); return it (None if it failed or was stopped)."""
+        turn = self._turn
+        if turn is None or turn.thread is None:
+            return None
+        turn.thread.join(timeout)
+        return turn.result
+
+    def stop(self) -> None:
+        """Stop the pending answer: close its stream or drop its late answer; say "stopped"."""
+        with self._lock:
+            turn, self._turn = self._turn, None
+        if turn is None:
+            return
+        turn.stopped.set()
+        if turn.stream is not None:
+            try:
+                turn.stream.close()
+            except Exception:  # noqa: BLE001 - closing a broken stream must not break the page
+                pass
+        self._restore_prompt(turn)
+        self._busy(False, STOPPED)
+        self._render()
 
     def clear(self) -> None:
+        """Forget the conversation (a pending answer is stopped first)."""
+        self.stop()
         self.messages, self.results = [], []
+        self.status.value = ""
         self._render()
 
+    # ------------------------------------------------------------------ the request
+
+    def _ask(self, turn: _Turn) -> ChatResult | None:
+        from llmops_nb import client
+
+        generation = {"max_tokens": self.max_tokens.value, "temperature": round(self.temperature.value, 2),
+                      "system": self.system}
+        if not self.stream:
+            return client.chat(self.client, self.endpoint_name, turn.messages, **generation)
+        turn.stream = _chat_stream(self.client, self.endpoint_name, turn.messages, **generation)
+        if turn.stopped.is_set():  # Stop came while the request was being opened
+            turn.stream.close()
+            return None
+        shown = time.monotonic()
+        for delta in turn.stream:
+            if turn.stopped.is_set():
+                return None
+            if not turn.partial:
+                self.status.value = "streaming..."
+            turn.partial += delta
+            if time.monotonic() - shown >= RENDER_EVERY:
+                self._render()
+                shown = time.monotonic()
+        return turn.stream.result
+
+    def _run(self, turn: _Turn) -> None:
+        try:
+            turn.result = self._ask(turn)
+        except Exception as exc:  # noqa: BLE001 - shown in the page as one line, not raised into the kernel
+            turn.error = one_line(exc)
+        with self._lock:
+            if turn.stopped.is_set() or self._turn is not turn:
+                turn.result = None  # stopped: the late answer is dropped
+                return
+            self._turn = None
+            if turn.result is not None:
+                self.messages = [*turn.messages, {"role": "assistant", "content": turn.result.content}]
+                self.results.append(turn.result)
+        if turn.result is None:
+            self._restore_prompt(turn)
+        message = turn.error or ("" if turn.result is not None else STOPPED)
+        self._busy(False, f"<span style='{ERROR_STYLE}'>{html.escape(message)}</span>" if turn.error else message)
+        self._render()
+
+    # ------------------------------------------------------------------ display
+
+    def _restore_prompt(self, turn: _Turn) -> None:
+        if not self.prompt.value.strip():  # give the unanswered prompt back to edit or resend
+            self.prompt.value = turn.messages[-1]["content"]
+
+    def _busy(self, busy: bool, status: str) -> None:
+        self.send_button.disabled = busy
+        self.stop_button.layout.display = None if busy else "none"
+        self.status.value = status
+
     def _render(self) -> None:
+        with self._lock:
+            turn, messages, results = self._turn, list(self.messages), list(self.results)
         rows: list[str] = []
-        answers = iter(self.results)
-        for message in self.messages:
+        answers = iter(results)
+        name = html.escape(self.endpoint_name)
+        for message in messages:
             text = html.escape(message["content"]).replace("\n", "<br>")
             if message["role"] == "user":
-                rows.append(f"<div style='margin:4px 0'><b>you:</b> {text}</div>")
+                rows.append(f"<div class='llmops-user' style='margin:4px 0'><b>you:</b> {text}</div>")
                 continue
             r = next(answers)
             stats = (f"{r.latency_ms:.0f} ms · {r.prompt_tokens} prompt + {r.completion_tokens} completion tokens"
                      + (f" · {html.escape(r.served_entity)}" if r.served_entity else ""))
-            rows.append(f"<div style='margin:4px 0 8px 0'><b>{html.escape(self.endpoint_name)}:</b> {text}"
-                        f"<br><small style='color:#666'>{stats}</small></div>")
+            rows.append(f"<div class='llmops-answer' style='margin:4px 0 8px 0'><b>{name}:</b> {text}"
+                        f"<br><small class='llmops-stats' style='color:#666'>{stats}</small></div>")
+        if turn is not None:
+            asked = html.escape(turn.messages[-1]["content"]).replace("\n", "<br>")
+            partial = html.escape(turn.partial).replace("\n", "<br>")
+            rows.append(f"<div class='llmops-user' style='margin:4px 0'><b>you:</b> {asked}</div>"
+                        f"<div class='llmops-pending' style='margin:4px 0 8px 0'><b>{name}:</b> {partial}"
+                        f"<span style='color:#666'> …</span></div>")
         self.transcript.value = "".join(rows)
 
 

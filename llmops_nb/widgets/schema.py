@@ -15,6 +15,7 @@ import ipywidgets as w
 from pydantic import BaseModel
 
 LABEL_WIDTH = "190px"
+FIELD_WIDTH = "480px"  # label + input; the form is 760 px wide (the rest holds a field's error)
 
 
 def unwrap(annotation: Any) -> tuple[Any, bool]:
@@ -44,7 +45,7 @@ def field_widget(model: type[BaseModel], name: str, *, value: Any = None, label:
     value = field_default(model, name) if value is None else value
     common: dict[str, Any] = {"description": label or name.replace("_", " "),
                               "style": {"description_width": LABEL_WIDTH},
-                              "layout": w.Layout(width="480px")}
+                              "layout": w.Layout(width=FIELD_WIDTH)}
     allowed = choices(model, name)
     if allowed:
         if optional:  # "" = unset: the workspace's default applies, nothing is sent
