@@ -24,6 +24,7 @@ per-request RNG, so an answer does not depend on what else is in the batch.
 
 from __future__ import annotations
 
+import codecs
 import queue
 import threading
 from collections import deque
@@ -73,6 +74,37 @@ class _Seq:
     text: bytes = b""
     rng: Any = None
     multibyte: int = 0
+    sink: queue.SimpleQueue | None = None  # text deltas of a streamed request
+    emitted: int = 0  # bytes of ``text`` already sent to ``sink``
+    decoder: Any = None  # incremental UTF-8 decoder of what was sent
+    cancelled: bool = False  # set by the consumer: leave the batch at the next step
+
+
+_END = object()  # a stream's sink: the future is done
+
+
+class TokenStream:
+    """A streamed generation: iterate for text deltas as the engine decodes them; ``result``
+    (the :class:`GenResult`) when done. ``cancel()`` takes the sequence out of the batch at the
+    next step (its slot is free for the next request). The deltas join to ``result.text``.
+    """
+
+    def __init__(self, seq: _Seq) -> None:
+        self._seq = seq
+        self.result: GenResult | None = None
+
+    def __iter__(self):  # noqa: ANN204 - Iterator[str]
+        sink = self._seq.sink
+        while True:
+            item = sink.get()
+            if item is _END:
+                self.result = self._seq.future.result()
+                return
+            yield item
+
+    def cancel(self) -> None:
+        """Stop generating (no effect once done)."""
+        self._seq.cancelled = True
 
 
 def sample(logits: np.ndarray, req: GenRequest, rng: np.random.Generator | None) -> int:
@@ -119,6 +151,8 @@ class BatchEngine:
         self.steps = 0  # decode calls, for tests and benches
         self.max_running = 0
         self.moves = 0  # sequences moved to keep the running ids contiguous
+        self.active = 0  # sequences admitted or waiting, as of the last engine step
+        self.cancelled = 0  # streamed sequences stopped by their consumer
         self._thread = threading.Thread(target=self._run, name="llama-engine", daemon=True)
         self._thread.start()
         self._ready.result()
@@ -153,11 +187,24 @@ class BatchEngine:
             raise ValueError(f"Requested tokens ({n}) exceed context window of {self.n_ctx}")
         if req.max_tokens <= 0 or req.max_tokens + n >= self.n_ctx:
             req.max_tokens = self.n_ctx - n  # as llama-cpp-python truncates max_tokens
+        seq = self._make_seq(req)
+        self._queue.put(seq)
+        return seq.future
+
+    def _make_seq(self, req: GenRequest) -> _Seq:
         if not self._thread.is_alive():
             raise RuntimeError("the llama.cpp engine has stopped")
-        future: Future = Future()
-        self._queue.put(_Seq(req, future))
-        return future
+        return _Seq(req, Future())
+
+    def submit_stream(self, req: GenRequest) -> TokenStream:
+        """Queue ``req`` as a stream: its text deltas leave as the tokens are decoded, in the
+        same batch as every other request. ValueError at once if the prompt does not fit."""
+        seq = self._make_seq(req)
+        seq.sink = queue.SimpleQueue()
+        seq.decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
+        seq.future.add_done_callback(lambda _f: seq.sink.put(_END))
+        self._queue.put(seq)
+        return TokenStream(seq)
 
     def generate(self, req: GenRequest, timeout: float | None = None) -> GenResult:
         """Submit and wait."""
@@ -230,6 +277,9 @@ class BatchEngine:
                         pending.append(item)
                 if stopping:
                     break
+                if any(s.cancelled for s in running) or any(s.cancelled for s in pending):
+                    self._drop_cancelled(pending, running, free)
+                self.active = len(running) + len(pending)
                 while pending and free:
                     seq = pending.popleft()
                     seq.slot = free.pop(0)
@@ -257,6 +307,23 @@ class BatchEngine:
                 if item is not None and item.future.set_running_or_notify_cancel():
                     item.future.set_exception(RuntimeError("the llama.cpp engine stopped"))
             self._free()
+
+    def _drop_cancelled(self, pending: deque, running: list, free: list[int]) -> None:
+        """Finish the sequences whose consumer went away; their slots are free at once."""
+        for seq in [s for s in pending if s.cancelled]:
+            pending.remove(seq)
+            seq.future.set_result(self._result(seq, seq.text, "cancelled"))
+            self.cancelled += 1
+        gone = [s for s in running if s.cancelled]
+        for seq in gone:
+            running.remove(seq)
+            self._release(seq)
+            free.append(seq.slot)
+            seq.future.set_result(self._result(seq, seq.text, "cancelled"))
+            self.cancelled += 1
+        if gone:
+            free.sort()
+            self._compact(running, free)
 
     def _release(self, seq: _Seq) -> None:
         import llama_cpp as lc
@@ -328,7 +395,18 @@ class BatchEngine:
             if result is not None:
                 seq.future.set_result(result)
                 done.append(seq)
+            elif seq.sink is not None and not seq.multibyte:
+                self._emit(seq, len(seq.text) - _held(seq.text, seq.req.stop))
         return done
+
+    @staticmethod
+    def _emit(seq: _Seq, upto: int, final: bool = False) -> None:
+        """Send ``seq.text[emitted:upto]`` (decoded) to the stream's consumer."""
+        if upto > seq.emitted or final:
+            piece = seq.decoder.decode(seq.text[seq.emitted:upto], final)
+            seq.emitted = max(seq.emitted, upto)
+            if piece:
+                seq.sink.put(piece)
 
     def _advance(self, seq: _Seq, token: int) -> GenResult | None:
         """Append ``token``; the result if the sequence is finished (as llama-cpp-python)."""
@@ -352,7 +430,20 @@ class BatchEngine:
             return self._result(seq, seq.text, "length")
         return None
 
-    @staticmethod
-    def _result(seq: _Seq, text: bytes, reason: str) -> GenResult:
+    def _result(self, seq: _Seq, text: bytes, reason: str) -> GenResult:
+        if seq.sink is not None:  # the rest of the answer (``text`` is cut before a stop)
+            self._emit(seq, len(text), final=True)
         return GenResult(list(seq.out), text.decode("utf-8", errors="ignore"), reason,
                          len(seq.req.prompt))
+
+
+def _held(text: bytes, stops: list[str]) -> int:
+    """How many bytes at the end of ``text`` could begin a stop string (not streamed yet)."""
+    held = 0
+    for stop in stops:
+        b = stop.encode("utf-8")
+        for k in range(min(len(b) - 1, len(text)), held, -1):
+            if text.endswith(b[:k]):
+                held = k
+                break
+    return held
