@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from . import notices, plaintext
+from . import identity, notices, plaintext, secret_scopes, unity_catalog
 from .guard import refusal, requester
 from .apierror import ApiError, invalid
 from .chat import DATAFRAME_KEYS, check_stream, validate_chat
@@ -254,6 +254,10 @@ def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
         async def reset():
             faults.reset()
             return {}
+
+    # ---- identity, Unity Catalog namespaces, secret scopes (read by preflight) ----------
+    for add_routes in (identity.routes, unity_catalog.routes, secret_scopes.routes):
+        add_routes(app, ctx)
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def unknown(path: str, request: Request):
