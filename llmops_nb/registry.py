@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from llmops_nb.backends import resolve_experiment
+from llmops_nb.backends import is_databricks_tracking, resolve_experiment
 from llmops_nb.errors import ConfigError
+from llmops_nb.models.environment import WHEEL_ARTIFACT, llama_cpp_version
 from llmops_nb.models.gguf import DEFAULT_MODEL_NAME
 
 if TYPE_CHECKING:
@@ -179,6 +180,11 @@ def _experiment_id(name: str, tracking: Tracking) -> str:
     return mlflow.create_experiment(name, artifact_location=location)
 
 
+def _builds_in_container(tracking_uri: str, registry_uri: str) -> bool:
+    """True when a serving container builds the model's environment (Databricks registries)."""
+    return is_databricks_tracking(tracking_uri) or is_databricks_tracking(registry_uri)
+
+
 def _run_params(kwargs: dict[str, Any]) -> dict[str, Any]:
     gguf = Path(kwargs["artifacts"]["gguf"])
     return {**kwargs["model_config"], "gguf_file": gguf.name, "gguf_bytes": gguf.stat().st_size}
@@ -187,12 +193,15 @@ def _run_params(kwargs: dict[str, Any]) -> dict[str, Any]:
 def _run_tags(kwargs: dict[str, Any]) -> dict[str, str]:
     from llmops_nb import __version__
 
-    pins = dict(req.split("==") for req in kwargs["pip_requirements"])
+    pins = dict(req.split("==") for req in kwargs["pip_requirements"] if "==" in req)
+    wheel = kwargs["artifacts"].get(WHEEL_ARTIFACT)
     return {
         "llmops_nb.version": __version__,
         "llmops_nb.step": "register",
         "mlflow.version": pins["mlflow"],
-        "llama_cpp.version": pins["llama-cpp-python"],
+        "llama_cpp.version": llama_cpp_version(),
+        # the portable wheel logged in the model, or "pypi" (a serving container compiles it)
+        "llama_cpp.wheel": Path(wheel).name if wheel else "pypi",
     }
 
 
@@ -220,7 +229,9 @@ def register_model(
     tracking_uri, registry_uri = resolve_uris(tracking_uri, registry_uri)
     check_model_name(name, registry_uri)
     experiment = resolve_experiment(experiment, tracking_uri)
-    kwargs = pyfunc_kwargs(gguf_path, generation)  # validates before anything is created
+    # validates before anything is created; a Databricks registry's model must carry the wheel
+    kwargs = pyfunc_kwargs(gguf_path, generation,
+                           require_wheel=_builds_in_container(tracking_uri, registry_uri))
     tracking = tracking_setup(tracking_uri, registry_uri)
     experiment_id = _experiment_id(experiment, tracking)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"register-{name}") as run:

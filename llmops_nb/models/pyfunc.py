@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from llmops_nb.errors import ConfigError, ModelError
+from llmops_nb.errors import ConfigError
+from llmops_nb.models.environment import WHEEL_ARTIFACT, serving_environment
 from llmops_nb.models.gguf import bundled_gguf_path
 
 CHAT_MODEL_FILE = Path(__file__).with_name("chat_model.py")
@@ -30,32 +30,40 @@ def model_config(generation: dict[str, Any] | None = None) -> dict[str, Any]:
     return {**DEFAULT_CONFIG, **generation}
 
 
-def pip_requirements() -> list[str]:
-    """Pinned requirements of the serving environment (no slow requirement inference)."""
-    try:
-        llama = version("llama-cpp-python")
-    except PackageNotFoundError:
-        raise ModelError("llama-cpp-python is not installed; run: pip install 'llmops-nb[local]'")
-    return [f"mlflow=={version('mlflow')}", f"llama-cpp-python=={llama}"]
+def pip_requirements(*, require_wheel: bool = False) -> list[str]:
+    """Pinned requirements of the serving environment (no slow requirement inference).
+
+    llama-cpp-python is our portable wheel, logged in the model (see models/environment.py).
+    """
+    return serving_environment(require_wheel=require_wheel).requirements
 
 
 def pyfunc_kwargs(
-    gguf_path: Path | str | None = None, generation: dict[str, Any] | None = None
+    gguf_path: Path | str | None = None, generation: dict[str, Any] | None = None,
+    *, require_wheel: bool = False,
 ) -> dict[str, Any]:
-    """Keyword arguments for ``mlflow.pyfunc.log_model`` / ``save_model``."""
+    """Keyword arguments for ``mlflow.pyfunc.log_model`` / ``save_model``.
+
+    ``require_wheel``: refuse (ModelError) rather than pin llama-cpp-python from PyPI when the
+    wheelhouse has no portable wheel (for registries whose models a serving container builds).
+    """
     from mlflow.models import ModelSignature
     from mlflow.types.llm import CHAT_MODEL_INPUT_SCHEMA, CHAT_MODEL_OUTPUT_SCHEMA
 
     gguf = Path(gguf_path) if gguf_path else bundled_gguf_path()
     if not gguf.is_file():
         raise ConfigError("gguf_path", str(gguf), "an existing .gguf file")
+    env = serving_environment(require_wheel=require_wheel)
+    artifacts = {"gguf": str(gguf)}
+    if env.wheel is not None:
+        artifacts[WHEEL_ARTIFACT] = str(env.wheel)
     return {
         "python_model": str(CHAT_MODEL_FILE),
         "code_paths": [str(ENGINE_FILE), str(CPU_QUOTA_FILE)],
-        "artifacts": {"gguf": str(gguf)},
+        "artifacts": artifacts,
         "model_config": model_config(generation),
         "signature": ModelSignature(CHAT_MODEL_INPUT_SCHEMA, CHAT_MODEL_OUTPUT_SCHEMA),
         "input_example": INPUT_EXAMPLE,
-        "pip_requirements": pip_requirements(),
+        "pip_requirements": env.requirements,
         "metadata": {"task": "llm/v1/chat"},
     }
