@@ -24,7 +24,7 @@ from .routing import SmoothWeightedRoundRobin, weights_for
 from .store import EndpointStore
 from .streamers import open_stream
 from .streaming import assemble
-from .usage import record_usage
+from .usage import invocation_done
 from .views import endpoint_view, foundation_view
 from .validation import check_not_system
 
@@ -270,23 +270,22 @@ class Manager:
         if name == FOUNDATION_ENDPOINT:
             return await self._invoke_foundation(body), FOUNDATION_ENDPOINT
         rec, entity, _ = self._route(name, user)
-        tracking = ((rec.get("ai_gateway") or {}).get("usage_tracking_config") or {}).get("enabled")
         started = time.perf_counter()
-        status, answer, tried = 200, None, [entity]
+        status, answer, failure, tried = 200, None, None, [entity]
         try:  # the picked entity, then its fallbacks when the AI gateway turns them on
             answer, entity = await fallback.invoke(self.active[name], rec, entity, body, tried)
             return answer, entity
         except ApiError as e:
-            status, entity = e.status, tried[-1]
+            status, entity, failure = e.status, tried[-1], e.body()
             raise
         finally:
             usage = answer.get("usage") if isinstance(answer, dict) else None
             if answer is not None:
                 self.limiter.add_tokens(name, rec.get("ai_gateway"), user,
                                         _total_tokens(usage, body))
-            if tracking:
-                record_usage(self.ctx.home, name, entity, status,
-                             (time.perf_counter() - started) * 1000, usage)
+            invocation_done(self.ctx.home, name, rec, entity, status,
+                            (time.perf_counter() - started) * 1000, body,
+                            answer if answer is not None else failure, user)
 
     def _route(self, name: str, user: str) -> tuple[dict, str, Runner]:
         """The record, entity name and runner that answer a call of ``user`` (rate limits first)."""
@@ -308,15 +307,12 @@ class Manager:
         if name == FOUNDATION_ENDPOINT:
             return await open_stream(await self._foundation_ready(), body), FOUNDATION_ENDPOINT
         rec, entity, runner = self._route(name, user)
-        gateway = rec.get("ai_gateway") or {}
-        tracking = (gateway.get("usage_tracking_config") or {}).get("enabled")
         started = time.perf_counter()
         try:
             chunks = await open_stream(runner, body)
         except ApiError as e:
-            if tracking:
-                record_usage(self.ctx.home, name, entity, e.status,
-                             (time.perf_counter() - started) * 1000, None)
+            invocation_done(self.ctx.home, name, rec, entity, e.status,
+                            (time.perf_counter() - started) * 1000, body, e.body(), user)
             raise
 
         async def metered() -> AsyncIterator[dict]:
@@ -326,12 +322,11 @@ class Manager:
                     seen.append(c)
                     yield c
             finally:
-                usage = assemble(seen).get("usage")
+                answer = assemble(seen)  # what the inference table logs of a stream
                 self.limiter.add_tokens(name, rec.get("ai_gateway"), user,
-                                        _total_tokens(usage, body))
-                if tracking:
-                    record_usage(self.ctx.home, name, entity, 200,
-                                 (time.perf_counter() - started) * 1000, usage)
+                                        _total_tokens(answer.get("usage"), body))
+                invocation_done(self.ctx.home, name, rec, entity, 200,
+                                (time.perf_counter() - started) * 1000, body, answer, user)
 
         return metered(), entity
 
