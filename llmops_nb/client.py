@@ -2,20 +2,22 @@
 
 Every endpoint, local or Databricks, takes the same OpenAI-style chat body (``messages``,
 ``max_tokens``, ``temperature``, ``stop``) and answers with ``choices`` and ``usage``. Calls
-go through databricks-sdk, which retries 429 and 503 honouring Retry-After (up to the
-client's ``retry_timeout_seconds``) and times out each HTTP call after
-``http_timeout_seconds``.
+go through databricks-sdk, which retries 503 honouring Retry-After (up to the client's
+``retry_timeout_seconds``) and times out each HTTP call after ``http_timeout_seconds``;
+:func:`chat_many` and :func:`chat_iter` leave 429s to one AIMD limiter
+(:mod:`llmops_nb.ratecontrol`), a single :func:`chat` to the SDK.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from llmops_nb.errors import ConfigError, QueryError
+from llmops_nb.ratecontrol import AimdLimiter, Throttled, throttle_aware
 
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
@@ -150,30 +152,76 @@ def chat_many(
     concurrency: int = 8,
     progress: bool = True,
     on_result: Callable[[int, ChatResult | QueryError], None] | None = None,
+    limiter: AimdLimiter | None = None,
     **generation: Any,
 ) -> list[ChatResult | QueryError]:
     """Send many chat requests with up to ``concurrency`` in flight; results keep the input order.
 
-    A request that still fails after the SDK's retries is returned as its :class:`QueryError`
-    (nothing is dropped); ``on_result(index, result)`` is called as each one finishes.
+    A request that still fails after retries is returned as its :class:`QueryError`
+    (nothing is dropped); ``on_result(index, result)`` is called as each one finishes. 429s
+    go through one AIMD ``limiter`` (:mod:`llmops_nb.ratecontrol`; a new one by default).
     """
     from tqdm.auto import tqdm
 
-    if not isinstance(concurrency, int) or concurrency < 1:
-        raise ConfigError("concurrency", concurrency, "expected an integer >= 1")
     results: list[ChatResult | QueryError | None] = [None] * len(prompts)
-    with ThreadPoolExecutor(max_workers=concurrency) as pool, tqdm(
-        total=len(prompts), desc=f"querying {endpoint}", disable=not progress
-    ) as bar:
-        futures = {pool.submit(chat, w, endpoint, p, **generation): i for i, p in enumerate(prompts)}
-        for future in as_completed(futures):
-            i = futures[future]
-            try:
-                result: ChatResult | QueryError = future.result()
-            except QueryError as exc:
-                result = exc
+    with tqdm(total=len(prompts), desc=f"querying {endpoint}", disable=not progress) as bar:
+        for i, result in chat_iter(w, endpoint, prompts, concurrency=concurrency, limiter=limiter, **generation):
             results[i] = result
             if on_result:
                 on_result(i, result)
             bar.update(1)
     return results  # type: ignore[return-value]
+
+
+def chat_iter(
+    w: WorkspaceClient,
+    endpoint: str,
+    prompts: Iterable[str | Messages],
+    *,
+    concurrency: int = 8,
+    limiter: AimdLimiter | None = None,
+    **generation: Any,
+) -> Iterator[tuple[int, ChatResult | QueryError]]:
+    """``(index, answer or QueryError)`` as each request finishes; ``prompts`` read lazily.
+
+    At most ``2 * concurrency`` prompts are taken ahead of the answers, so any number of
+    prompts is asked in bounded memory. The limiter sees every 429 (the SDK does not retry
+    them: :func:`llmops_nb.ratecontrol.throttle_aware`) and asks the call again after the
+    Retry-After; 503s and connection errors keep the SDK's retries.
+    """
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise ConfigError("concurrency", concurrency, "expected an integer >= 1")
+    limiter = limiter or AimdLimiter(concurrency)
+    tw = throttle_aware(w)
+
+    def ask(prompt: str | Messages) -> ChatResult:
+        try:
+            return limiter.call(lambda: chat(tw, endpoint, prompt, **generation))
+        except Throttled as exc:
+            raise QueryError(f"endpoint {endpoint}: {exc}") from None
+
+    source = enumerate(prompts)
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="chat") as pool:
+        pending: dict[Future, int] = {}
+
+        def top_up() -> None:
+            for i, prompt in source:
+                pending[pool.submit(ask, prompt)] = i
+                if len(pending) >= 2 * concurrency:
+                    return
+
+        try:
+            top_up()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    i = pending.pop(future)
+                    try:
+                        result: ChatResult | QueryError = future.result()
+                    except QueryError as exc:
+                        result = exc
+                    yield i, result
+                top_up()
+        finally:  # the caller stopped early (an error, a kill): ask nothing more
+            for future in pending:
+                future.cancel()

@@ -1,0 +1,108 @@
+"""The AIMD limiter alone, and an evaluation under a real gateway rate limit of the fake workspace."""
+
+from __future__ import annotations
+
+import collections
+import threading
+from pathlib import Path
+
+import pytest
+
+from llmops_nb import endpoints
+from llmops_nb.config import EndpointConfig
+from llmops_nb.evaluate import evaluate_endpoint
+from llmops_nb.ratecontrol import AimdLimiter, Throttled
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_window_halves_once_per_burst_and_grows_back_by_one_per_window() -> None:
+    clock = Clock()
+    limiter = AimdLimiter(8, clock=clock)
+    starts = [limiter.acquire() for _ in range(8)]
+    for s in starts[:3]:  # three 429s of the same burst: one cut
+        limiter.throttled(2.0, s)
+        limiter.release(answered=False)
+    assert limiter.window == 4.0 and limiter.hold_until == 2.0 and limiter.throttles == 3
+    for _ in range(5):
+        limiter.release(answered=True)
+    clock.now = 2.5
+    later = limiter.acquire()
+    before = limiter.window
+    assert 5 < before < 5.5  # five answers: +1/window each
+    limiter.throttled(1.0, later)  # a call started after the cut cuts again
+    assert limiter.window == before / 2 and limiter.hold_until == 3.5
+    limiter.release(answered=False)
+    w = limiter.window
+    clock.now = 4.0  # the hold is over
+    for _ in range(6):  # about +1 per window of answers
+        limiter.acquire()
+        limiter.release(answered=True)
+    assert w + 1.5 < limiter.window < w + 2.4  # 6 answers over windows of 2.6 to 4.4: about +2
+
+
+def test_a_call_is_asked_again_after_each_429_and_others_wait_out_the_hold() -> None:
+    limiter = AimdLimiter(4)
+    attempts = collections.Counter()
+    lock = threading.Lock()
+
+    def call(k: int) -> int:
+        with lock:
+            attempts[k] += 1
+            first = attempts[k] == 1
+        if k == 0 and first:
+            raise Throttled(0.2)
+        return k
+
+    assert limiter.call(lambda: call(0)) == 0
+    assert attempts[0] == 2 and limiter.stats()["throttles"] == 1
+    with pytest.raises(KeyError):  # anything but a 429 is raised at once
+        limiter.call(lambda: {}["x"])
+    impatient = AimdLimiter(2, patience=0.0)
+    with pytest.raises(Throttled, match="still throttled"):
+        impatient.call(lambda: (_ for _ in ()).throw(Throttled(0.01)))
+
+
+def _requests_of(ws, endpoint: str) -> list[dict]:  # noqa: ANN001
+    return [r for r in ws.requests() if r["path"] == f"/serving-endpoints/{endpoint}/invocations"]
+
+
+def test_an_evaluation_under_a_gateway_limit_of_60_calls_a_minute(fake_workspace, tmp_path: Path) -> None:  # noqa: ANN001
+    """100 rows against 60 calls/minute: every row answered once, the limit used, few 429s.
+
+    Takes about a minute by nature (60 calls, then the window renews).
+    """
+    cfg = EndpointConfig.model_validate({
+        "name": "limited",
+        "served_entities": [{"entity_name": "m", "entity_version": "1", "scale_to_zero_enabled": False}],
+        "ai_gateway": {"rate_limits": [{"calls": 60, "renewal_period": "minute", "key": "endpoint"}]}})
+    w = fake_workspace.client()  # the SDK's retry budget (30 s) is shorter than the Retry-After
+    endpoints.deploy(w, cfg, progress=False, poll_interval=0.1)
+    fake_workspace.reset()
+    rows = [{"id": f"r{i}", "question": f"question {i}", "expected": "x", "aliases": []} for i in range(100)]
+    result = evaluate_endpoint(w, "limited", rows, concurrency=8, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+                               progress=False, output_dir=tmp_path)
+    assert result.metrics["error_rate"] == 0 and result.metrics["rows"] == 100
+
+    record = _requests_of(fake_workspace, "limited")
+    answered = [r for r in record if r["status"] == 200]
+    refused = [r for r in record if r["status"] == 429]
+    per_row = collections.Counter(r["body"]["messages"][-1]["content"] for r in answered)
+    assert sorted(per_row) == sorted(r["question"] for r in rows) and set(per_row.values()) == {1}
+    assert {r["status"] for r in record} == {200, 429}
+    # Server-side timestamps: never more than 60 answers in any minute (the gateway's own
+    # check) and the limit used: the first window is filled before the first 429 ...
+    times = sorted(r["time"] for r in answered)
+    assert all(sum(1 for t in times if s <= t < s + 60) <= 60 for s in times)
+    first_refusal = min(r["time"] for r in refused)
+    assert sum(1 for t in times if t < first_refusal) == 60
+    # ... a burst of 429s is at most the calls in flight, and after the hold the window is
+    # asked again at once (the rest answered within the Retry-After plus a few seconds) ...
+    assert len(refused) <= 2 * 8, f"{len(refused)} 429s for 100 answers"
+    assert times[-1] - times[0] < 60 + 5
