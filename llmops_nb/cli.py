@@ -132,6 +132,29 @@ def deploy(config_path: Path | None, backend: str | None, model_version: str | N
 
 
 @main.command()
+@config_option
+@backend_option
+@click.option("--model-version", default=None, help="Version of the config's model the deploy will serve (default: latest).")
+def preflight(config_path: Path | None, backend: str | None, model_version: str | None) -> None:
+    """Check in seconds what the workspace would refuse minutes into a deploy or a job; exit 2 on a problem.
+
+    One line per check (ok / problem / skipped): the config, Databricks' serving limits, auth,
+    Unity Catalog schemas, secret scopes and keys (no value is read), model versions.
+    """
+    from llmops_nb import preflight as checks
+
+    report = checks.run_config(config_path or "", backend or "", model_version=model_version)
+    for line in report.lines():
+        click.echo(line)
+    found = len(report.problems)
+    total = len(report.checks)
+    click.echo(f"preflight: {found} problem{'s' * (found != 1)} in {total} checks" if found
+               else f"preflight: {total} checks, no problem")
+    if found:
+        sys.exit(2)
+
+
+@main.command()
 @click.argument("endpoint")
 @click.argument("prompt")
 @backend_option
