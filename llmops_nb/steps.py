@@ -202,14 +202,21 @@ def evaluate(
     resume: bool = False,
     promote: bool = True,
     progress: bool = True,
+    dataset_source: str = "bundled",
+    replay_endpoint: str = "",
+    replay_since: str = "",
+    replay_status: int = 200,
+    replay_warehouse_id: str = "",
 ) -> Any:
     """Score the dataset through the endpoint, log it to MLflow, gate and maybe promote.
 
     Each row is queried once; finished rows are appended to a resume file under
     ``<project>/.llmops/eval/`` so that ``resume=True`` after an interrupted run only asks
-    the rows that are missing.
+    the rows that are missing. ``dataset_source="inference_table"`` takes the rows from the
+    inference table of ``replay_endpoint`` (default: the evaluated endpoint) instead of the
+    config's dataset, and adds the diff with the logged answers to the run (:mod:`llmops_nb.replay`).
     """
-    from llmops_nb import datasets
+    from llmops_nb import datasets, replay
     from llmops_nb.evaluate import evaluate_and_promote
     from llmops_nb.paths import private_file, project_root
     from llmops_nb.provenance import environment_record
@@ -218,8 +225,18 @@ def evaluate(
     name = target_endpoint(project, endpoint_name)
     model = model_name or (project.model.name if project.endpoint is not None else "")
     version = model_version or (served_version(project, backend, name, model) if model else None)
-    rows = datasets.load_dataset(ev.dataset, max_rows or ev.max_rows)
-    resume_path = project_root() / ".llmops" / "eval" / f"{name}-v{version or 'x'}.jsonl"
+    replayed = None
+    if replay.check_source(dataset_source) == replay.INFERENCE_TABLE:
+        replayed = replay.load_replay(
+            backend.workspace_client(), replay_endpoint or name,
+            home=backend.home if backend.kind == "local" else None, warehouse_id=replay_warehouse_id,
+            since=replay_since, status=replay_status, max_rows=max_rows or ev.max_rows)
+        print(replayed.summary())
+        rows = replayed.rows
+    else:
+        rows = datasets.load_dataset(ev.dataset, max_rows or ev.max_rows)
+    suffix = "-replay" if replayed else ""
+    resume_path = project_root() / ".llmops" / "eval" / f"{name}-v{version or 'x'}{suffix}.jsonl"
     if not resume:
         resume_path.unlink(missing_ok=True)
     private_file(resume_path)  # the answers of the endpoint: the user's alone, as $LLMOPS_HOME
@@ -250,7 +267,11 @@ def evaluate(
         progress=progress,
         tags=tags,
         params={"config_hash": project.endpoint.config_hash() if project.endpoint else "", "endpoint_kind": backend.kind},
+        **({"system": replayed.system} if replayed else {}),  # the logged requests' system prompt
     )
+    if replayed:
+        evaluation.result.metrics.update(replay.log_diff(
+            evaluation.run_id, evaluation.table, replayed, tracking_uri=backend.tracking_uri))
     record_run(evaluation.run_id, project, backend, env)
     return evaluation
 
