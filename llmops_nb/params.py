@@ -26,6 +26,7 @@ OUTPUTS_MIME = "application/vnd.llmops-nb.outputs+json"
 #: Parameters whose values are a closed set: dropdown widgets on Databricks.
 CHOICES: dict[str, tuple[str, ...]] = {
     "backend": ("", "local", "databricks"),
+    "dataset_source": ("bundled", "inference_table"),  # 04_evaluate: llmops_nb.replay.SOURCES
 }
 
 #: What each step publishes (the runner and the job pass these on to later steps).
@@ -111,10 +112,23 @@ def notebook_params(namespace: Mapping[str, Any], names: Sequence[str]) -> dict[
     dbutils = _dbutils()
     raw: Mapping[str, Any] = declare_widgets(dbutils, defaults) if dbutils is not None else defaults
     out = {name: coerce(name, raw[name], default) for name, default in defaults.items()}
-    for name, allowed in CHOICES.items():
-        if name in out and out[name] not in allowed:
-            raise ConfigError(name, out[name], f"expected one of {', '.join(a or repr(a) for a in allowed)}")
+    check_values(out)
     return out
+
+
+def check_values(values: Mapping[str, Any]) -> None:
+    """One-line errors for values their type lets through: closed sets (:data:`CHOICES`) and
+    the replay parameters of 04_evaluate (``replay_since``, ``replay_status``)."""
+    for name, allowed in CHOICES.items():
+        if name in values and values[name] not in allowed:
+            raise ConfigError(name, values[name], f"expected one of {', '.join(a or repr(a) for a in allowed)}")
+    if "replay_since" in values or "replay_status" in values:
+        from llmops_nb import replay
+
+        if "replay_since" in values:
+            replay.parse_since(values["replay_since"])
+        if "replay_status" in values:
+            replay.check_status(values["replay_status"])
 
 
 def publish(step: str, **outputs: Any) -> None:

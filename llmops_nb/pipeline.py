@@ -20,7 +20,7 @@ from typing import Any
 
 from llmops_nb.errors import ConfigError, LlmopsError
 from llmops_nb.kernels import KernelWarmer
-from llmops_nb.params import read_outputs
+from llmops_nb.params import check_values, read_outputs
 from llmops_nb.paths import project_root
 from llmops_nb.provenance import environment_record
 from llmops_nb.secrets import looks_like_secret
@@ -102,6 +102,7 @@ def check_parameters(step: str, notebook: Path, params: Mapping[str, Any]) -> No
         actual = _TYPE_NAMES.get(type(value), type(value).__name__)
         if expected not in ("None", actual) and not (expected == "float" and actual == "int"):
             raise ConfigError(f"{step}.{name}", value, f"expected {expected} (the notebook's default is {declared[name].get('default')})")
+    check_values({k: v for k, v in params.items() if k in ("dataset_source", "replay_since", "replay_status")})
 
 
 def new_run_dir(out: Path | None = None) -> Path:
