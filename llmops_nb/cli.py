@@ -205,8 +205,20 @@ def query(
 @click.option("--max-rows", type=click.IntRange(min=0), default=None, help="Evaluate only the first N rows.")
 @click.option("--warm-kernels/--cold-kernels", default=True, show_default=True,
               help="Start each step's kernel and its imports while the step before runs.")
+@click.option("--dataset-source", default=None, help="Evaluate: 'bundled' (the config's dataset) or "
+              "'inference_table' (replay the endpoint's logged requests).")
+@click.option("--replay-since", default=None, help="Evaluate, replay: requests logged since an ISO "
+              "date/time or a duration back from now (30m, 24h, 7d).")
+@click.option("--replay-status", type=int, default=None, help="Evaluate, replay: only requests "
+              "answered with this HTTP status (default 200; 0 for any).")
+@click.option("--replay-endpoint", default=None, help="Evaluate, replay: the endpoint whose inference "
+              "table is replayed (default: the evaluated one).")
+@click.option("--replay-warehouse-id", default=None, help="Evaluate, replay on Databricks: the SQL "
+              "warehouse that reads the table.")
 def run(config_path: Path | None, steps: str, out: Path | None, backend: str | None, resume: bool,
-        max_rows: int | None, warm_kernels: bool) -> None:
+        max_rows: int | None, warm_kernels: bool, dataset_source: str | None = None,
+        replay_since: str | None = None, replay_status: int | None = None,
+        replay_endpoint: str | None = None, replay_warehouse_id: str | None = None) -> None:
     """Run the notebooks in order with papermill, passing each step's outputs to the next.
 
     Leaves the executed notebooks and a summary.json in a new run folder.
@@ -222,6 +234,10 @@ def run(config_path: Path | None, steps: str, out: Path | None, backend: str | N
         overrides["evaluate"]["resume"] = True
     if max_rows is not None:
         overrides["evaluate"]["max_rows"] = max_rows
+    replay_options = {"dataset_source": dataset_source, "replay_since": replay_since,
+                      "replay_status": replay_status, "replay_endpoint": replay_endpoint,
+                      "replay_warehouse_id": replay_warehouse_id}
+    overrides["evaluate"].update({k: v for k, v in replay_options.items() if v is not None})
     chosen = pipeline.parse_steps(steps)
     result = pipeline.run(
         config_path,
