@@ -98,10 +98,14 @@ def _read(path: Path) -> dict[str, str]:
         return {}
 
 
+_SECRET_VALUES = ("string_value", "bytes_value")
+
+
 def masked(body: Any) -> Any:
-    """``body`` with every ``*_plaintext`` value shown as ``***`` (for the fake's request record)."""
+    """``body`` with every ``*_plaintext`` value, and a secret put's ``string_value`` /
+    ``bytes_value`` (``POST /api/2.0/secrets/put``), shown as ``***`` (for the fake's request record)."""
     if isinstance(body, dict):
-        return {k: "***" if k.endswith("_plaintext") and v is not None else masked(v)
+        return {k: "***" if (k.endswith("_plaintext") or k in _SECRET_VALUES) and v is not None else masked(v)
                 for k, v in body.items()}
     if isinstance(body, list):
         return [masked(v) for v in body]
