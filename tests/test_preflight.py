@@ -105,6 +105,8 @@ def test_every_check_passes_on_a_seeded_workspace_and_no_secret_value_is_read(fa
     calls = [r["path"].split("?")[0] for r in fake_workspace.requests()]
     assert "/api/2.0/secrets/get" not in calls and "/api/2.0/secrets/list" in calls
     assert CANARY not in "\n".join(report.lines()) and CANARY not in (fake_workspace.home / "state" / "secret_scopes.json").read_text()
+    put = next(r for r in fake_workspace.requests() if r["path"] == "/api/2.0/secrets/put")
+    assert put["body"]["string_value"] == "***" and CANARY not in str(fake_workspace.requests())  # the request record too
 
 
 # --------------------------------------------------------------------------- each check failing

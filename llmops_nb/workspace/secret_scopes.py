@@ -25,6 +25,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 
 from .apierror import ApiError, invalid, not_found
+from .requestbody import json_object as _body
 from .store import atomic_write_json
 
 #: Scope and key names: letters, digits, '-', '_', '.'; at most 128 characters (Secrets API docs).
@@ -54,16 +55,6 @@ def _name(body: dict, field: str) -> str:
         raise invalid(f"{field}: {value!r} is not allowed; letters, digits, '-', '_' or '.', "
                       "at most 128 characters")
     return value
-
-
-async def _body(request: Request) -> dict:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError:
-        raise invalid("request body: malformed JSON") from None
-    if not isinstance(body, dict):
-        raise invalid("request body: must be a JSON object")
-    return body
 
 
 def routes(app: FastAPI, ctx: object) -> None:

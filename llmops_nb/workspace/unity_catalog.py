@@ -32,6 +32,7 @@ from fastapi import FastAPI, Request
 
 from .apierror import ApiError, invalid
 from .identity import USER_NAME
+from .requestbody import json_object as _body
 from .store import atomic_write_json
 
 UC = "/api/2.1/unity-catalog"
@@ -130,19 +131,9 @@ def _audit(info: dict) -> dict:
 
 def _text(body: dict, field: str) -> str:
     value = body.get(field)
-    if not isinstance(value, str) or not value or any(c in value for c in " ./") :
+    if not isinstance(value, str) or not value or any(c in value for c in " ./"):
         raise invalid(f"{field}: {value!r} is not allowed; a name without spaces, periods or slashes")
     return value
-
-
-async def _body(request: Request) -> dict:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError:
-        raise invalid("request body: malformed JSON") from None
-    if not isinstance(body, dict):
-        raise invalid("request body: must be a JSON object")
-    return body
 
 
 def _update(info: dict, body: dict, fields: tuple[str, ...]) -> dict:
