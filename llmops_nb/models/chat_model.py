@@ -120,6 +120,32 @@ class LlamaChatModel(PythonModel):
 
     def predict(self, context, model_input, params: dict[str, Any] | None = None):  # noqa: ANN001
         """Answer one chat request with a ``chat.completion`` dict."""
+        request = self._request(model_input, params)
+        try:
+            out = self._engine.generate(request)
+        except ValueError as e:  # "Requested tokens (N) exceed context window of 2048"
+            raise self._too_long(e) from None
+        return _completion(out, self._config["model_name"])
+
+    def predict_stream(self, context, model_input, params: dict[str, Any] | None = None):  # noqa: ANN001
+        """Answer one chat request as ``chat.completion.chunk`` dicts, a text delta each as the
+        engine decodes it (in the batch of every other request); the last chunk has
+        ``finish_reason`` and ``usage``. Closing the generator (the client went away) takes the
+        sequence out of the batch at the next step."""
+        request = self._request(model_input, params)
+        try:
+            stream = self._engine.submit_stream(request)
+        except ValueError as e:
+            raise self._too_long(e) from None
+        return _chunks(stream, self._config["model_name"])
+
+    def _too_long(self, e: ValueError) -> ChatRequestError:
+        return ChatRequestError(
+            f"prompt too long or invalid request: {e}; shorten the messages or lower "
+            f"max_tokens (context window {self._config['n_ctx']} tokens)")
+
+    def _request(self, model_input: Any, params: dict[str, Any] | None) -> GenRequest:
+        """The engine request of a chat body (validated; 400 for bad values)."""
         if self._engine is None:
             raise ChatRequestError("the model is not loaded (load_context was not called)")
         if not self._widened:
@@ -141,14 +167,32 @@ class LlamaChatModel(PythonModel):
             stop=([stop] if isinstance(stop, str) else list(stop)) + template_stops,
             seed=int(body.get("seed", self._config["seed"])),
         )
-        try:
-            out = self._engine.generate(request)
-        except ValueError as e:  # "Requested tokens (N) exceed context window of 2048"
-            raise ChatRequestError(
-                f"prompt too long or invalid request: {e}; shorten the messages or lower "
-                f"max_tokens (context window {self._config['n_ctx']} tokens)"
-            ) from None
-        return _completion(out, self._config["model_name"])
+        return request
+
+
+def _chunks(stream: Any, model_name: str):  # noqa: ANN202 - Iterator[dict]
+    """The chat.completion.chunk dicts of an engine stream (see predict_stream)."""
+    cid, created = f"chatcmpl-{uuid.uuid4()}", int(time.time())
+
+    def chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> dict:
+        out = {"id": cid, "object": "chat.completion.chunk", "created": created,
+               "model": model_name,
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        if usage is not None:
+            out["usage"] = usage
+        return out
+
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        for text in stream:
+            yield chunk({"content": text})
+        out = stream.result
+        n = len(out.tokens)
+        yield chunk({}, out.finish_reason, {"prompt_tokens": out.prompt_tokens,
+                                            "completion_tokens": n,
+                                            "total_tokens": out.prompt_tokens + n})
+    finally:
+        stream.cancel()  # no effect once done; else the sequence leaves the batch
 
 
 def _widen_server_threads(n: int) -> bool:

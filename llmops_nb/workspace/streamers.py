@@ -19,10 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .apierror import ApiError, invalid, unavailable
 from .entities import FakeRunner, Runner, ScoringServerRunner, _model_message, fake_answer
-from .streaming import chunks_of, parse_sse_lines
-
-#: the scoring process's streaming route (beside MLflow's /invocations): see scoring_app
-STREAM_ROUTE = "/llmops/invocations/stream"
+from .streaming import SCORING_STREAM_ROUTE, chunks_of, parse_sse_lines
 
 
 async def open_stream(runner: Runner, body: dict) -> AsyncIterator[dict]:
@@ -31,7 +28,7 @@ async def open_stream(runner: Runner, body: dict) -> AsyncIterator[dict]:
     if isinstance(runner, FakeRunner):
         return await _fake(runner, body)
     if isinstance(runner, ScoringServerRunner):
-        url = f"http://127.0.0.1:{runner.port}{STREAM_ROUTE}"
+        url = f"http://127.0.0.1:{runner.port}{SCORING_STREAM_ROUTE}"
         response = await open_sse(url, {}, body, runner.ctx.request_timeout,
                                   f"The scoring server of {runner.name}")
         return relay(response, lambda r: parse_sse_lines(r.iter_lines()))

@@ -17,6 +17,8 @@ DONE = b"data: [DONE]\n\n"
 MEDIA_TYPE = "text/event-stream"
 #: response headers of a stream: no proxy buffering, no caching
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+#: the streaming route our scoring process adds beside MLflow's /invocations (scoring_app.py)
+SCORING_STREAM_ROUTE = "/llmops/invocations/stream"
 
 
 def sse(event: dict) -> bytes:

@@ -1,0 +1,121 @@
+"""Streaming with the real SmolLM2 on the local workspace: a registered version (MLflow's scoring
+server with our streaming route beside it) and the foundation endpoint (slow)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+import requests
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.config import Config
+from ws_helpers import core, entity
+
+from llmops_nb.workspace import launcher
+
+pytestmark = pytest.mark.model
+
+QUESTION = "Name three colors."
+MAX_TOKENS = 32
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    pytest.importorskip("llama_cpp")
+    from llmops_nb.registry import register_model
+
+    tmp = tmp_path_factory.mktemp("stream")
+    tracking_uri = f"sqlite:///{tmp}/mlflow.db"
+    model = register_model("smollm2-135m-instruct", tracking_uri=tracking_uri,
+                           registry_uri=tracking_uri)
+    home = tmp / "ws"
+    info = launcher.ensure_running(home, tracking_uri)
+    try:
+        w = WorkspaceClient(config=Config(host=info.host, token=info.token, auth_type="pat",
+                                          retry_timeout_seconds=300, http_timeout_seconds=300))
+        ep = w.serving_endpoints.create_and_wait(
+            name="real", config=core("real", entity(model.name, model.version)))
+        assert ep.state.ready.value == "READY"
+        _engine.home = home
+        yield info, w, f"{model.name}-{model.version}"
+    finally:
+        launcher.stop(home)
+
+
+def _openai(info):
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{info.host}/serving-endpoints", api_key=info.token)
+
+
+def _messages():
+    return [{"role": "user", "content": QUESTION}]
+
+
+def test_openai_stream_equals_the_greedy_answer(local) -> None:
+    info, _, served = local
+    client = _openai(info)
+    whole = client.chat.completions.create(model="real", messages=_messages(),
+                                           max_tokens=MAX_TOKENS, temperature=0.0)
+    chunks = list(client.chat.completions.create(model="real", messages=_messages(),
+                                                 max_tokens=MAX_TOKENS, temperature=0.0,
+                                                 stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert whole.choices[0].message.content and text == whole.choices[0].message.content
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) > 3
+    assert chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    assert {c.object for c in chunks} == {"chat.completion.chunk"}
+
+
+def test_sdk_openai_client_and_chat_stream_on_both_routes(local) -> None:
+    from llmops_nb.client import chat, chat_stream
+
+    info, w, served = local
+    ref = chat(w, "real", QUESTION, max_tokens=MAX_TOKENS)
+    oc = w.serving_endpoints.get_open_ai_client()
+    text = "".join(c.choices[0].delta.content or "" for c in oc.chat.completions.create(
+        model="real", messages=_messages(), max_tokens=MAX_TOKENS, temperature=0.0, stream=True)
+        if c.choices)
+    assert text == ref.content
+    stream = chat_stream(w, "real", QUESTION, max_tokens=MAX_TOKENS)
+    parts = list(stream)
+    assert "".join(parts) == ref.content == stream.result.content
+    assert stream.result.served_entity == served and stream.result.ttft_ms is not None
+    assert stream.result.completion_tokens == ref.completion_tokens
+    # the foundation endpoint streams too (the same registered SmolLM2)
+    found = chat_stream(w, "databricks-smollm2-135m-instruct", QUESTION, max_tokens=MAX_TOKENS)
+    assert "".join(found) == ref.content
+
+
+def _engine(w, served: str) -> dict:
+    """The engine's counters, from the scoring server (its port from the entity's own log)."""
+    logs = (_engine.home / "logs" / "real" / f"{served}.log").read_text()
+    port = re.findall(r"scoring server for \S+ on port (\d+)", logs)[-1]
+    return requests.get(f"http://127.0.0.1:{port}/llmops/engine", timeout=10).json()
+
+
+def test_a_client_that_goes_away_frees_its_sequence(local) -> None:
+    from llmops_nb.client import chat, chat_stream
+
+    info, w, served = local
+    before = _engine(w, served)
+    stream = chat_stream(w, "real", "Write a very long story about a dragon and a knight.",
+                         max_tokens=1500, temperature=0.0)
+    it = iter(stream)
+    got = [next(it) for _ in range(3)]
+    stream.close()  # the connection drops: workspace -> scoring server -> engine
+    deadline = time.monotonic() + 60
+    stats = _engine(w, served)
+    while stats["cancelled"] == before["cancelled"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+        stats = _engine(w, served)
+    assert stats["cancelled"] == before["cancelled"] + 1  # it left the batch, not at max_tokens
+    assert stream.result.content == "".join(got) and stream.result.finish_reason is None
+    steps = stats["steps"]
+    answer = chat(w, "real", "Say hello.", max_tokens=8)  # alone in the batch
+    after = _engine(w, served)
+    assert answer.content and after["active"] == 1
+    # the aborted stream decoded a handful of steps beyond the 3 deltas, not ~1500
+    assert steps - before["steps"] < 200
