@@ -111,3 +111,26 @@ def test_registered_version_serves_chat_over_http(
     assert out["choices"][0]["message"]["content"]
     assert 0 < out["usage"]["completion_tokens"] <= 8
     assert too_long.status_code == 400 and "context window" in too_long.json()["message"]
+
+
+@pytest.mark.model
+def test_registered_version_carries_the_portable_wheel(
+    registered: list[registry.RegisteredModel], tracking_uri: str, tmp_path: Path
+) -> None:
+    import mlflow
+
+    from llmops_nb.models import runtime
+
+    wheel = runtime.built_wheel()
+    assert wheel is not None, f"no portable wheel in {runtime.wheelhouse()}: run `make install`"
+    local = Path(mlflow.artifacts.download_artifacts(registered[0].uri, tracking_uri=tracking_uri,
+                                                     dst_path=str(tmp_path)))
+    requirements = (local / "requirements.txt").read_text().split()
+    assert requirements[-1] == f"artifacts/{wheel.name}"
+    assert {r.split("==")[0] for r in requirements[:-1]} == {"mlflow", "numpy"}
+    assert (local / "artifacts" / wheel.name).read_bytes() == wheel.read_bytes()
+    assert f"artifacts/{wheel.name}" in (local / "conda.yaml").read_text()
+    assert sorted(p.name for p in (local / "code").iterdir()) == ["cpu_quota.py", "engine.py"]
+    run = mlflow.MlflowClient(tracking_uri).get_run(registered[0].run_id)
+    assert run.data.tags["llama_cpp.wheel"] == wheel.name
+    assert run.data.params["n_threads"] == "0"
