@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
+import functools
 import hashlib
 import json
+import re
 import sys
 import threading
 import time
@@ -40,6 +42,8 @@ FLUSH_ROWS = 512
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 MASK = "***"
 _SECRET_PARTS = ("api_key", "authorization", "secret", "_plaintext", "password")
+#: a JSON key naming one of _SECRET_PARTS (the fast check before :func:`scrub`)
+_SECRET_KEY = re.compile(r'"[^"\\]*(?:' + "|".join(_SECRET_PARTS) + r')[^"\\]*"\s*:', re.IGNORECASE)
 
 
 def scrub(value: Any) -> Any:
@@ -52,6 +56,7 @@ def scrub(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_secret_name(key: Any) -> bool:
     k = str(key).lower()
     return any(part in k for part in _SECRET_PARTS)
@@ -63,6 +68,18 @@ def entity_facts(rec: dict, entity: str | None) -> dict:
     never its credentials) and the model name and version of the legacy ``request_metadata``."""
     if entity is None:
         return {"id": None, "model_name": None, "model_version": None}
+    key = (rec.get("id"), entity, (rec.get("config") or {}).get("config_version"))
+    if key not in _facts:
+        if len(_facts) > 1024:
+            _facts.clear()
+        _facts[key] = _entity_facts(rec, entity)
+    return _facts[key]
+
+
+_facts: dict[tuple, dict] = {}
+
+
+def _entity_facts(rec: dict, entity: str) -> dict:
     found = next((e for e in (rec.get("config") or {}).get("served_entities") or []
                   if e.get("name") == entity), {})
     ext = found.get("external_model") or {}
@@ -76,7 +93,9 @@ def entity_facts(rec: dict, entity: str | None) -> dict:
 def _payload(value: Any, code: str, errors: list[str]) -> str | None:
     if value is None:
         return None
-    text = json.dumps(scrub(value), separators=(",", ":"), ensure_ascii=False, default=str)
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    if _SECRET_KEY.search(text):  # rare: mask, then serialise again
+        text = json.dumps(scrub(value), separators=(",", ":"), ensure_ascii=False, default=str)
     if len(text.encode("utf-8")) > MAX_PAYLOAD_BYTES:
         errors.append(code)
         return None
@@ -138,6 +157,8 @@ class PayloadWriter:
                 self.cond.notify()
 
     def _run(self) -> None:
+        import deltalake  # noqa: F401 - imported here, off the request path, before the first batch
+
         while True:
             with self.cond:
                 if not self.closed and len(self.queue) < self.batch:
