@@ -1,7 +1,12 @@
 """A fake LLM provider on 127.0.0.1: OpenAI ``/v1/chat/completions`` and Anthropic ``/v1/messages``.
 
 Deterministic answers; it records every request with the credential header it received so a
-test can check that the key arrived (and only there).
+test can check that the key arrived (and only there). With ``"stream": true`` it streams the
+same answer word by word in each provider's documented format: OpenAI's
+``chat.completion.chunk`` events (usage in a last chunk with no choices when
+``stream_options.include_usage``) ending in ``data: [DONE]``; Anthropic's ``event:``/``data:``
+pairs message_start, content_block_start, ping, content_block_delta..., content_block_stop,
+message_delta, message_stop.
 """
 
 from __future__ import annotations
@@ -43,6 +48,42 @@ class FakeProvider:
                                   "message": {"role": "assistant", "content": text}}],
                      "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}}
 
+    def stream_events(self, path: str, body: dict, answer: dict) -> list[tuple[str | None, dict | str]]:
+        """The (event name, data) pairs that stream ``answer`` in the provider's format."""
+        if path.endswith("/messages"):
+            text = answer["content"][0]["text"]
+            usage = answer["usage"]
+            start = {**answer, "content": [], "stop_reason": None,
+                     "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1}}
+            events: list[tuple[str | None, dict | str]] = [
+                ("message_start", {"type": "message_start", "message": start}),
+                ("content_block_start", {"type": "content_block_start", "index": 0,
+                                         "content_block": {"type": "text", "text": ""}}),
+                ("ping", {"type": "ping"})]
+            events += [("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                "delta": {"type": "text_delta", "text": w}})
+                       for w in _pieces(text)]
+            return events + [
+                ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                ("message_delta", {"type": "message_delta",
+                                   "delta": {"stop_reason": answer["stop_reason"],
+                                             "stop_sequence": None},
+                                   "usage": {"output_tokens": usage["output_tokens"]}}),
+                ("message_stop", {"type": "message_stop"})]
+        base = {"id": answer["id"], "object": "chat.completion.chunk",
+                "created": answer["created"], "model": answer["model"]}
+        text = answer["choices"][0]["message"]["content"]
+
+        def c(delta: dict, finish: str | None = None) -> dict:
+            return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        out: list[tuple[str | None, dict | str]] = [(None, c({"role": "assistant", "content": ""}))]
+        out += [(None, c({"content": w})) for w in _pieces(text)]
+        out.append((None, c({}, "stop")))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            out.append((None, {**base, "choices": [], "usage": answer["usage"]}))
+        return out + [(None, "[DONE]")]
+
     def authorizations(self) -> list[str | None]:
         """The credential header of every request (Authorization, x-api-key or Azure's api-key)."""
         return [r["authorization"] or r["x_api_key"] for r in self.requests]
@@ -70,6 +111,16 @@ def _handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
                 status, out = 404, {"error": {"message": f"no route {self.path}"}}
             else:
                 status, out = provider.answer(route, body)
+            if status == 200 and body.get("stream") is True:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for event, data in provider.stream_events(route, body, out):
+                    text = data if isinstance(data, str) else json.dumps(data)
+                    head = f"event: {event}\n" if event else ""
+                    self.wfile.write(f"{head}data: {text}\n\n".encode())
+                    self.wfile.flush()
+                return
             data = json.dumps(out).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -90,3 +141,9 @@ def fake_provider() -> Iterator[FakeProvider]:
     finally:
         provider.server.shutdown()
         provider.server.server_close()
+
+
+def _pieces(text: str) -> list[str]:
+    """``text`` as word deltas (each but the first with its leading space)."""
+    words = text.split(" ")
+    return [w if i == 0 else " " + w for i, w in enumerate(words)]

@@ -11,13 +11,17 @@ only in the outgoing header: never logged, stored, or put in an error message.
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from collections.abc import AsyncIterator, Iterable, Iterator
 
 from starlette.concurrency import run_in_threadpool
 
 from .apierror import ApiError, invalid, too_many, unavailable
 from .entities import Runner
+from .streamers import relay
+from .streaming import chunk, parse_sse_lines
 from .plaintext import lookup
 
 OPENAI_BASE = "https://api.openai.com/v1"
@@ -40,6 +44,12 @@ def _key(plain: str | None, ref: str | None, home) -> str:
         return resolve_secret(ref, home)
     except LlmopsError as e:
         raise invalid(str(e)) from None
+
+
+def _post_stream(url: str, headers: dict, body: dict, timeout: float):
+    import requests
+
+    return requests.post(url, headers=headers, json=body, timeout=(10, timeout), stream=True)
 
 
 def _post(url: str, headers: dict, body: dict, timeout: float):
@@ -91,17 +101,25 @@ class ExternalModelRunner(Runner):
             headers["OpenAI-Organization"] = cfg["openai_organization"]
         return url, headers, {**body, "model": ext["name"]}
 
-    async def invoke(self, body: dict) -> dict:
-        self.check_ready()
+    async def _send(self, body: dict, stream: bool):  # noqa: ANN202 - requests.Response
+        """POST to the provider; the response, or the ApiError its status stands for."""
         url, headers, out = self._request(body)
         secret = next(iter(headers.values()))
+        if stream:
+            out = {**out, "stream": True}
+            if self.entity["external_model"]["provider"] == "openai":  # usage in the last chunk
+                out["stream_options"] = {"include_usage": True}
         try:
-            r = await run_in_threadpool(_post, url, headers, out, self.ctx.request_timeout)
+            r = await run_in_threadpool(_post_stream if stream else _post, url, headers, out,
+                                        self.ctx.request_timeout)
         except Exception as e:
             raise unavailable(f"The external model provider of {self.name} did not answer: "
                               f"{type(e).__name__}.", 2) from None
         if r.status_code >= 400:
-            text = r.text[:300].replace(secret, "***").replace(secret.split()[-1], "***")
+            try:
+                text = r.text[:300].replace(secret, "***").replace(secret.split()[-1], "***")
+            finally:
+                r.close()
             msg = f"The external model provider answered HTTP {r.status_code}: {text}"
             if r.status_code == 429:
                 raise too_many(msg, float(r.headers.get("Retry-After", 1)))
@@ -109,6 +127,20 @@ class ExternalModelRunner(Runner):
                 raise unavailable(msg, 2)
             raise ApiError(400, "INVALID_PARAMETER_VALUE" if r.status_code == 400 else
                            "EXTERNAL_MODEL_ERROR", msg)
+        return r
+
+    async def stream(self, body: dict) -> AsyncIterator[dict]:
+        """The provider's stream as chat.completion.chunk dicts: OpenAI-style providers' chunks
+        as they are, Anthropic's message events translated (:func:`from_anthropic_events`)."""
+        self.check_ready()
+        r = await self._send(body, stream=True)
+        if self.entity["external_model"]["provider"] == "anthropic":
+            return relay(r, lambda resp: from_anthropic_events(_sse_events(resp.iter_lines())))
+        return relay(r, lambda resp: parse_sse_lines(resp.iter_lines()))
+
+    async def invoke(self, body: dict) -> dict:
+        self.check_ready()
+        r = await self._send(body, stream=False)
         data = r.json()
         if self.entity["external_model"]["provider"] == "anthropic":
             data = from_anthropic(data)
@@ -136,9 +168,55 @@ def from_anthropic(data: dict) -> dict:
     text = "".join(p.get("text", "") for p in data.get("content", []) if p.get("type") == "text")
     usage = data.get("usage") or {}
     p, c = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
-    finish = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop"}
+    finish = FINISH
     return {"id": data.get("id"), "object": "chat.completion", "created": int(time.time()),
             "model": data.get("model"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "finish_reason": finish.get(data.get("stop_reason"), "stop")}],
             "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}}
+
+
+FINISH = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop"}
+
+
+def _sse_events(lines: Iterable[bytes | str]) -> Iterator[dict]:
+    """Anthropic's SSE: ``event: <type>`` then ``data: <json>`` (the type is in the JSON too)."""
+    for raw in lines:
+        line = (raw.decode("utf-8") if isinstance(raw, bytes) else raw).strip()
+        if line.startswith("data:") and line[5:].strip():
+            yield json.loads(line[5:])
+
+
+def from_anthropic_events(events: Iterable[dict]) -> Iterator[dict]:
+    """Anthropic's streaming message events as chat.completion.chunk dicts.
+
+    message_start (id, model, input tokens) -> the role chunk; content_block_delta text_delta
+    -> a content chunk; message_delta (stop_reason, output tokens) and message_stop -> the last
+    chunk with finish_reason and usage; ping and other block events are skipped; an error event
+    ends the stream with an error (docs.anthropic.com, "Streaming Messages").
+    """
+    cid, model, created = "msg", None, int(time.time())
+    prompt = completion = 0
+    finish = "stop"
+    for ev in events:
+        kind = ev.get("type")
+        if kind == "message_start":
+            msg = ev.get("message") or {}
+            cid, model = msg.get("id") or cid, msg.get("model")
+            prompt = int((msg.get("usage") or {}).get("input_tokens") or 0)
+            completion = int((msg.get("usage") or {}).get("output_tokens") or 0)
+            yield chunk(cid, model, created, {"role": "assistant", "content": ""})
+        elif kind == "content_block_delta" and (ev.get("delta") or {}).get("type") == "text_delta":
+            yield chunk(cid, model, created, {"content": ev["delta"].get("text", "")})
+        elif kind == "message_delta":
+            finish = FINISH.get((ev.get("delta") or {}).get("stop_reason"), "stop")
+            completion = int((ev.get("usage") or {}).get("output_tokens") or completion)
+        elif kind == "message_stop":
+            break
+        elif kind == "error":
+            err = ev.get("error") or {}
+            raise ApiError(502, "EXTERNAL_MODEL_ERROR", "The external model provider's stream "
+                           f"failed: {err.get('type')}: {err.get('message')}")
+    yield chunk(cid, model, created, {}, finish_reason=finish,
+                usage={"prompt_tokens": prompt, "completion_tokens": completion,
+                       "total_tokens": prompt + completion})
