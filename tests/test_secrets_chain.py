@@ -30,6 +30,9 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
         monkeypatch.setenv("LLMOPS_OPENAI_API_BASE", provider.base_url)
         with fake_workspace(tmp_path / "workspace") as ws:
             monkeypatch.delenv("LLMOPS_SECRET_LLMOPS_OPENAI_API_KEY")  # the notebooks never need it
+            # the scope and key as on Databricks (preflight in 02_deploy lists them; the fake keeps no value)
+            ws.client().secrets.create_scope("llmops")
+            ws.client().secrets.put_secret("llmops", "openai_api_key", string_value="resolved-from-the-workspace-env")
             for key, value in {**ws.env(), "LLMOPS_PROJECT_DIR": str(tmp_path), "MLFLOW_TRACKING_URI": db,
                                "MLFLOW_REGISTRY_URI": db, "LLMOPS_RETRY_TIMEOUT_SECONDS": "60"}.items():
                 monkeypatch.setenv(key, value)
