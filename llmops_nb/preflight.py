@@ -206,12 +206,23 @@ def workspace_checks(project: ProjectConfig, backend: Backend, w: WorkspaceClien
     user = me.user_name or ""
     principals = {user, *(g.display for g in me.groups or [] if g.display)}
     found = [_ok("auth", f"signed in to {w.config.host} as {user}")]
-    found += _schema_checks(project, backend, w, user, principals)
-    found += _secret_checks(project, backend, w)
-    found += _version_checks(project, backend, w, model_version)
+    found += _guarded("uc schema", lambda: _schema_checks(project, backend, w, user, principals))
+    found += _guarded("secrets", lambda: _secret_checks(project, backend, w))
+    found += _guarded("model version", lambda: _version_checks(project, backend, w, model_version))
     if project.endpoint is None and project.foundation_endpoint:
-        found.append(_endpoint_exists(w, project.foundation_endpoint))
+        found += _guarded("endpoint", lambda: [_endpoint_exists(w, project.foundation_endpoint or "")])
     return found
+
+
+def _guarded(name: str, checks: Callable[[], list[Check]]) -> list[Check]:
+    """The checks, or one problem line when the workspace refuses a read (403, 5xx after retries)."""
+    from databricks.sdk.errors import DatabricksError
+
+    try:
+        return checks()
+    except DatabricksError as exc:
+        return [_problem(name, f"the workspace refused to answer ({type(exc).__name__}: {_first_line(exc)}): "
+                               "ask an admin for read access, or retry")]
 
 
 def _uses_uc(backend: Backend) -> bool:

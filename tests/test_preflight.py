@@ -339,3 +339,32 @@ def test_on_the_local_backend_uc_checks_say_they_do_not_apply_and_secrets_resolv
     assert _by_name(report)["secret {{secrets/llmops/openai_api_key}}"].status == "ok"
     assert CANARY not in "\n".join(report.lines())
     assert os.environ["LLMOPS_SECRET_LLMOPS_OPENAI_API_KEY"] == CANARY
+
+
+def test_a_read_the_workspace_refuses_is_a_problem_line_not_a_crash(fake_workspace: Any) -> None:
+    _seed(fake_workspace)
+    backend = _backend(fake_workspace)
+
+    class Refusing:
+        """A client whose secrets API answers 403, as for a user without access to secret scopes."""
+
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+        @property
+        def secrets(self) -> Any:
+            from databricks.sdk.errors import PermissionDenied
+
+            class _Secrets:
+                def list_scopes(self) -> Any:
+                    raise PermissionDenied("User does not have permission to list secret scopes")
+
+            return _Secrets()
+
+    report = preflight.run(_project(), backend, client=Refusing(backend.workspace_client()))
+    assert _problem(report, "secrets") == ("the workspace refused to answer (PermissionDenied: User does not have "
+                                           "permission to list secret scopes): ask an admin for read access, or retry")
+    assert _by_name(report)[f"model version {MODEL} v1"].status == "ok"  # the other checks still ran
