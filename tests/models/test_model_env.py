@@ -108,12 +108,15 @@ def test_no_wheel_local_registry_pins_pypi_with_a_warning(
 def test_no_wheel_databricks_registry_refuses_in_one_line_before_anything(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import mlflow
+
     monkeypatch.setenv("LLMOPS_WHEELHOUSE", str(tmp_path / "empty"))
+    before = mlflow.get_tracking_uri()
     with pytest.raises(ModelError, match=r"python -m llmops_nb\.models\.runtime wheel") as err:
         registry.register_model("main.llmops.smollm2", tracking_uri="databricks",
                                 registry_uri="databricks-uc", experiment="/Users/me@example.com/llmops-nb")
     assert "\n" not in str(err.value) and "no portable wheel" in str(err.value)
-    assert not (tmp_path / "empty").exists()
+    assert mlflow.get_tracking_uri() == before  # refused before MLflow was pointed anywhere
 
 
 # ---- the offline proof ------------------------------------------------------------------------
