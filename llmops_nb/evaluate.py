@@ -1,10 +1,12 @@
 """Evaluate an endpoint: query each dataset row once, score, log to MLflow, plot, gate.
 
 :func:`evaluate_endpoint` sends every question to the endpoint concurrently (one request
-per row), scores the answers with MLflow GenAI scorers (see :mod:`llmops_nb.scoring`),
-and logs params, metrics, the per-row table (``eval_table.json``) and a plot to one MLflow
-run. With ``resume_path`` each answered row is appended there as it arrives, so a killed
-run can be resumed without asking those rows again. Gating and promotion live in
+per row, 429s under one AIMD limiter), scores each answer as it arrives and hands it to the
+bookkeeping thread (:mod:`llmops_nb.bookkeeping`: the rows file, running metrics, traces
+with assessments for the rows that matter), and logs params, metrics, the per-row table
+(``eval_table.json``, ``eval_rows.jsonl``) and a plot to one MLflow run. With
+``resume_path`` each row is noted there when asked and when answered, so a killed run can be
+resumed without asking the answered rows again. Gating and promotion live in
 :mod:`llmops_nb.promotion` and are re-exported here.
 """
 
@@ -18,7 +20,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +29,11 @@ from urllib.parse import urlparse
 
 from llmops_nb import scoring
 from llmops_nb.backends import resolve_experiment
-from llmops_nb.client import ChatResult, chat_many, check_generation
-from llmops_nb.datasets import dataset_digest, load_dataset
+from llmops_nb.bookkeeping import ROWS_ARTIFACT, Bookkeeper, RunningMetrics
+from llmops_nb.client import ChatResult, chat_iter, check_generation
+from llmops_nb.datasets import check_row, dataset_digest, load_dataset
 from llmops_nb.errors import ConfigError, QueryError
+from llmops_nb.ratecontrol import AimdLimiter
 from llmops_nb.promotion import (
     Champion,
     Comparison,
@@ -76,6 +80,7 @@ class EvalResult:
     dataset_digest: str
     queried: int
     figure: Figure | None = None
+    reasked: int = 0  # rows in flight when a previous run stopped, asked again
 
 
 def table_row(row: dict[str, Any], result: ChatResult | QueryError) -> dict[str, Any]:
@@ -102,26 +107,126 @@ def _resume_key(endpoint: str, max_tokens: int, temperature: float, system: str 
     return {"endpoint": endpoint, "max_tokens": max_tokens, "temperature": temperature, "system": system}
 
 
-def read_resume(path: Path, rows: list[dict[str, Any]], key: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Answered rows saved in ``path`` for the same question and settings, by id.
+@dataclass
+class SavedAnswers:
+    """What a resume file holds for one evaluation's settings: answers by id, rows asked but unanswered."""
 
-    Lines that do not parse (a run killed mid-write) or were made with other settings are ignored.
+    answers: dict[str, dict[str, Any]]
+    in_flight: set[str]
+
+
+def read_saved(path: Path, key: dict[str, Any]) -> SavedAnswers:
+    """Answered rows saved in ``path`` for the same settings, and the ids asked with no outcome.
+
+    An id asked (an ``asking`` line) with neither an answer nor a failure was in flight
+    when that run stopped. Lines that do not parse (a run killed mid-write) or were made
+    with other settings are ignored.
     """
-    if not path.exists():
-        return {}
+    answers: dict[str, dict[str, Any]] = {}
+    asking: set[str] = set()
+    settled: set[str] = set()
+    if path.exists():
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                try:
+                    saved = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if not isinstance(saved, dict) or saved.get("key") != key:
+                    continue
+                if "asking" in saved:
+                    asking.add(str(saved["asking"]))
+                elif "failed" in saved:
+                    settled.add(str(saved["failed"]))
+                elif isinstance(row := saved.get("row"), dict) and "id" in row and not row.get("error"):
+                    answers[row["id"]] = row
+    return SavedAnswers(answers, asking - settled - set(answers))
+
+
+def read_resume(path: Path, rows: list[dict[str, Any]], key: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Answered rows saved in ``path`` for the same question and settings, by id."""
     questions = {r["id"]: r["question"] for r in rows}
-    done: dict[str, dict[str, Any]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            saved = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(saved, dict) or saved.get("key") != key:
-            continue
-        row = saved.get("row") or {}
-        if questions.get(row.get("id")) == row.get("question") and not row.get("error"):
-            done[row["id"]] = row
-    return done
+    return {i: r for i, r in read_saved(Path(path), key).answers.items() if questions.get(i) == r.get("question")}
+
+
+@dataclass
+class Asked:
+    """How the rows of one evaluation were answered."""
+
+    rows: int = 0
+    queried: int = 0
+    resumed: int = 0
+    reasked: int = 0  # rows in flight when a previous run stopped, asked again now
+
+
+def stream_rows(
+    w: WorkspaceClient,
+    endpoint: str,
+    rows: Iterable[dict[str, Any]],
+    on_row: Callable[[int, dict[str, Any]], None],
+    *,
+    concurrency: int,
+    max_tokens: int,
+    temperature: float,
+    system: str | None,
+    progress: bool,
+    resume_path: Path | None,
+    check: Callable[[int, dict[str, Any]], None] | None = None,
+    limiter: AimdLimiter | None = None,
+) -> Asked:
+    """Ask each row (read lazily from ``rows``) once; ``on_row(position, table row)`` as each is done.
+
+    With ``resume_path``, a row answered by an earlier run with the same settings is handed
+    over without asking, and every row is written there as it is asked and as it is
+    answered (flushed), so a run killed at any point re-asks only the rows then in flight.
+    """
+    from tqdm.auto import tqdm
+
+    key = _resume_key(endpoint, max_tokens, temperature, system)
+    saved = read_saved(Path(resume_path), key) if resume_path else SavedAnswers({}, set())
+    sink = None
+    if resume_path:
+        Path(resume_path).parent.mkdir(parents=True, exist_ok=True)
+        sink = open(resume_path, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+
+    def note(line: dict[str, Any]) -> None:
+        if sink is not None:
+            sink.write(json.dumps({"key": key, **line}) + "\n")
+            sink.flush()
+
+    asked = Asked()
+    in_flight: dict[int, tuple[int, dict[str, Any]]] = {}
+
+    def questions() -> Iterator[str]:
+        for position, row in enumerate(rows):
+            if check is not None:
+                check(position, row)
+            asked.rows += 1
+            old = saved.answers.pop(row["id"], None)
+            if old is not None and old.get("question") == row["question"]:
+                asked.resumed += 1
+                on_row(position, old)
+                continue
+            asked.reasked += row["id"] in saved.in_flight
+            in_flight[asked.queried] = (position, row)
+            asked.queried += 1
+            note({"asking": row["id"]})
+            yield row["question"]
+
+    total = len(rows) if isinstance(rows, Sized) else None
+    try:
+        with tqdm(total=total, desc=f"querying {endpoint}", disable=not progress) as bar:
+            for k, result in chat_iter(w, endpoint, questions(), concurrency=concurrency, limiter=limiter,
+                                       max_tokens=max_tokens, temperature=temperature, system=system):
+                position, row = in_flight.pop(k)
+                entry = table_row(row, result)
+                note({"row": entry} if entry["error"] is None else {"failed": row["id"]})
+                on_row(position, entry)
+                bar.update(asked.resumed + asked.queried - len(in_flight) - bar.n)  # resumed + answered
+    finally:
+        if sink is not None:
+            sink.close()
+    return asked
 
 
 def query_rows(
@@ -137,66 +242,18 @@ def query_rows(
     resume_path: Path | None,
 ) -> tuple[list[dict[str, Any]], int]:
     """(table rows in dataset order, how many were queried now): each missing row asked once."""
-    key = _resume_key(endpoint, max_tokens, temperature, system)
-    done = read_resume(Path(resume_path), rows, key) if resume_path else {}
-    pending = [r for r in rows if r["id"] not in done]
-    sink = None
-    if resume_path and pending:
-        Path(resume_path).parent.mkdir(parents=True, exist_ok=True)
-        sink = open(resume_path, "a", encoding="utf-8")  # noqa: SIM115 (closed below)
-
-    def on_result(i: int, result: ChatResult | QueryError) -> None:
-        done[pending[i]["id"]] = entry = table_row(pending[i], result)
-        if sink is not None and entry["error"] is None:
-            sink.write(json.dumps({"key": key, "row": entry}) + "\n")
-            sink.flush()
-
-    try:
-        if pending:
-            chat_many(w, endpoint, [r["question"] for r in pending], concurrency=concurrency, progress=progress,
-                      on_result=on_result, max_tokens=max_tokens, temperature=temperature, system=system)
-    finally:
-        if sink is not None:
-            sink.close()
-    return [done[r["id"]] for r in rows], len(pending)
+    done: list[dict[str, Any] | None] = [None] * len(rows)
+    asked = stream_rows(w, endpoint, rows, done.__setitem__, concurrency=concurrency, max_tokens=max_tokens,
+                        temperature=temperature, system=system, progress=progress, resume_path=resume_path)
+    return done, asked.queried  # type: ignore[return-value]
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else math.nan
-
-
-def _quantile(values: list[float], q: float) -> float:
-    """Linear-interpolated quantile (as numpy's default)."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    low = math.floor(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
-def aggregate(rows: list[dict[str, Any]]) -> dict[str, float]:
+def aggregate(rows: Iterable[dict[str, Any]]) -> dict[str, float]:
     """Run-level metrics; a failed row scores 0 on matches and is left out of latency and tokens."""
-    ok = [r for r in rows if not r["error"]]
-    latencies = [float(r["latency_ms"]) for r in ok]
-    tokens = [float(r["completion_tokens"]) for r in ok]
-    rates = [float(r["tokens_per_second"]) for r in ok if r["tokens_per_second"] is not None]
-    metrics = {
-        "rows": float(len(rows)),
-        "error_rate": (len(rows) - len(ok)) / len(rows) if rows else math.nan,
-        "latency_p50_ms": _quantile(latencies, 0.5),
-        "latency_p95_ms": _quantile(latencies, 0.95),
-        "mean_completion_tokens": _mean(tokens),
-        "tokens_per_second": sum(tokens) / (sum(latencies) / 1000) if sum(latencies) > 0 else math.nan,
-        "latency_ms/mean": _mean(latencies),
-        "completion_tokens/mean": _mean(tokens),
-        "tokens_per_second/mean": _mean(rates),
-        "response_length/mean": _mean([float(r["response_length"]) for r in rows]),
-    }
-    for name in ("exact_match", "contains_match"):
-        metrics[name] = metrics[f"{name}/mean"] = _mean([float(r[name]) for r in rows])
-    return metrics
+    running = RunningMetrics()
+    for row in rows:
+        running.add(row)
+    return running.metrics()
 
 
 def _use_headless_backend() -> None:
@@ -271,17 +328,6 @@ def _active_experiment(experiment_id: str) -> Iterator[None]:
             os.environ["MLFLOW_EXPERIMENT_ID"] = env
 
 
-def _log_mlflow_scores(rows: list[dict[str, Any]], tracking_uri: str, judge_endpoint: str | None) -> dict[str, float]:
-    """Scores from mlflow.genai.evaluate, or {} (with a warning tag) if it fails."""
-    import mlflow
-
-    try:
-        return scoring.run_mlflow_scorers([scoring.mlflow_record(r) for r in rows], tracking_uri, judge_endpoint)
-    except Exception as exc:  # noqa: BLE001 - the answers are already in; keep our own scores
-        mlflow.set_tag("llmops_nb.mlflow_scoring", f"failed: {exc}".splitlines()[0][:500])
-        return {}
-
-
 def _prepare_run(tracking_uri: str, experiment: str, run_name: str | None, tags: Mapping[str, str],
                  params: Mapping[str, Any]) -> tuple[str, str]:
     """(experiment id, run id) of a new RUNNING run with ``params``; warms pandas and matplotlib."""
@@ -318,7 +364,7 @@ def _end_prepared(prepared: Any, tracking_uri: str, status: str) -> None:
 def evaluate_endpoint(
     w: WorkspaceClient,
     endpoint: str,
-    rows: list[dict[str, Any]],
+    rows: Iterable[dict[str, Any]],
     *,
     concurrency: int = 8,
     max_tokens: int = 64,
@@ -334,63 +380,125 @@ def evaluate_endpoint(
     judge_endpoint: str | None = None,
     mlflow_scoring: bool = True,
     output_dir: Path | None = None,
+    trace_rows: int = 25,
 ) -> EvalResult:
     """Query each row once (``concurrency`` at a time), score, and log everything to one MLflow run.
 
-    A row that fails after retries is kept with its error (``error_rate``); with
-    ``resume_path`` answered rows are saved as they arrive and not asked again on a rerun.
-    ``mlflow_scoring`` runs the scorers through ``mlflow.genai.evaluate`` (per-row
-    assessments in the MLflow UI); the metrics are the same either way. ``experiment``: None is
+    ``rows``: a list (checked whole before any request) or any iterable of rows, read lazily
+    (each checked as it comes): results stream out to ``eval_rows.jsonl`` as answers arrive,
+    so memory does not grow with the rows in flight. A row that fails after retries is kept
+    with its error (``error_rate``); with ``resume_path`` answered rows are saved as they
+    arrive and not asked again on a rerun (``EvalResult.reasked`` counts rows that were in
+    flight when the earlier run stopped). ``mlflow_scoring``: a trace per row that matters
+    (every failed row and the first ``trace_rows`` rows) with the row's scores as
+    assessments, logged while the endpoint answers; every row's scores are in the per-row
+    table artifacts either way, and the metrics are the same. ``experiment``: None is
     ``llmops-nb`` locally and ``/Users/<current user of w>/llmops-nb`` on Databricks.
     """
     import mlflow
 
-    if not rows:
+    sized = isinstance(rows, Sequence)
+    if sized and not rows:
         raise ConfigError("rows", rows, "expected at least one dataset row")
     experiment = resolve_experiment(experiment, tracking_uri, w)
-    digest = dataset_digest(rows)
+    streamed = None if sized else StreamDigest()
+    digest = dataset_digest(rows) if sized else ""  # a list is checked whole before any request
     check_generation(max_tokens, temperature)
     run_tags = {"llmops_nb.step": "evaluate", "llmops_nb.endpoint": endpoint, **(tags or {})}
     run_params = {"endpoint": endpoint, "concurrency": concurrency, "max_tokens": max_tokens,
-                  "temperature": temperature, "dataset_digest": digest, "rows": len(rows),
-                  "judge_endpoint": judge_endpoint or "", **(params or {})}
-    # The MLflow run is created while the endpoint answers (the querying waits on the network).
+                  "temperature": temperature, "judge_endpoint": judge_endpoint or "", **(params or {})}
+    if sized:
+        run_params.update(dataset_digest=digest, rows=len(rows))
+    out = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="llmops-eval-"))
+    out.mkdir(parents=True, exist_ok=True)
+    limiter = AimdLimiter(concurrency) if isinstance(concurrency, int) and concurrency >= 1 else None
+    # The MLflow run is created while the endpoint answers; each row's bookkeeping (the rows
+    # file, running metrics, traces of the rows that matter) runs in a thread as it arrives.
     with ThreadPoolExecutor(1, thread_name_prefix="mlflow-run") as pool:
         prepared = pool.submit(_prepare_run, tracking_uri, experiment, run_name, run_tags, run_params)
+        keeper = Bookkeeper(out / ROWS_ARTIFACT, run=prepared.result if mlflow_scoring else None,
+                            trace_rows=trace_rows)
         started = time.perf_counter()
         try:
-            answered, queried = query_rows(w, endpoint, rows, concurrency=concurrency, max_tokens=max_tokens,
-                                           temperature=temperature, system=system, progress=progress,
-                                           resume_path=Path(resume_path) if resume_path else None)
+            with scoring.sqlite_safe_env(tracking_uri):
+                asked = stream_rows(w, endpoint, rows, keeper.put, concurrency=concurrency, max_tokens=max_tokens,
+                                    temperature=temperature, system=system, progress=progress,
+                                    resume_path=Path(resume_path) if resume_path else None,
+                                    check=streamed.add if streamed else None, limiter=limiter)
+                running = keeper.close()
+            if not asked.rows:
+                raise ConfigError("rows", [], "expected at least one dataset row")
         except BaseException:
+            with contextlib.suppress(BaseException):
+                keeper.close()
             _end_prepared(prepared, tracking_uri, "FAILED")
             raise
         query_seconds = time.perf_counter() - started
         experiment_id, run_id = prepared.result()
-    metrics = aggregate(answered)
+    metrics = running.metrics()
+    digest = digest or streamed.hexdigest()  # type: ignore[union-attr]
 
-    import pandas as pd
-
-    table = pd.DataFrame(answered, columns=list(TABLE_COLUMNS))
+    table = read_table(out / ROWS_ARTIFACT)
     figure = plot_results(table)
-    out = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="llmops-eval-"))
-    out.mkdir(parents=True, exist_ok=True)
     plot_path = out / PLOT_ARTIFACT
     figure.savefig(plot_path, dpi=100)
 
     mlflow.set_tracking_uri(tracking_uri)
     with _active_experiment(experiment_id), mlflow.start_run(run_id=run_id) as run:
-        mlflow.log_param("resumed_rows", len(rows) - queried)
-        logged = _log_mlflow_scores(answered, tracking_uri, judge_endpoint) if mlflow_scoring else {}
-        extra = {k: v for k, v in logged.items() if k not in metrics}
-        metrics.update(extra)
-        mlflow.log_metrics({k: v for k, v in metrics.items()
-                            if not (k in logged and math.isclose(logged[k], v, rel_tol=1e-9))
-                            and k not in extra})
-        mlflow.log_metric("query_seconds", query_seconds)
+        late = {"resumed_rows": asked.resumed, "reasked_in_flight": asked.reasked}
+        if not sized:
+            late.update(dataset_digest=digest, rows=asked.rows)
+        mlflow.log_params(late)
+        if judge_endpoint:
+            metrics.update(_judge(out / ROWS_ARTIFACT, judge_endpoint, concurrency, limiter))
+        if keeper.trace_failures:
+            mlflow.set_tag("llmops_nb.mlflow_scoring", f"{len(keeper.trace_failures)} row traces failed: "
+                           f"{keeper.trace_failures[0]}"[:500])
+        mlflow.log_metrics({**metrics, "query_seconds": query_seconds, "traced_rows": keeper.traced})
         mlflow.log_table(data=table, artifact_file=TABLE_ARTIFACT)
         mlflow.log_artifact(str(plot_path))
-    return EvalResult(run.info.run_id, metrics, table, plot_path, digest, queried, figure)
+        mlflow.log_artifact(str(out / ROWS_ARTIFACT))
+    return EvalResult(run.info.run_id, metrics, table, plot_path, digest, asked.queried, figure, asked.reasked)
+
+
+class StreamDigest:
+    """:func:`llmops_nb.datasets.dataset_digest` of rows seen one at a time (each checked)."""
+
+    def __init__(self) -> None:
+        import hashlib
+
+        self._hash = hashlib.sha256(b"[")
+        self._ids: set[str] = set()
+
+    def add(self, position: int, row: dict[str, Any]) -> None:
+        checked = check_row(row, f"rows[{position}]")
+        if checked["id"] in self._ids:
+            raise ConfigError(f"rows[{position}].id", checked["id"], "ids must be unique in a dataset")
+        self._ids.add(checked["id"])
+        canonical = json.dumps(checked, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        self._hash.update(("," if len(self._ids) > 1 else "").encode() + canonical.encode("utf-8"))
+
+    def hexdigest(self) -> str:
+        final = self._hash.copy()
+        final.update(b"]")
+        return final.hexdigest()
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """The per-row table (dataset order) from a rows file written by the bookkeeping."""
+    import pandas as pd
+
+    with path.open(encoding="utf-8") as lines:
+        rows = sorted((json.loads(line) for line in lines), key=lambda r: r["position"])
+    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+
+
+def _judge(rows_path: Path, judge_endpoint: str, concurrency: int, limiter: AimdLimiter | None) -> dict[str, float]:
+    """The judge's metrics over the answered rows, its calls under the same limiter as the endpoint's."""
+    with rows_path.open(encoding="utf-8") as lines:
+        rows = (json.loads(line) for line in lines)
+        return scoring.judge_rows(rows, judge_endpoint, concurrency=concurrency,
+                                  limiter=limiter or AimdLimiter(max(1, int(concurrency))))
 
 
 @dataclass

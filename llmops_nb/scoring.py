@@ -10,6 +10,7 @@ a serving endpoint (``endpoints:/<name>``), never a default provider.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import unicodedata
@@ -153,3 +154,52 @@ def run_mlflow_scorers(
     with sqlite_safe_env(tracking_uri):
         result = mlflow.genai.evaluate(data=records, scorers=mlflow_scorers(judge_endpoint))
     return {k: float(v) for k, v in result.metrics.items()}
+
+
+def _judge_429(exc: BaseException) -> float | None:
+    """Seconds to wait if a judge call failed with 429 (MLflow's own 429 retry is off), else None."""
+    text = f"{exc}"
+    if "429" in text or "REQUEST_LIMIT_EXCEEDED" in text or "RATE_LIMIT" in text.upper():
+        return float(getattr(exc, "retry_after_secs", None) or 1.0)
+    return None
+
+
+def judge_rows(rows: Iterator[dict[str, Any]], judge_endpoint: str, *, concurrency: int,
+               limiter: Any) -> dict[str, float]:
+    """The Correctness judge (``endpoints:/<judge_endpoint>``) on each answered row, at most
+    ``concurrency`` at once, its 429s through ``limiter`` (the endpoint calls' AIMD policy).
+
+    Returns ``correctness/mean`` (share of rows judged correct; a failed row counts as not)
+    and ``correctness/errors`` (judge calls that failed for another reason).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlflow.genai.scorers import Correctness
+    from mlflow.utils.rest_utils import disable_429_retry
+
+    judge = Correctness(model=f"endpoints:/{judge_endpoint}")
+
+    def one(row: dict[str, Any]) -> float | None:
+        if row["error"]:
+            return 0.0
+
+        def ask() -> Any:
+            with disable_429_retry():  # the 429 reaches the limiter, which waits and asks again
+                feedback = judge(inputs={"question": row["question"]}, outputs=row["answer"],
+                                 expectations={"expected_response": row["expected"]})
+            if getattr(feedback, "error", None) is not None and _judge_429(Exception(feedback.error)) is not None:
+                raise RuntimeError(f"429 {feedback.error}")
+            return feedback
+
+        try:
+            feedback = limiter.call(ask, retry_after_of=_judge_429)
+        except Exception:  # noqa: BLE001 - counted as a judge error
+            return None
+        value = str(getattr(feedback, "value", "")).lower()
+        return None if getattr(feedback, "error", None) is not None else float(value in ("yes", "true", "1"))
+
+    with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="judge") as pool:
+        scores = list(pool.map(one, rows))
+    judged = [s for s in scores if s is not None]
+    return {"correctness/mean": sum(judged) / len(scores) if scores else math.nan,
+            "correctness/errors": float(len(scores) - len(judged))}

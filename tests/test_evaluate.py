@@ -87,13 +87,15 @@ def test_resume_asks_only_the_missing_rows(chat, tmp_path: Path) -> None:  # noq
     uri, resume = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "eval" / "answers.jsonl"
     kwargs = {"tracking_uri": uri, "progress": False, "resume_path": resume, "mlflow_scoring": False}
     first = evaluate_endpoint(chat.client(), "chat", rows[:4], **kwargs)
-    assert len(resume.read_text().splitlines()) == 4
+    lines = [json.loads(line) for line in resume.read_text().splitlines()]
+    assert sorted(x["asking"] for x in lines if "asking" in x) == [r["id"] for r in rows[:4]]
+    assert sorted(x["row"]["id"] for x in lines if "row" in x) == [r["id"] for r in rows[:4]]
     with resume.open("a") as f:
         f.write('{"key": {"endpoint": "chat"}, "row": {"id": "q0')  # a run killed mid-write
     chat.reset()
     second = evaluate_endpoint(chat.client(), "chat", rows, **kwargs)
     assert sorted(asked(chat)) == sorted(r["question"] for r in rows[4:])
-    assert second.queried == 4 and second.metrics["rows"] == 8
+    assert second.queried == 4 and second.metrics["rows"] == 8 and second.reasked == 0
     assert list(second.table["id"]) == [r["id"] for r in rows]
     assert second.table["answer"][:4].tolist() == first.table["answer"].tolist()
     chat.reset()  # other generation settings are a different evaluation: nothing is reused
@@ -115,7 +117,9 @@ def test_failed_rows_are_kept_with_their_error_and_retried_on_resume(fake_worksp
     assert failed.metrics["error_rate"] == 1.0 and failed.metrics["rows"] == 2
     assert failed.metrics["exact_match"] == 0 and math.isnan(failed.metrics["latency_p50_ms"])
     assert failed.table["error"].str.startswith("endpoint later:").all()
-    assert not resume.exists() or resume.read_text() == ""
+    saved = [json.loads(line) for line in resume.read_text().splitlines()]
+    assert not [x for x in saved if "row" in x]  # no answer saved: both are asked again
+    assert sorted(x["failed"] for x in saved if "failed" in x) == ["x1", "x2"]
     deploy(fake_workspace, "later")
     fake_workspace.reset()
     healed = evaluate_endpoint(fake_workspace.client(), "later", CRAFTED, **kwargs)

@@ -1,0 +1,166 @@
+"""An evaluation's bookkeeping, done while the endpoint answers: rows out, metrics, traces.
+
+:class:`Bookkeeper` takes each result-table row as its answer arrives (a bounded queue,
+one consumer thread) and
+
+- appends it to a JSON-lines file (``eval_rows.jsonl``, every row, logged as an artifact at
+  the end): results stream out, nothing per row is kept in memory but its latency and
+  token count (for the run's quantiles);
+- adds it to the running metrics (:class:`RunningMetrics`, the same figures as
+  ``evaluate.aggregate`` over all rows);
+- for the rows that matter, logs an MLflow trace of the question and answer with the row's
+  scores as assessments: every failed row and the first ``trace_rows`` rows, up to
+  ``max_traces`` (each trace is several store calls: one per row of 5,000 would cost minutes
+  on a remote tracking server, while the per-row table holds every row's scores anyway).
+
+The queue is bounded, so a slow tracking store slows the consumer, not memory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import queue
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROWS_ARTIFACT = "eval_rows.jsonl"
+TRACED_SCORES = ("exact_match", "contains_match", "response_length", "latency_ms", "completion_tokens")
+_STOP = object()
+
+
+def _quantile(values: list[float], q: float) -> float:
+    """Linear-interpolated quantile (as numpy's default)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def _mean(total: float, n: int) -> float:
+    return total / n if n else math.nan
+
+
+class RunningMetrics:
+    """Run-level metrics over rows added one at a time; a failed row scores 0 on matches."""
+
+    def __init__(self) -> None:
+        self.rows = self.ok = 0
+        self.latencies: list[float] = []
+        self.tokens = 0.0
+        self.rate_sum, self.rates = 0.0, 0
+        self.length_sum = 0.0
+        self.matches = {"exact_match": 0.0, "contains_match": 0.0}
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows += 1
+        self.length_sum += float(row["response_length"])
+        for name in self.matches:
+            self.matches[name] += float(row[name])
+        if row["error"]:
+            return
+        self.ok += 1
+        self.latencies.append(float(row["latency_ms"]))
+        self.tokens += float(row["completion_tokens"])
+        if row["tokens_per_second"] is not None:
+            self.rate_sum += float(row["tokens_per_second"])
+            self.rates += 1
+
+    def metrics(self) -> dict[str, float]:
+        latency_total = sum(self.latencies)
+        metrics = {
+            "rows": float(self.rows),
+            "error_rate": (self.rows - self.ok) / self.rows if self.rows else math.nan,
+            "latency_p50_ms": _quantile(self.latencies, 0.5),
+            "latency_p95_ms": _quantile(self.latencies, 0.95),
+            "mean_completion_tokens": _mean(self.tokens, self.ok),
+            "tokens_per_second": self.tokens / (latency_total / 1000) if latency_total > 0 else math.nan,
+            "latency_ms/mean": _mean(latency_total, self.ok),
+            "completion_tokens/mean": _mean(self.tokens, self.ok),
+            "tokens_per_second/mean": _mean(self.rate_sum, self.rates),
+            "response_length/mean": _mean(self.length_sum, self.rows),
+        }
+        for name, total in self.matches.items():
+            metrics[name] = metrics[f"{name}/mean"] = _mean(total, self.rows)
+        return metrics
+
+
+def log_row_trace(row: dict[str, Any], experiment_id: str, run_id: str) -> str:
+    """One trace (question in, answer or error out) linked to ``run_id``, scores as assessments."""
+    import mlflow
+    from mlflow.entities import AssessmentSource, AssessmentSourceType
+
+    span = mlflow.start_span_no_context(
+        "evaluate_row", inputs={"question": row["question"]}, experiment_id=experiment_id,
+        metadata={"mlflow.sourceRun": run_id}, tags={"llmops_nb.row_id": str(row["id"])})
+    span.set_outputs({"answer": row["answer"], "error": row["error"]})
+    span.end(status="ERROR" if row["error"] else "OK")
+    source = AssessmentSource(AssessmentSourceType.CODE, "llmops_nb.scoring")
+    mlflow.log_expectation(trace_id=span.trace_id, name="expected_response", value=row["expected"],
+                           source=AssessmentSource(AssessmentSourceType.HUMAN, "dataset"))
+    for name in TRACED_SCORES:
+        if row[name] is not None:
+            mlflow.log_feedback(trace_id=span.trace_id, name=name, value=row[name], source=source)
+    return span.trace_id
+
+
+class Bookkeeper:
+    """A consumer thread: rows to a JSONL file, running metrics, traces for the rows that matter."""
+
+    def __init__(self, rows_path: Path, *, run: Callable[[], tuple[str, str]] | None, trace_rows: int = 25,
+                 max_traces: int = 200, queue_size: int = 256) -> None:
+        self.rows_path = Path(rows_path)
+        self.rows_path.parent.mkdir(parents=True, exist_ok=True)
+        self.metrics = RunningMetrics()
+        self.traced = 0
+        self.trace_failures: list[str] = []
+        self._run, self._trace_rows, self._max_traces = run, trace_rows, max_traces
+        self._queue: queue.Queue = queue.Queue(queue_size)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._consume, name="eval-bookkeeping", daemon=True)
+        self._thread.start()
+
+    def put(self, position: int, row: dict[str, Any]) -> None:
+        """Hand over the row at dataset ``position`` (blocks while the queue is full)."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put((position, row))
+
+    def close(self) -> RunningMetrics:
+        """Wait for every row handed over; the running metrics."""
+        self._queue.put(_STOP)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.metrics
+
+    def _wants_trace(self, position: int, row: dict[str, Any]) -> bool:
+        return self._run is not None and self.traced < self._max_traces and (
+            position < self._trace_rows or bool(row["error"]))
+
+    def _consume(self) -> None:
+        try:
+            with self.rows_path.open("w", encoding="utf-8") as out:
+                while (item := self._queue.get()) is not _STOP:
+                    position, row = item
+                    out.write(json.dumps({"position": position, **row}) + "\n")
+                    self.metrics.add(row)
+                    if self._wants_trace(position, row):
+                        self._trace(row)
+        except BaseException as exc:  # noqa: BLE001 - raised in the producer
+            self._error = exc
+            while self._queue.get() is not _STOP:  # let the producer finish
+                pass
+
+    def _trace(self, row: dict[str, Any]) -> None:
+        experiment_id, run_id = self._run()  # type: ignore[misc]
+        try:
+            log_row_trace(row, experiment_id, run_id)
+            self.traced += 1
+        except Exception as exc:  # noqa: BLE001 - the scores are in the table; say it on the run
+            self.trace_failures.append(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
