@@ -543,6 +543,8 @@ class Evaluation:
             f"MLflow run {self.run_id}: {int(m['rows'])} rows ({self.result.queried} queried now), "
             f"exact {m['exact_match']:.1%}, contains {m['contains_match']:.1%}, errors {m['error_rate']:.1%}, "
             f"latency p50 {m['latency_p50_ms']:.0f} ms / p95 {m['latency_p95_ms']:.0f} ms",
+            *([f"{self.result.reasked} row(s) were in flight when the previous run stopped: asked again"]
+              if self.result.reasked else []),
             "Gate:", *(f"  {line}" for line in self.gate.summary()),
         ]
         if self.comparison is not None and self.champion is not None:

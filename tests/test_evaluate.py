@@ -213,3 +213,28 @@ def test_evaluate_and_promote_moves_the_alias_only_when_not_worse(chat, tmp_path
     with pytest.raises(ConfigError, match=r"^thresholds\.accuracy:"):
         evaluate_and_promote(chat.client(), "chat", rows, model_version="2", **{**common, "thresholds": {"accuracy": 1}})
     assert asked(chat) == []
+
+
+def test_rows_from_a_generator_and_rows_in_flight_at_a_kill(chat, tmp_path: Path) -> None:  # noqa: ANN001
+    """Rows read lazily give the list's digest; a row asked but never answered is counted on resume."""
+    import mlflow
+
+    rows = load_dataset(max_rows=5)
+    uri, resume = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "answers.jsonl"
+    kwargs = {"tracking_uri": uri, "progress": False, "resume_path": resume, "trace_rows": 2}
+    first = evaluate_endpoint(chat.client(), "chat", iter(rows[:3]), **kwargs)
+    assert first.dataset_digest == dataset_digest(rows[:3]) and first.queried == 3
+    key = json.loads(resume.read_text().splitlines()[0])["key"]
+    with resume.open("a") as f:  # a run killed while rows[3] was in flight
+        f.write(json.dumps({"key": key, "asking": rows[3]["id"]}) + "\n")
+    chat.reset()
+    second = evaluate_endpoint(chat.client(), "chat", (r for r in rows), **kwargs)
+    assert sorted(asked(chat)) == sorted(r["question"] for r in rows[3:])
+    assert (second.queried, second.reasked) == (2, 1)
+    run = mlflow.MlflowClient(tracking_uri=uri).get_run(second.run_id)
+    assert run.data.params["reasked_in_flight"] == "1" and run.data.params["rows"] == "5"
+    assert run.data.params["dataset_digest"] == dataset_digest(rows)
+    traces = mlflow.search_traces(locations=[run.info.experiment_id], run_id=second.run_id, return_type="list")
+    assert len(traces) == 2  # the first trace_rows rows (no row failed)
+    names = {a.name for a in traces[0].info.assessments}
+    assert {"exact_match", "contains_match", "expected_response"} <= names
