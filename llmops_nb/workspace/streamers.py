@@ -13,6 +13,7 @@ at once, which frees the sequence in the model's batch.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 
 from starlette.concurrency import run_in_threadpool
@@ -85,17 +86,49 @@ async def open_sse(url: str, headers: dict, body: dict, timeout: float, who: str
 
 
 def relay(response, events: Callable[[object], Iterator[dict]]) -> AsyncIterator[dict]:
-    """Read ``events(response)`` in worker threads; closing the iterator closes ``response``."""
-    it = events(response)
+    """``events(response)`` read by a thread of its own, handed to the loop through a queue.
 
-    async def gen() -> AsyncIterator[dict]:
+    The consumer awaits only the queue (cancellable at once: a client that goes away is seen
+    even behind Starlette's BaseHTTPMiddleware, where a stream stepped with
+    ``run_in_threadpool`` stalled instead of being cancelled). When the consumer stops, the
+    thread closes ``response`` after the next event, so the upstream connection drops and the
+    model frees the sequence.
+    """
+    stop = threading.Event()
+
+    def pump(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
+        def put(kind: str, item: object) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, item))
+            except RuntimeError:  # the loop has closed
+                stop.set()
+
         try:
-            while True:
-                item = await run_in_threadpool(next, it, None)
-                if item is None:
+            for item in events(response):
+                if stop.is_set():
                     return
-                yield item
+                put("item", item)
+            put("end", None)
+        except BaseException as e:  # noqa: BLE001 - raised in the consumer
+            put("error", e)
         finally:
             response.close()
+
+    async def gen() -> AsyncIterator[dict]:
+        queue: asyncio.Queue = asyncio.Queue()
+        threading.Thread(target=pump, args=(asyncio.get_running_loop(), queue),
+                         name="llmops-relay", daemon=True).start()
+        try:
+            while True:
+                kind, item = await queue.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    if isinstance(item, ApiError):
+                        raise item
+                    raise unavailable(f"The stream broke: {type(item).__name__}.", 2)
+                yield item
+        finally:
+            stop.set()
 
     return gen()
