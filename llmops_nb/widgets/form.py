@@ -126,6 +126,7 @@ class EndpointForm(w.VBox):
         self.config: ProjectConfig | None = None
         self.last_deploy: dict[str, Any] | None = None
         super().__init__(children=self._build(str(output_path)), layout=w.Layout(width="100%", max_width="760px"))
+        self.add_class("llmops-endpoint-form")
         for widget in self.fields.values():
             widget.observe(self._changed, names="value")
         self._changed()

@@ -71,8 +71,10 @@ class ChatPlayground(w.VBox):
         self._lock = threading.Lock()
         self.prompt = w.Textarea(placeholder="Ask something...",
                                  layout=w.Layout(width="100%", max_width="600px", height="70px"))
-        self.max_tokens = w.IntSlider(value=max_tokens, min=1, max=1024, description="max tokens")
-        self.temperature = w.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.1, description="temperature")
+        label = {"style": {"description_width": "90px"}, "layout": w.Layout(width="340px")}
+        self.max_tokens = w.IntSlider(value=max_tokens, min=1, max=1024, description="max tokens", **label)
+        self.temperature = w.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.1, description="temperature",
+                                         **label)
         self.send_button = w.Button(description="Send", icon="paper-plane", button_style="primary")
         self.stop_button = w.Button(description="Stop", icon="stop", button_style="warning",
                                     layout=w.Layout(display="none"))
@@ -89,6 +91,7 @@ class ChatPlayground(w.VBox):
         super().__init__([w.HTML(f"<b>Chat with {html.escape(endpoint_name)}</b>"), self.transcript, self.prompt,
                           w.HBox([self.max_tokens, self.temperature], layout=w.Layout(flex_flow="row wrap")),
                           w.HBox([self.send_button, self.stop_button, self.clear_button]), self.status])
+        self.add_class("llmops-playground")
 
     # ------------------------------------------------------------------ actions
 

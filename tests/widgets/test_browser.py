@@ -83,7 +83,7 @@ def voila(tmp_path_factory, fake) -> Iterator[Served]:
     pages, home, db = tmp / "pages", tmp / "home", f"sqlite:///{tmp}/mlflow.db"
     pages.mkdir()
     _parameterized("00_configure_endpoint.ipynb", pages / "form_local.ipynb", config_path=str(LOCAL_CONFIG),
-                   backend="local", output_path=str(tmp / "my-endpoint.yml"))
+                   backend="local")  # the default YAML file (not saved here): the screenshot shows it
     _parameterized("03_serve.ipynb", pages / "serve_local.ipynb", config_path=str(LOCAL_CONFIG), backend="local",
                    endpoint_name=NEW_ENDPOINT, prompts=["Say hi."], max_tokens=24, playground=True)
     _parameterized("00_configure_endpoint.ipynb", pages / "form_fake.ipynb", config_path=str(FAKE_CONFIG),
@@ -242,9 +242,8 @@ def test_deploy_from_the_form_then_chat_in_the_playground(voila, browser, page, 
     assert f"{NEW_ENDPOINT}: created, NOT_UPDATING, READY" in _el(browser, ".llmops-status").text
     print(f"\nDeploy pressed -> READY and the URL in the page: {seconds:.1f} s")
     _no_traceback(browser)
-    browser.execute_script("document.querySelector('.llmops-deploy').scrollIntoView({block: 'center'})")
     shot = voila.shots / "widget-form-deployed.png"
-    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    assert _el(browser, ".llmops-endpoint-form").screenshot(str(shot)) and shot.stat().st_size > 10_000
 
     page("serve_local")
     prompt = _loaded(browser, ".llmops-prompt textarea")
@@ -263,9 +262,8 @@ def test_deploy_from_the_form_then_chat_in_the_playground(voila, browser, page, 
     assert c1 > 0 and p2 > p1 + c1 // 2, (p1, c1, p2)
     assert _el(browser, ".llmops-chat-status").text == ""
     _no_traceback(browser)
-    browser.execute_script("document.querySelector('.llmops-transcript').scrollIntoView({block: 'start'})")
     shot = voila.shots / "widget-playground.png"
-    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    assert _el(browser, ".llmops-playground").screenshot(str(shot)) and shot.stat().st_size > 10_000
 
 
 # ---------------------------------------------------------------------------- fake: errors, layout, Stop
@@ -282,9 +280,17 @@ def _overflowing(browser) -> dict[str, list[str]]:
         return {labels: labels, textareas: areas, page: wide};""")
 
 
-def test_form_layout_at_1280_and_800_px(browser, page):
+def test_the_form_layout_then_a_bad_value_then_a_failed_deploy(fake, browser, page):
+    """On one page load of the form (fake workspace), as a user goes: look, mistype, fix, deploy."""
     page("form_fake")
     tags = _loaded(browser, ".llmops-endpoint-tags textarea")
+    _check_layout(browser, tags)
+    _check_bad_value(browser)
+    _check_failed_deploy(fake, browser)
+
+
+def _check_layout(browser, tags) -> None:
+    """No widget label cut, every tag line shown, at 1280 and at 800 px wide."""
     assert tags.get_attribute("value") == "project=llmops-nb"
     _el(browser, ".llmops-split input").click()  # the champion/challenger rows and the slider show
     tags.send_keys("\nstage=dev\nowner=data-science\nteam=ml")
@@ -294,35 +300,36 @@ def test_form_layout_at_1280_and_800_px(browser, page):
         _wait(browser, 10).until(lambda d: d.execute_script("return window.innerWidth") <= width)
         assert _overflowing(browser) == {"labels": [], "textareas": [], "page": []}, width
         assert "split traffic between a champion and a challenger" in _page_text(browser)
+    browser.set_window_size(1280, 1900)
+    _el(browser, ".llmops-split input").click()
 
 
-def test_a_bad_field_value_shows_its_one_line_message(browser, page):
+def _check_bad_value(browser) -> None:
+    """A bad endpoint name: its one-line error next to the field, Deploy disabled; fixed: valid."""
     from llmops_nb.config import load_project_config
     from llmops_nb.widgets import EndpointForm
 
     expected = EndpointForm(load_project_config(FAKE_CONFIG)).set(**{"endpoint.name": "browser chat!"})
     message = expected.errors["endpoint.name"]
     assert "\n" not in message and "browser chat!" in message
-    page("form_fake")
-    name = _loaded(browser, ".llmops-endpoint-name input")
+    name = _el(browser, ".llmops-endpoint-name input")
     _type(name, "browser chat!")
     _wait(browser, 30).until(lambda d: message in _field_error(d, ".llmops-endpoint-name input"))
     assert not _el(browser, ".llmops-deploy").is_enabled()
-    _type(name, "browser-ok")
+    _no_traceback(browser)
+    _type(name, "browser-fail")
     _wait(browser, 30).until(lambda d: message not in _page_text(d))
     _el(browser, ".llmops-validate").click()
-    _wait(browser, 30).until(lambda d: "valid: endpoint browser-ok" in _el(d, ".llmops-status").text)
+    _wait(browser, 30).until(lambda d: "valid: endpoint browser-fail" in _el(d, ".llmops-status").text)
     assert _el(browser, ".llmops-deploy").is_enabled()
-    _no_traceback(browser)
 
 
-def test_a_failed_deploy_shows_its_one_line_message(fake, browser, page):
+def _check_failed_deploy(fake, browser) -> None:
+    """The fake's UPDATE_FAILED: the deploy's one-line message in the status line, no traceback."""
     from llmops_nb import endpoints
     from llmops_nb.errors import DeployFailed
 
-    fake.set_faults(fail_next_update="doomed")  # the fake's UPDATE_FAILED for this served entity
-    page("form_fake")
-    _type(_loaded(browser, ".llmops-endpoint-name input"), "browser-fail")
+    fake.set_faults(fail_next_update="doomed")  # the served entity named below fails to start
     e0 = ".llmops-endpoint-served_entities-0"
     _type(_el(browser, f"{e0}-name input"), "doomed")
     _type(_el(browser, f"{e0}-entity_version input"), "1")
@@ -349,6 +356,9 @@ def test_stop_then_a_query_to_a_stopped_endpoint(fake, browser, page):
                      progress=False, poll_interval=0.1)
     page("serve_fake")
     prompt = _loaded(browser, ".llmops-prompt textarea")
+    for width in (1280, 800):  # the playground's labels fit too
+        browser.set_window_size(width, 1900)
+        assert _overflowing(browser)["labels"] == [], width
     fake.set_faults(hang_seconds=5)
     _type(prompt, "a slow question")
     _el(browser, ".llmops-send").click()
