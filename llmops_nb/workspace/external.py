@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .apierror import ApiError, invalid, too_many, unavailable
 from .entities import Runner
-from .streamers import relay
+from .streamers import post_stream, relay
 from .streaming import chunk, parse_sse_lines
 from .plaintext import lookup
 
@@ -44,12 +44,6 @@ def _key(plain: str | None, ref: str | None, home) -> str:
         return resolve_secret(ref, home)
     except LlmopsError as e:
         raise invalid(str(e)) from None
-
-
-def _post_stream(url: str, headers: dict, body: dict, timeout: float):
-    import requests
-
-    return requests.post(url, headers=headers, json=body, timeout=(10, timeout), stream=True)
 
 
 def _post(url: str, headers: dict, body: dict, timeout: float):
@@ -110,7 +104,7 @@ class ExternalModelRunner(Runner):
             if self.entity["external_model"]["provider"] == "openai":  # usage in the last chunk
                 out["stream_options"] = {"include_usage": True}
         try:
-            r = await run_in_threadpool(_post_stream if stream else _post, url, headers, out,
+            r = await run_in_threadpool(post_stream if stream else _post, url, headers, out,
                                         self.ctx.request_timeout)
         except Exception as e:
             raise unavailable(f"The external model provider of {self.name} did not answer: "

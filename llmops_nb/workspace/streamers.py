@@ -53,7 +53,9 @@ async def _fake(runner: FakeRunner, body: dict) -> AsyncIterator[dict]:
     return gen()
 
 
-def _post_stream(url: str, headers: dict, body: dict, timeout: float):
+def post_stream(url: str, headers: dict, body: dict, timeout: float):
+    """POST ``body`` and return the response unread (``stream=True``): connect in 10 s, then
+    up to ``timeout`` between bytes."""
     import requests
 
     return requests.post(url, headers=headers, json=body, stream=True,
@@ -63,7 +65,7 @@ def _post_stream(url: str, headers: dict, body: dict, timeout: float):
 async def open_sse(url: str, headers: dict, body: dict, timeout: float, who: str):
     """POST ``body`` for a stream; the open response, or ApiError from its status."""
     try:
-        r = await run_in_threadpool(_post_stream, url, headers, body, timeout)
+        r = await run_in_threadpool(post_stream, url, headers, body, timeout)
     except Exception as e:
         raise unavailable(f"{who} did not answer: {type(e).__name__}.", 2) from None
     if r.status_code >= 400:
