@@ -18,13 +18,22 @@ Each side's invocations are counted from the fake's request record (status 200 p
 question) to check that every row was asked exactly once. Target: ours at most 1.15 x
 N*L/C. The bundled dataset (52 rows) is cycled to N rows with unique ids and questions.
 
-    .venv/bin/python bench/evaluate.py [--rows 200] [--latency-ms 200] [--max-concurrency 8]
+    .venv/bin/python bench/evaluate.py --compare [--rows 200] [--latency-ms 200] [--max-concurrency 8]
+
+At scale (issue 18; the default): the default path (``mlflow_scoring=True``: traces with
+assessments for the rows that matter, per-row table) in a fresh process per case, so each
+case's peak RSS is its own: N=200, C=8 on SQLite (target 1.3 x N*L/C); N=200, C=8 on a
+remote ``mlflow server`` behind a proxy adding 20 ms per request (target 1.5); N=500 and
+N=5,000 at C=32 on SQLite (target 1.2; peak RSS printed for both: it must stay flat).
+
+    .venv/bin/python bench/evaluate.py [--latency-ms 200]
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import tempfile
@@ -112,7 +121,86 @@ def genai(w, rows: list[dict], tracking_uri: str, max_tokens: int) -> None:  # n
             os.environ.pop(k, None)
 
 
+SCALE_CASES = [  # name, rows, concurrency, store, target ratio
+    ("sqlite N=200 C=8", 200, 8, "sqlite", 1.3),
+    ("remote+20ms N=200 C=8", 200, 8, "remote", 1.5),
+    ("sqlite N=500 C=32", 500, 32, "sqlite", 1.2),
+    ("sqlite N=5000 C=32", 5000, 32, "sqlite", 1.2),
+]
+
+
+def one_case(rows_n: int, concurrency: int, store: str, latency_ms: float, max_tokens: int) -> dict[str, Any]:
+    """One default-path evaluation in this process (after a small warm-up); its figures."""
+    import resource
+
+    from llmops_nb.testing.tracking_server import tracking_server
+
+    tmp = Path(tempfile.mkdtemp(prefix="llmops-bench-eval-"))
+    rows = cycled_rows(rows_n)
+    ideal = rows_n * latency_ms / 1000 / concurrency
+    with contextlib.ExitStack() as stack:
+        if store == "remote":
+            server = stack.enter_context(tracking_server(tmp / "tracking", delay_ms=20))
+            tracking_uri = server.uri
+        else:
+            tracking_uri = f"sqlite:///{tmp}/mlflow.db"
+        ws = stack.enter_context(fake_workspace(tmp / "ws"))
+        w = ws.client()
+        cfg = EndpointConfig.model_validate(
+            {"name": ENDPOINT, "served_entities": [{"entity_name": "m", "entity_version": "1"}]})
+        endpoints.deploy(w, cfg, progress=False, poll_interval=0.1)
+        common = {"tracking_uri": tracking_uri, "progress": False, "max_tokens": max_tokens,
+                  "concurrency": concurrency, "output_dir": tmp / "out"}
+        evaluate_endpoint(w, ENDPOINT, rows[:4], **common)  # warm-up: imports, store, matplotlib
+        ws.set_faults(latency_ms=latency_ms, max_concurrency=concurrency)
+        side = run_side(ws, rows, lambda: evaluate_endpoint(w, ENDPOINT, rows, **common))
+    side.update(rows=rows_n, concurrency=concurrency, store=store, ideal_s=ideal, ratio=side["seconds"] / ideal,
+                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return side
+
+
+def scale(latency_ms: float, max_tokens: int) -> None:
+    """Each case of :data:`SCALE_CASES` in a fresh process; a table and bench/results/evaluate_scale.json."""
+    import subprocess
+    import sys
+
+    load_before = os.getloadavg()
+    results = []
+    for name, n, c, store, target in SCALE_CASES:
+        proc = subprocess.run([sys.executable, __file__, "--one", str(n), str(c), store, str(latency_ms),
+                               str(max_tokens)], capture_output=True, text=True)
+        if proc.returncode:
+            print(f"{name}: failed\n{proc.stderr[-2000:]}", flush=True)
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        r.update(name=name, target=target)
+        results.append(r)
+        print(f"{name:24s} {r['seconds']:7.2f} s = {r['ratio']:.3f} x N*L/C ({r['ideal_s']:.2f} s; target {target}: "
+              f"{'met' if r['ratio'] <= target else 'MISSED'}), rows asked once {r['rows_asked_once']}/{n}, "
+              f"429s {r['throttled_429']}, peak RSS {r['peak_rss_mb']:.0f} MB, load {r['load']:.2f}", flush=True)
+    load_after = os.getloadavg()
+    print(f"L={latency_ms:g} ms; load average {load_before[0]:.2f} -> {load_after[0]:.2f}, {os.cpu_count()} cpus")
+    out = ROOT / "bench" / "results" / "evaluate_scale.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"latency_ms": latency_ms, "cases": results, "loadavg_before": load_before,
+                               "loadavg_after": load_after, "cpus": os.cpu_count()}, indent=2))
+
+
 def main() -> None:
+    import sys
+
+    if sys.argv[1:2] == ["--one"]:
+        n, c, store, latency, tokens = sys.argv[2:7]
+        print(json.dumps(one_case(int(n), int(c), store, float(latency), int(tokens))))
+        return
+    if "--compare" not in sys.argv:
+        parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+        parser.add_argument("--latency-ms", type=float, default=200.0)
+        parser.add_argument("--max-tokens", type=int, default=16)
+        args = parser.parse_args()
+        scale(args.latency_ms, args.max_tokens)
+        return
+    sys.argv.remove("--compare")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200)
     parser.add_argument("--latency-ms", type=float, default=200.0)
