@@ -201,3 +201,13 @@ def test_importing_the_package_does_not_import_ipywidgets():
     code = "import sys, llmops_nb, llmops_nb.config, llmops_nb.steps; print('ipywidgets' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_tags_box_grows_with_its_lines(form):
+    tags = form.fields["endpoint.tags"]
+    lines = len(tags.value.splitlines())
+    assert lines >= 1 and tags.rows == lines + 1  # every line shown, one spare
+    tags.value += "\nowner=data-science\nteam=ml"
+    assert tags.rows == lines + 3
+    tags.value = ""
+    assert tags.rows == 2
