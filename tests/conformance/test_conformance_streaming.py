@@ -1,0 +1,52 @@
+"""Streaming, on every target (the live one too): ``stream: true`` answers ``text/event-stream``
+with ``chat.completion.chunk`` events ending in ``data: [DONE]``; the OpenAI client streams, and
+so does our ``client.chat_stream``, on an external-model endpoint and the foundation endpoint."""
+
+from __future__ import annotations
+
+import json
+
+import requests
+from conformance_targets import Target
+from databricks.sdk.service.serving import EndpointCoreConfigInput, ServedEntityInput
+
+from llmops_nb.client import chat_stream
+from llmops_nb.workspace.streaming import assemble
+
+MESSAGES = [{"role": "user", "content": "Say hello."}]
+
+
+def _raw_stream(target: Target, model: str) -> list:
+    r = requests.post(f"{target.host}/serving-endpoints/{model}/invocations",
+                      json={"messages": MESSAGES, "max_tokens": 8, "stream": True},
+                      headers=target.headers(), stream=True, timeout=300)
+    assert r.status_code == 200, r.text[:300]
+    assert r.headers["content-type"].startswith("text/event-stream")
+    return [line[6:].decode() for line in r.iter_lines() if line.startswith(b"data: ")]
+
+
+def test_streaming_on_external_and_foundation_endpoints(target: Target, names) -> None:
+    from openai import OpenAI
+
+    name = names("stream")
+    target.client().serving_endpoints.create(
+        name=name, config=EndpointCoreConfigInput(
+            name=name, served_entities=[ServedEntityInput.from_dict(target.external_entity())]))
+    target.wait_ready(name)
+    client = OpenAI(base_url=f"{target.host}/serving-endpoints", api_key=target.token(),
+                    timeout=300.0, max_retries=10)
+    w = target.client()
+    for model in (name, target.foundation()):
+        data = _raw_stream(target, model)
+        assert data[-1] == "[DONE]"
+        chunks = [json.loads(d) for d in data[:-1]]
+        assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+        answer = assemble(chunks)
+        assert answer["choices"][0]["message"]["content"]
+        assert answer["choices"][0]["finish_reason"] in ("stop", "length")
+        text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+            model=model, messages=MESSAGES, max_tokens=8, stream=True) if c.choices)
+        assert text
+        stream = chat_stream(w, model, "Say hello.", max_tokens=8)
+        assert "".join(stream) == stream.result.content and stream.result.content
+        assert stream.result.ttft_ms is not None
