@@ -183,3 +183,27 @@ def test_payload_writer_masks_secret_fields_and_oversized_payloads(tmp_path):
     assert df["request"].isna().all()  # null, as Databricks logs an oversized payload
     assert list(df.iloc[0]["logging_error_codes"]) == ["MAX_REQUEST_SIZE_EXCEEDED"]
     assert df.iloc[0]["response"] == '{"ok":true}'
+
+
+def test_a_streamed_answer_is_logged_assembled(ws):
+    import json
+
+    import requests
+
+    w = ws.client()
+    w.serving_endpoints.create_and_wait(name="it-stream", config=core("it-stream", entity("m")))
+    w.serving_endpoints.put_ai_gateway("it-stream", inference_table_config=AiGatewayInferenceTableConfig(
+        catalog_name="main", schema_name="stream", enabled=True))
+    with requests.post(f"{ws.host}/serving-endpoints/it-stream/invocations", stream=True, timeout=10,
+                       headers={"Authorization": f"Bearer {ws.token}"},
+                       json=chat("stream these words please", stream=True)) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = [line for line in r.iter_lines() if line]
+    assert events[-1] == b"data: [DONE]"
+    streamed = "".join((json.loads(e[6:])["choices"][0]["delta"].get("content") or "")
+                       for e in events[:-1] if json.loads(e[6:]).get("choices"))
+    df = table_rows(ws, "main.stream.it-stream_payload", 1)
+    logged = json.loads(df.iloc[0]["response"])
+    assert logged["object"] == "chat.completion"
+    assert logged["choices"][0]["message"]["content"] == streamed != ""
+    assert json.loads(df.iloc[0]["request"])["stream"] is True
