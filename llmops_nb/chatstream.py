@@ -69,6 +69,8 @@ class ChatStream:
                             self._ttft_ms = (time.perf_counter() - self._started) * 1000
                         self._parts.append(text)
                         yield text
+                        if self._closed:  # closed by the reader meanwhile: nothing more
+                            return
         except OSError as exc:  # requests' connection errors, mid-stream
             raise QueryError(f"endpoint {self.endpoint}: the stream broke: "
                              f"{type(exc).__name__}") from None
