@@ -221,7 +221,9 @@ class ChatPlayground(w.VBox):
                 rows.append(f"<div class='llmops-user' style='margin:4px 0'><b>you:</b> {text}</div>")
                 continue
             r = next(answers)
-            stats = (f"{r.latency_ms:.0f} ms · {r.prompt_tokens} prompt + {r.completion_tokens} completion tokens"
+            ttft = getattr(r, "ttft_ms", None)  # a streamed answer's time to its first token
+            stats = (f"{r.latency_ms:.0f} ms" + (f" (first token {ttft:.0f} ms)" if ttft is not None else "")
+                     + f" · {r.prompt_tokens} prompt + {r.completion_tokens} completion tokens"
                      + (f" · {html.escape(r.served_entity)}" if r.served_entity else ""))
             rows.append(f"<div class='llmops-answer' style='margin:4px 0 8px 0'><b>{name}:</b> {text}"
                         f"<br><small class='llmops-stats' style='color:#666'>{stats}</small></div>")

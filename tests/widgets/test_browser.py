@@ -34,7 +34,7 @@ UPDATE_DOCS = bool(os.environ.get("LLMOPS_UPDATE_SCREENSHOT"))
 LOCAL_CONFIG, FAKE_CONFIG = ROOT / "configs" / "local.yml", ROOT / "tests" / "configs" / "fake-databricks.yml"
 NEW_ENDPOINT = "browser-chat"  # the endpoint the user creates from the form on the local workspace
 GONE = "browser-gone"  # a fake endpoint deleted while its playground is open
-STATS = re.compile(r"(\d+) ms · (\d+) prompt \+ (\d+) completion tokens")
+STATS = re.compile(r"(\d+) ms(?: \(first token \d+ ms\))? · (\d+) prompt \+ (\d+) completion tokens")
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium and chromium-driver "
                                 "(/usr/bin/chromium missing; apt-get install chromium chromium-driver)")

@@ -35,6 +35,8 @@ def test_a_conversation_with_latency_and_tokens(fake_workspace, endpoint, stream
     assert first.completion_tokens > 0 and first.latency_ms > 0
     assert "What is MLflow?" in pg.transcript.value and f"{first.latency_ms:.0f} ms" in pg.transcript.value
     assert f"{first.completion_tokens} completion tokens" in pg.transcript.value
+    if pg.stream:  # a streamed answer also shows its time to the first token
+        assert first.ttft_ms is not None and f"(first token {first.ttft_ms:.0f} ms)" in pg.transcript.value
     pg.prompt.value = "And <b>why</b>?"
     pg.send_button.click()
     pg.wait(30)
