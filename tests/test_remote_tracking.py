@@ -31,7 +31,9 @@ def test_the_default_evaluation_logs_to_a_remote_server(remote: TrackingServer, 
     endpoints.deploy(fake_workspace.client(), cfg, progress=False, poll_interval=0.1)
     client = mlflow.MlflowClient(tracking_uri=remote.uri, registry_uri=remote.uri)
     client.create_registered_model("remote-m")
-    client.create_model_version("remote-m", source="mlflow-artifacts:/none")
+    source_run = client.create_run("0")
+    client.create_model_version("remote-m", source=f"runs:/{source_run.info.run_id}/model",
+                                run_id=source_run.info.run_id)
     rows = load_dataset(max_rows=6)
     before = remote.proxy.requests
     evaluation = evaluate_and_promote(
