@@ -126,12 +126,16 @@ def test_the_chain_killed_in_evaluate_resumes_without_asking_scored_rows_again(f
     resume_file = tmp_path / ".llmops" / "eval" / "smollm2-chat-v1.jsonl"
     first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not resume_file.exists() or len(resume_file.read_text().splitlines()) < 6):
+    def answered_lines() -> list[dict]:  # the resume file notes each row asked and each answer
+        lines = resume_file.read_text().splitlines() if resume_file.exists() else []
+        return [json.loads(line) for line in lines if line.strip().endswith("}") and '"row"' in line]
+
+    while time.monotonic() < deadline and len(answered_lines()) < 6:
         time.sleep(0.05)
     os.killpg(first.pid, signal.SIGKILL)  # the chain dies in the middle of evaluate (kernel included)
     first.wait(30)
     time.sleep(1.0)  # requests already in flight at the fake finish
-    scored = [json.loads(line)["row"]["question"] for line in resume_file.read_text().splitlines() if line.strip().endswith("}")]
+    scored = [saved["row"]["question"] for saved in answered_lines()]
     assert 6 <= len(scored) < 32
     fake_workspace.reset()  # count only what the resumed run asks
     second = subprocess.run([*cmd, "--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
