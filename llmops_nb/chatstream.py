@@ -71,9 +71,13 @@ class ChatStream:
                         yield text
                         if self._closed:  # closed by the reader meanwhile: nothing more
                             return
-        except OSError as exc:  # requests' connection errors, mid-stream
-            raise QueryError(f"endpoint {self.endpoint}: the stream broke: "
-                             f"{type(exc).__name__}") from None
+        except Exception as exc:
+            if self._closed:  # closed from another thread (a Stop button): the stream just ends
+                return
+            if isinstance(exc, OSError):  # requests' connection errors, mid-stream
+                raise QueryError(f"endpoint {self.endpoint}: the stream broke: "
+                                 f"{type(exc).__name__}") from None
+            raise
         finally:
             self.close()
 

@@ -50,3 +50,29 @@ def test_errors_are_query_errors_and_bad_input_fails_before_any_call(fake_worksp
     with pytest.raises(ConfigError, match="prompt"):
         chat_stream(w, FOUNDATION, "  ")
     assert fake_workspace.requests() == []
+
+
+def test_close_from_another_thread_ends_the_reader_quietly(fake_workspace) -> None:
+    import threading
+
+    fake_workspace.set_faults(latency_ms=0)
+    stream = chat_stream(fake_workspace.client(), FOUNDATION, " ".join(["w"] * 40), max_tokens=64)
+    got: list[str] = []
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            for part in stream:
+                got.append(part)
+                if len(got) == 2:
+                    threading.Thread(target=stream.close).start()
+                    threading.Event().wait(0.2)
+        except BaseException as e:  # noqa: BLE001 - the test's finding
+            errors.append(e)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    t.join(30)
+    assert not t.is_alive() and errors == []
+    assert stream.result is not None and stream.result.content == "".join(got)
+    assert 2 <= len(got) < 42
