@@ -127,6 +127,9 @@ def render(config_path: str | Path, root: str | Path | None = None, *, cloud: st
     }
     return {
         "bundle": {"name": BUNDLE_NAME},
+        # dist/ is git-ignored, so the bundle would not sync it: the runtime wheel is synced on
+        # purpose, for the register step to log it into the model (LLMOPS_WHEELHOUSE below).
+        "sync": {"include": [f"{RUNTIME_WHEELS}/*.whl"]},
         "artifacts": {
             "llmops_nb": {"type": "whl", "path": ".", "build": "python -m pip wheel --no-deps --wheel-dir dist ."},
             # The portable llama.cpp runtime (built once per version in the wheelhouse, x86-64-v3,
@@ -177,6 +180,8 @@ def _cluster() -> dict[str, Any]:
         "data_security_mode": "SINGLE_USER",
         "spark_conf": {"spark.databricks.cluster.profile": "singleNode", "spark.master": "local[*, 4]"},
         "custom_tags": {"ResourceClass": "SingleNode"},
+        # where llmops_nb.models finds the portable wheel to log with the registered model
+        "spark_env_vars": {"LLMOPS_WHEELHOUSE": f"${{workspace.file_path}}/{RUNTIME_WHEELS}"},
     }
 
 

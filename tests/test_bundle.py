@@ -253,5 +253,9 @@ def test_the_job_runs_on_azure_by_default_with_the_prebuilt_runtime(rendered: di
     runtime = rendered["artifacts"]["llama_cpp_runtime"]
     assert {"whl": f"./{runtime['files'][0]['source']}"} in _tasks(rendered)["register"]["libraries"]
     assert "llmops_nb.models.runtime wheel" in runtime["build"]
+    # the register step logs that wheel into the model: synced, and named by LLMOPS_WHEELHOUSE
+    assert f"{bundle.RUNTIME_WHEELS}/*.whl" in rendered["sync"]["include"]
+    cluster = job["job_clusters"][0]["new_cluster"]
+    assert cluster["spark_env_vars"]["LLMOPS_WHEELHOUSE"] == f"${{workspace.file_path}}/{bundle.RUNTIME_WHEELS}"
     with pytest.raises(ConfigError, match="cloud: 'azur' is not allowed; expected one of azure, aws, gcp"):
         bundle.render(CONFIG, ROOT, cloud="azur")
