@@ -177,7 +177,7 @@ def _els(browser, css: str) -> list:
     return browser.find_elements(By.CSS_SELECTOR, css)
 
 
-def _loaded(browser, css: str, seconds: float = 180):
+def _loaded(browser, css: str, seconds: float = 600):  # a busy 2-core machine needs minutes
     """Wait until Voila has run the notebook and ``css`` is clickable."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -224,6 +224,7 @@ def registered(voila):
 
 
 @pytest.mark.model
+@pytest.mark.timeout(1800)  # two kernels, the local workspace, a scoring server, four answers
 def test_deploy_from_the_form_then_chat_in_the_playground(voila, browser, page, registered):
     """Fill the form for a new endpoint, Deploy, READY with its URL; then two turns in the playground."""
     page("form_local")
