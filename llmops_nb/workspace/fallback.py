@@ -11,14 +11,19 @@ the entity the traffic split picked answers first; on 429 or 5xx from an externa
 entity the next entities of ``config.served_entities`` (wrapping round, each once, whatever
 their traffic share) are tried in order; the first success answers (its name is the
 ``served-model-name``), else the last error is the answer. Other errors (400, 404, a gateway
-rate limit, which refuses before any entity) are answered at once.
+rate limit, which refuses before any entity) are answered at once. A stream falls back the same
+way while no chunk has left (an error before the first chunk is an HTTP error, not a broken
+stream); once its first chunk is sent, it is that entity's answer.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from .apierror import ApiError
+
+T = TypeVar("T")
 
 
 def enabled(rec: dict) -> bool:
@@ -44,17 +49,24 @@ def falls_back(error: ApiError, runner: Any) -> bool:
     return external and (error.status == 429 or error.status >= 500)
 
 
-async def invoke(runners: dict[str, Any], rec: dict, first: str, body: dict,
-                 tried: list[str]) -> tuple[dict, str]:
-    """(answer, entity that answered): ``first``, then its fallbacks; each name tried goes
-    into ``tried`` (its last one is the entity of the error when every attempt fails)."""
+async def call(runners: dict[str, Any], rec: dict, first: str, tried: list[str],
+               attempt: Callable[[Any], Awaitable[T]]) -> tuple[T, str]:
+    """(what ``attempt(runner)`` returned, entity that answered): ``first``, then its fallbacks;
+    each name tried goes into ``tried`` (its last one is the entity of the error when every
+    attempt fails)."""
     names = [n for n in order(rec, first) if n in runners]
     tried.clear()
     for i, name in enumerate(names):
         tried.append(name)
         try:
-            return await runners[name].invoke(body), name
+            return await attempt(runners[name]), name
         except ApiError as e:
             if i == len(names) - 1 or not falls_back(e, runners[name]):
                 raise
     raise AssertionError("unreachable: order() always names the first entity")
+
+
+async def invoke(runners: dict[str, Any], rec: dict, first: str, body: dict,
+                 tried: list[str]) -> tuple[dict, str]:
+    """A plain call through :func:`call`."""
+    return await call(runners, rec, first, tried, lambda runner: runner.invoke(body))

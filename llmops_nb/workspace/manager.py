@@ -306,12 +306,14 @@ class Manager:
         usage and rate-limit tokens are counted from the assembled answer when it ends."""
         if name == FOUNDATION_ENDPOINT:
             return await open_stream(await self._foundation_ready(), body), FOUNDATION_ENDPOINT
-        rec, entity, runner = self._route(name, user)
+        rec, entity, _ = self._route(name, user)
         started = time.perf_counter()
-        try:
-            chunks = await open_stream(runner, body)
+        tried = [entity]
+        try:  # fallbacks apply until the first chunk, as for plain calls
+            chunks, entity = await fallback.call(self.active[name], rec, entity, tried,
+                                                 lambda runner: open_stream(runner, body))
         except ApiError as e:
-            invocation_done(self.ctx.home, name, rec, entity, e.status,
+            invocation_done(self.ctx.home, name, rec, tried[-1], e.status,
                             (time.perf_counter() - started) * 1000, body, e.body(), user)
             raise
 

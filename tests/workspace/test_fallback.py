@@ -111,3 +111,29 @@ def _sdk_chat(text: str) -> dict:
     from databricks.sdk.service.serving import ChatMessage, ChatMessageRole
 
     return {"messages": [ChatMessage(role=ChatMessageRole.USER, content=text)], "max_tokens": 8}
+
+
+def test_a_stream_falls_back_before_its_first_chunk(ws, providers):
+    first, second = providers
+    _create(ws, "fb-stream", providers, fallback=True)
+    first.fail_status = 429
+    r = post(ws, "/serving-endpoints/fb-stream/invocations", {**chat("ping"), "stream": True})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/event-stream")
+    assert r.headers["served-model-name"] == "gpt-b"
+    events = [line[len("data: "):] for line in r.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    text = "".join((json.loads(e)["choices"][0]["delta"].get("content") or "")
+                   for e in events[:-1] if json.loads(e).get("choices"))
+    assert text == "[provider:gpt-b] ping"
+    assert len(first.requests) == 1 and len(second.requests) == 1
+    assert [(u["served_entity"], u["status"]) for u in _usage(ws, "fb-stream")] == [("gpt-b", 200)]
+
+
+def test_a_stream_whose_every_entity_fails_is_the_last_http_error(ws, providers):
+    first, second = providers
+    _create(ws, "fb-stream-all", providers, fallback=True)
+    first.fail_status, second.fail_status = 503, 429
+    r = post(ws, "/serving-endpoints/fb-stream-all/invocations", {**chat("ping"), "stream": True})
+    assert r.status_code == 429, r.text
+    assert [(u["served_entity"], u["status"]) for u in _usage(ws, "fb-stream-all")] == [("gpt-b", 429)]
