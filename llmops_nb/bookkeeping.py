@@ -100,6 +100,9 @@ def log_row_trace(row: dict[str, Any], experiment_id: str, run_id: str) -> str:
         metadata={"mlflow.sourceRun": run_id}, tags={"llmops_nb.row_id": str(row["id"])})
     span.set_outputs({"answer": row["answer"], "error": row["error"]})
     span.end(status="ERROR" if row["error"] else "OK")
+    # On a remote store traces are exported by a background queue: an assessment logged before
+    # the trace arrives is refused (trace not found), so wait for this one's export.
+    mlflow.flush_trace_async_logging()
     source = AssessmentSource(AssessmentSourceType.CODE, "llmops_nb.scoring")
     mlflow.log_expectation(trace_id=span.trace_id, name="expected_response", value=row["expected"],
                            source=AssessmentSource(AssessmentSourceType.HUMAN, "dataset"))

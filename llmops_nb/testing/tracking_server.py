@@ -80,7 +80,8 @@ class LatencyProxy:
             writer.close()
             return
 
-        await self._pipe(reader, up_writer, up_reader, writer)
+        with contextlib.suppress(asyncio.CancelledError):  # cancelled when the proxy stops
+            await self._pipe(reader, up_writer, up_reader, writer)
 
     async def _pipe(self, reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter,
                     up_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
