@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from llmops_nb.errors import ModelError
+from llmops_nb.processes import kill_group
 
 
 def free_port() -> int:
@@ -59,13 +59,6 @@ def scoring_server(
             time.sleep(0.2)
         yield base
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_group(proc, 10.0)
         if log_path:
             log.close()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from llmops_nb.processes import kill_group
 
 
 def free_port() -> int:
@@ -154,11 +155,4 @@ def tracking_server(root: Path, *, delay_ms: float = 20.0, workers: int = 1) -> 
         yield TrackingServer(f"http://127.0.0.1:{proxy.port}", f"http://127.0.0.1:{port}", proxy, root)
     finally:
         proxy.stop()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        kill_group(proc, 20.0, kill_wait=10.0)

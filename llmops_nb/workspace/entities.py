@@ -15,7 +15,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from llmops_nb.models.serving import free_port
 from llmops_nb.paths import make_private
+from llmops_nb.processes import kill_group
 
 from .apierror import ApiError, invalid, unavailable
 from .chat import count_tokens, prompt_tokens, text_of
@@ -464,33 +464,3 @@ def _model_message(msg: object, limit: int = 500) -> str:
         text = text.rsplit("Error: ", 1)[1]
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
-    """SIGTERM the process group of ``proc``, then SIGKILL what is left after ``grace``."""
-    try:
-        pgid = os.getpgid(proc.pid)
-    except ProcessLookupError:
-        pgid = proc.pid
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-        if not _group_alive(pgid):
-            return
-        time.sleep(0.1)
-        if not _group_alive(pgid):
-            return
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False

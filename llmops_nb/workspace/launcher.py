@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from llmops_nb.errors import WorkspaceError
 from llmops_nb.paths import private_dir
+from llmops_nb.processes import kill_group
 
 from .token import check_token
 
@@ -164,27 +164,11 @@ def stop(home: Path, timeout: float = 15.0) -> bool:
     pid = int(data.get("pid", 0))
     children = [int(c) for c in data.get("children", [])]
     was_alive = pid > 0 and _alive(pid)
-    if was_alive:
-        _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if _alive(pid):
-            _signal_group(pid, signal.SIGKILL)
-            while _alive(pid) and time.monotonic() < deadline + 5:
-                time.sleep(0.05)
+    if was_alive:  # SIGTERM, up to ``timeout`` to stop its children and exit, then SIGKILL
+        kill_group(_spawned.get(pid) or pid, timeout)
     for child in children:  # normally already stopped by the server itself
-        _signal_group(child, signal.SIGKILL)
-    _signal_group(pid, signal.SIGKILL)  # anything left in the server's own session
+        kill_group(child, 0.0)
+    kill_group(pid, 0.0)  # anything left in the server's own session
     _spawned.pop(pid, None)
     (Path(home) / SERVER_JSON).unlink(missing_ok=True)
     return was_alive
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    if pgid <= 0:
-        return
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 from pathlib import Path
 
 from llmops_nb.paths import make_private
+from llmops_nb.processes import kill_group
 
 from .entities import RunnerContext
 from .faults import FaultInjector
@@ -60,10 +60,7 @@ def serve(home: Path, *, port: int = 0, host: str = "127.0.0.1", fake: bool = Fa
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         for pid in list(ctx.children):  # safety net: nothing outlives the server
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            kill_group(pid, 0.0)
         try:
             import json
 
