@@ -91,24 +91,31 @@ class RunningMetrics:
 
 
 def log_row_trace(row: dict[str, Any], experiment_id: str, run_id: str) -> str:
-    """One trace (question in, answer or error out) linked to ``run_id``, scores as assessments."""
+    """One trace (question in, answer or error out) linked to ``run_id``, scores as assessments.
+
+    The assessments are logged while the trace is the active one, so MLflow keeps them on the
+    trace in memory and exports them with it, in its ``StartTraceV3`` call
+    (``mlflow/tracing/client.py``, ``log_assessment``; the SQL store persists
+    ``trace_info.assessments`` in ``start_trace``): one export per trace whatever the number of
+    scores, on MLflow's async export queue, instead of a flush and one call per score.
+    """
     import mlflow
     from mlflow.entities import AssessmentSource, AssessmentSourceType
+    from mlflow.entities.trace_location import MlflowExperimentLocation
 
-    span = mlflow.start_span_no_context(
-        "evaluate_row", inputs={"question": row["question"]}, experiment_id=experiment_id,
-        metadata={"mlflow.sourceRun": run_id}, tags={"llmops_nb.row_id": str(row["id"])})
-    span.set_outputs({"answer": row["answer"], "error": row["error"]})
-    span.end(status="ERROR" if row["error"] else "OK")
-    # On a remote store traces are exported by a background queue: an assessment logged before
-    # the trace arrives is refused (trace not found), so wait for this one's export.
-    mlflow.flush_trace_async_logging()
     source = AssessmentSource(AssessmentSourceType.CODE, "llmops_nb.scoring")
-    mlflow.log_expectation(trace_id=span.trace_id, name="expected_response", value=row["expected"],
-                           source=AssessmentSource(AssessmentSourceType.HUMAN, "dataset"))
-    for name in TRACED_SCORES:
-        if row[name] is not None:
-            mlflow.log_feedback(trace_id=span.trace_id, name=name, value=row[name], source=source)
+    with mlflow.start_span("evaluate_row", trace_destination=MlflowExperimentLocation(experiment_id),
+                           run_id=run_id) as span:
+        span.set_inputs({"question": row["question"]})
+        span.set_outputs({"answer": row["answer"], "error": row["error"]})
+        mlflow.update_current_trace(tags={"llmops_nb.row_id": str(row["id"])})
+        mlflow.log_expectation(trace_id=span.trace_id, name="expected_response", value=row["expected"],
+                               source=AssessmentSource(AssessmentSourceType.HUMAN, "dataset"))
+        for name in TRACED_SCORES:
+            if row[name] is not None:
+                mlflow.log_feedback(trace_id=span.trace_id, name=name, value=row[name], source=source)
+        if row["error"]:
+            span.set_status("ERROR")
     return span.trace_id
 
 
@@ -140,6 +147,10 @@ class Bookkeeper:
         self._thread.join()
         if self._error is not None:
             raise self._error
+        if self.traced:  # traces leave on MLflow's async export queue: all of them are in the store after this
+            import mlflow
+
+            mlflow.flush_trace_async_logging()
         return self.metrics
 
     def _wants_trace(self, position: int, row: dict[str, Any]) -> bool:
