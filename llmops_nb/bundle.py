@@ -1,10 +1,10 @@
 """The chain as a scheduled Databricks job: render and validate the Asset Bundle.
 
-:func:`render` builds ``databricks.yml`` from a project config and the chain's own tables
-(:data:`pipeline.STEPS`, :data:`pipeline.NOTEBOOKS`, :data:`pipeline.STEP_INPUTS`,
-:data:`params.STEP_OUTPUTS`), so the local chain and the job cannot drift. :func:`problems`
-checks any bundle: every task's notebook exists, every ``base_parameter`` is a parameter of
-that notebook with a compatible type (widget values are strings), every task value read
+:func:`render` builds ``databricks.yml`` from a project config and the chain's one table
+(:data:`llmops_nb.chain.table.CHAIN`: notebooks, inputs, outputs and their types, timeouts,
+retries), so the local chain and the job cannot drift. :func:`problems` checks any bundle:
+every task's notebook exists, every ``base_parameter`` passes the runner's parameter check
+(:func:`llmops_nb.chain.check.parameter_problems`, as widget strings), every task value read
 (``{{tasks.<task>.values.<key>}}``) is published by an upstream task, ``depends_on`` has no
 cycle, every bundle variable resolves in every target, and each target's job body parses as
 databricks-sdk ``JobSettings`` without losing a field.
@@ -18,18 +18,30 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from llmops_nb.chain.check import parameter_problems
+from llmops_nb.chain.inspect import declared_parameters
+from llmops_nb.chain.table import (  # the old names, re-exported
+    CHAIN,
+    COMMON_PARAMETERS,
+    NOTEBOOKS,
+    OUTPUT_TYPES,
+    STEP_INPUTS,
+    STEP_OUTPUTS,
+    STEPS,
+    TIMEOUTS,
+    output_type,
+    producer,
+)
+from llmops_nb.chain.table import step as chain_step
 from llmops_nb.errors import ConfigError
-from llmops_nb.params import STEP_OUTPUTS, coerce
-from llmops_nb.pipeline import NOTEBOOKS, STEP_INPUTS, STEPS, declared_parameters
-from llmops_nb.secrets import looks_like_secret
+from llmops_nb.params import coerce
 
 BUNDLE_FILE = "databricks.yml"
 BUNDLE_NAME = "llmops-nb"
 JOB_KEY = "llmops_chain"
 TARGETS = ("dev", "prod")
-#: Seconds each task may run (the deploy notebook's own wait is 5 minutes shorter).
-TIMEOUTS: dict[str, int] = {"register": 1800, "deploy": 3600, "serve": 900, "evaluate": 3600}
-DEPLOY_RETRIES = 2
+#: Job retries of the deploy task (``Step.retries`` in the chain's table).
+DEPLOY_RETRIES = chain_step("deploy").retries
 #: Default node type of the single-node job cluster per cloud (4 vCPU, 16 GB or more, local disk).
 #: The bundle's ``node_type_id`` variable defaults to the Azure one; see README "The job on Azure,
 #: AWS or GCP" for overriding it (``--var node_type_id=...`` or a target's ``variables``).
@@ -43,8 +55,6 @@ SPARK_VERSION = "15.4.x-cpu-ml-scala2.12"
 RUNTIME_WHEELS = "dist/runtime"
 RUNTIME_BUILD = (f"mkdir -p {RUNTIME_WHEELS} && rm -f {RUNTIME_WHEELS}/*.whl && "
                  f'cp "$(python -m llmops_nb.models.runtime wheel | tail -n 1)" {RUNTIME_WHEELS}/')
-#: Types of published outputs that are not strings (what a task value holds).
-OUTPUT_TYPES: dict[str, str] = {"sample_latency_ms": "float", "metrics": "dict", "promoted": "bool"}
 #: Dynamic value references Databricks fills in (``{{job.run_id}}`` ...): strings.
 DYNAMIC_REFS = re.compile(r"^(job\.(id|name|run_id|repair_count|start_time\.\w+|trigger\.\w+(\.\w+)*)"
                           r"|task\.(name|run_id|execution_count|notebook_path)|workspace\.(id|url)|run\.\w+)$")
@@ -89,24 +99,25 @@ def render(config_path: str | Path, root: str | Path | None = None, *, cloud: st
         raise ConfigError("--config", str(config_path), f"expected a file under the bundle folder {base} (it is synced with the bundle)") from None
     name = project.endpoint.name if project.endpoint else (project.foundation_endpoint or "chain")
     tasks = []
-    for i, step in enumerate(STEPS):
-        params: dict[str, str] = {"config_path": "${var.config_path}", "backend": "${var.backend}"}
-        for key in STEP_INPUTS.get(step, ()):
-            producer = next(s for s in STEPS[:i] if key in STEP_OUTPUTS[s])
-            params[key] = f"{{{{tasks.{producer}.values.{key}}}}}"
-        if step == "deploy":
-            params["timeout_seconds"] = str(TIMEOUTS["deploy"] - 300)
-        task: dict[str, Any] = {"task_key": step}
+    for i, step in enumerate(CHAIN):
+        params: dict[str, str] = {p: f"${{var.{p}}}" for p in COMMON_PARAMETERS}
+        for key in step.inputs:
+            source = producer(key, before=step.name)
+            assert source is not None, (step.name, key)  # tests/test_pipeline.py checks the table
+            params[key] = f"{{{{tasks.{source.name}.values.{key}}}}}"
+        if step.notebook_timeout_margin is not None:
+            params["timeout_seconds"] = str(step.timeout_seconds - step.notebook_timeout_margin)
+        task: dict[str, Any] = {"task_key": step.name}
         if i:
-            task["depends_on"] = [{"task_key": STEPS[i - 1]}]
+            task["depends_on"] = [{"task_key": CHAIN[i - 1].name}]
         task.update(
             job_cluster_key="chain",
-            notebook_task={"notebook_path": f"./notebooks/{NOTEBOOKS[step]}", "base_parameters": params},
-            libraries=_libraries(step),
-            timeout_seconds=TIMEOUTS[step],
+            notebook_task={"notebook_path": f"./notebooks/{step.notebook}", "base_parameters": params},
+            libraries=_libraries(step.name),
+            timeout_seconds=step.timeout_seconds,
         )
-        if step == "deploy":
-            task.update(max_retries=DEPLOY_RETRIES, min_retry_interval_millis=120_000, retry_on_timeout=False)
+        if step.retries:
+            task.update(max_retries=step.retries, min_retry_interval_millis=120_000, retry_on_timeout=False)
         tasks.append(task)
     job = {
         "name": f"llmops-nb chain ({name})",
@@ -391,20 +402,12 @@ def _task_problems(task: Mapping[str, Any], tasks: list[Mapping[str, Any]], ups:
     params = nb_task.get("base_parameters") or {}
     by_key = {t.get("task_key"): t for t in tasks}
     key = task.get("task_key")
-    for name, value in params.items():
-        where = f"{field}.notebook_task.base_parameters.{name}"
-        if looks_like_secret(name, value) or "{{secrets/" in str(value):
-            found.append(_problem(where, "***", "secrets are never parameters (job parameters are visible in the run); name a {{secrets/scope/key}} in the config"))
-            continue
-        if name not in declared:
-            found.append(_problem(where, value, f"not a parameter of {notebook.name}; expected one of {', '.join(declared)}"))
-            continue
-        expected = str(declared[name].get("inferred_type_name", "str"))
-        if not isinstance(value, str):
-            found.append(_problem(where, value, f"widget values are strings; quote it (the notebook converts it to {expected})"))
-            continue
-        refs = TASK_VALUE_REF.findall(value)
-        for source, out in refs:
+
+    def value_problems(where: str, name: str, value: str, expected: str) -> list[ConfigError]:
+        """A job's own checks of a declared string value: task value references, job
+        parameters, dynamic references, and literals the notebook can convert."""
+        found: list[ConfigError] = []
+        for source, out in TASK_VALUE_REF.findall(value):
             if source not in by_key:
                 found.append(_problem(where, value, f"no task {source} in this job; expected one of {', '.join(by_key)}"))
                 continue
@@ -412,12 +415,11 @@ def _task_problems(task: Mapping[str, Any], tasks: list[Mapping[str, Any]], ups:
                 found.append(_problem(where, value, f"task {source} is not upstream of {key}; add it to depends_on"))
                 continue
             src_path = str((by_key[source].get("notebook_task") or {}).get("notebook_path", ""))
-            step = step_of(src_path)
-            published = STEP_OUTPUTS.get(step or "", ())
+            published = STEP_OUTPUTS.get(step_of(src_path) or "", ())
             if out not in published:
                 found.append(_problem(where, value, f"task {source} ({Path(src_path).name}) publishes only {', '.join(published) or 'nothing'}"))
                 continue
-            kind = OUTPUT_TYPES.get(out, "str")
+            kind = output_type(out)
             whole = TASK_VALUE_REF.fullmatch(value.strip()) is not None
             if expected not in ("str", "None", kind) and not (whole and expected == "float" and kind == "int"):
                 found.append(_problem(where, value, f"{notebook.name} expects {expected} but {source}.{out} is {kind}"))
@@ -439,6 +441,10 @@ def _task_problems(task: Mapping[str, Any], tasks: list[Mapping[str, Any]], ups:
                     except ConfigError:
                         found.append(_problem(where, value, f"in target {target} it is {literal!r}, but {notebook.name} expects {expected}"))
                         break
+        return found
+
+    found += parameter_problems(notebook, params, field=lambda name: f"{field}.notebook_task.base_parameters.{name}",
+                                via="job", value_check=value_problems)
     step = step_of(path)
     producers = {t.get("task_key"): step_of(str((t.get("notebook_task") or {}).get("notebook_path", ""))) for t in tasks}
     for needed in STEP_INPUTS.get(step or "", ()):

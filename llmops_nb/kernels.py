@@ -17,26 +17,12 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-#: Heavy modules each step imports when it runs (measured: ``sys.modules`` after the step in a
-#: fresh process, local backend). Only these: a module a step does not use would cost CPU
-#: the running step needs.
-PRELOAD: dict[str, tuple[str, ...]] = {
-    "configure": ("llmops_nb.widgets", "databricks.sdk", "databricks.sdk.service.serving"),
-    "register": ("mlflow", "mlflow.pyfunc", "mlflow.store.tracking.sqlalchemy_store",
-                 "mlflow.store.model_registry.sqlalchemy_store", "alembic.runtime.migration",
-                 "llmops_nb.registry", "llmops_nb.models.pyfunc", "llama_cpp"),
-    "deploy": ("databricks.sdk", "databricks.sdk.service.serving", "llmops_nb.endpoints", "filelock"),
-    "serve": ("databricks.sdk", "databricks.sdk.service.serving", "pandas", "llmops_nb.client",
-              "llmops_nb.endpoints"),
-    "evaluate": ("mlflow", "mlflow.genai", "mlflow.genai.scorers", "mlflow.store.tracking.sqlalchemy_store",
-                 "databricks.sdk", "databricks.sdk.service.serving", "pandas", "matplotlib.pyplot",
-                 "llmops_nb.evaluate", "llmops_nb.scoring", "llmops_nb.client"),
-}
-#: Steps that mostly wait (on the network or a child process) and leave a core idle.
-WAITING_STEPS = frozenset({"deploy"})
-#: What every step notebook imports first.
-COMMON = ("llmops_nb.steps", "llmops_nb.params", "llmops_nb.backends", "llmops_nb.config", "tqdm.auto",
-          "IPython.display")
+# What each step imports ahead (``Step.warm_imports``), the steps that mostly wait
+# (``Step.mostly_waits``) and what every step notebook imports first: the chain's table.
+from llmops_nb.chain.table import COMMON_IMPORTS as COMMON
+from llmops_nb.chain.table import PRELOAD, WAITING_STEPS
+
+__all__ = ["COMMON", "PRELOAD", "WAITING_STEPS", "KernelWarmer", "shutdown", "warmup_code"]
 
 
 def warmup_code(step: str) -> str:

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from llmops_nb.chain.table import STEP_OUTPUTS  # what each step publishes: the chain's table (re-exported)
 from llmops_nb.errors import ConfigError
 
 #: The MIME type under which published outputs are displayed in a notebook.
@@ -29,13 +30,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "dataset_source": ("bundled", "inference_table"),  # 04_evaluate: llmops_nb.replay.SOURCES
 }
 
-#: What each step publishes (the runner and the job pass these on to later steps).
-STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "register": ("model_name", "model_version", "model_uri"),
-    "deploy": ("endpoint_name", "endpoint_url", "config_hash"),
-    "serve": ("sample_latency_ms",),
-    "evaluate": ("eval_run_id", "metrics", "promoted"),
-}
 
 _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off", ""}
