@@ -13,8 +13,7 @@ from click.testing import CliRunner
 from llmops_nb import bundle
 from llmops_nb.cli import main
 from llmops_nb.errors import ConfigError
-from llmops_nb.params import STEP_OUTPUTS
-from llmops_nb.pipeline import NOTEBOOKS, STEP_INPUTS, STEPS
+from llmops_nb.chain.table import NOTEBOOKS, STEP_INPUTS, STEP_OUTPUTS, STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "databricks.yml"

@@ -9,6 +9,7 @@ import papermill
 import psutil
 import pytest
 
+from llmops_nb.chain.table import STEPS
 from llmops_nb.kernels import KernelWarmer, shutdown, warmup_code
 
 PROBE = [
@@ -76,7 +77,7 @@ def test_a_failed_warm_up_hands_out_none(tmp_path: Path) -> None:
     assert not _kernel_processes()
 
 
-@pytest.mark.parametrize("step", ["register", "deploy", "serve", "evaluate"])
+@pytest.mark.parametrize("step", STEPS)
 def test_every_preloaded_module_exists(step: str) -> None:
     """A renamed module would silently cost the head start: the list must stay importable."""
     import importlib.util

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+import shutil
+
 import nbformat
 import pytest
 
-from llmops_nb import pipeline
+from llmops_nb import bundle, kernels, params, pipeline
+from llmops_nb.chain import check, inspect, runner, table
 from llmops_nb.errors import ConfigError
-from llmops_nb.params import STEP_OUTPUTS
+from llmops_nb.chain.table import STEP_OUTPUTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,3 +64,62 @@ def test_committed_notebooks_have_no_outputs_and_a_parameters_cell() -> None:
         assert nb.cells[0].cell_type == "markdown"
         for name in pipeline.declared_parameters(path):  # every parameter is documented
             assert f"`{name}`" in nb.cells[0].source, (path.name, name)
+
+
+# --------------------------------------------------------------------------- the chain's one table
+
+
+def test_the_step_table_is_the_only_source_of_the_old_tables() -> None:
+    names = [s.name for s in table.CHAIN]
+    assert pipeline.STEPS == tuple(names) and list(pipeline.NOTEBOOKS) == names
+    assert params.STEP_OUTPUTS is table.STEP_OUTPUTS and pipeline.STEP_INPUTS is table.STEP_INPUTS
+    assert bundle.TIMEOUTS is table.TIMEOUTS and bundle.OUTPUT_TYPES is table.OUTPUT_TYPES
+    assert bundle.DEPLOY_RETRIES == table.step("deploy").retries == 2
+    assert kernels.PRELOAD is table.PRELOAD and "configure" not in kernels.PRELOAD  # no step, no warm-up
+    assert pipeline.COMMON == table.COMMON_PARAMETERS == ("config_path", "backend")
+    assert kernels.WAITING_STEPS == {"deploy"}
+
+
+def test_every_input_is_published_by_an_earlier_step_and_outputs_are_unique() -> None:
+    outputs = [o.name for s in table.CHAIN for o in s.outputs]
+    assert len(outputs) == len(set(outputs)), outputs
+    for s in table.CHAIN:
+        assert s.notebook.endswith(".ipynb") and s.timeout_seconds > 0 and s.retries >= 0
+        for key in s.inputs:
+            source = table.producer(key, before=s.name)
+            assert source is not None, (s.name, key)
+        for o in s.outputs:
+            assert o.type in check.TYPE_NAMES.values(), (s.name, o)
+
+
+def test_a_parameters_cell_is_read_once_per_version_of_the_notebook(tmp_path: Path) -> None:
+    inspect._inspect.cache_clear()
+    pipeline.plan(pipeline.STEPS, ROOT / "configs" / "local.yml", "local")
+    info = inspect.cache_info()
+    assert info.misses == len(pipeline.STEPS) and info.hits >= len(pipeline.STEPS)  # plan reads each one 3 times
+    copy = tmp_path / "03_serve.ipynb"
+    shutil.copy(ROOT / "notebooks" / "03_serve.ipynb", copy)
+    assert "max_tokens" in inspect.declared_parameters(copy)
+    nb = nbformat.read(copy, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    cell.source += "\nextra_knob: int = 3"
+    nbformat.write(nb, copy)
+    os.utime(copy, ns=(os.stat(copy).st_atime_ns, os.stat(copy).st_mtime_ns + 10**9))
+    assert inspect.declared_parameters(copy)["extra_knob"]["inferred_type_name"] == "int"  # the edit is seen
+    inspect.declared_parameters(copy)["extra_knob"]["default"] = "changed"  # callers get copies
+    assert inspect.declared_parameters(copy)["extra_knob"]["default"] == "3"
+
+
+def test_the_runner_and_the_bundle_refuse_a_parameter_with_the_same_check() -> None:
+    notebook = ROOT / "notebooks" / "04_evaluate.ipynb"
+    with pytest.raises(ConfigError) as err:
+        check.check_parameters("evaluate", notebook, {"max_row": 3})
+    job = check.parameter_problems(notebook, {"max_row": "3"}, field=lambda n: f"tasks[evaluate].{n}", via="job")
+    assert str(err.value).split(" is not allowed; ", 1)[1] == str(job[0]).split(" is not allowed; ", 1)[1]
+    assert str(job[0]).startswith("tasks[evaluate].max_row: '3' is not allowed; not a parameter of 04_evaluate.ipynb")
+
+
+def test_a_step_gets_only_the_earlier_outputs_it_declares() -> None:
+    planned = {"config_path": "configs/local.yml", "backend": "local"}
+    got = runner.step_parameters("serve", planned, {"endpoint_name": "chat", "model_version": "1", "promoted": True})
+    assert got == {**planned, "endpoint_name": "chat"}
