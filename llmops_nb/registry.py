@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from llmops_nb.backends import is_databricks_tracking, resolve_experiment
+from llmops_nb.config.project import UC_NAME_RULE, is_uc_name
+from llmops_nb.config.project import check_alias as _check_alias
 from llmops_nb.errors import ConfigError
 from llmops_nb.models.environment import WHEEL_ARTIFACT, llama_cpp_version
 from llmops_nb.models.gguf import DEFAULT_MODEL_NAME
@@ -25,9 +27,6 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 UC_REGISTRY = "databricks-uc"
-_UC_NAME = re.compile(r"^[^.\s/]+\.[^.\s/]+\.[^.\s/]+$")
-_ALIAS = re.compile(r"^[\w-]{1,255}$")
-_RESERVED_ALIAS = re.compile(r"^([vV]\d+|latest)$", re.IGNORECASE)
 _LOCAL_SCHEMES = {"sqlite", "file", ""}
 
 
@@ -60,7 +59,7 @@ def _is_local(uri: str) -> bool:
     return urlparse(uri).scheme in _LOCAL_SCHEMES
 
 
-def _default_artifact_root(tracking_uri: str) -> Path | None:
+def default_artifact_root(tracking_uri: str) -> Path | None:
     """``mlruns`` next to a SQLite file (or inside a file store); None for remote stores."""
     parsed = urlparse(tracking_uri)
     if parsed.scheme == "sqlite":
@@ -93,24 +92,22 @@ def tracking_setup(
     tracking, registry = resolve_uris(tracking_uri, registry_uri)
     mlflow.set_tracking_uri(tracking)
     mlflow.set_registry_uri(registry)
-    root = Path(artifact_root).resolve() if artifact_root else _default_artifact_root(tracking)
+    root = Path(artifact_root).resolve() if artifact_root else default_artifact_root(tracking)
     return Tracking(tracking, registry, root if _is_local(tracking) else None)
 
 
 def check_model_name(name: str, registry_uri: str) -> None:
-    """Unity Catalog needs ``catalog.schema.model``; any registry needs a non-empty name."""
-    if registry_uri.startswith(UC_REGISTRY) and not _UC_NAME.match(name or ""):
-        raise ConfigError("model name", name, "Unity Catalog names are catalog.schema.model")
+    """Unity Catalog needs ``catalog.schema.model`` (:data:`llmops_nb.config.UC_NAME_RE`); any
+    registry needs a non-empty name."""
+    if registry_uri.startswith(UC_REGISTRY) and not is_uc_name(name):
+        raise ConfigError("model name", name, UC_NAME_RULE)
     if not (name or "").strip():
         raise ConfigError("model name", name, "a non-empty registered model name")
 
 
 def check_alias(alias: str) -> None:
-    """Letters, digits, ``_`` and ``-``; ``latest`` and ``v<number>`` are reserved."""
-    if not _ALIAS.match(alias or "") or _RESERVED_ALIAS.match(alias):
-        raise ConfigError(
-            "alias", alias, "letters, digits, '_' and '-' (not 'latest' nor v<number>)"
-        )
+    """MLflow's alias rule (:data:`llmops_nb.config.project.ALIAS_RULE`): one ConfigError line if broken."""
+    _check_alias(alias, "alias")
 
 
 def model_uri(name: str, version: str | int) -> str:
@@ -167,16 +164,20 @@ def latest_version(
     return str(max(int(mv.version) for mv in versions))
 
 
-def _experiment_id(name: str, tracking: Tracking) -> str:
-    """The experiment's id, created with an absolute artifact location when local."""
+def experiment_id(name: str, tracking_uri: str, artifact_root: Path | None = None) -> str:
+    """The id of experiment ``name`` in mlflow's current tracking store, created if missing.
+
+    Created locally with artifacts under ``artifact_root`` (default: ``mlruns`` next to the
+    SQLite file, :func:`default_artifact_root`) so any process, whatever its cwd, finds them.
+    The one helper of the register and evaluate runs.
+    """
     import mlflow
 
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    location = None
-    if tracking.artifact_root is not None:
-        location = (tracking.artifact_root / re.sub(r"[^\w.-]", "_", name)).as_uri()
+    root = artifact_root or default_artifact_root(tracking_uri)
+    location = (root / re.sub(r"[^\w.-]", "_", name)).as_uri() if root is not None else None
     return mlflow.create_experiment(name, artifact_location=location)
 
 
@@ -233,8 +234,8 @@ def register_model(
     kwargs = pyfunc_kwargs(gguf_path, generation,
                            require_wheel=_builds_in_container(tracking_uri, registry_uri))
     tracking = tracking_setup(tracking_uri, registry_uri)
-    experiment_id = _experiment_id(experiment, tracking)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"register-{name}") as run:
+    found = experiment_id(experiment, tracking.tracking_uri, tracking.artifact_root)
+    with mlflow.start_run(experiment_id=found, run_name=f"register-{name}") as run:
         mlflow.log_params(_run_params(kwargs))
         mlflow.set_tags(_run_tags(kwargs))
         info = mlflow.pyfunc.log_model(name="model", registered_model_name=name, **kwargs)

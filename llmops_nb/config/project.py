@@ -14,18 +14,39 @@ from llmops_nb.config.errors import _check_name, _Model, _Shown
 from llmops_nb.config.io import _dump_yaml, _load_yaml_model
 from llmops_nb.errors import ConfigError
 
-UC_NAME_RE = re.compile(r"^[^.\s]+\.[^.\s]+\.[^.\s]+$")
+# Unity Catalog object names: at most 255 characters, none of '.', ' ', '/', the ASCII
+# control characters (00-1F) or DELETE (7F) (docs.databricks.com/sql/language-manual/
+# sql-ref-names.html); a registered model is catalog.schema.model.
+_UC_PART = r"[^./\x00-\x20\x7f]{1,255}"
+UC_NAME_RE = re.compile(rf"\A{_UC_PART}\.{_UC_PART}\.{_UC_PART}\Z")
+UC_NAME_RULE = ("a Unity Catalog name catalog.schema.model (each part 1-255 characters, "
+                "no '.', space, '/' or control character)")
 
-ALIAS_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+# Model aliases as MLflow's registry checks them (mlflow/utils/validation.py:
+# _validate_model_alias_name: _REGISTERED_MODEL_ALIAS_REGEX ^[\w\-]*$, non-empty, at most
+# MAX_REGISTERED_MODEL_ALIAS_LENGTH = 255; _validate_model_alias_name_reserved: 'latest' in any
+# case, and _REGISTERED_MODEL_ALIAS_VERSION_REGEX ^[vV]\d+$). \Z, not $: no trailing newline.
+ALIAS_RE = re.compile(r"\A[\w-]{1,255}\Z")
+RESERVED_ALIAS_RE = re.compile(r"\A(?:[vV]\d+|latest)\Z", re.IGNORECASE)
+ALIAS_RULE = "letters, digits, '_' and '-', at most 255 (not 'latest' nor v<number>)"
 LOWER_IS_BETTER = frozenset({"latency", "error_rate", "errors", "failure_rate", "pii_rate",
                              "toxicity", "cost", "refusal_rate"})
 
 
-def _check_alias(value: str) -> str:
-    if not ALIAS_RE.match(value) or re.match(r"^v\d+$", value) or value.lower() == "latest":
-        raise ConfigError("", value, "an alias of letters, digits, '-' or '_' "
-                          "(not 'latest', not v<number>)")
+def check_alias(value: str, field: str = "alias") -> str:
+    """``value`` if MLflow takes it as a model alias, else one ConfigError line naming ``field``."""
+    if not ALIAS_RE.match(value or "") or RESERVED_ALIAS_RE.match(value):
+        raise ConfigError(field, value, ALIAS_RULE)
     return value
+
+
+def is_uc_name(name: str | None) -> bool:
+    """True for a Unity Catalog three-level name ``catalog.schema.model``."""
+    return bool(UC_NAME_RE.match(name or ""))
+
+
+def _check_alias(value: str) -> str:
+    return check_alias(value, "")  # pydantic's error names the field
 
 
 def is_upper_bound(metric: str) -> bool:
@@ -121,13 +142,12 @@ class ProjectConfig(_Model):
             raise ConfigError("experiment", self.experiment, "Databricks takes an absolute workspace path "
                               "such as /Users/<you>/llmops-nb or /Shared/llmops-nb")
         if self.backend == "databricks":
-            uc_rule = "Unity Catalog needs a 3-level name catalog.schema.model"
-            if not UC_NAME_RE.match(self.model.name):
-                raise ConfigError("model.name", self.model.name, uc_rule)
+            if not is_uc_name(self.model.name):
+                raise ConfigError("model.name", self.model.name, UC_NAME_RULE)
             for i, entity in enumerate(self.endpoint.served_entities if self.endpoint else []):
-                if entity.entity_name is not None and not UC_NAME_RE.match(entity.entity_name):
+                if entity.entity_name is not None and not is_uc_name(entity.entity_name):
                     raise ConfigError(f"endpoint.served_entities[{i}].entity_name",
-                                      entity.entity_name, uc_rule)
+                                      entity.entity_name, UC_NAME_RULE)
         return self
 
     @property
