@@ -1,205 +1,33 @@
-"""Scores for short factual answers, as plain functions and as MLflow GenAI scorers.
+"""The answer metrics' old import path (and the MLflow scorers'), now in :mod:`llmops_nb.evaluation`.
 
-The plain functions score one answer; :func:`mlflow_scorers` wraps them as
-``mlflow.genai`` ``@scorer`` objects and :func:`run_mlflow_scorers` runs them with
-``mlflow.genai.evaluate`` over precomputed answers (no predict_fn: the endpoint was already
-queried once per row). No scorer needs an LLM or a download; an optional judge scores with
-a serving endpoint (``endpoints:/<name>``), never a default provider.
+The answer metrics are :mod:`llmops_nb.evaluation.metrics` ("scoring" also names MLflow's
+scoring server); their MLflow GenAI scorers and the judge are
+:mod:`llmops_nb.evaluation.scorers`. Every name this module had is re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-import os
-import re
-import unicodedata
-from collections.abc import Iterator, Sequence
-from typing import Any
+from llmops_nb.evaluation.metrics import (
+    ARTICLES,
+    contains_match,
+    exact_match,
+    normalize,
+    response_length,
+    score_answer,
+    tokens_per_second,
+)
+from llmops_nb.evaluation.scorers import (
+    SCORERS,
+    SQLITE_EVAL_ENV,
+    judge_rows,
+    mlflow_record,
+    mlflow_scorers,
+    run_mlflow_scorers,
+    sqlite_safe_env,
+)
 
-ARTICLES = frozenset({"a", "an", "the"})
-SCORERS = ("exact_match", "contains_match", "response_length", "latency_ms", "completion_tokens",
-           "tokens_per_second")
-
-# mlflow.genai.evaluate defaults (10 workers, async trace export) exhaust SQLAlchemy's
-# connection pool on a SQLite store: traces time out after 30 s and are dropped.
-SQLITE_EVAL_ENV = {
-    "MLFLOW_GENAI_EVAL_MAX_WORKERS": "2",
-    "MLFLOW_GENAI_EVAL_MAX_SCORER_WORKERS": "1",
-    "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "false",
-}
-
-
-def normalize(text: str) -> list[str]:
-    """Lower-cased words without accents, punctuation or articles."""
-    text = unicodedata.normalize("NFKD", text or "").encode("ascii", "ignore").decode().lower()
-    words = re.sub(r"[^a-z0-9]+", " ", text).split()
-    return [w for w in words if w not in ARTICLES]
-
-
-def _targets(expected: str, aliases: Sequence[str] = ()) -> list[list[str]]:
-    return [t for t in (normalize(x) for x in (expected, *aliases)) if t]
-
-
-def exact_match(answer: str, expected: str, aliases: Sequence[str] = ()) -> float:
-    """1.0 when the normalized answer is the expected answer (or an alias), else 0.0."""
-    words = normalize(answer)
-    return float(any(words == t for t in _targets(expected, aliases)))
-
-
-def contains_match(answer: str, expected: str, aliases: Sequence[str] = ()) -> float:
-    """1.0 when the expected answer (or an alias) appears as whole words in the answer."""
-    words = normalize(answer)
-    for target in _targets(expected, aliases):
-        n = len(target)
-        if any(words[i:i + n] == target for i in range(len(words) - n + 1)):
-            return 1.0
-    return 0.0
-
-
-def response_length(answer: str) -> int:
-    """Words in the answer."""
-    return len((answer or "").split())
-
-
-def tokens_per_second(completion_tokens: int | None, latency_ms: float | None) -> float | None:
-    """Completion tokens per second of request latency; None without a latency."""
-    if completion_tokens is None or not latency_ms or latency_ms <= 0:
-        return None
-    return completion_tokens / (latency_ms / 1000)
-
-
-def score_answer(answer: str, expected: str, aliases: Sequence[str] = ()) -> dict[str, float | int]:
-    """The three answer scores of one row."""
-    return {
-        "exact_match": exact_match(answer, expected, aliases),
-        "contains_match": contains_match(answer, expected, aliases),
-        "response_length": response_length(answer),
-    }
-
-
-def mlflow_record(row: dict[str, Any]) -> dict[str, Any]:
-    """An ``mlflow.genai.evaluate`` data row from a result-table row."""
-    return {
-        "inputs": {"question": row["question"]},
-        "outputs": {
-            "answer": row["answer"],
-            "error": row["error"],
-            "latency_ms": row["latency_ms"],
-            "completion_tokens": row["completion_tokens"],
-        },
-        "expectations": {"expected_response": row["expected"], "aliases": list(row["aliases"])},
-    }
-
-
-def mlflow_scorers(judge_endpoint: str | None = None) -> list[Any]:
-    """The scorers as ``mlflow.genai`` scorer objects (plus a Correctness judge if asked)."""
-    from mlflow.genai.scorers import scorer
-
-    def expected(expectations: dict[str, Any]) -> tuple[str, list[str]]:
-        return expectations["expected_response"], expectations.get("aliases") or []
-
-    @scorer(name="exact_match")
-    def _exact(outputs: dict[str, Any], expectations: dict[str, Any]) -> float:
-        return exact_match(outputs["answer"], *expected(expectations))
-
-    @scorer(name="contains_match")
-    def _contains(outputs: dict[str, Any], expectations: dict[str, Any]) -> float:
-        return contains_match(outputs["answer"], *expected(expectations))
-
-    @scorer(name="response_length")
-    def _length(outputs: dict[str, Any]) -> int:
-        return response_length(outputs["answer"])
-
-    @scorer(name="latency_ms")
-    def _latency(outputs: dict[str, Any]) -> float | None:
-        return outputs["latency_ms"]
-
-    @scorer(name="completion_tokens")
-    def _tokens(outputs: dict[str, Any]) -> int | None:
-        return outputs["completion_tokens"]
-
-    @scorer(name="tokens_per_second")
-    def _tps(outputs: dict[str, Any]) -> float | None:
-        return tokens_per_second(outputs["completion_tokens"], outputs["latency_ms"])
-
-    scorers = [_exact, _contains, _length, _latency, _tokens, _tps]
-    if judge_endpoint:
-        from mlflow.genai.scorers import Correctness
-
-        scorers.append(Correctness(model=f"endpoints:/{judge_endpoint}"))
-    return scorers
-
-
-@contextlib.contextmanager
-def sqlite_safe_env(tracking_uri: str) -> Iterator[None]:
-    """Apply :data:`SQLITE_EVAL_ENV` (unless the user set those variables) for a SQLite store."""
-    changed = {}
-    if tracking_uri.startswith("sqlite:"):
-        changed = {k: v for k, v in SQLITE_EVAL_ENV.items() if k not in os.environ}
-    os.environ.update(changed)
-    try:
-        yield
-    finally:
-        for key in changed:
-            os.environ.pop(key, None)
-
-
-def run_mlflow_scorers(
-    records: list[dict[str, Any]], tracking_uri: str, judge_endpoint: str | None = None
-) -> dict[str, float]:
-    """Run ``mlflow.genai.evaluate`` in the active run; return the metrics it logged."""
-    import mlflow
-
-    with sqlite_safe_env(tracking_uri):
-        result = mlflow.genai.evaluate(data=records, scorers=mlflow_scorers(judge_endpoint))
-    return {k: float(v) for k, v in result.metrics.items()}
-
-
-def _judge_429(exc: BaseException) -> float | None:
-    """Seconds to wait if a judge call failed with 429 (MLflow's own 429 retry is off), else None."""
-    text = f"{exc}"
-    if "429" in text or "REQUEST_LIMIT_EXCEEDED" in text or "RATE_LIMIT" in text.upper():
-        return float(getattr(exc, "retry_after_secs", None) or 1.0)
-    return None
-
-
-def judge_rows(rows: Iterator[dict[str, Any]], judge_endpoint: str, *, concurrency: int,
-               limiter: Any) -> dict[str, float]:
-    """The Correctness judge (``endpoints:/<judge_endpoint>``) on each answered row, at most
-    ``concurrency`` at once, its 429s through ``limiter`` (the endpoint calls' AIMD policy).
-
-    Returns ``correctness/mean`` (share of rows judged correct; a failed row counts as not)
-    and ``correctness/errors`` (judge calls that failed for another reason).
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from mlflow.genai.scorers import Correctness
-    from mlflow.utils.rest_utils import disable_429_retry
-
-    judge = Correctness(model=f"endpoints:/{judge_endpoint}")
-
-    def one(row: dict[str, Any]) -> float | None:
-        if row["error"]:
-            return 0.0
-
-        def ask() -> Any:
-            with disable_429_retry():  # the 429 reaches the limiter, which waits and asks again
-                feedback = judge(inputs={"question": row["question"]}, outputs=row["answer"],
-                                 expectations={"expected_response": row["expected"]})
-            if getattr(feedback, "error", None) is not None and _judge_429(Exception(feedback.error)) is not None:
-                raise RuntimeError(f"429 {feedback.error}")
-            return feedback
-
-        try:
-            feedback = limiter.call(ask, retry_after_of=_judge_429)
-        except Exception:  # noqa: BLE001 - counted as a judge error
-            return None
-        value = str(getattr(feedback, "value", "")).lower()
-        return None if getattr(feedback, "error", None) is not None else float(value in ("yes", "true", "1"))
-
-    with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="judge") as pool:
-        scores = list(pool.map(one, rows))
-    judged = [s for s in scores if s is not None]
-    return {"correctness/mean": sum(judged) / len(scores) if scores else math.nan,
-            "correctness/errors": float(len(scores) - len(judged))}
+__all__ = [
+    "ARTICLES", "SCORERS", "SQLITE_EVAL_ENV", "normalize", "exact_match", "contains_match", "response_length",
+    "tokens_per_second", "score_answer", "mlflow_record", "mlflow_scorers", "sqlite_safe_env",
+    "run_mlflow_scorers", "judge_rows",
+]

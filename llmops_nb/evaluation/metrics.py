@@ -1,0 +1,77 @@
+"""The answer metrics: one answer against its expected answer, and the run's figures over all rows.
+
+Plain functions, no MLflow: :func:`score_answer` scores one row (exact and contains match,
+response length), :func:`tokens_per_second` its speed, :func:`aggregate` the run-level
+metrics (:data:`KNOWN_METRICS`). :mod:`llmops_nb.evaluation.scorers` wraps them for MLflow.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from llmops_nb.bookkeeping import RunningMetrics
+
+ARTICLES = frozenset({"a", "an", "the"})
+# Every metric evaluate_endpoint reports (a judge adds its own, e.g. correctness/mean).
+KNOWN_METRICS = ("rows", "error_rate", "exact_match", "exact_match/mean", "contains_match", "contains_match/mean",
+                 "latency_p50_ms", "latency_p95_ms", "mean_completion_tokens", "tokens_per_second",
+                 "latency_ms/mean", "completion_tokens/mean", "tokens_per_second/mean", "response_length/mean")
+
+
+def normalize(text: str) -> list[str]:
+    """Lower-cased words without accents, punctuation or articles."""
+    text = unicodedata.normalize("NFKD", text or "").encode("ascii", "ignore").decode().lower()
+    words = re.sub(r"[^a-z0-9]+", " ", text).split()
+    return [w for w in words if w not in ARTICLES]
+
+
+def _targets(expected: str, aliases: Sequence[str] = ()) -> list[list[str]]:
+    return [t for t in (normalize(x) for x in (expected, *aliases)) if t]
+
+
+def exact_match(answer: str, expected: str, aliases: Sequence[str] = ()) -> float:
+    """1.0 when the normalized answer is the expected answer (or an alias), else 0.0."""
+    words = normalize(answer)
+    return float(any(words == t for t in _targets(expected, aliases)))
+
+
+def contains_match(answer: str, expected: str, aliases: Sequence[str] = ()) -> float:
+    """1.0 when the expected answer (or an alias) appears as whole words in the answer."""
+    words = normalize(answer)
+    for target in _targets(expected, aliases):
+        n = len(target)
+        if any(words[i:i + n] == target for i in range(len(words) - n + 1)):
+            return 1.0
+    return 0.0
+
+
+def response_length(answer: str) -> int:
+    """Words in the answer."""
+    return len((answer or "").split())
+
+
+def tokens_per_second(completion_tokens: int | None, latency_ms: float | None) -> float | None:
+    """Completion tokens per second of request latency; None without a latency."""
+    if completion_tokens is None or not latency_ms or latency_ms <= 0:
+        return None
+    return completion_tokens / (latency_ms / 1000)
+
+
+def score_answer(answer: str, expected: str, aliases: Sequence[str] = ()) -> dict[str, float | int]:
+    """The three answer scores of one row."""
+    return {
+        "exact_match": exact_match(answer, expected, aliases),
+        "contains_match": contains_match(answer, expected, aliases),
+        "response_length": response_length(answer),
+    }
+
+
+def aggregate(rows: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Run-level metrics; a failed row scores 0 on matches and is left out of latency and tokens."""
+    running = RunningMetrics()
+    for row in rows:
+        running.add(row)
+    return running.metrics()
