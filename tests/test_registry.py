@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -134,3 +134,60 @@ def test_registered_version_carries_the_portable_wheel(
     run = mlflow.MlflowClient(tracking_uri).get_run(registered[0].run_id)
     assert run.data.tags["llama_cpp.wheel"] == wheel.name
     assert run.data.params["n_threads"] == "0"
+
+
+ALIASES = ["champion", "challenger-2", "a_b", "é-x", "١٢", "v3a", "x" * 255, "x" * 256, "", "a b", "a.b", "a/b",
+           "V3", "v12", "latest", "Latest", "LATEST"]
+
+
+def _mlflow_takes(alias: str) -> bool:
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_alias_name, _validate_model_alias_name_reserved
+
+    try:
+        _validate_model_alias_name(alias)
+        _validate_model_alias_name_reserved(alias)
+    except MlflowException:
+        return False
+    return True
+
+
+def _takes(check: Callable[[], object]) -> bool:
+    try:
+        check()
+    except ConfigError as err:
+        assert "\n" not in str(err)
+        return False
+    return True
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_one_alias_rule_the_one_mlflow_has(alias: str) -> None:
+    """registry.check_alias and the project config take exactly the aliases MLflow's registry takes."""
+    from llmops_nb.config import ProjectConfig
+
+    expected = _mlflow_takes(alias)
+    assert _takes(lambda: registry.check_alias(alias)) is expected
+    assert _takes(lambda: ProjectConfig.model_validate(
+        {"foundation_endpoint": "f", "model": {"alias": alias}, "evaluation": {"promote_alias": alias}})) is expected
+
+
+def test_an_alias_with_a_trailing_newline_is_refused_in_both_places() -> None:
+    from llmops_nb.config import ProjectConfig
+
+    assert not _takes(lambda: registry.check_alias("champion\n"))  # MLflow's ^...$ would let it through
+    assert not _takes(lambda: ProjectConfig.model_validate({"foundation_endpoint": "f", "model": {"alias": "champion\n"}}))
+
+
+@pytest.mark.parametrize(("name", "ok"), [
+    ("main.llmops.m", True), ("main.llmops.smollm2_135m-instruct", True), ("c.s." + "m" * 255, True),
+    ("c.s." + "m" * 256, False), ("smollm2", False), ("a.b", False), ("a.b.c.d", False), ("a..c", False),
+    ("a.b/x.c", False), ("a.b c.d", False), ("a.b.c\n", False), ("a.b.c\t", False), ("a.b.c\x7f", False),
+])
+def test_one_uc_name_rule_in_registry_and_config(name: str, ok: bool) -> None:
+    """Unity Catalog names: three parts, no '.', space, '/' or control character in a part."""
+    from llmops_nb.config import ProjectConfig
+
+    assert _takes(lambda: registry.check_model_name(name, "databricks-uc")) is ok
+    assert _takes(lambda: ProjectConfig.model_validate(
+        {"backend": "databricks", "foundation_endpoint": "f", "model": {"name": name}})) is ok
