@@ -1,7 +1,11 @@
 """The lifecycle steps as plain functions: what each notebook (and the CLI) calls.
 
 Each step takes the project config and a backend and returns the outputs it publishes to
-the next step (plain JSON values).
+the next step (plain JSON values): :func:`register`, :func:`deploy`, :func:`query` (the
+chain's "serve" step: it queries the deployed endpoint; ``serve`` is kept as its old name)
+and :func:`evaluate`. :func:`deploy_endpoint` is the one deploy path of the CLI, the
+notebook and the widget form: the deploy lock, then :func:`llmops_nb.endpoints.deploy`,
+with an optional progress callback.
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ from typing import TYPE_CHECKING, Any
 from llmops_nb.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from databricks.sdk import WorkspaceClient
+
     from llmops_nb.backends import Backend
     from llmops_nb.config import EndpointConfig, ProjectConfig
+    from llmops_nb.endpoints import DeployEvent, DeployResult
 
 
 def register(project: ProjectConfig, backend: Backend, *, alias: str | None = None) -> dict[str, Any]:
@@ -68,23 +75,24 @@ def deploy(
     timeout: float = 1200,
     progress: bool = True,
     recreate: bool = False,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = print,
+    on_progress: Callable[[DeployEvent], None] | None = None,
 ) -> dict[str, Any]:
     """Create or update the endpoint idempotently and wait until it is READY (``recreate``:
     delete and create it again when the config changes a field that cannot change in place).
 
     Each warning (what the workspace accepts but does not apply) and note (e.g. a recovered
     failed update) goes to ``log`` as one line, ``warning: ...`` / ``note: ...``; printed by
-    default, so they show in the executed notebook. The returned outputs do not include them.
+    default, so they show in the executed notebook (``log=None``: not printed). The returned
+    outputs do not include them. ``on_progress`` gets each :class:`DeployEvent` (see
+    :func:`deploy_endpoint`).
     """
-    from llmops_nb import endpoints
-
     cfg = resolved_endpoint(project, backend, model_version=model_version)
-    with _deploy_lock(backend, cfg.name):
-        result = endpoints.deploy(backend.workspace_client(), cfg, timeout=timeout, progress=progress,
-                                  recreate=recreate)
+    result = deploy_endpoint(backend.workspace_client(), cfg, backend=backend, timeout=timeout, progress=progress,
+                             recreate=recreate, on_progress=on_progress)
     for line in result.messages():
-        log(line)
+        if log is not None:
+            log(line)
     return {
         "endpoint_name": result.name,
         "endpoint_url": result.endpoint_url,
@@ -94,12 +102,43 @@ def deploy(
     }
 
 
-def _deploy_lock(backend: Backend, name: str) -> Any:
+def deploy_endpoint(
+    w: WorkspaceClient,
+    cfg: EndpointConfig,
+    *,
+    backend: Backend | None = None,
+    timeout: float = 1200,
+    poll_interval: float = 1.0,
+    progress: bool = False,
+    recreate: bool = False,
+    on_progress: Callable[[DeployEvent], None] | None = None,
+) -> DeployResult:
+    """The one deploy path: under the deploy lock of ``backend`` (see :func:`_deploy_lock`),
+    :func:`llmops_nb.endpoints.deploy` with every version of ``cfg`` resolved, waiting for READY.
+
+    ``on_progress`` gets a :class:`DeployEvent` when the writes are made (``written``, with the
+    action), at each state poll (``polled``), for each warning/note line (``message``) and at
+    the end (``done``, with the final state); ``progress`` shows a tqdm bar while waiting.
+    """
+    from llmops_nb import endpoints
+    from llmops_nb.endpoints import DeployEvent
+
+    with _deploy_lock(backend, cfg.name):
+        result = endpoints.deploy(w, cfg, timeout=timeout, poll_interval=poll_interval, progress=progress,
+                                  recreate=recreate, on_event=on_progress)
+    if on_progress is not None:
+        for line in result.messages():
+            on_progress(DeployEvent("message", cfg.name, result.ready, result.config_update, result.action, line))
+        on_progress(DeployEvent("done", cfg.name, result.ready, result.config_update, result.action))
+    return result
+
+
+def _deploy_lock(backend: Backend | None, name: str) -> Any:
     """Locally, one deploy of an endpoint at a time (a file lock); on Databricks, the API's 409s
     are waited out and retried by :func:`llmops_nb.endpoints.deploy` instead."""
     import contextlib
 
-    if backend.kind != "local" or backend.home is None:
+    if backend is None or backend.kind != "local" or backend.home is None:
         return contextlib.nullcontext()
     from filelock import FileLock
 
@@ -125,7 +164,7 @@ def target_endpoint(project: ProjectConfig, endpoint_name: str = "") -> str:
     return name
 
 
-def serve(
+def query(
     project: ProjectConfig,
     backend: Backend,
     prompts: list[str],
@@ -134,7 +173,10 @@ def serve(
     max_tokens: int | None = None,
     temperature: float | None = None,
 ) -> dict[str, Any]:
-    """Describe the endpoint and send it a few chat prompts; returns info, answers and a curl line."""
+    """Describe the endpoint and send it a few chat prompts; returns info, answers and a curl line.
+
+    The chain's "serve" step (notebook 03_serve) calls it.
+    """
     from llmops_nb import client, endpoints
 
     name = target_endpoint(project, endpoint_name)
@@ -158,6 +200,9 @@ def serve(
         "curl": curl_command(url, backend, prompts[0] if prompts else "Hello"),
         "sample_latency_ms": round(sum(a.latency_ms for a in answers) / max(1, len(answers)), 1),
     }
+
+
+serve = query  # its name before issue 17; notebooks and scripts that call it keep working
 
 
 def curl_command(url: str, backend: Backend, prompt: str = "What is MLflow?", max_tokens: int = 64) -> str:
@@ -211,14 +256,15 @@ def evaluate(
     """Score the dataset through the endpoint, log it to MLflow, gate and maybe promote.
 
     Each row is queried once; finished rows are appended to a resume file under
-    ``<project>/.llmops/eval/`` so that ``resume=True`` after an interrupted run only asks
+    ``$LLMOPS_HOME/eval/`` (default ``<project>/.llmops/eval/``) so that ``resume=True`` after an interrupted run only asks
     the rows that are missing. ``dataset_source="inference_table"`` takes the rows from the
     inference table of ``replay_endpoint`` (default: the evaluated endpoint) instead of the
     config's dataset, and adds the diff with the logged answers to the run (:mod:`llmops_nb.replay`).
     """
     from llmops_nb import datasets, replay
     from llmops_nb.evaluate import evaluate_and_promote
-    from llmops_nb.paths import private_file, project_root
+    from llmops_nb.backends import local_home
+    from llmops_nb.paths import private_file
     from llmops_nb.provenance import environment_record
 
     ev = project.evaluation
@@ -236,7 +282,7 @@ def evaluate(
     else:
         rows = datasets.load_dataset(ev.dataset, max_rows or ev.max_rows)
     suffix = "-replay" if replayed else ""
-    resume_path = project_root() / ".llmops" / "eval" / f"{name}-v{version or 'x'}{suffix}.jsonl"
+    resume_path = local_home() / "eval" / f"{name}-v{version or 'x'}{suffix}.jsonl"
     if not resume:
         resume_path.unlink(missing_ok=True)
     private_file(resume_path)  # the answers of the endpoint: the user's alone, as $LLMOPS_HOME

@@ -252,3 +252,20 @@ def test_switching_to_an_external_model_is_refused_before_any_write(fake_workspa
     with pytest.raises(ImmutableChange, match=r"^served_entities: 'external' is not allowed; .*'registered'"):
         deploy(fake_workspace, config(served_entities=[external], tags={"team": "ai"}))
     assert fake_workspace.write_calls() == []
+
+
+def test_deploy_endpoint_reports_its_progress_to_the_callback(fake_workspace) -> None:  # noqa: ANN001
+    """written -> polled ... -> done with the final state; the same config again: unchanged."""
+    from llmops_nb import steps
+
+    cfg = EndpointConfig.model_validate({"name": "progress", "served_entities": [
+        {"entity_name": "m", "entity_version": "1", "scale_to_zero_enabled": False}]})
+    for expected in ("created", "unchanged"):
+        events: list = []
+        result = steps.deploy_endpoint(fake_workspace.client(), cfg, poll_interval=0.1, timeout=30,
+                                       on_progress=events.append)
+        phases = [e.phase for e in events]
+        assert phases[0] == "written" and phases[-1] == "done" and set(phases[1:-1]) == {"polled"}, phases
+        assert {e.action for e in events} == {expected} == {result.action}
+        assert (events[-1].ready, events[-1].config_update) == ("READY", "NOT_UPDATING")
+        assert (events[-2].ready, events[-2].config_update) == ("READY", "NOT_UPDATING")

@@ -17,10 +17,12 @@ workspace accepts but does not apply, one line per field; Databricks never sends
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llmops_nb.endpoints import plan as planning
+from llmops_nb.endpoints.events import POLLED, WRITTEN, DeployEvent
 from llmops_nb.endpoints.plan import (
     AI_GATEWAY,
     CONFIG,
@@ -228,6 +230,7 @@ def deploy(
     progress: bool = True,
     max_conflicts: int = 10,
     recreate: bool = False,
+    on_event: Callable[[DeployEvent], None] | None = None,
 ) -> DeployResult:
     """Create or update the endpoint described by ``cfg``, idempotently, and wait for READY.
 
@@ -237,6 +240,9 @@ def deploy(
     progress waits for it, re-plans, then applies. A change to an immutable field raises
     :class:`~llmops_nb.endpoints.plan.ImmutableChange` before any write, unless ``recreate``:
     then the endpoint is deleted and created again from ``cfg``.
+
+    ``on_event`` gets a ``written`` :class:`DeployEvent` once the writes are made, then a
+    ``polled`` one at each state read while waiting.
     """
     from databricks.sdk.errors import ResourceAlreadyExists, ResourceConflict
 
@@ -266,11 +272,22 @@ def deploy(
                 raise
             wait_not_updating(w, cfg.name, timeout=timeout, poll_interval=poll_interval)
     rolled_out = CREATE in writes or CONFIG in writes
+    if DELETE in writes:
+        action = "recreated"
+    else:
+        action = "created" if CREATE in writes else ("updated" if writes else "unchanged")
+
+    def polled(found: dict[str, Any]) -> None:
+        if on_event is not None:
+            on_event(DeployEvent(POLLED, cfg.name, *state_of(found), action))
+
+    if on_event is not None:
+        on_event(DeployEvent(WRITTEN, cfg.name, action=action))
     endpoint = (
         wait_ready(w, cfg.name, timeout=timeout, poll_interval=poll_interval, progress=progress,
                    # a create or config update is IN_PROGRESS right after the call
                    first_poll_after=poll_interval if rolled_out else 0.0,
-                   accept_failed_update=not rolled_out)
+                   accept_failed_update=not rolled_out, on_poll=polled)
         if wait
         else get_endpoint(w, cfg.name) or {}
     )
@@ -279,10 +296,6 @@ def deploy(
     if update in FAILED_UPDATES and not rolled_out:
         notes = (f"the last config update ended {update}; the endpoint serves the desired config "
                  f"(config_version {(endpoint.get('config') or {}).get('config_version')}) and is {ready}",)
-    if DELETE in writes:
-        action = "recreated"
-    else:
-        action = "created" if CREATE in writes else ("updated" if writes else "unchanged")
     return DeployResult(
         name=cfg.name,
         action=action,

@@ -25,6 +25,9 @@ from llmops_nb.widgets.schema import FIELD_WIDTH, LABEL_WIDTH, choices, field_wi
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
 
+    from llmops_nb.backends import Backend
+    from llmops_nb.endpoints import DeployEvent
+
 REGISTERED, EXTERNAL, FOUNDATION = "registered model", "external model", "foundation model"
 ROLES = ("champion", "challenger")
 ENTITY_FIELDS = ("name", "entity_name", "entity_version", "workload_size", "workload_type",
@@ -100,7 +103,9 @@ class EndpointForm(w.VBox):
 
     ``client`` is the workspace to deploy to; ``registered_models`` ({name: versions}) and
     ``foundation_models`` feed the pickers (foundation models are listed from ``client`` when
-    not given); ``resolver`` gives the latest version of a model when the version is left empty.
+    not given); ``resolver`` gives the latest version of a model when the version is left empty;
+    ``backend`` (the workspace's backend) gives the deploy lock its place: the form deploys
+    through :func:`llmops_nb.steps.deploy_endpoint`, the path of the CLI and the notebook.
     """
 
     def __init__(self, base: ProjectConfig | None = None, *, client: WorkspaceClient | None = None,
@@ -108,10 +113,10 @@ class EndpointForm(w.VBox):
                  foundation_models: Sequence[str] | None = None,
                  resolver: Callable[[str], str] | None = None,
                  output_path: str | Path = "configs/my-endpoint.yml",
-                 timeout: float = 1200, poll_interval: float = 1.0) -> None:
+                 timeout: float = 1200, poll_interval: float = 1.0, backend: Backend | None = None) -> None:
         self.base = base if base is not None else ProjectConfig(endpoint={
             "name": "my-endpoint", "served_entities": [{"entity_name": ModelSpec().name}]})
-        self.client, self.timeout, self.poll_interval = client, timeout, poll_interval
+        self.client, self.timeout, self.poll_interval, self.backend = client, timeout, poll_interval, backend
         self.registered_models = {k: list(v) for k, v in (registered_models or {}).items()}
         if foundation_models is None and client is not None:
             from llmops_nb.widgets.sources import foundation_endpoints
@@ -433,14 +438,17 @@ class EndpointForm(w.VBox):
             raise ConfigError("entity_version", None, f"no registered version of {name!r} is known; pick a version")
         return str(max(int(v) for v in versions))
 
-    def _on_poll(self, endpoint: dict[str, Any]) -> None:
-        state = endpoint.get("state") or {}
-        self.progress.value = max(self.progress.value, 3 if state.get("config_update") == "IN_PROGRESS" else 2)
-        self.status.value = html.escape(f"{endpoint.get('name')}: {state.get('config_update')}, {state.get('ready')}")
+    def _on_progress(self, event: DeployEvent) -> None:
+        """The deploy's progress callback: the bar and the status line follow its state."""
+        if event.phase == "written":
+            self.progress.value = max(self.progress.value, 2)
+        elif event.phase == "polled":
+            self.progress.value = max(self.progress.value, 3 if event.config_update == "IN_PROGRESS" else 2)
+            self.status.value = html.escape(f"{event.name}: {event.config_update}, {event.ready}")
 
     def deploy(self) -> dict[str, Any] | None:
         """Create or update the endpoint on ``client``, wait for READY; show state and URL."""
-        from llmops_nb import endpoints
+        from llmops_nb import endpoints, steps
 
         config = self.validate()
         if config is None:
@@ -456,16 +464,13 @@ class EndpointForm(w.VBox):
                 if endpoint is None:
                     raise ConfigError("foundation_endpoint", config.endpoint_name, "an endpoint of this workspace")
                 action = "exists"
+                (ready, update), url = endpoints.state_of(endpoint), endpoints.endpoint_url(self.client, config.endpoint_name)
             else:
                 cfg = config.endpoint.with_resolved_versions(self._resolve)
-                deployed = endpoints.deploy(self.client, cfg, wait=False, progress=False)
+                deployed = steps.deploy_endpoint(self.client, cfg, backend=self.backend, timeout=self.timeout,
+                                                 poll_interval=self.poll_interval, on_progress=self._on_progress)
                 action, messages = deployed.action, deployed.messages()
-                self.progress.value = 2
-                # no rollout of ours: an earlier failed update is not this deploy's (its note says so)
-                rolled_out = bool({endpoints.CREATE, endpoints.CONFIG} & set(deployed.writes))
-                endpoint = endpoints.wait_ready(self.client, cfg.name, timeout=self.timeout,
-                                                poll_interval=self.poll_interval, progress=False,
-                                                on_poll=self._on_poll, accept_failed_update=not rolled_out)
+                ready, update, url = deployed.ready, deployed.config_update, deployed.endpoint_url
         except Exception as exc:  # shown in the form, not raised into the kernel
             from databricks.sdk.errors import DatabricksError
 
@@ -474,8 +479,6 @@ class EndpointForm(w.VBox):
             self.progress.bar_style = "danger"
             self.status.value = f"<span style='{ERROR_STYLE}'>{html.escape(str(exc).splitlines()[0])}</span>"
             return None
-        ready, update = endpoints.state_of(endpoint)
-        url = endpoints.endpoint_url(self.client, config.endpoint_name)
         self.last_deploy = {"name": config.endpoint_name, "action": action, "ready": ready,
                             "config_update": update, "endpoint_url": url, "messages": messages}
         self.progress.value, self.progress.bar_style = DEPLOY_STEPS, "success"
@@ -503,6 +506,6 @@ def endpoint_form(config_path: str = "", backend: str = "", *,
         registered_models=registered_models(be.tracking_uri, be.registry_uri),
         resolver=lambda name: registry.latest_version(name, tracking_uri=be.tracking_uri,
                                                       registry_uri=be.registry_uri),
-        output_path=output_path)
+        output_path=output_path, backend=be)
     form.fields["backend"].value = be.kind
     return form

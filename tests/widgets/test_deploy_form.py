@@ -56,3 +56,31 @@ def test_foundation_model_deploy_checks_it_exists(fake_workspace):
     form.deploy_button.click()
     assert fake_workspace.write_calls() == []
     assert form.last_deploy["action"] == "exists" and form.last_deploy["ready"] == "READY"
+
+
+def test_the_form_deploys_through_the_one_path_under_the_deploy_lock(fake_workspace, tmp_path: Path) -> None:  # noqa: ANN001
+    """The form waits for the deploy lock the CLI and the notebook take, then deploys and shows progress."""
+    import threading
+
+    from llmops_nb import steps
+    from llmops_nb.backends import Backend
+
+    backend = Backend(kind="local", host=fake_workspace.host, token="unused", tracking_uri="", registry_uri="",
+                      home=tmp_path / "home")
+    base = load_project_config(ROOT / "configs" / "local.yml")
+    form = EndpointForm(base, client=fake_workspace.client(), registered_models={"smollm2-135m-instruct": ["1"]},
+                        poll_interval=0.1, timeout=30, backend=backend)
+    form.set(**{"endpoint.name": "form-locked"})
+    seen: list[int] = []
+    form.progress.observe(lambda change: seen.append(change["new"]), names="value")
+    with steps._deploy_lock(backend, "form-locked"):  # another deploy of this endpoint holds it
+        clicker = threading.Thread(target=form.deploy_button.click)
+        clicker.start()
+        clicker.join(1.0)
+        assert clicker.is_alive() and fake_workspace.write_calls() == []  # waiting for the lock
+    clicker.join(60)
+    assert not clicker.is_alive()
+    assert [c["method"] for c in fake_workspace.write_calls()] == ["POST"]
+    assert form.last_deploy["action"] == "created" and form.last_deploy["ready"] == "READY"
+    # the progress callback moved the bar through written (2) and the polls to the end
+    assert 2 in seen and seen[-1] == DEPLOY_STEPS and seen == sorted(seen)
