@@ -7,27 +7,9 @@ scoring server); their MLflow GenAI scorers and the judge are
 
 from __future__ import annotations
 
-from llmops_nb.evaluation.metrics import (
-    ARTICLES,
-    contains_match,
-    exact_match,
-    normalize,
-    response_length,
-    score_answer,
-    tokens_per_second,
-)
-from llmops_nb.evaluation.scorers import (
-    SCORERS,
-    SQLITE_EVAL_ENV,
-    judge_rows,
-    mlflow_record,
-    mlflow_scorers,
-    run_mlflow_scorers,
-    sqlite_safe_env,
-)
+from llmops_nb.evaluation import metrics as _metrics
+from llmops_nb.evaluation import scorers as _scorers
+from llmops_nb.evaluation.metrics import *  # noqa: F403 - re-exported
+from llmops_nb.evaluation.scorers import *  # noqa: F403 - re-exported
 
-__all__ = [
-    "ARTICLES", "SCORERS", "SQLITE_EVAL_ENV", "normalize", "exact_match", "contains_match", "response_length",
-    "tokens_per_second", "score_answer", "mlflow_record", "mlflow_scorers", "sqlite_safe_env",
-    "run_mlflow_scorers", "judge_rows",
-]
+__all__ = [*_metrics.__all__, *_scorers.__all__]

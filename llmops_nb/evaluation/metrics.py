@@ -14,6 +14,9 @@ from typing import Any
 
 from llmops_nb.bookkeeping import RunningMetrics
 
+__all__ = ["ARTICLES", "KNOWN_METRICS", "normalize", "exact_match", "contains_match", "response_length",
+           "tokens_per_second", "score_answer", "aggregate"]
+
 ARTICLES = frozenset({"a", "an", "the"})
 # Every metric evaluate_endpoint reports (a judge adds its own, e.g. correctness/mean).
 KNOWN_METRICS = ("rows", "error_rate", "exact_match", "exact_match/mean", "contains_match", "contains_match/mean",
