@@ -51,6 +51,7 @@ class _Group(click.Group):
 
 
 def _project(config_path: Path | None, backend: str | None = None):  # noqa: ANN202
+    """The project config and the backend kind every command uses: ``--backend``, else the config's."""
     from llmops_nb.config import default_config_path, load_project_config
 
     path = config_path or default_config_path()
@@ -63,6 +64,16 @@ def _backend(kind: str | None):  # noqa: ANN202
     from llmops_nb.backends import resolve_backend
 
     return resolve_backend(kind)
+
+
+def _mlflow_backend(kind: str):  # noqa: ANN202
+    """The backend for MLflow work only: locally the registry, without starting the workspace."""
+    from llmops_nb.backends import Backend, check_kind, local_tracking_uri
+
+    if check_kind(kind) == "local":
+        uri = local_tracking_uri()
+        return Backend(kind="local", host=None, token=None, tracking_uri=uri, registry_uri=uri)
+    return _backend(kind)
 
 
 def _echo_json(value: Any) -> None:
@@ -90,16 +101,11 @@ def main() -> None:
 def register(config_path: Path | None, backend: str | None, name: str | None, alias: str | None) -> None:
     """Log SmolLM2-135M-Instruct as an MLflow chat model and register a new version."""
     from llmops_nb import steps
-    from llmops_nb.backends import Backend, check_kind, local_tracking_uri
 
     project, kind = _project(config_path, backend)
     if name:
         project = project.model_copy(update={"model": project.model.model_copy(update={"name": name})})
-    if check_kind(kind) == "local":  # registering needs MLflow only, not the workspace server
-        uri = local_tracking_uri()
-        target = Backend(kind="local", host=None, token=None, tracking_uri=uri, registry_uri=uri)
-    else:
-        target = _backend(kind)
+    target = _mlflow_backend(kind)  # registering needs MLflow only, not the workspace server
     out = steps.register(project, target, alias=alias)
     click.echo(f"registered {out['model_name']} version {out['model_version']} ({out['model_uri']}), alias {out['model_alias']}")
 
@@ -114,17 +120,23 @@ def register(config_path: Path | None, backend: str | None, name: str | None, al
 def deploy(config_path: Path | None, backend: str | None, model_version: str | None, timeout: float,
            recreate: bool) -> None:
     """Create or update the config's endpoint (idempotent) and wait until it is READY."""
-    from llmops_nb import endpoints, steps
+    from llmops_nb import steps
 
     project, kind = _project(config_path, backend)
     if model_version is not None and not model_version.isdigit():
         raise ConfigError("--model-version", model_version, "expected a version number such as 3")
     target = _backend(kind)
-    # warnings (what the workspace does not apply) and notes: one line each on stderr, before the URL lines
+    final: dict[str, str] = {}
+
+    def on_progress(event: Any) -> None:  # a steps.DeployEvent; the wait's tqdm bar is the deploy's own
+        if event.phase == "message":  # warnings (what the workspace does not apply) and notes, on stderr
+            click.echo(event.message, err=True)
+        elif event.phase == "done":  # the final state: no second GET of the endpoint
+            final.update(ready=event.ready, update=event.config_update)
+
     out = steps.deploy(project, target, model_version=model_version, timeout=timeout, progress=sys.stderr.isatty(),
-                       recreate=recreate, log=lambda line: click.echo(line, err=True))
-    endpoint = endpoints.get_endpoint(target.workspace_client(), out["endpoint_name"]) or {}
-    ready, update = endpoints.state_of(endpoint)
+                       recreate=recreate, log=None, on_progress=on_progress)
+    ready, update = final["ready"], final["update"]
     click.echo(f"endpoint {out['endpoint_name']}: {out['deploy_action']}; state {ready}, config_update {update}")
     click.echo(f"serving: {', '.join(out['served_entities'])}")
     click.echo(f"invocation URL: {out['endpoint_url']}")
@@ -250,23 +262,61 @@ def run(config_path: Path | None, steps: str, out: Path | None, backend: str | N
         warm_kernels=warm_kernels,
     )
     published = result.published
+    project, kind = _project(config_path, backend)  # the chain's backend rule (chain.runner: the same)
     click.echo(f"run folder: {result.run_dir}")
     for step in result.steps:
         click.echo(f"  {step}: {result.seconds.get(step, 0):.1f} s -> {pipeline.NOTEBOOKS[step]}")
     if "eval_run_id" in published:
-        from llmops_nb.backends import default_kind, local_tracking_uri
+        from llmops_nb.backends import check_kind, local_tracking_uri
 
         click.echo(f"MLflow evaluation run: {published['eval_run_id']}")
-        if default_kind(backend or None) == "local":
+        if check_kind(kind) == "local":
             click.echo(f"  see it with: mlflow ui --backend-store-uri {local_tracking_uri()}")
+        for line in _gate_report(published["eval_run_id"], project, _mlflow_backend(kind)):
+            click.echo(line)
         click.echo(f"promoted: {published.get('promoted')}")
     if "endpoint_url" in published:
         from llmops_nb.backends import resolve_backend
         from llmops_nb.steps import curl_command
 
         click.echo(f"endpoint: {published['endpoint_url']}")
-        click.echo(f"  try: {curl_command(published['endpoint_url'], resolve_backend(backend or None, start=False))}")
+        click.echo(f"  try: {curl_command(published['endpoint_url'], resolve_backend(kind, start=False))}")
         click.echo(f"  stop it: llmops-nb endpoints stop {published['endpoint_name']}   (everything: llmops-nb workspace stop)")
+
+
+def _gate_report(run_id: str, project: Any, target: Any) -> list[str]:
+    """The gate's decision as 04_evaluate shows it, from MLflow: each threshold with the eval
+    run's value and ok/FAIL, the decision the run's tags record, and the version the alias
+    points to now (the registry)."""
+    from mlflow import MlflowClient
+
+    from llmops_nb import registry
+    from llmops_nb.promotion import gate
+
+    run = MlflowClient(tracking_uri=target.tracking_uri, registry_uri=target.registry_uri).get_run(run_id)
+    thresholds = project.evaluation.thresholds
+    metrics = {**dict.fromkeys(thresholds), **run.data.metrics}  # a missing metric: a FAIL line, not an error
+    tags = run.data.tags
+    lines = ["Gate:", *(f"  {line}" for line in gate(metrics, thresholds).summary())]
+    model = tags.get("llmops_nb.model_name")
+    version = tags.get("llmops_nb.candidate_version") or tags.get("llmops_nb.model_version")
+    alias = tags.get("llmops_nb.promote_alias") or project.evaluation.promote_alias
+    target_name = f"{model} version {version}" if model and version else "this model"
+    reasons = [r for r in (tags.get("llmops_nb.decision") or "").split("; ") if r]
+    if tags.get("llmops_nb.promoted") == "true":
+        lines.append(f"PROMOTED: alias '{alias}' -> {target_name}")
+    elif reasons[:1] == ["not applied"]:
+        reasons = reasons[1:]
+        lines.append(f"promotion allowed, but not applied (promote=False or no version) for {target_name}")
+    else:
+        lines.append(f"NOT promoted: {target_name} keeps its aliases")
+    lines += [f"  {r}" for r in reasons]
+    if model:
+        now = registry.get_version_by_alias(model, alias, tracking_uri=target.tracking_uri,
+                                            registry_uri=target.registry_uri)
+        lines.append(f"alias '{alias}' of {model} now points to "
+                     + (f"version {now}" if now else "no version (not set yet)"))
+    return lines
 
 
 # --------------------------------------------------------------------------- endpoints

@@ -123,3 +123,68 @@ def test_make_run_lifecycle_on_the_local_workspace_with_the_real_model(project) 
     assert cli(["workspace", "stop"], project, timeout=120).returncode == 0
     alive = [p for p in [pid, *children] if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert alive == []
+
+
+def _fake_project(tmp_path: Path, ws, thresholds: dict[str, float]) -> tuple[Path, dict[str, str]]:  # noqa: ANN001
+    """A project on the fake Databricks workspace (config backend: databricks), MLflow on SQLite,
+    the model's version 1 registered without the real model (deploy only names it)."""
+    import mlflow
+    import yaml
+
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = yaml.safe_load((ROOT / "tests" / "configs" / "fake-databricks.yml").read_text())
+    config["evaluation"]["thresholds"] = thresholds
+    (tmp_path / "project.yml").write_text(yaml.safe_dump(config))
+    client = mlflow.MlflowClient(db, db)
+    if not client.search_registered_models():
+        client.create_registered_model(config["model"]["name"])
+        client.create_model_version(config["model"]["name"], source=str(tmp_path), run_id=None)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLFLOW_", "LLMOPS_"))}
+    env.update(ws.env(), LLMOPS_PROJECT_DIR=str(tmp_path), MLFLOW_TRACKING_URI=db, MLFLOW_REGISTRY_URI=db,
+               LLMOPS_RETRY_TIMEOUT_SECONDS="60")
+    return tmp_path, env
+
+
+def test_run_ends_with_the_gate_decision_and_where_the_alias_points(tmp_path: Path, fake_workspace) -> None:  # noqa: ANN001
+    """`llmops-nb run` on a Databricks config without --backend: the gate lines as 04_evaluate
+    prints them, the alias from the registry, and closing lines for Databricks (not local)."""
+    project = _fake_project(tmp_path, fake_workspace, {"contains_match": 0.0, "latency_p95_ms": 30000})
+    done = cli(["run", "--config", "project.yml", "--steps", "deploy,evaluate", "--max-rows", "4",
+                "--cold-kernels"], project, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    gate_block = out.split("Gate:\n", 1)[1].splitlines()
+    assert gate_block[0].startswith("  ok   contains_match = ") and gate_block[0].endswith(" >= 0")
+    assert gate_block[1].startswith("  ok   latency_p95_ms = ") and gate_block[1].endswith(" <= 30000")
+    assert gate_block[2] == "PROMOTED: alias 'champion' -> main.llmops.smollm2_135m_instruct version 1"
+    assert "alias 'champion' of main.llmops.smollm2_135m_instruct now points to version 1" in out
+    assert "promoted: True" in out
+    # the config's backend (databricks) decides the closing lines too: no local MLflow UI, the Databricks token
+    assert "mlflow ui" not in out and "Bearer $DATABRICKS_TOKEN" in out
+
+    # a stricter gate: it fails, says by how much, and the alias stays where it was
+    project = _fake_project(tmp_path, fake_workspace, {"contains_match": 0.99})
+    done = cli(["run", "--config", "project.yml", "--steps", "evaluate", "--max-rows", "4", "--cold-kernels"],
+               project, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    gate_block = done.stdout.split("Gate:\n", 1)[1].splitlines()
+    assert gate_block[0].startswith("  FAIL contains_match = ") and "needs >= 0.99 (short by " in gate_block[0]
+    assert gate_block[1] == "NOT promoted: main.llmops.smollm2_135m_instruct version 1 keeps its aliases"
+    assert gate_block[2].startswith("  FAIL contains_match")
+    assert "alias 'champion' of main.llmops.smollm2_135m_instruct now points to version 1" in done.stdout
+    assert "promoted: False" in done.stdout
+
+
+def test_deploy_reads_the_endpoint_once_it_is_ready(tmp_path: Path, fake_workspace) -> None:  # noqa: ANN001
+    """The CLI's state line comes from the deploy itself: an unchanged deploy reads the endpoint
+    twice (the plan, the READY check), not a third time for the summary."""
+    project = _fake_project(tmp_path, fake_workspace, {"contains_match": 0.0})
+    args = ["deploy", "--config", "project.yml", "--model-version", "1", "--timeout", "60"]
+    assert cli(args, project, timeout=300).returncode == 0
+    fake_workspace.reset()
+    done = cli(args, project, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "endpoint smollm2-chat: unchanged; state READY, config_update NOT_UPDATING" in done.stdout
+    gets = [r for r in fake_workspace.requests()
+            if r["method"] == "GET" and r["path"] == "/api/2.0/serving-endpoints/smollm2-chat"]
+    assert len(gets) == 2
