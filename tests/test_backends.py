@@ -76,3 +76,30 @@ def test_local_backend_refuses_a_running_fake_workspace_and_leaves_it_running(
             assert "llmops-nb workspace stop" in text
         info = launcher.status(home)
         assert info is not None and info.fake and info.pid == ws.info.pid
+
+
+def test_the_evaluate_resume_file_lives_under_llmops_home(
+        tmp_path, fake_workspace, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """steps.evaluate keeps its resume rows in $LLMOPS_HOME/eval (private), as the rest of the home."""
+    import os
+
+    from llmops_nb import steps
+    from llmops_nb.config import ProjectConfig
+
+    for key in [k for k in os.environ if k.startswith(("DATABRICKS_", "MLFLOW_", "LLMOPS_"))]:
+        monkeypatch.delenv(key)
+    for key, value in fake_workspace.env().items():
+        monkeypatch.setenv(key, value)
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", db)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", db)
+    monkeypatch.setenv("LLMOPS_PROJECT_DIR", str(tmp_path / "project"))
+    monkeypatch.setenv(backends.ENV_HOME, str(tmp_path / "home"))
+    project = ProjectConfig.model_validate({
+        "backend": "databricks", "model": {"name": "main.llmops.m"},
+        "foundation_endpoint": "databricks-smollm2-135m-instruct", "evaluation": {"thresholds": {}}})
+    steps.evaluate(project, backends.resolve_backend("databricks"), max_rows=2, promote=False, progress=False)
+    saved = tmp_path / "home" / "eval" / "databricks-smollm2-135m-instruct-vx.jsonl"
+    assert saved.exists() and saved.read_text().count('"row"') >= 2
+    assert oct(saved.stat().st_mode & 0o777) == "0o600"
+    assert not (tmp_path / "project" / ".llmops").exists()
