@@ -64,3 +64,33 @@ def test_register_to_a_remote_server(remote: TrackingServer) -> None:
     version = client.get_model_version_by_alias("remote-smollm2", "challenger")
     assert str(version.version) == str(model.version)
     assert {a.path for a in client.list_artifacts(version.run_id)} or version.source  # logged through the server
+
+
+@pytest.mark.model
+def test_the_chain_runs_against_a_remote_server(remote: TrackingServer, fake_workspace, tmp_path: Path,  # noqa: ANN001
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``llmops-nb run`` with the fake as the Databricks workspace and MLflow behind the 20 ms proxy."""
+    import shutil
+
+    import mlflow
+
+    from llmops_nb import pipeline
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "configs", tmp_path / "configs")
+    for key, value in {**fake_workspace.env(), "LLMOPS_PROJECT_DIR": str(tmp_path), "MLFLOW_TRACKING_URI": remote.uri,
+                       "MLFLOW_REGISTRY_URI": remote.uri, "LLMOPS_RETRY_TIMEOUT_SECONDS": "60"}.items():
+        monkeypatch.setenv(key, value)  # the step kernels inherit the environment
+    monkeypatch.delenv("DATABRICKS_CONFIG_PROFILE", raising=False)
+    before = remote.proxy.requests
+    result = pipeline.run(root / "tests" / "configs" / "fake-databricks.yml", progress=False, log=lambda _: None)
+    out = result.published
+    assert out["model_version"] == "1" and out["metrics"]["rows"] == 8 and out["promoted"] is False
+    assert remote.proxy.requests > before
+    client = mlflow.MlflowClient(tracking_uri=remote.uri, registry_uri=remote.uri)
+    version = client.get_model_version(out["model_name"], "1")  # registered on the remote server
+    assert version.status == "READY"
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              filter_string="tags.`llmops_nb.step` = 'evaluate'")
+    assert [r.data.metrics["rows"] for r in runs] == [8]  # the evaluation's run is on the remote server
+    assert client.list_artifacts(runs[0].info.run_id)  # its table and plot went through the proxy
