@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import threading
 from pathlib import Path
 
@@ -106,3 +107,54 @@ def test_an_evaluation_under_a_gateway_limit_of_60_calls_a_minute(fake_workspace
     # asked again at once (the rest answered within the Retry-After plus a few seconds) ...
     assert len(refused) <= 2 * 8, f"{len(refused)} 429s for 100 answers"
     assert times[-1] - times[0] < 60 + 5
+
+
+def test_the_judge_shares_the_policy_under_a_gateway_limit_of_60_calls_a_minute(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Correctness judge on an external-model endpoint limited to 60 calls a minute.
+
+    70 answered rows: every row judged exactly once after its 429s, never more than 60 judge
+    answers in a minute, and every verdict read (the provider says yes for even rows only).
+    """
+    import re
+
+    from llmops_nb.testing import fake_workspace
+    from llmops_nb.testing.provider import fake_provider
+
+    with fake_provider() as provider:
+        provider.reply = lambda body: ('{"result": "%s", "rationale": "fake judge"}' % (
+            "yes" if int(re.search(r"question (\d+)", json.dumps(body)).group(1)) % 2 == 0 else "no"))
+        monkeypatch.setenv("LLMOPS_SECRET_JUDGE_OPENAI", "sk-judge-canary-0123456789")
+        with fake_workspace(tmp_path / "ws", ready_seconds=0.1) as ws:
+            for key, value in ws.env().items():
+                monkeypatch.setenv(key, value)  # MLflow's `endpoints:/` judge reaches the workspace from these
+            w = ws.client()
+            endpoints.deploy(w, EndpointConfig.model_validate({"name": "answers", "served_entities": [
+                {"entity_name": "m", "entity_version": "1", "scale_to_zero_enabled": False}]}),
+                progress=False, poll_interval=0.1)
+            endpoints.deploy(w, EndpointConfig.model_validate({
+                "name": "judge",
+                "served_entities": [{"name": "judge", "external_model": {
+                    "name": "gpt-judge", "provider": "openai", "task": "llm/v1/chat",
+                    "openai_config": {"openai_api_key": "{{secrets/judge/openai}}",
+                                      "openai_api_base": provider.base_url}}}],
+                "ai_gateway": {"rate_limits": [{"calls": 60, "renewal_period": "minute", "key": "endpoint"}]}}),
+                progress=False, poll_interval=0.1)
+            ws.reset()
+            rows = [{"id": f"r{i}", "question": f"question {i}", "expected": "x", "aliases": []} for i in range(70)]
+            result = evaluate_endpoint(w, "answers", rows, concurrency=8, judge_endpoint="judge",
+                                       tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", progress=False,
+                                       output_dir=tmp_path / "out")
+            record = _requests_of(ws, "judge")
+
+    assert result.metrics["correctness/errors"] == 0
+    assert result.metrics["correctness/mean"] == 0.5  # 35 of 70 verdicts "yes": each was read
+    answered = [r for r in record if r["status"] == 200]
+    refused = [r for r in record if r["status"] == 429]
+    judged = collections.Counter(re.search(r"question (\d+)", json.dumps(r["body"])).group(1) for r in answered)
+    assert sorted(judged, key=int) == [str(i) for i in range(70)] and set(judged.values()) == {1}
+    assert refused, "the limit was never reached: the test proves nothing"
+    times = sorted(r["time"] for r in answered)
+    assert all(sum(1 for t in times if s <= t < s + 60) <= 60 for s in times)
+    assert sum(1 for t in times if t < min(r["time"] for r in refused)) == 60  # the window was used up first
+    assert len(refused) <= 2 * 8, f"{len(refused)} 429s for 70 judge answers"

@@ -122,6 +122,23 @@ def _judge_429(exc: BaseException) -> float | None:
     return None
 
 
+def _databricks_deployments_target() -> None:
+    """Point MLflow's ``endpoints:/`` judges at the Databricks serving API unless a target is set.
+
+    Without a target ``get_deploy_client()`` returns None and every judge call fails
+    (``mlflow/metrics/genai/model_utils.py``, ``get_endpoint_type``). Our endpoints speak the
+    Databricks serving-endpoints API, reached with DATABRICKS_HOST/DATABRICKS_TOKEN
+    (``mlflow/deployments/databricks``), on Databricks and on the local or fake workspace.
+    """
+    from mlflow.deployments import get_deployments_target, set_deployments_target
+    from mlflow.exceptions import MlflowException
+
+    try:
+        get_deployments_target()
+    except MlflowException:
+        set_deployments_target("databricks")
+
+
 def judge_rows(rows: Iterator[dict[str, Any]], judge_endpoint: str, *, concurrency: int,
                limiter: Any) -> dict[str, float]:
     """The Correctness judge (``endpoints:/<judge_endpoint>``) on each answered row, at most
@@ -135,6 +152,7 @@ def judge_rows(rows: Iterator[dict[str, Any]], judge_endpoint: str, *, concurren
     from mlflow.genai.scorers import Correctness
     from mlflow.utils.rest_utils import disable_429_retry
 
+    _databricks_deployments_target()
     judge = Correctness(model=f"endpoints:/{judge_endpoint}")
 
     def one(row: dict[str, Any]) -> float | None:

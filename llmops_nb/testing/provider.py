@@ -15,7 +15,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -25,6 +25,8 @@ class FakeProvider:
     def __init__(self) -> None:
         self.requests: list[dict] = []
         self.fail_status: int | None = None
+        #: The answer text for a request body; None: ``[provider:<model>] <last message>``.
+        self.reply: Callable[[dict], str] | None = None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.port = self.server.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
@@ -35,7 +37,7 @@ class FakeProvider:
             return self.fail_status, {"error": {"message": "injected provider failure"}}
         messages = body.get("messages") or []
         last = str(messages[-1].get("content", "")) if messages else ""
-        text = f"[provider:{body.get('model')}] {last}"
+        text = self.reply(body) if self.reply else f"[provider:{body.get('model')}] {last}"
         p, c = sum(len(str(m.get("content", "")).split()) for m in messages), len(text.split())
         if path.endswith("/messages"):
             return 200, {"id": "msg_fake", "type": "message", "role": "assistant",
