@@ -19,7 +19,7 @@ from llmops_nb.errors import ConfigError
 # sql-ref-names.html); a registered model is catalog.schema.model.
 _UC_PART = r"[^./\x00-\x20\x7f]{1,255}"
 UC_NAME_RE = re.compile(rf"\A{_UC_PART}\.{_UC_PART}\.{_UC_PART}\Z")
-UC_NAME_RULE = ("a Unity Catalog name catalog.schema.model (each part 1-255 characters, "
+UC_NAME_RULE = ("Unity Catalog needs a 3-level name catalog.schema.model (each part 1-255 characters, "
                 "no '.', space, '/' or control character)")
 
 # Model aliases as MLflow's registry checks them (mlflow/utils/validation.py:
