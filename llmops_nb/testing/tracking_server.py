@@ -145,6 +145,11 @@ def tracking_server(root: Path, *, delay_ms: float = 20.0, workers: int = 1) -> 
            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--serve-artifacts",
            "--artifacts-destination", str(root / "artifacts"), "--workers", str(workers)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
+    # The server's job runner (online scoring, periodic tasks: mlflow/server/__init__.py,
+    # MLFLOW_SERVER_ENABLE_JOB_EXECUTION) starts five more Python processes that import MLflow
+    # for 20 s or more: on a 2-core machine that is the client's CPU, not the server's
+    # latency. Nothing here uses server-side jobs; a user's own setting wins.
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root,
                                 start_new_session=True)
