@@ -7,7 +7,6 @@ asking, metrics, scorers, plot, MLflow run, report, orchestration).
 from __future__ import annotations
 
 from llmops_nb import evaluation as _evaluation
-from llmops_nb.bookkeeping import ROWS_ARTIFACT, Bookkeeper, RunningMetrics
 from llmops_nb.evaluation import *  # noqa: F403 - re-exported
 
-__all__ = [*_evaluation.__all__, "ROWS_ARTIFACT", "Bookkeeper", "RunningMetrics"]
+__all__ = list(_evaluation.__all__)

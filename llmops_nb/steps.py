@@ -262,7 +262,7 @@ def evaluate(
     config's dataset, and adds the diff with the logged answers to the run (:mod:`llmops_nb.replay`).
     """
     from llmops_nb import datasets, replay
-    from llmops_nb.evaluate import evaluate_and_promote
+    from llmops_nb.evaluation import evaluate_and_promote
     from llmops_nb.backends import local_home
     from llmops_nb.paths import private_file
     from llmops_nb.provenance import environment_record

@@ -82,7 +82,7 @@ CHAIN: tuple[Step, ...] = (
         timeout_seconds=3600,
         warm_imports=("mlflow", "mlflow.genai", "mlflow.genai.scorers", "mlflow.store.tracking.sqlalchemy_store",
                       "databricks.sdk", "databricks.sdk.service.serving", "pandas", "matplotlib.pyplot",
-                      "llmops_nb.evaluate", "llmops_nb.scoring", "llmops_nb.client"),
+                      "llmops_nb.evaluation", "llmops_nb.evaluation.scorers", "llmops_nb.client"),
     ),
 )
 

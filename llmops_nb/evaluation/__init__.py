@@ -3,6 +3,8 @@
 - :mod:`~llmops_nb.evaluation.orchestrate`: :func:`evaluate_endpoint` and
   :func:`evaluate_and_promote`, the phases in order;
 - :mod:`~llmops_nb.evaluation.asking`: ask each row once, concurrently, resumable;
+- :mod:`~llmops_nb.evaluation.bookkeeping`: each answer as it arrives: the rows file, the running
+  metrics, the traces of the rows that matter (one thread, a bounded queue);
 - :mod:`~llmops_nb.evaluation.mlflow_run`: the evaluation's MLflow run (experiment, params,
   metrics, table, artifacts);
 - :mod:`~llmops_nb.evaluation.report`: :class:`EvalResult`, :class:`Evaluation` and the summary
@@ -22,8 +24,10 @@ from __future__ import annotations
 
 from llmops_nb.datasets import dataset_digest, load_dataset
 from llmops_nb.evaluation.asking import DEFAULT_SYSTEM, Asked, query_rows, stream_rows
+from llmops_nb.evaluation.bookkeeping import ROWS_ARTIFACT, Bookkeeper
 from llmops_nb.evaluation.metrics import (
     KNOWN_METRICS,
+    RunningMetrics,
     aggregate,
     contains_match,
     exact_match,
@@ -57,5 +61,6 @@ __all__ = [
     "record_decision", "find_champion", "Champion", "Evaluation", "evaluate_and_promote", "KNOWN_METRICS",
     "DEFAULT_SYSTEM", "TABLE_ARTIFACT", "TABLE_COLUMNS", "PLOT_ARTIFACT", "Asked", "stream_rows", "query_rows",
     "SavedAnswers", "read_saved", "read_resume", "StreamDigest", "read_table", "table_row",
+    "ROWS_ARTIFACT", "Bookkeeper", "RunningMetrics",
     "normalize", "exact_match", "contains_match", "response_length", "tokens_per_second", "score_answer",
 ]

@@ -2,20 +2,20 @@
 
 Plain functions, no MLflow: :func:`score_answer` scores one row (exact and contains match,
 response length), :func:`tokens_per_second` its speed, :func:`aggregate` the run-level
-metrics (:data:`KNOWN_METRICS`). :mod:`llmops_nb.evaluation.scorers` wraps them for MLflow.
+metrics (:data:`KNOWN_METRICS`) over a table, :class:`RunningMetrics` the same figures over
+rows added one at a time. :mod:`llmops_nb.evaluation.scorers` wraps them for MLflow.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from llmops_nb.bookkeeping import RunningMetrics
-
 __all__ = ["ARTICLES", "KNOWN_METRICS", "normalize", "exact_match", "contains_match", "response_length",
-           "tokens_per_second", "score_answer", "aggregate"]
+           "tokens_per_second", "score_answer", "aggregate", "RunningMetrics"]
 
 ARTICLES = frozenset({"a", "an", "the"})
 # Every metric evaluate_endpoint reports (a judge adds its own, e.g. correctness/mean).
@@ -70,6 +70,65 @@ def score_answer(answer: str, expected: str, aliases: Sequence[str] = ()) -> dic
         "contains_match": contains_match(answer, expected, aliases),
         "response_length": response_length(answer),
     }
+
+
+def _quantile(values: list[float], q: float) -> float:
+    """Linear-interpolated quantile (as numpy's default)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def _mean(total: float, n: int) -> float:
+    return total / n if n else math.nan
+
+
+class RunningMetrics:
+    """Run-level metrics over rows added one at a time; a failed row scores 0 on matches."""
+
+    def __init__(self) -> None:
+        self.rows = self.ok = 0
+        self.latencies: list[float] = []
+        self.tokens = 0.0
+        self.rate_sum, self.rates = 0.0, 0
+        self.length_sum = 0.0
+        self.matches = {"exact_match": 0.0, "contains_match": 0.0}
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows += 1
+        self.length_sum += float(row["response_length"])
+        for name in self.matches:
+            self.matches[name] += float(row[name])
+        if row["error"]:
+            return
+        self.ok += 1
+        self.latencies.append(float(row["latency_ms"]))
+        self.tokens += float(row["completion_tokens"])
+        if row["tokens_per_second"] is not None:
+            self.rate_sum += float(row["tokens_per_second"])
+            self.rates += 1
+
+    def metrics(self) -> dict[str, float]:
+        latency_total = sum(self.latencies)
+        metrics = {
+            "rows": float(self.rows),
+            "error_rate": (self.rows - self.ok) / self.rows if self.rows else math.nan,
+            "latency_p50_ms": _quantile(self.latencies, 0.5),
+            "latency_p95_ms": _quantile(self.latencies, 0.95),
+            "mean_completion_tokens": _mean(self.tokens, self.ok),
+            "tokens_per_second": self.tokens / (latency_total / 1000) if latency_total > 0 else math.nan,
+            "latency_ms/mean": _mean(latency_total, self.ok),
+            "completion_tokens/mean": _mean(self.tokens, self.ok),
+            "tokens_per_second/mean": _mean(self.rate_sum, self.rates),
+            "response_length/mean": _mean(self.length_sum, self.rows),
+        }
+        for name, total in self.matches.items():
+            metrics[name] = metrics[f"{name}/mean"] = _mean(total, self.rows)
+        return metrics
 
 
 def aggregate(rows: Iterable[dict[str, Any]]) -> dict[str, float]:

@@ -3,7 +3,7 @@
 :func:`evaluate_endpoint`: check the input, create the MLflow run while the endpoint
 answers (:mod:`~llmops_nb.evaluation.mlflow_run`), ask each row once
 (:mod:`~llmops_nb.evaluation.asking`) with each answer's bookkeeping done as it arrives
-(:mod:`llmops_nb.bookkeeping`), then plot (:mod:`~llmops_nb.evaluation.plot`), judge if
+(:mod:`~llmops_nb.evaluation.bookkeeping`), then plot (:mod:`~llmops_nb.evaluation.plot`), judge if
 asked (:mod:`~llmops_nb.evaluation.scorers`) and log. :func:`evaluate_and_promote` adds
 the gate, the comparison with the champion and the alias move (:mod:`llmops_nb.promotion`).
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_nb.backends import resolve_experiment
-from llmops_nb.bookkeeping import ROWS_ARTIFACT, Bookkeeper
+from llmops_nb.evaluation.bookkeeping import ROWS_ARTIFACT, Bookkeeper
 from llmops_nb.client import check_generation
 from llmops_nb.datasets import dataset_digest
 from llmops_nb.errors import ConfigError

@@ -6,12 +6,13 @@ one consumer thread) and
 - appends it to a JSON-lines file (``eval_rows.jsonl``, every row, logged as an artifact at
   the end): results stream out, nothing per row is kept in memory but its latency and
   token count (for the run's quantiles);
-- adds it to the running metrics (:class:`RunningMetrics`, the same figures as
-  ``evaluation.metrics.aggregate`` over all rows);
+- adds it to the running metrics (:class:`~llmops_nb.evaluation.metrics.RunningMetrics`, the
+  same figures as :func:`~llmops_nb.evaluation.metrics.aggregate` over all rows);
 - for the rows that matter, logs an MLflow trace of the question and answer with the row's
   scores as assessments: every failed row and the first ``trace_rows`` rows, up to
-  ``max_traces`` (each trace is several store calls: one per row of 5,000 would cost minutes
-  on a remote tracking server, while the per-row table holds every row's scores anyway).
+  ``max_traces`` (each trace is an export to the tracking store, its scores included: one per
+  row of 5,000 would cost minutes on a remote server, while the per-row table holds every
+  row's scores anyway).
 
 The queue is bounded, so a slow tracking store slows the consumer, not memory.
 """
@@ -19,75 +20,17 @@ The queue is bounded, so a slow tracking store slows the consumer, not memory.
 from __future__ import annotations
 
 import json
-import math
 import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from llmops_nb.evaluation.metrics import RunningMetrics
+
 ROWS_ARTIFACT = "eval_rows.jsonl"
 TRACED_SCORES = ("exact_match", "contains_match", "response_length", "latency_ms", "completion_tokens")
 _STOP = object()
-
-
-def _quantile(values: list[float], q: float) -> float:
-    """Linear-interpolated quantile (as numpy's default)."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    low = math.floor(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
-def _mean(total: float, n: int) -> float:
-    return total / n if n else math.nan
-
-
-class RunningMetrics:
-    """Run-level metrics over rows added one at a time; a failed row scores 0 on matches."""
-
-    def __init__(self) -> None:
-        self.rows = self.ok = 0
-        self.latencies: list[float] = []
-        self.tokens = 0.0
-        self.rate_sum, self.rates = 0.0, 0
-        self.length_sum = 0.0
-        self.matches = {"exact_match": 0.0, "contains_match": 0.0}
-
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows += 1
-        self.length_sum += float(row["response_length"])
-        for name in self.matches:
-            self.matches[name] += float(row[name])
-        if row["error"]:
-            return
-        self.ok += 1
-        self.latencies.append(float(row["latency_ms"]))
-        self.tokens += float(row["completion_tokens"])
-        if row["tokens_per_second"] is not None:
-            self.rate_sum += float(row["tokens_per_second"])
-            self.rates += 1
-
-    def metrics(self) -> dict[str, float]:
-        latency_total = sum(self.latencies)
-        metrics = {
-            "rows": float(self.rows),
-            "error_rate": (self.rows - self.ok) / self.rows if self.rows else math.nan,
-            "latency_p50_ms": _quantile(self.latencies, 0.5),
-            "latency_p95_ms": _quantile(self.latencies, 0.95),
-            "mean_completion_tokens": _mean(self.tokens, self.ok),
-            "tokens_per_second": self.tokens / (latency_total / 1000) if latency_total > 0 else math.nan,
-            "latency_ms/mean": _mean(latency_total, self.ok),
-            "completion_tokens/mean": _mean(self.tokens, self.ok),
-            "tokens_per_second/mean": _mean(self.rate_sum, self.rates),
-            "response_length/mean": _mean(self.length_sum, self.rows),
-        }
-        for name, total in self.matches.items():
-            metrics[name] = metrics[f"{name}/mean"] = _mean(total, self.rows)
-        return metrics
 
 
 def log_row_trace(row: dict[str, Any], experiment_id: str, run_id: str) -> str:
@@ -109,7 +52,7 @@ def log_row_trace(row: dict[str, Any], experiment_id: str, run_id: str) -> str:
     from mlflow.entities.trace_location import MlflowExperimentLocation
     from mlflow.pyfunc.context import Context, set_prediction_context
 
-    source = AssessmentSource(AssessmentSourceType.CODE, "llmops_nb.scoring")
+    source = AssessmentSource(AssessmentSourceType.CODE, "llmops_nb.evaluation.metrics")
     evaluation = Context(request_id=f"llmops-row-{row['id']}", is_evaluate=True)
     where = MlflowExperimentLocation(experiment_id)
     with set_prediction_context(evaluation), mlflow.start_span("evaluate_row", trace_destination=where,
