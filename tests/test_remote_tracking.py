@@ -90,7 +90,6 @@ def test_the_chain_runs_against_a_remote_server(remote: TrackingServer, fake_wor
     client = mlflow.MlflowClient(tracking_uri=remote.uri, registry_uri=remote.uri)
     version = client.get_model_version(out["model_name"], "1")  # registered on the remote server
     assert version.status == "READY"
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
-                              filter_string="tags.`llmops_nb.step` = 'evaluate'")
-    assert [r.data.metrics["rows"] for r in runs] == [8]  # the evaluation's run is on the remote server
-    assert client.list_artifacts(runs[0].info.run_id)  # its table and plot went through the proxy
+    run = client.get_run(out["eval_run_id"])  # the evaluation's run is on the remote server
+    assert run.data.metrics["rows"] == 8 and run.data.tags["llmops_nb.step"] == "evaluate"
+    assert {"eval_table.json", "eval_plot.png"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
