@@ -20,6 +20,7 @@ The queue is bounded, so a slow tracking store slows the consumer, not memory.
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -29,6 +30,8 @@ from typing import Any
 from llmops_nb.evaluation.metrics import RunningMetrics
 
 ROWS_ARTIFACT = "eval_rows.jsonl"
+#: MLflow's trace exporter: it logs a failed export (a warning or an error) instead of raising.
+EXPORT_LOGGER = "mlflow.tracing.export.mlflow_v3"
 TRACED_SCORES = ("exact_match", "contains_match", "response_length", "latency_ms", "completion_tokens")
 _STOP = object()
 
@@ -124,8 +127,29 @@ class Bookkeeper:
 
     def _trace(self, row: dict[str, Any]) -> None:
         experiment_id, run_id = self._run()  # type: ignore[misc]
+        refused = _ExportFailures(threading.get_ident())
+        exporter = logging.getLogger(EXPORT_LOGGER)
+        exporter.addHandler(refused)
         try:
             log_row_trace(row, experiment_id, run_id)
-            self.traced += 1
         except Exception as exc:  # noqa: BLE001 - the scores are in the table; say it on the run
-            self.trace_failures.append(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+            refused.messages.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            exporter.removeHandler(refused)
+        if refused.messages:
+            self.trace_failures.append(refused.messages[0].splitlines()[0][:300])
+        else:
+            self.traced += 1
+
+
+class _ExportFailures(logging.Handler):
+    """The exporter's warnings and errors from one thread: a trace the store did not take."""
+
+    def __init__(self, thread_id: int) -> None:
+        super().__init__(logging.WARNING)
+        self.thread_id = thread_id
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread_id:
+            self.messages.append(record.getMessage())
