@@ -122,8 +122,17 @@ def test_a_token_set_by_the_user_is_used_and_checked(tmp_path, monkeypatch):
 
 
 def _modes(home: Path) -> dict[str, int]:
-    return {str(p.relative_to(home)): stat.S_IMODE(p.lstat().st_mode)
-            for p in [home, *home.rglob("*")] if not p.is_symlink()}
+    """Every path's mode; a file that vanishes between listing and stat (an atomic write's
+    temporary, renamed meanwhile by the running workspace) is skipped."""
+    modes = {}
+    for p in [home, *home.rglob("*")]:
+        try:
+            st = p.lstat()
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISLNK(st.st_mode):
+            modes[str(p.relative_to(home))] = stat.S_IMODE(st.st_mode)
+    return modes
 
 
 def test_home_is_private_after_a_run_whatever_the_umask(tmp_path):
