@@ -1,6 +1,6 @@
 """Deploy waits: time from the endpoint's switch to READY until the deploy returns, and GETs/s.
 
-Our ``endpoints.deploy`` against databricks-sdk's ``serving_endpoints.create_and_wait``, both
+Our ``deploy`` against databricks-sdk's ``serving_endpoints.create_and_wait``, both
 creating a new endpoint on the fake workspace whose served entity takes ``ready_seconds``
 to start, alternating, in one run. The switch time is the endpoint's
 ``last_updated_timestamp`` (set by the fake at the switch, ms resolution); the GETs are the
@@ -23,8 +23,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from llmops_nb import endpoints
-from llmops_nb.config import EndpointConfig
+from llmops_nb.endpoints.apply import deploy
+from llmops_nb.config.endpoint import EndpointConfig
 from llmops_nb.testing import fake_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ def config(name: str) -> EndpointConfig:
 
 
 def ours(w, name: str) -> None:  # noqa: ANN001
-    endpoints.deploy(w, config(name), progress=False)
+    deploy(w, config(name), progress=False)
 
 
 def sdk(w, name: str) -> None:  # noqa: ANN001
@@ -90,7 +90,7 @@ def main() -> None:
     load_after = os.getloadavg()
     result = {side: summary([r for r in rows if r["side"] == side]) for side in ("ours", "sdk")}
     print(f"\nload {load_before[0]:.2f} -> {load_after[0]:.2f}, {os.cpu_count()} cpus; target: delay <= 1 s, <= 1 GET/s")
-    for side, label in (("ours", "endpoints.deploy"), ("sdk", "create_and_wait (SDK)")):
+    for side, label in (("ours", "deploy"), ("sdk", "create_and_wait (SDK)")):
         s = result[side]
         print(f"{label:22s} delay after READY mean {s['delay_mean_s']:.3f} s, max {s['delay_max_s']:.3f} s; "
               f"GETs/s while waiting {s['gets_per_s_mean']:.2f} (max {s['gets_per_s_max']:.2f})")

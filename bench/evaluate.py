@@ -11,7 +11,7 @@ store:
 - **sequential**: ``client.chat`` per row, one after another;
 - **genai**: ``mlflow.genai.evaluate(data, predict_fn, scorers=[a trivial scorer])`` with its
   default predict workers (10 > C: some calls get a 429 and the SDK retries them; part of
-  what is measured) and the SQLite-safe trace settings of ``llmops_nb.scoring`` apart from
+  what is measured) and the SQLite-safe trace settings of ``llmops_nb.evaluation.scorers`` apart from
   the worker count.
 
 Each side's invocations are counted from the fake's request record (status 200 per
@@ -42,16 +42,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llmops_nb import client, endpoints
-from llmops_nb.config import EndpointConfig
-from llmops_nb.datasets import load_dataset
-from llmops_nb.evaluate import DEFAULT_SYSTEM, evaluate_endpoint
+from llmops_nb.endpoints.apply import deploy
+from llmops_nb.chat import client
+from llmops_nb.config.endpoint import EndpointConfig
+from llmops_nb.evaluation.datasets import load_dataset
+from llmops_nb.evaluation.asking import DEFAULT_SYSTEM
+from llmops_nb.evaluation.orchestrate import evaluate_endpoint
 from llmops_nb.testing import fake_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 ENDPOINT = "bench"
 TARGET = 1.15
-# llmops_nb.scoring.SQLITE_EVAL_ENV without the worker count: genai keeps its default workers.
+# llmops_nb.evaluation.scorers.SQLITE_EVAL_ENV without the worker count: genai keeps its default workers.
 GENAI_ENV = {"MLFLOW_GENAI_EVAL_MAX_SCORER_WORKERS": "1", "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "false"}
 
 
@@ -148,7 +150,7 @@ def one_case(rows_n: int, concurrency: int, store: str, latency_ms: float, max_t
         w = ws.client()
         cfg = EndpointConfig.model_validate(
             {"name": ENDPOINT, "served_entities": [{"entity_name": "m", "entity_version": "1"}]})
-        endpoints.deploy(w, cfg, progress=False, poll_interval=0.1)
+        deploy(w, cfg, progress=False, poll_interval=0.1)
         common = {"tracking_uri": tracking_uri, "progress": False, "max_tokens": max_tokens,
                   "concurrency": concurrency, "output_dir": tmp / "out"}
         evaluate_endpoint(w, ENDPOINT, rows[:4], **common)  # warm-up: imports, store, matplotlib
@@ -218,7 +220,7 @@ def main() -> None:
         w = ws.client()
         cfg = EndpointConfig.model_validate(
             {"name": ENDPOINT, "served_entities": [{"entity_name": "m", "entity_version": "1"}]})
-        endpoints.deploy(w, cfg, progress=False, poll_interval=0.1)
+        deploy(w, cfg, progress=False, poll_interval=0.1)
         common = {"tracking_uri": tracking_uri, "progress": False, "max_tokens": args.max_tokens,
                   "concurrency": args.max_concurrency}
         # Warm up (imports, the SQLite store, matplotlib, genai's modules) without the faults.

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import requests
 
-from llmops_nb import payload_table as pt
+from llmops_nb.protocol import inference_table as pt
 from llmops_nb.testing import fake_workspace
 
 TABLE = "main.bench.bench-on_payload"
@@ -78,8 +78,8 @@ def _q(values: list[float], q: float) -> float:
 
 def _hook_cost(home: Path, calls: int = 20000) -> tuple[float, float]:
     """(µs per invocation_done call with a table enabled, µs per row written by the writer)."""
-    from llmops_nb.workspace import inference_table as it
-    from llmops_nb.workspace.usage import invocation_done
+    from llmops_nb.workspace.serving import inference_table as it
+    from llmops_nb.workspace.serving.usage import invocation_done
 
     rec = {"id": "x", "ai_gateway": {"inference_table_config": {"catalog_name": "c", "schema_name": "s",
                                                                "enabled": True}},

@@ -29,22 +29,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def functions_once(config: Path, max_rows: int | None) -> dict[str, float]:
     """The four steps as plain functions in this process (what the notebooks call)."""
-    from llmops_nb import steps
+    from llmops_nb.steps.deploy import deploy
+    from llmops_nb.steps.evaluate import evaluate
+    from llmops_nb.backends import load_project
+    from llmops_nb.steps.register import register
+    from llmops_nb.steps.query import query
 
     times: dict[str, float] = {}
     t = time.perf_counter()
-    project, backend = steps.load(str(config))
-    registered = steps.register(project, backend)
+    project, backend = load_project(str(config))
+    registered = register(project, backend)
     times["register"] = time.perf_counter() - t
     t = time.perf_counter()
-    deployed = steps.deploy(project, backend, model_version=registered["model_version"], progress=False)
+    deployed = deploy(project, backend, model_version=registered["model_version"], progress=False)
     times["deploy"] = time.perf_counter() - t
     t = time.perf_counter()
-    steps.serve(project, backend, ["What is MLflow?", "Name the three primary colors.", "What is the capital of France?"],
+    query(project, backend, ["What is MLflow?", "Name the three primary colors.", "What is the capital of France?"],
                 endpoint_name=deployed["endpoint_name"])
     times["serve"] = time.perf_counter() - t
     t = time.perf_counter()
-    steps.evaluate(project, backend, endpoint_name=deployed["endpoint_name"], model_name=registered["model_name"],
+    evaluate(project, backend, endpoint_name=deployed["endpoint_name"], model_name=registered["model_name"],
                    model_version=registered["model_version"], max_rows=max_rows, progress=False)
     times["evaluate"] = time.perf_counter() - t
     return times
@@ -52,7 +56,7 @@ def functions_once(config: Path, max_rows: int | None) -> dict[str, float]:
 
 def chain_once(config: Path, max_rows: int | None, env: dict[str, str], warm: bool = True) -> tuple[float, dict[str, float]]:
     """`llmops-nb run` as a user runs it (a new process, papermill kernels)."""
-    cmd = [sys.executable, "-m", "llmops_nb.cli", "run", "--config", str(config),
+    cmd = [sys.executable, "-m", "llmops_nb.cli.main", "run", "--config", str(config),
            "--warm-kernels" if warm else "--cold-kernels"]
     if max_rows:
         cmd += ["--max-rows", str(max_rows)]

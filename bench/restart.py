@@ -144,9 +144,9 @@ def main() -> None:
     from databricks.sdk import WorkspaceClient
     from databricks.sdk.config import Config
 
-    from llmops_nb import endpoints
-    from llmops_nb.config import EndpointConfig
-    from llmops_nb.registry import register_model
+    from llmops_nb.endpoints.apply import deploy
+    from llmops_nb.config.endpoint import EndpointConfig
+    from llmops_nb.models.registry import register_model
     from llmops_nb.workspace import launcher
 
     root = Path(tempfile.mkdtemp(prefix="llmops-bench-restart-"))
@@ -161,7 +161,7 @@ def main() -> None:
         cfg = EndpointConfig.model_validate({"name": "chat", "served_entities": [
             {"entity_name": model.name, "entity_version": model.version,
              "scale_to_zero_enabled": False}]})
-        endpoints.deploy(w, cfg, progress=False, poll_interval=0.5, timeout=600)
+        deploy(w, cfg, progress=False, poll_interval=0.5, timeout=600)
         entity = w.serving_endpoints.get("chat").config.served_entities[0].name
         starts = home / "logs" / "chat" / f"{entity}.starts.jsonl"
         clients = Clients(f"{info.host}/serving-endpoints/chat/invocations", args.clients, info.token)

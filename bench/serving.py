@@ -247,8 +247,8 @@ def served(model_uri: str, tracking_uri: str, tmp: Path, workers: int = 1) -> It
 def via_workspace(version: str, tracking_uri: str, tmp: Path) -> Iterator[tuple[str, str]]:
     """Start a local workspace, deploy the registered version, yield (invocations URL, token)."""
     from llmops_nb.backends import Backend
-    from llmops_nb.config import EndpointConfig
-    from llmops_nb.endpoints import deploy
+    from llmops_nb.config.endpoint import EndpointConfig
+    from llmops_nb.endpoints.apply import deploy
     from llmops_nb.workspace.launcher import ensure_running, stop
 
     home = tmp / "workspace"
@@ -319,7 +319,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "serving.json")
     args = parser.parse_args()
 
-    from llmops_nb.registry import register_model
+    from llmops_nb.models.registry import register_model
 
     print(f"load average before: {os.getloadavg()}", flush=True)
     ceil, reference = run_ceiling(sorted(set(args.clients)), reference=True)

@@ -3,7 +3,7 @@
 The three commands alternate, round after round, in one run (load on the machine hits all
 of them alike); medians are compared. Target: importing the package adds at most 0.15 s
 (mlflow, databricks-sdk, llama_cpp and pandas load only when used). Also lists which heavy
-modules are loaded after `import llmops_nb.cli` (should be none).
+modules are loaded after `import llmops_nb.cli.main` (should be none).
 
     .venv/bin/python bench/startup.py [--rounds 15]
 """
@@ -31,7 +31,7 @@ def commands() -> dict[str, list[str]]:
         "python -c pass": [sys.executable, "-c", "pass"],
         "import llmops_nb": [sys.executable, "-c", "import llmops_nb"],
         "llmops-nb --help": [str(cli), "--help"] if cli.exists()
-        else [sys.executable, "-m", "llmops_nb.cli", "--help"],
+        else [sys.executable, "-m", "llmops_nb.cli.main", "--help"],
     }
 
 
@@ -42,7 +42,7 @@ def once(cmd: list[str]) -> float:
 
 
 def heavy_after_cli_import() -> list[str]:
-    probe = (f"import sys, llmops_nb, llmops_nb.cli; "
+    probe = (f"import sys, llmops_nb, llmops_nb.cli.main; "
              f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, cwd=ROOT)
     return out.stdout.split()
@@ -72,7 +72,7 @@ def main() -> None:
             f"   adds {added[name]:.3f} s  ({med[name] / base:.2f}x)  "
             f"{'OK' if added[name] <= TARGET_S else 'OVER'} (target <= {TARGET_S} s)")
         print(f"{name:18s} {med[name]:.3f} s{extra}")
-    print(f"heavy modules loaded by `import llmops_nb.cli`: {', '.join(heavy) or 'none'}")
+    print(f"heavy modules loaded by `import llmops_nb.cli.main`: {', '.join(heavy) or 'none'}")
 
     out = ROOT / "bench" / "results" / "startup.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -160,7 +160,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=serving.RESULTS / "streaming.json")
     args = parser.parse_args()
 
-    from llmops_nb.registry import register_model
+    from llmops_nb.models.registry import register_model
 
     print(f"load average before: {os.getloadavg()}", flush=True)
     ceil = run_ceiling()

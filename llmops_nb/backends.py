@@ -21,10 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from llmops_nb.errors import ConfigError, WorkspaceError
-from llmops_nb.paths import project_root
+from llmops_nb.tracking.uris import is_databricks_tracking, local_tracking_uri, resolve_experiment
+from llmops_nb.util.paths import project_root
 
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
+
+    from llmops_nb.config.project import ProjectConfig
 
 BackendKind = Literal["local", "databricks"]
 BACKENDS: tuple[BackendKind, ...] = ("local", "databricks")
@@ -35,40 +38,6 @@ ENV_HOME = "LLMOPS_HOME"
 ENV_WORKSPACE_TOKEN = "LLMOPS_WORKSPACE_TOKEN"
 ENV_RETRY_TIMEOUT = "LLMOPS_RETRY_TIMEOUT_SECONDS"
 ENV_HTTP_TIMEOUT = "LLMOPS_HTTP_TIMEOUT_SECONDS"
-
-
-DEFAULT_EXPERIMENT = "llmops-nb"
-EXPERIMENT_RULE = "Databricks takes an absolute workspace path such as /Users/<you>/llmops-nb or /Shared/llmops-nb"
-
-
-def is_databricks_tracking(tracking_uri: str) -> bool:
-    """True for ``databricks`` and ``databricks://<profile>`` tracking URIs."""
-    return tracking_uri.split("://")[0] in ("databricks", "databricks-uc")
-
-
-def check_experiment(name: str, tracking_uri: str) -> str:
-    """A configured experiment name; on Databricks it must be an absolute workspace path."""
-    if not name.strip():
-        raise ConfigError("experiment", name, "a non-empty MLflow experiment name")
-    if is_databricks_tracking(tracking_uri) and not name.startswith("/"):
-        raise ConfigError("experiment", name, EXPERIMENT_RULE)
-    return name
-
-
-def resolve_experiment(configured: str | None, tracking_uri: str, w: WorkspaceClient | None = None) -> str:
-    """The MLflow experiment: ``configured`` (checked), else ``llmops-nb`` locally and
-    ``/Users/<current user>/llmops-nb`` on Databricks (``w.current_user.me()``; without ``w``
-    a client of the tracking URI's profile)."""
-    if configured:
-        return check_experiment(configured, tracking_uri)
-    if not is_databricks_tracking(tracking_uri):
-        return DEFAULT_EXPERIMENT
-    if w is None:
-        from databricks.sdk import WorkspaceClient
-
-        profile = tracking_uri.partition("://")[2] or None
-        w = WorkspaceClient(profile=profile) if profile else WorkspaceClient()
-    return f"/Users/{w.current_user.me().user_name}/{DEFAULT_EXPERIMENT}"
 
 
 def in_databricks_runtime() -> bool:
@@ -85,11 +54,6 @@ def in_databricks_runtime() -> bool:
 def local_home() -> Path:
     """The local workspace's folder: ``$LLMOPS_HOME`` or ``<project>/.llmops``."""
     return Path(os.environ.get(ENV_HOME) or project_root() / ".llmops").resolve()
-
-
-def local_tracking_uri() -> str:
-    """MLflow tracking/registry URI of the local backend: ``$MLFLOW_TRACKING_URI`` or ``<project>/mlflow.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
 def check_kind(kind: str) -> BackendKind:
@@ -210,3 +174,13 @@ def _local_backend(*, start: bool) -> Backend:
         registry_uri=tracking_uri,
         home=home,
     )
+
+
+def load_project(config_path: str = "", backend: str = "") -> tuple[ProjectConfig, Backend]:
+    """The one loader: the project config (default ``configs/local.yml``) and its backend
+    (``backend``, else the config's; started if local)."""
+    from llmops_nb.config.io import default_config_path
+    from llmops_nb.config.project import load_project_config
+
+    project = load_project_config(config_path or default_config_path())
+    return project, resolve_backend(backend or project.backend)

@@ -6,6 +6,7 @@ import pytest
 
 from llmops_nb import backends
 from llmops_nb.errors import ConfigError
+from llmops_nb.tracking.uris import local_tracking_uri, resolve_uris
 
 
 def test_default_kind_is_local_outside_databricks(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,7 +54,9 @@ def test_local_defaults_live_in_the_project_folder(monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv(backends.ENV_HOME, raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert backends.local_home() == tmp_path.resolve() / ".llmops"
-    assert backends.local_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    # one default for every caller: the backend's and the registry's tracking URI are the same
+    assert local_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert resolve_uris("", None)[0] == local_tracking_uri()
 
 
 def test_local_backend_refuses_a_running_fake_workspace_and_leaves_it_running(
@@ -80,11 +83,11 @@ def test_local_backend_refuses_a_running_fake_workspace_and_leaves_it_running(
 
 def test_the_evaluate_resume_file_lives_under_llmops_home(
         tmp_path, fake_workspace, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    """steps.evaluate keeps its resume rows in $LLMOPS_HOME/eval (private), as the rest of the home."""
+    """evaluate keeps its resume rows in $LLMOPS_HOME/eval (private), as the rest of the home."""
     import os
 
-    from llmops_nb import steps
-    from llmops_nb.config import ProjectConfig
+    from llmops_nb.steps.evaluate import evaluate
+    from llmops_nb.config.project import ProjectConfig
 
     for key in [k for k in os.environ if k.startswith(("DATABRICKS_", "MLFLOW_", "LLMOPS_"))]:
         monkeypatch.delenv(key)
@@ -98,7 +101,7 @@ def test_the_evaluate_resume_file_lives_under_llmops_home(
     project = ProjectConfig.model_validate({
         "backend": "databricks", "model": {"name": "main.llmops.m"},
         "foundation_endpoint": "databricks-smollm2-135m-instruct", "evaluation": {"thresholds": {}}})
-    steps.evaluate(project, backends.resolve_backend("databricks"), max_rows=2, promote=False, progress=False)
+    evaluate(project, backends.resolve_backend("databricks"), max_rows=2, promote=False, progress=False)
     saved = tmp_path / "home" / "eval" / "databricks-smollm2-135m-instruct-vx.jsonl"
     assert saved.exists() and saved.read_text().count('"row"') >= 2
     assert oct(saved.stat().st_mode & 0o777) == "0o600"

@@ -12,8 +12,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from llmops_nb import params, pipeline
-from llmops_nb.cli import main
+from llmops_nb.chain import runner as chain_runner
+from llmops_nb.chain import params
+from llmops_nb.cli.main import main
 from llmops_nb.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,7 +174,7 @@ def test_bad_cli_arguments(case: str, args: list[str], expected: str, project: P
 @pytest.mark.parametrize(("case", "step", "overrides", "expected"), PARAM_CASES, ids=[c[0] for c in PARAM_CASES])
 def test_bad_notebook_parameters(case: str, step: str, overrides: dict, expected: str, project: Path, fake) -> None:  # noqa: ANN001
     with pytest.raises(ConfigError) as err:
-        pipeline.run(ROOT / "tests" / "configs" / "fake-databricks.yml", overrides={step: overrides}, progress=False, log=lambda _: None)
+        chain_runner.run(ROOT / "tests" / "configs" / "fake-databricks.yml", overrides={step: overrides}, progress=False, log=lambda _: None)
     _one_line(str(err.value), expected)
     _nothing_changed(project, fake)
 

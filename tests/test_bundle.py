@@ -10,8 +10,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from llmops_nb import bundle
-from llmops_nb.cli import main
+from llmops_nb.chain import bundle
+from llmops_nb.cli.main import main
 from llmops_nb.errors import ConfigError
 from llmops_nb.chain.table import NOTEBOOKS, STEP_INPUTS, STEP_OUTPUTS, STEPS
 

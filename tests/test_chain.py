@@ -13,8 +13,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from llmops_nb import pipeline
-from llmops_nb.pipeline import StepFailed
+from llmops_nb.chain import runner as chain_runner
+from llmops_nb.chain import table as chain_table
+from llmops_nb.chain.runner import StepFailed
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "tests" / "configs" / "fake-databricks.yml"
@@ -41,10 +42,10 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_workspace) -> 
 
 
 def test_the_chain_runs_end_to_end_against_the_fake_workspace(project: Path, fake_workspace) -> None:  # noqa: ANN001
-    result = pipeline.run(CONFIG, progress=False, log=lambda _: None)
+    result = chain_runner.run(CONFIG, progress=False, log=lambda _: None)
     run_dir = result.run_dir
     assert run_dir.parent == project / "runs"
-    assert sorted(p.name for p in run_dir.glob("*.ipynb")) == sorted(pipeline.NOTEBOOKS.values())
+    assert sorted(p.name for p in run_dir.glob("*.ipynb")) == sorted(chain_table.NOTEBOOKS.values())
     out = result.published
     assert out["model_name"] == "main.llmops.smollm2_135m_instruct" and out["model_version"] == "1"
     assert out["endpoint_name"] == "smollm2-chat"
@@ -56,7 +57,7 @@ def test_the_chain_runs_end_to_end_against_the_fake_workspace(project: Path, fak
     assert "FAIL contains_match" in text or "contains_match" in text and "NOT promoted" in text
     # each step's outputs reached the next one as papermill parameters
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["completed"] == list(pipeline.STEPS)
+    assert summary["completed"] == list(chain_table.STEPS)
     injected = [c for c in evaluate_nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert 'model_version = "1"' in injected[0].source and 'endpoint_name = "smollm2-chat"' in injected[0].source
     # every evaluation row was asked exactly once, plus the serve step's three prompts
@@ -68,7 +69,7 @@ def test_the_chain_runs_end_to_end_against_the_fake_workspace(project: Path, fak
 def test_a_chain_that_fails_in_step_2_stops_and_says_where(project: Path, fake_workspace) -> None:  # noqa: ANN001
     fake_workspace.set_faults(fail_next_update=ENTITY)
     with pytest.raises(StepFailed) as err:
-        pipeline.run(CONFIG, progress=False, log=lambda _: None)
+        chain_runner.run(CONFIG, progress=False, log=lambda _: None)
     text = str(err.value)
     assert text.startswith("step deploy failed in cell") and "DeployFailed" in text and ENTITY in text
     notebook = Path(text.rsplit("executed notebook: ", 1)[1])
@@ -82,9 +83,9 @@ def test_a_chain_that_fails_in_step_2_stops_and_says_where(project: Path, fake_w
 
 
 def test_rerunning_only_evaluate_uses_the_running_endpoint(project: Path, fake_workspace) -> None:  # noqa: ANN001
-    pipeline.run(CONFIG, steps="register,deploy", progress=False, log=lambda _: None)
+    chain_runner.run(CONFIG, steps="register,deploy", progress=False, log=lambda _: None)
     fake_workspace.reset()
-    result = pipeline.run(CONFIG, steps="evaluate", progress=False, log=lambda _: None,
+    result = chain_runner.run(CONFIG, steps="evaluate", progress=False, log=lambda _: None,
                           overrides={"evaluate": {"max_rows": 4}})
     assert result.steps == ["evaluate"] and result.published["metrics"]["rows"] == 4
     assert fake_workspace.write_calls() == []

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "llmops_nb.cli"]
+CLI = [sys.executable, "-m", "llmops_nb.cli.main"]
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmops_nb.client import as_messages, check_generation
+from llmops_nb.chat.client import as_messages, check_generation
 from llmops_nb.errors import ConfigError
 
 

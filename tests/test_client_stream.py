@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmops_nb.client import ChatResult, chat, chat_stream
+from llmops_nb.chat.client import ChatResult, chat, chat_stream
 from llmops_nb.errors import ConfigError, QueryError
 
 FOUNDATION = "databricks-smollm2-135m-instruct"

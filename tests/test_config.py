@@ -9,14 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from llmops_nb.config import (
-    EndpointConfig,
-    EvaluationConfig,
-    ProjectConfig,
-    default_config_path,
-    is_upper_bound,
-    load_project_config,
-)
+from llmops_nb.config.endpoint import EndpointConfig
+from llmops_nb.config.project import EvaluationConfig, ProjectConfig, is_upper_bound, load_project_config
+from llmops_nb.config.io import default_config_path
 from llmops_nb.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

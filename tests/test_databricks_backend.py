@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from llmops_nb import client, endpoints
-from llmops_nb.config import EndpointConfig
+from llmops_nb.endpoints.apply import deploy
+from llmops_nb.chat import client
+from llmops_nb.config.endpoint import EndpointConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CANARY = "canary-8f3a1c-not-a-real-key"
@@ -36,7 +37,7 @@ def cli_fake(tmp_path: Path, fake_provider) -> Iterator[dict]:  # noqa: ANN001
     )
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, "-m", "llmops_nb.cli", *args], cwd=tmp_path, env=env,
+        done = subprocess.run([sys.executable, "-m", "llmops_nb.cli.main", *args], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=180)
         state["outputs"].append(done.stdout + done.stderr)
         return done
@@ -94,7 +95,7 @@ def test_azure_openai_and_anthropic_endpoints_answer(cli_fake: dict) -> None:
         "name": "claude-3-5-haiku", "provider": "anthropic", "task": "llm/v1/chat",
         "anthropic_config": {"anthropic_api_key": "{{secrets/llmops/anthropic_api_key}}"}}}]})
     for cfg in (azure, anthropic):
-        assert endpoints.deploy(w, cfg, progress=False, poll_interval=0.2).ready == "READY"
+        assert deploy(w, cfg, progress=False, poll_interval=0.2).ready == "READY"
     assert client.chat(w, "azure-chat", "Hi Azure").content == "[provider:prod-gpt4o] Hi Azure"
     provider = cli_fake["provider"].requests[-1]
     assert provider["path"] == "/openai/deployments/prod-gpt4o/chat/completions?api-version=2024-06-01"
@@ -115,12 +116,12 @@ def test_a_foundation_model_endpoint_is_listed_and_queried_never_created(cli_fak
     (cli_fake["root"] / "configs" / "fm.yml").write_text(
         "backend: databricks\nmodel:\n  name: main.llmops.smollm2\nfoundation_endpoint: databricks-smollm2-135m-instruct\n"
     )
-    from llmops_nb import steps
+    from llmops_nb.steps.query import query
     from llmops_nb.backends import Backend
-    from llmops_nb.config import load_project_config
+    from llmops_nb.config.project import load_project_config
 
     project = load_project_config(cli_fake["root"] / "configs" / "fm.yml")
     backend = Backend(kind="databricks", host=cli_fake["host"], token=cli_fake["token"], tracking_uri="", registry_uri="")
-    served = steps.serve(project, backend, ["Name a color."])
+    served = query(project, backend, ["Name a color."])
     assert served["endpoint_name"] == "databricks-smollm2-135m-instruct" and served["answers"][0]["content"]
     assert "$DATABRICKS_TOKEN" in served["curl"]

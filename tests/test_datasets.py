@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops_nb.datasets import BUNDLED_PATH, dataset_digest, load_dataset
+from llmops_nb.evaluation.datasets import BUNDLED_PATH, dataset_digest, load_dataset
 from llmops_nb.errors import ConfigError
 
 

@@ -16,7 +16,7 @@ def _deploy(folder: Path, ws, *extra: str) -> subprocess.CompletedProcess[str]: 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLFLOW_", "LLMOPS_"))}
     env.update(ws.env(), LLMOPS_PROJECT_DIR=str(folder))
     args = ["deploy", "--config", "project.yml", "--backend", "databricks", "--model-version", "1", "--timeout", "60"]
-    return subprocess.run([sys.executable, "-m", "llmops_nb.cli", *args, *extra], cwd=folder, env=env,
+    return subprocess.run([sys.executable, "-m", "llmops_nb.cli.main", *args, *extra], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from llmops_nb import steps
-from llmops_nb.config import ProjectConfig
-from llmops_nb.params import STEP_OUTPUTS
+from llmops_nb.steps.deploy import deploy
+from llmops_nb.config.project import ProjectConfig
+from llmops_nb.chain.params import STEP_OUTPUTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def _deploy(folder: Path, ws, project: dict[str, Any], version: str = "1") -> su
     env.update(ws.env(), LLMOPS_PROJECT_DIR=str(folder), PYTHONUNBUFFERED="1")
     args = ["deploy", "--config", "project.yml", "--backend", "databricks", "--model-version", version,
             "--timeout", "60"]
-    return subprocess.run([sys.executable, "-m", "llmops_nb.cli", *args], cwd=folder, env=env,
+    return subprocess.run([sys.executable, "-m", "llmops_nb.cli.main", *args], cwd=folder, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
 
 
@@ -71,7 +71,7 @@ def test_the_warning_goes_to_stderr(tmp_path: Path, fake_workspace) -> None:  # 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLFLOW_", "LLMOPS_"))}
     env.update(fake_workspace.env(), LLMOPS_PROJECT_DIR=str(tmp_path))
     args = ["deploy", "--config", "project.yml", "--backend", "databricks", "--model-version", "1", "--timeout", "60"]
-    result = subprocess.run([sys.executable, "-m", "llmops_nb.cli", *args], cwd=tmp_path, env=env,
+    result = subprocess.run([sys.executable, "-m", "llmops_nb.cli.main", *args], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "warning:" not in result.stdout
@@ -105,7 +105,7 @@ def test_the_deploy_step_prints_the_warnings_and_keeps_its_outputs(
     monkeypatch.setenv("LLMOPS_PROJECT_DIR", str(tmp_path))
     gateway = {"usage_tracking_config": {"enabled": True}, "guardrails": {"input": {"safety": True}}}
     project = ProjectConfig.model_validate({**_project(), "endpoint": {**_project()["endpoint"], "ai_gateway": gateway}})
-    out = steps.deploy(project, resolve_backend("databricks"), model_version="1", timeout=60, progress=False)
+    out = deploy(project, resolve_backend("databricks"), model_version="1", timeout=60, progress=False)
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning: ")]
     assert len(printed) == 1 and printed[0].startswith("warning: ai_gateway.guardrails")
     assert set(STEP_OUTPUTS["deploy"]) <= set(out) and not any("warning" in str(v) for v in out.values())

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from llmops_nb.config import EndpointConfig
-from llmops_nb.endpoints import ImmutableChange, config_matches, make_plan, plan_changes, tag_changes
+from llmops_nb.config.endpoint import EndpointConfig
+from llmops_nb.endpoints.plan import ImmutableChange, config_matches, make_plan, plan_changes, tag_changes
 
 ENTITY = {"entity_name": "main.default.m", "entity_version": "1", "workload_size": "Small",
           "scale_to_zero_enabled": True, "workload_type": "CPU"}

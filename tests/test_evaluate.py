@@ -8,20 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from llmops_nb import endpoints
-from llmops_nb.config import EndpointConfig
-from llmops_nb.datasets import dataset_digest, load_dataset
+from llmops_nb.endpoints.apply import deploy as apply_deploy
+from llmops_nb.config.endpoint import EndpointConfig
+from llmops_nb.evaluation.datasets import dataset_digest, load_dataset
 from llmops_nb.errors import ConfigError
-from llmops_nb.evaluate import (
-    KNOWN_METRICS,
-    PLOT_ARTIFACT,
-    TABLE_ARTIFACT,
-    TABLE_COLUMNS,
-    aggregate,
-    evaluate_and_promote,
-    evaluate_endpoint,
-    plot_results,
-)
+from llmops_nb.evaluation.metrics import KNOWN_METRICS, aggregate
+from llmops_nb.evaluation.plot import PLOT_ARTIFACT, plot_results
+from llmops_nb.evaluation.mlflow_run import TABLE_ARTIFACT
+from llmops_nb.evaluation.rows import TABLE_COLUMNS
+from llmops_nb.evaluation.orchestrate import evaluate_and_promote, evaluate_endpoint
 
 # The fake answers "[<entity>] echo: <question>": one row matches exactly, one contains its answer.
 CRAFTED = [
@@ -107,7 +102,7 @@ def deploy(ws, name: str) -> None:  # noqa: ANN001
     cfg = EndpointConfig.model_validate(
         {"name": name, "served_entities": [{"entity_name": "m", "entity_version": "1", "scale_to_zero_enabled": False}]}
     )
-    endpoints.deploy(ws.client(), cfg, progress=False, poll_interval=0.1)
+    apply_deploy(ws.client(), cfg, progress=False, poll_interval=0.1)
 
 
 def test_failed_rows_are_kept_with_their_error_and_retried_on_resume(fake_workspace, tmp_path: Path) -> None:  # noqa: ANN001

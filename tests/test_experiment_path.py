@@ -9,8 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from llmops_nb.backends import Backend, resolve_experiment
-from llmops_nb.config import ProjectConfig
+from llmops_nb.backends import Backend
+from llmops_nb.tracking.uris import resolve_experiment
+from llmops_nb.config.project import ProjectConfig
 from llmops_nb.errors import ConfigError
 
 ME = "/api/2.0/preview/scim/v2/Me"
@@ -83,8 +84,8 @@ def test_the_project_config_takes_an_experiment_and_checks_it_for_databricks() -
 
 
 def test_register_and_evaluate_refuse_a_relative_name_on_databricks_before_anything(fake_workspace) -> None:  # noqa: ANN001
-    from llmops_nb.evaluate import evaluate_endpoint
-    from llmops_nb.registry import register_model
+    from llmops_nb.evaluation.orchestrate import evaluate_endpoint
+    from llmops_nb.models.registry import register_model
 
     with pytest.raises(ConfigError, match="^experiment: 'llmops-nb'"):
         register_model("main.default.m", experiment="llmops-nb", tracking_uri="databricks", registry_uri="databricks-uc")

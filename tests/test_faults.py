@@ -15,10 +15,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from llmops_nb import client, datasets, endpoints, pipeline
-from llmops_nb.config import EndpointConfig
+from llmops_nb.chain import runner as chain_runner
+from llmops_nb.endpoints.apply import deploy
+from llmops_nb.endpoints.ops import get_endpoint, state_of
+from llmops_nb.chat import client
+from llmops_nb.evaluation import datasets
+from llmops_nb.config.endpoint import EndpointConfig
 from llmops_nb.errors import QueryError
-from llmops_nb.evaluate import evaluate_endpoint
+from llmops_nb.evaluation.orchestrate import evaluate_endpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "tests" / "configs" / "fake-databricks.yml"
@@ -32,7 +36,7 @@ def chat_config(name: str = "chat", **extra) -> EndpointConfig:  # noqa: ANN003
 def test_half_of_all_calls_failing_with_429_or_503_is_survived(fake_workspace, tmp_path: Path) -> None:  # noqa: ANN001
     fake_workspace.set_faults(rate_429=0.25, rate_503=0.25, retry_after=0.1, routes=["api", "invocations"], seed=3)
     w = fake_workspace.client(retry_timeout_seconds=120)
-    deployed = endpoints.deploy(w, chat_config(), progress=False, poll_interval=0.1)  # deploy
+    deployed = deploy(w, chat_config(), progress=False, poll_interval=0.1)  # deploy
     assert deployed.ready == "READY"
     assert client.chat(w, "chat", "one question").content == "[m-1] echo: one question"  # query
     rows = datasets.load_dataset(max_rows=20)
@@ -49,7 +53,7 @@ def test_half_of_all_calls_failing_with_429_or_503_is_survived(fake_workspace, t
 
 def test_a_request_that_hangs_past_its_timeout_is_reported_then_recovers(fake_workspace) -> None:  # noqa: ANN001
     w = fake_workspace.client()
-    endpoints.deploy(w, chat_config(), progress=False, poll_interval=0.1)
+    deploy(w, chat_config(), progress=False, poll_interval=0.1)
     fake_workspace.set_faults(hang_seconds=30)
     impatient = fake_workspace.client(retry_timeout_seconds=3, http_timeout_seconds=1)
     started = time.monotonic()
@@ -59,7 +63,7 @@ def test_a_request_that_hangs_past_its_timeout_is_reported_then_recovers(fake_wo
     assert str(err.value).startswith("endpoint chat:") and "\n" not in str(err.value)
     fake_workspace.set_faults(hang_seconds=0)
     assert client.chat(w, "chat", "now?").content == "[m-1] echo: now?"
-    assert endpoints.state_of(endpoints.get_endpoint(w, "chat")) == ("READY", "NOT_UPDATING")
+    assert state_of(get_endpoint(w, "chat")) == ("READY", "NOT_UPDATING")
 
 
 def test_two_deploys_of_the_same_endpoint_at_once_end_consistent(fake_workspace, tmp_path: Path) -> None:  # noqa: ANN001
@@ -70,14 +74,14 @@ def test_two_deploys_of_the_same_endpoint_at_once_end_consistent(fake_workspace,
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LLMOPS_"))},
            **fake_workspace.env(), "LLMOPS_PROJECT_DIR": str(tmp_path)}
     fake_workspace.set_faults(ready_seconds=1.0)
-    cmd = [sys.executable, "-m", "llmops_nb.cli", "deploy", "--backend", "databricks", "--config", str(config)]
+    cmd = [sys.executable, "-m", "llmops_nb.cli.main", "deploy", "--backend", "databricks", "--config", str(config)]
     procs = [subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert sorted(o[0].split(":", 1)[1].split(";")[0].strip() for o in outs) in (["created", "unchanged"], ["created", "created"])
     w = fake_workspace.client()
-    final = endpoints.get_endpoint(w, "smollm2-chat")
-    assert endpoints.state_of(final) == ("READY", "NOT_UPDATING")
+    final = get_endpoint(w, "smollm2-chat")
+    assert state_of(final) == ("READY", "NOT_UPDATING")
     assert [e["name"] for e in final["config"]["served_entities"]] == ["main-llmops-smollm2_135m_instruct-1"]
     created = [c for c in fake_workspace.write_calls() if c["method"] == "POST" and c.get("status") == 200]
     assert len(created) == 1
@@ -85,7 +89,7 @@ def test_two_deploys_of_the_same_endpoint_at_once_end_consistent(fake_workspace,
 
 def test_200_concurrent_requests_under_a_rate_limit_get_an_answer_or_a_429(fake_workspace) -> None:  # noqa: ANN001
     w = fake_workspace.client()
-    endpoints.deploy(w, chat_config(ai_gateway={"rate_limits": [{"calls": 60, "key": "endpoint", "renewal_period": "minute"}]}),
+    deploy(w, chat_config(ai_gateway={"rate_limits": [{"calls": 60, "key": "endpoint", "renewal_period": "minute"}]}),
                      progress=False, poll_interval=0.1)
     url = f"{fake_workspace.host}/serving-endpoints/chat/invocations"
     statuses: list[int] = []
@@ -107,7 +111,7 @@ def test_200_concurrent_requests_under_a_rate_limit_get_an_answer_or_a_429(fake_
     assert len(statuses) == 200  # none dropped
     assert set(statuses) <= {200, 429}
     assert statuses.count(200) == 60 and statuses.count(429) == 140
-    assert endpoints.state_of(endpoints.get_endpoint(w, "chat")) == ("READY", "NOT_UPDATING")  # still up
+    assert state_of(get_endpoint(w, "chat")) == ("READY", "NOT_UPDATING")  # still up
 
 
 @pytest.mark.model
@@ -119,10 +123,10 @@ def test_the_chain_killed_in_evaluate_resumes_without_asking_scored_rows_again(f
            **fake_workspace.env(), "LLMOPS_PROJECT_DIR": str(tmp_path), "MLFLOW_TRACKING_URI": db, "MLFLOW_REGISTRY_URI": db}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    pipeline.run(CONFIG, steps="register,deploy", progress=False, log=lambda _: None)
+    chain_runner.run(CONFIG, steps="register,deploy", progress=False, log=lambda _: None)
     fake_workspace.reset()
     fake_workspace.set_faults(latency_ms=300)
-    cmd = [sys.executable, "-m", "llmops_nb.cli", "run", "--config", str(CONFIG), "--steps", "evaluate", "--max-rows", "32"]
+    cmd = [sys.executable, "-m", "llmops_nb.cli.main", "run", "--config", str(CONFIG), "--steps", "evaluate", "--max-rows", "32"]
     resume_file = tmp_path / ".llmops" / "eval" / "smollm2-chat-v1.jsonl"
     first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from llmops_nb.chain.table import STEPS
-from llmops_nb.kernels import KernelWarmer, shutdown, warmup_code
+from llmops_nb.chain.kernels import KernelWarmer, shutdown, warmup_code
 
 PROBE = [
     "import sys\n",
@@ -82,7 +82,7 @@ def test_every_preloaded_module_exists(step: str) -> None:
     """A renamed module would silently cost the head start: the list must stay importable."""
     import importlib.util
 
-    from llmops_nb.kernels import COMMON, PRELOAD
+    from llmops_nb.chain.kernels import COMMON, PRELOAD
 
     for name in COMMON + PRELOAD[step]:
         assert importlib.util.find_spec(name) is not None, name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from llmops_nb import params
+from llmops_nb.chain import params
 from llmops_nb.errors import ConfigError
 
 

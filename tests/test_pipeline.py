@@ -10,7 +10,12 @@ import shutil
 import nbformat
 import pytest
 
-from llmops_nb import bundle, kernels, params, pipeline
+from llmops_nb.chain import inspect as chain_inspect
+from llmops_nb.chain import runner as chain_runner
+from llmops_nb.chain import table as chain_table
+from llmops_nb.chain import bundle
+from llmops_nb.chain import kernels
+from llmops_nb.chain import params
 from llmops_nb.chain import check, inspect, runner, table
 from llmops_nb.errors import ConfigError
 from llmops_nb.chain.table import STEP_OUTPUTS
@@ -19,21 +24,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_steps_parse_in_chain_order() -> None:
-    assert pipeline.parse_steps(None) == list(pipeline.STEPS)
-    assert pipeline.parse_steps("evaluate,deploy") == ["deploy", "evaluate"]
+    assert chain_runner.parse_steps(None) == list(chain_table.STEPS)
+    assert chain_runner.parse_steps("evaluate,deploy") == ["deploy", "evaluate"]
     with pytest.raises(ConfigError, match="steps: 'train'"):
-        pipeline.parse_steps("deploy,train")
+        chain_runner.parse_steps("deploy,train")
 
 
 def test_every_notebook_declares_what_the_runner_passes() -> None:
-    params = pipeline.plan(pipeline.STEPS, ROOT / "configs" / "local.yml", "local")
-    assert set(params) == set(pipeline.STEPS)
-    for step, inputs in pipeline.STEP_INPUTS.items():
-        declared = pipeline.declared_parameters(ROOT / "notebooks" / pipeline.NOTEBOOKS[step])
+    params = chain_runner.plan(chain_table.STEPS, ROOT / "configs" / "local.yml", "local")
+    assert set(params) == set(chain_table.STEPS)
+    for step, inputs in chain_table.STEP_INPUTS.items():
+        declared = chain_inspect.declared_parameters(ROOT / "notebooks" / chain_table.NOTEBOOKS[step])
         for key in inputs:
             assert key in declared, (step, key)
             producer = next(s for s, outs in STEP_OUTPUTS.items() if key in outs)
-            assert pipeline.STEPS.index(producer) < pipeline.STEPS.index(step)
+            assert chain_table.STEPS.index(producer) < chain_table.STEPS.index(step)
 
 
 @pytest.mark.parametrize(
@@ -48,21 +53,21 @@ def test_every_notebook_declares_what_the_runner_passes() -> None:
 )
 def test_unknown_mistyped_and_secret_parameters_fail_before_anything_runs(overrides, message, tmp_path) -> None:  # noqa: ANN001
     with pytest.raises(ConfigError) as err:
-        pipeline.run(ROOT / "configs" / "local.yml", out=tmp_path, overrides=overrides)
+        chain_runner.run(ROOT / "configs" / "local.yml", out=tmp_path, overrides=overrides)
     assert str(err.value).startswith(message)
     assert "sk-abc" not in str(err.value)
     assert list(tmp_path.iterdir()) == []  # no run folder, no step started
 
 
 def test_committed_notebooks_have_no_outputs_and_a_parameters_cell() -> None:
-    for path in pipeline.iter_notebooks():
+    for path in chain_runner.iter_notebooks():
         nb = nbformat.read(path, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
         assert all(not c.outputs and c.execution_count is None for c in code), path
         tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, path
         assert nb.cells[0].cell_type == "markdown"
-        for name in pipeline.declared_parameters(path):  # every parameter is documented
+        for name in chain_inspect.declared_parameters(path):  # every parameter is documented
             assert f"`{name}`" in nb.cells[0].source, (path.name, name)
 
 
@@ -71,12 +76,12 @@ def test_committed_notebooks_have_no_outputs_and_a_parameters_cell() -> None:
 
 def test_the_step_table_is_the_only_source_of_the_old_tables() -> None:
     names = [s.name for s in table.CHAIN]
-    assert pipeline.STEPS == tuple(names) and list(pipeline.NOTEBOOKS) == names
-    assert params.STEP_OUTPUTS is table.STEP_OUTPUTS and pipeline.STEP_INPUTS is table.STEP_INPUTS
+    assert chain_table.STEPS == tuple(names) and list(chain_table.NOTEBOOKS) == names
+    assert params.STEP_OUTPUTS is table.STEP_OUTPUTS and chain_table.STEP_INPUTS is table.STEP_INPUTS
     assert bundle.TIMEOUTS is table.TIMEOUTS and bundle.OUTPUT_TYPES is table.OUTPUT_TYPES
     assert bundle.DEPLOY_RETRIES == table.step("deploy").retries == 2
     assert kernels.PRELOAD is table.PRELOAD and "configure" not in kernels.PRELOAD  # no step, no warm-up
-    assert pipeline.COMMON == table.COMMON_PARAMETERS == ("config_path", "backend")
+    assert chain_table.COMMON_PARAMETERS == table.COMMON_PARAMETERS == ("config_path", "backend")
     assert kernels.WAITING_STEPS == {"deploy"}
 
 
@@ -94,9 +99,9 @@ def test_every_input_is_published_by_an_earlier_step_and_outputs_are_unique() ->
 
 def test_a_parameters_cell_is_read_once_per_version_of_the_notebook(tmp_path: Path) -> None:
     inspect._inspect.cache_clear()
-    pipeline.plan(pipeline.STEPS, ROOT / "configs" / "local.yml", "local")
+    chain_runner.plan(chain_table.STEPS, ROOT / "configs" / "local.yml", "local")
     info = inspect.cache_info()
-    assert info.misses == len(pipeline.STEPS) and info.hits >= len(pipeline.STEPS)  # plan reads each one 3 times
+    assert info.misses == len(chain_table.STEPS) and info.hits >= len(chain_table.STEPS)  # plan reads each one 3 times
     copy = tmp_path / "03_serve.ipynb"
     shutil.copy(ROOT / "notebooks" / "03_serve.ipynb", copy)
     assert "max_tokens" in inspect.declared_parameters(copy)

@@ -17,11 +17,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from llmops_nb import preflight
+from llmops_nb.endpoints import preflight
 from llmops_nb.backends import Backend
-from llmops_nb.cli import main
-from llmops_nb.config import ProjectConfig
-from llmops_nb.workspace.identity import USER_NAME
+from llmops_nb.cli.main import main
+from llmops_nb.config.project import ProjectConfig
+from llmops_nb.workspace.api.identity import USER_NAME
 
 MODEL = "main.llmops.smollm2_135m_instruct"
 CANARY = "sk-canary-5d1e-never-read"

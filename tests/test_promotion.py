@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llmops_nb.errors import ConfigError
-from llmops_nb.promotion import compare, decide, find_champion, gate, promote, record_decision
+from llmops_nb.evaluation.promotion import compare, decide, find_champion, gate, promote, record_decision
 
 METRICS = {"contains_match": 0.6, "exact_match": 0.3, "latency_p95_ms": 900.0, "error_rate": 0.02,
            "tokens_per_second": 40.0, "wall_seconds": 12.0}

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from llmops_nb import endpoints
-from llmops_nb.config import EndpointConfig
-from llmops_nb.evaluate import evaluate_endpoint
-from llmops_nb.ratecontrol import AimdLimiter, Throttled
+from llmops_nb.endpoints.apply import deploy
+from llmops_nb.config.endpoint import EndpointConfig
+from llmops_nb.evaluation.orchestrate import evaluate_endpoint
+from llmops_nb.chat.ratecontrol import AimdLimiter, Throttled
 
 
 class Clock:
@@ -84,7 +84,7 @@ def test_an_evaluation_under_a_gateway_limit_of_60_calls_a_minute(fake_workspace
         "served_entities": [{"entity_name": "m", "entity_version": "1", "scale_to_zero_enabled": False}],
         "ai_gateway": {"rate_limits": [{"calls": 60, "renewal_period": "minute", "key": "endpoint"}]}})
     w = fake_workspace.client()  # the SDK's retry budget (30 s) is shorter than the Retry-After
-    endpoints.deploy(w, cfg, progress=False, poll_interval=0.1)
+    deploy(w, cfg, progress=False, poll_interval=0.1)
     fake_workspace.reset()
     rows = [{"id": f"r{i}", "question": f"question {i}", "expected": "x", "aliases": []} for i in range(100)]
     result = evaluate_endpoint(w, "limited", rows, concurrency=8, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
@@ -129,10 +129,10 @@ def test_the_judge_shares_the_policy_under_a_gateway_limit_of_60_calls_a_minute(
             for key, value in ws.env().items():
                 monkeypatch.setenv(key, value)  # MLflow's `endpoints:/` judge reaches the workspace from these
             w = ws.client()
-            endpoints.deploy(w, EndpointConfig.model_validate({"name": "answers", "served_entities": [
+            deploy(w, EndpointConfig.model_validate({"name": "answers", "served_entities": [
                 {"entity_name": "m", "entity_version": "1", "scale_to_zero_enabled": False}]}),
                 progress=False, poll_interval=0.1)
-            endpoints.deploy(w, EndpointConfig.model_validate({
+            deploy(w, EndpointConfig.model_validate({
                 "name": "judge",
                 "served_entities": [{"name": "judge", "external_model": {
                     "name": "gpt-judge", "provider": "openai", "task": "llm/v1/chat",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from llmops_nb import registry
+from llmops_nb.models import registry
 from llmops_nb.errors import ConfigError
 
 NAME = "smollm2-test"
@@ -58,14 +58,6 @@ def test_latest_version_of_unknown_model_is_one_line(tracking_uri: str) -> None:
         registry.latest_version("no-such-model", tracking_uri=tracking_uri)
     assert "\n" not in str(err.value)
     assert registry.get_version_by_alias("no-such-model", "champion", tracking_uri=tracking_uri) is None
-
-
-def test_default_tracking_is_absolute_sqlite_in_cwd(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.chdir(tmp_path)
-    assert registry.default_tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
 
 
 @pytest.mark.model
@@ -164,7 +156,7 @@ def _takes(check: Callable[[], object]) -> bool:
 @pytest.mark.parametrize("alias", ALIASES)
 def test_one_alias_rule_the_one_mlflow_has(alias: str) -> None:
     """registry.check_alias and the project config take exactly the aliases MLflow's registry takes."""
-    from llmops_nb.config import ProjectConfig
+    from llmops_nb.config.project import ProjectConfig
 
     expected = _mlflow_takes(alias)
     assert _takes(lambda: registry.check_alias(alias)) is expected
@@ -173,7 +165,7 @@ def test_one_alias_rule_the_one_mlflow_has(alias: str) -> None:
 
 
 def test_an_alias_with_a_trailing_newline_is_refused_in_both_places() -> None:
-    from llmops_nb.config import ProjectConfig
+    from llmops_nb.config.project import ProjectConfig
 
     assert not _takes(lambda: registry.check_alias("champion\n"))  # MLflow's ^...$ would let it through
     assert not _takes(lambda: ProjectConfig.model_validate({"foundation_endpoint": "f", "model": {"alias": "champion\n"}}))
@@ -186,7 +178,7 @@ def test_an_alias_with_a_trailing_newline_is_refused_in_both_places() -> None:
 ])
 def test_one_uc_name_rule_in_registry_and_config(name: str, ok: bool) -> None:
     """Unity Catalog names: three parts, no '.', space, '/' or control character in a part."""
-    from llmops_nb.config import ProjectConfig
+    from llmops_nb.config.project import ProjectConfig
 
     assert _takes(lambda: registry.check_model_name(name, "databricks-uc")) is ok
     assert _takes(lambda: ProjectConfig.model_validate(

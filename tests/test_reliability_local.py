@@ -15,9 +15,11 @@ import psutil
 import pytest
 import requests
 
-from llmops_nb import datasets, endpoints
-from llmops_nb.config import EndpointConfig
-from llmops_nb.evaluate import evaluate_endpoint
+from llmops_nb.endpoints.apply import deploy
+from llmops_nb.endpoints.ops import get_endpoint, state_of
+from llmops_nb.evaluation import datasets
+from llmops_nb.config.endpoint import EndpointConfig
+from llmops_nb.evaluation.orchestrate import evaluate_endpoint
 from llmops_nb.workspace import launcher
 
 pytestmark = pytest.mark.model
@@ -28,7 +30,7 @@ def served(tmp_path_factory) -> Iterator[dict]:  # noqa: ANN001
     from databricks.sdk import WorkspaceClient
     from databricks.sdk.config import Config
 
-    from llmops_nb.registry import register_model
+    from llmops_nb.models.registry import register_model
 
     root = tmp_path_factory.mktemp("local")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -38,7 +40,7 @@ def served(tmp_path_factory) -> Iterator[dict]:  # noqa: ANN001
     w = WorkspaceClient(config=Config(host=info.host, token=info.token, auth_type="pat", retry_timeout_seconds=300, http_timeout_seconds=300))
     cfg = EndpointConfig.model_validate({"name": "chat", "served_entities": [
         {"entity_name": model.name, "entity_version": model.version, "scale_to_zero_enabled": False}]})
-    endpoints.deploy(w, cfg, progress=False, poll_interval=0.5, timeout=600)
+    deploy(w, cfg, progress=False, poll_interval=0.5, timeout=600)
     try:
         yield {"w": w, "home": home, "info": info, "uri": uri, "root": root}
     finally:
@@ -70,7 +72,7 @@ def test_a_scoring_server_killed_mid_evaluation_loses_no_row(served: dict) -> No
     victim = _children(home)[0]
     os.killpg(victim, signal.SIGKILL)
     while worker.is_alive() and time.monotonic() < deadline + 300:
-        states.append(endpoints.state_of(endpoints.get_endpoint(w, "chat"))[0])
+        states.append(state_of(get_endpoint(w, "chat"))[0])
         time.sleep(0.2)
     worker.join(600)
     evaluation = result["eval"]
@@ -79,7 +81,7 @@ def test_a_scoring_server_killed_mid_evaluation_loses_no_row(served: dict) -> No
     assert list(evaluation.table["id"]) == [r["id"] for r in rows]  # every row scored exactly once
     assert all(a.strip() for a in evaluation.table["answer"])
     assert victim not in _children(home)  # restarted: a new process group
-    assert endpoints.state_of(endpoints.get_endpoint(w, "chat")) == ("READY", "NOT_UPDATING")
+    assert state_of(get_endpoint(w, "chat")) == ("READY", "NOT_UPDATING")
 
 
 def test_a_prompt_longer_than_the_context_is_a_clear_400_and_the_endpoint_stays_up(served: dict) -> None:

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from llmops_nb import endpoints
-from llmops_nb.config import EndpointConfig
-from llmops_nb.datasets import load_dataset
-from llmops_nb.evaluate import TABLE_ARTIFACT, evaluate_and_promote
+from llmops_nb.endpoints.apply import deploy
+from llmops_nb.config.endpoint import EndpointConfig
+from llmops_nb.evaluation.datasets import load_dataset
+from llmops_nb.evaluation.mlflow_run import TABLE_ARTIFACT
+from llmops_nb.evaluation.orchestrate import evaluate_and_promote
 from llmops_nb.testing.tracking_server import TrackingServer, tracking_server
 
 
@@ -28,7 +29,7 @@ def test_the_default_evaluation_logs_to_a_remote_server(remote: TrackingServer, 
 
     cfg = EndpointConfig.model_validate({"name": "chat", "served_entities": [
         {"entity_name": "m", "entity_version": "1", "scale_to_zero_enabled": False}]})
-    endpoints.deploy(fake_workspace.client(), cfg, progress=False, poll_interval=0.1)
+    deploy(fake_workspace.client(), cfg, progress=False, poll_interval=0.1)
     client = mlflow.MlflowClient(tracking_uri=remote.uri, registry_uri=remote.uri)
     client.create_registered_model("remote-m")
     source_run = client.create_run("0")
@@ -57,7 +58,7 @@ def test_the_default_evaluation_logs_to_a_remote_server(remote: TrackingServer, 
 def test_register_to_a_remote_server(remote: TrackingServer) -> None:
     import mlflow
 
-    from llmops_nb.registry import register_model
+    from llmops_nb.models.registry import register_model
 
     model = register_model("remote-smollm2", tracking_uri=remote.uri, registry_uri=remote.uri)
     client = mlflow.MlflowClient(tracking_uri=remote.uri, registry_uri=remote.uri)
@@ -74,7 +75,7 @@ def test_the_chain_runs_against_a_remote_server(remote: TrackingServer, fake_wor
 
     import mlflow
 
-    from llmops_nb import pipeline
+    from llmops_nb.chain import runner as chain_runner
 
     root = Path(__file__).resolve().parents[1]
     shutil.copytree(root / "configs", tmp_path / "configs")
@@ -83,7 +84,7 @@ def test_the_chain_runs_against_a_remote_server(remote: TrackingServer, fake_wor
         monkeypatch.setenv(key, value)  # the step kernels inherit the environment
     monkeypatch.delenv("DATABRICKS_CONFIG_PROFILE", raising=False)
     before = remote.proxy.requests
-    result = pipeline.run(root / "tests" / "configs" / "fake-databricks.yml", progress=False, log=lambda _: None)
+    result = chain_runner.run(root / "tests" / "configs" / "fake-databricks.yml", progress=False, log=lambda _: None)
     out = result.published
     assert out["model_version"] == "1" and out["metrics"]["rows"] == 8 and out["promoted"] is False
     assert remote.proxy.requests > before

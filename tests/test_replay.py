@@ -1,4 +1,4 @@
-"""Replay of an inference table (llmops_nb/replay.py): parameters, filtering and deduplication,
+"""Replay of an inference table (llmops_nb/evaluation/replay.py): parameters, filtering and deduplication,
 the Databricks SQL path's parsing, and a replayed evaluation on the fake workspace that scores
 exactly the deduplicated, filtered rows and logs the diff to its MLflow run."""
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from llmops_nb import payload_table as pt
-from llmops_nb import replay
+from llmops_nb.protocol import inference_table as pt
+from llmops_nb.evaluation import replay
 from llmops_nb.errors import ConfigError
 
 UTC = dt.timezone.utc
@@ -53,7 +53,11 @@ def test_bad_replay_parameters_are_one_line_naming_the_field(name, call, bad):
 
 
 def test_notebook_and_chain_checks_take_the_new_parameters(tmp_path):
-    from llmops_nb import params, pipeline
+    from llmops_nb.chain import check as chain_check
+    from llmops_nb.chain import inspect as chain_inspect
+    from llmops_nb.chain import runner as chain_runner
+    from llmops_nb.chain import table as chain_table
+    from llmops_nb.chain import params
 
     got = params.notebook_params({"dataset_source": "inference_table", "replay_since": "24h",
                                   "replay_status": 0},
@@ -61,16 +65,16 @@ def test_notebook_and_chain_checks_take_the_new_parameters(tmp_path):
     assert got == {"dataset_source": "inference_table", "replay_since": "24h", "replay_status": 0}
     with pytest.raises(ConfigError, match="^dataset_source"):
         params.notebook_params({"dataset_source": "prod"}, ["dataset_source"])
-    notebook = pipeline.notebooks_dir() / pipeline.NOTEBOOKS["evaluate"]
-    declared = pipeline.declared_parameters(notebook)
+    notebook = chain_runner.notebooks_dir() / chain_table.NOTEBOOKS["evaluate"]
+    declared = chain_inspect.declared_parameters(notebook)
     assert {"dataset_source", "replay_endpoint", "replay_since", "replay_status",
             "replay_warehouse_id"} <= set(declared)
-    pipeline.check_parameters("evaluate", notebook, {"dataset_source": "inference_table",
+    chain_check.check_parameters("evaluate", notebook, {"dataset_source": "inference_table",
                                                      "replay_since": "2025-01-31", "replay_status": 200})
     for bad in ({"dataset_source": "prod"}, {"replay_since": "last week"}, {"replay_status": 42},
                 {"replay_status": "200"}):
         with pytest.raises(ConfigError) as err:
-            pipeline.check_parameters("evaluate", notebook, bad)
+            chain_check.check_parameters("evaluate", notebook, bad)
         assert "\n" not in str(err.value)
 
 
@@ -93,7 +97,7 @@ def test_rows_are_filtered_by_time_and_status_and_deduplicated():
     assert len({r["id"] for r in got.rows}) == 2 and all(r["id"].startswith("r-") for r in got.rows)
     # status 0 keeps every status (a failed call has no logged answer to compare with)
     assert replay.to_rows(records, table="t", status=0).skipped["no question or no logged answer"] == 1
-    from llmops_nb.datasets import dataset_digest
+    from llmops_nb.evaluation.datasets import dataset_digest
 
     assert dataset_digest(got.rows)  # valid dataset rows
 
@@ -169,9 +173,9 @@ def test_a_replayed_evaluation_scores_exactly_its_rows(tmp_path, monkeypatch, fa
                                                 ServedEntityInput)
     from mlflow import MlflowClient
 
-    from llmops_nb import steps
+    from llmops_nb.steps.evaluate import evaluate
     from llmops_nb.backends import Backend
-    from llmops_nb.config import load_project_config
+    from llmops_nb.config.project import load_project_config
 
     ws = fake_workspace
     w = ws.client()
@@ -208,7 +212,7 @@ def test_a_replayed_evaluation_scores_exactly_its_rows(tmp_path, monkeypatch, fa
     backend = Backend(kind="local", host=ws.host, token=ws.token, tracking_uri=db, registry_uri=db,
                       home=ws.home)
     ws.reset()
-    evaluation = steps.evaluate(project, backend, endpoint_name="rp-chat", promote=False,
+    evaluation = evaluate(project, backend, endpoint_name="rp-chat", promote=False,
                                 progress=False, dataset_source="inference_table",
                                 replay_since=since, replay_status=200)
     asked = sorted(r["body"]["messages"][-1]["content"] for r in ws.requests()
@@ -231,5 +235,5 @@ def test_a_replayed_evaluation_scores_exactly_its_rows(tmp_path, monkeypatch, fa
 
     # nothing in the window: one line, before any request
     with pytest.raises(ConfigError, match="nothing to replay"):
-        steps.evaluate(project, backend, endpoint_name="rp-chat", promote=False, progress=False,
+        evaluate(project, backend, endpoint_name="rp-chat", promote=False, progress=False,
                        dataset_source="inference_table", replay_since="2999-01-01")

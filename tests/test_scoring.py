@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from llmops_nb import scoring
-from llmops_nb.scoring import contains_match, exact_match, normalize, response_length, tokens_per_second
+from llmops_nb.evaluation import scorers
+from llmops_nb.evaluation.metrics import contains_match, exact_match, normalize, response_length, tokens_per_second
 
 
 def test_normalize_drops_case_punctuation_accents_and_articles() -> None:
@@ -54,37 +54,25 @@ def test_mlflow_genai_evaluate_gives_the_same_scores_offline(tmp_path: Path) -> 
          "error": "endpoint chat: 503", "latency_ms": None, "completion_tokens": None},
     ]
     with mlflow.start_run():
-        metrics = scoring.run_mlflow_scorers([scoring.mlflow_record(r) for r in rows], uri)
+        metrics = scorers.run_mlflow_scorers([scorers.mlflow_record(r) for r in rows], uri)
     assert metrics["exact_match/mean"] == pytest.approx(1 / 3)
     assert metrics["contains_match/mean"] == pytest.approx(2 / 3)
     assert metrics["latency_ms/mean"] == pytest.approx(150.0)  # the failed row has no latency
     assert metrics["tokens_per_second/mean"] == pytest.approx(15.0)
 
 
-def test_the_old_import_paths_are_the_evaluation_package() -> None:
-    """llmops_nb.scoring and llmops_nb.evaluate re-export the evaluation package's own objects."""
-    from llmops_nb import evaluate, evaluation
-    from llmops_nb.evaluation import metrics, scorers
-
-    for name in scoring.__all__:
-        assert getattr(scoring, name) is getattr(metrics, name, None) or getattr(scoring, name) is getattr(scorers, name)
-    for name in ("evaluate_endpoint", "evaluate_and_promote", "Evaluation", "EvalResult", "aggregate", "plot_results",
-                 "KNOWN_METRICS", "TABLE_ARTIFACT", "TABLE_COLUMNS", "PLOT_ARTIFACT", "DEFAULT_SYSTEM", "gate"):
-        assert getattr(evaluate, name) is getattr(evaluation, name)
-
-
 def test_register_and_evaluate_runs_share_one_experiment_rule(tmp_path: Path) -> None:
-    """registry.experiment_id (used by both steps) puts a new local experiment's artifacts next to the store."""
+    """tracking.uris.experiment_id (used by both steps) puts a new local experiment's artifacts next to the store."""
     import mlflow
 
-    from llmops_nb import registry
+    from llmops_nb.tracking import uris
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     before = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
-        made = registry.experiment_id("team/evals", uri)
-        assert registry.experiment_id("team/evals", uri) == made  # found, not made again
+        made = uris.experiment_id("team/evals", uri)
+        assert uris.experiment_id("team/evals", uri) == made  # found, not made again
         location = mlflow.get_experiment(made).artifact_location
     finally:
         mlflow.set_tracking_uri(before)

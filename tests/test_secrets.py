@@ -1,4 +1,4 @@
-"""Tests for llmops_nb.secrets: references, resolution, the secret heuristic, redaction."""
+"""Tests for llmops_nb.config.secrets: references, resolution, the secret heuristic, redaction."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from llmops_nb.errors import ConfigError, WorkspaceError
-from llmops_nb.secrets import (
+from llmops_nb.config.secrets import (
     is_secret_ref,
     looks_like_secret,
     parse_secret_ref,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from llmops_nb import pipeline
+from llmops_nb.chain import runner as chain_runner
 from llmops_nb.testing import fake_provider, fake_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
 
 
 def test_a_canary_key_reaches_the_provider_and_nothing_else(world: dict, capfd: pytest.CaptureFixture[str]) -> None:
-    result = pipeline.run(CONFIG, progress=False, log=print)
+    result = chain_runner.run(CONFIG, progress=False, log=print)
     assert result.published["endpoint_name"] == "openai-chat" and result.published["metrics"]["rows"] == 6
     provider = world["provider"]
     assert provider.authorizations().count(f"Bearer {CANARY}") == 3 + 6  # serve + evaluate, every call

@@ -16,8 +16,8 @@ from typing import Any, Literal
 from llmops_nb.chain.inspect import declared_parameters
 from llmops_nb.chain.table import BY_NAME
 from llmops_nb.errors import ConfigError
-from llmops_nb.params import check_values
-from llmops_nb.secrets import looks_like_secret
+from llmops_nb.chain.params import check_values
+from llmops_nb.config.secrets import looks_like_secret
 
 Via = Literal["papermill", "job"]
 #: papermill's inferred type names for Python types of parameter values.

@@ -25,10 +25,10 @@ from llmops_nb.chain.check import check_inputs, check_parameters
 from llmops_nb.chain.inspect import declared_parameters, notebook_kernel
 from llmops_nb.chain.table import BY_NAME, COMMON_PARAMETERS, NOTEBOOKS, STEPS
 from llmops_nb.errors import ConfigError, LlmopsError
-from llmops_nb.kernels import KernelWarmer
-from llmops_nb.params import read_outputs
-from llmops_nb.paths import project_root
-from llmops_nb.provenance import environment_record
+from llmops_nb.chain.kernels import KernelWarmer
+from llmops_nb.chain.params import read_outputs
+from llmops_nb.util.paths import project_root
+from llmops_nb.tracking.provenance import environment_record
 
 
 class StepFailed(LlmopsError):
@@ -128,7 +128,8 @@ def plan(
 def prepare(config_path: str | Path | None, steps: str | Sequence[str] | None, backend: str,
             overrides: Mapping[str, Mapping[str, Any]] | None) -> Prepared:
     """Steps in chain order, the config loaded, every step's parameters checked: nothing runs yet."""
-    from llmops_nb.config import default_config_path, load_project_config
+    from llmops_nb.config.io import default_config_path
+    from llmops_nb.config.project import load_project_config
 
     chosen = parse_steps(steps)
     cfg_path = Path(config_path or default_config_path()).resolve()
@@ -202,7 +203,7 @@ def run(
 
     ``overrides`` maps a step to extra parameters for its notebook (checked like the others).
     ``warm_kernels`` starts each step's kernel (and its imports) while the step before runs
-    (see :mod:`llmops_nb.kernels`); every notebook still runs in a fresh kernel of its own.
+    (see :mod:`llmops_nb.chain.kernels`); every notebook still runs in a fresh kernel of its own.
     """
     prepared = prepare(config_path, steps, backend, overrides)
     chosen = prepared.steps

@@ -2,8 +2,8 @@
 
 Every reader of the chain takes its facts from :data:`CHAIN` (kedro's ``Node(func, inputs,
 outputs)`` is the model): the runner (:mod:`llmops_nb.chain.runner`) and its parameter
-checks, ``params.publish``, the bundle renderer and validator (:mod:`llmops_nb.bundle`), the
-kernel warmer (:mod:`llmops_nb.kernels`) and the tests. The old per-module tables
+checks, ``params.publish``, the bundle renderer and validator (:mod:`llmops_nb.chain.bundle`), the
+kernel warmer (:mod:`llmops_nb.chain.kernels`) and the tests. The old per-module tables
 (``pipeline.STEPS``, ``params.STEP_OUTPUTS``, ``bundle.TIMEOUTS``, ``kernels.PRELOAD`` ...)
 are values derived here and re-exported where they used to live.
 
@@ -61,20 +61,21 @@ CHAIN: tuple[Step, ...] = (
         timeout_seconds=1800,
         warm_imports=("mlflow", "mlflow.pyfunc", "mlflow.store.tracking.sqlalchemy_store",
                       "mlflow.store.model_registry.sqlalchemy_store", "alembic.runtime.migration",
-                      "llmops_nb.registry", "llmops_nb.models.pyfunc", "llama_cpp"),
+                      "llmops_nb.steps.register", "llmops_nb.models.registry", "llmops_nb.models.pyfunc", "llama_cpp"),
     ),
     Step(
         "deploy", "02_deploy.ipynb", inputs=("model_version",),
         outputs=(Output("endpoint_name"), Output("endpoint_url"), Output("config_hash")),
         timeout_seconds=3600, retries=2, notebook_timeout_margin=300, mostly_waits=True,
-        warm_imports=("databricks.sdk", "databricks.sdk.service.serving", "llmops_nb.endpoints", "filelock"),
+        warm_imports=("databricks.sdk", "databricks.sdk.service.serving", "llmops_nb.steps.deploy",
+                      "llmops_nb.endpoints.apply", "llmops_nb.endpoints.preflight", "filelock"),
     ),
     Step(
         "serve", "03_serve.ipynb", inputs=("endpoint_name",),
         outputs=(Output("sample_latency_ms", "float"),),
         timeout_seconds=900,
-        warm_imports=("databricks.sdk", "databricks.sdk.service.serving", "pandas", "llmops_nb.client",
-                      "llmops_nb.endpoints"),
+        warm_imports=("databricks.sdk", "databricks.sdk.service.serving", "pandas", "llmops_nb.steps.query",
+                      "llmops_nb.chat.client", "llmops_nb.endpoints.ops"),
     ),
     Step(
         "evaluate", "04_evaluate.ipynb", inputs=("endpoint_name", "model_name", "model_version"),
@@ -82,14 +83,15 @@ CHAIN: tuple[Step, ...] = (
         timeout_seconds=3600,
         warm_imports=("mlflow", "mlflow.genai", "mlflow.genai.scorers", "mlflow.store.tracking.sqlalchemy_store",
                       "databricks.sdk", "databricks.sdk.service.serving", "pandas", "matplotlib.pyplot",
-                      "llmops_nb.evaluation", "llmops_nb.evaluation.scorers", "llmops_nb.client"),
+                      "llmops_nb.steps.evaluate", "llmops_nb.evaluation.orchestrate", "llmops_nb.evaluation.scorers",
+                      "llmops_nb.chat.client"),
     ),
 )
 
 #: Parameters every step takes from the runner (and the job, as bundle variables).
 COMMON_PARAMETERS: tuple[str, ...] = ("config_path", "backend")
 #: What every step notebook imports first (warmed in every kernel).
-COMMON_IMPORTS: tuple[str, ...] = ("llmops_nb.steps", "llmops_nb.params", "llmops_nb.backends", "llmops_nb.config",
+COMMON_IMPORTS: tuple[str, ...] = ("llmops_nb.chain.params", "llmops_nb.backends", "llmops_nb.config.project",
                                    "tqdm.auto", "IPython.display")
 
 BY_NAME: dict[str, Step] = {s.name: s for s in CHAIN}

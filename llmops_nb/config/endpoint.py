@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from llmops_nb.config.entities import (
+from llmops_nb.config.served_entities import (
     AutoCaptureConfigInput,
     ServedEntity,
     ServedModelInput,

@@ -19,7 +19,7 @@ def default_config_path() -> Path | None:
     project folder, else of the package's checkout."""
     import os
 
-    from llmops_nb.paths import project_root
+    from llmops_nb.util.paths import project_root
 
     if os.environ.get(ENV_CONFIG):
         return Path(os.environ[ENV_CONFIG]).expanduser().resolve()

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from llmops_nb.config.errors import REF_RULE, _Model, _Shown
 from llmops_nb.errors import ConfigError
-from llmops_nb.secrets import MASK, is_secret_ref, looks_like_secret
+from llmops_nb.config.secrets import MASK, is_secret_ref, looks_like_secret
 
 # databricks-sdk serving.ExternalModelProvider, value for value (tests/config/test_sdk_schema.py checks it).
 Provider = Literal["openai", "anthropic", "cohere", "amazon-bedrock", "google-cloud-vertex-ai",

@@ -33,14 +33,14 @@ from llmops_nb.endpoints.plan import (
     TAGS,
     TELEMETRY,
 )
-from llmops_nb.endpoints.reads import endpoint_url, get_endpoint, state_of
+from llmops_nb.endpoints.ops import endpoint_url, get_endpoint, state_of
 from llmops_nb.endpoints.waits import FAILED_UPDATES, wait_not_updating, wait_ready
 from llmops_nb.errors import DeployTimeout, EndpointError
 
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
 
-    from llmops_nb.config import EndpointConfig
+    from llmops_nb.config.endpoint import EndpointConfig
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from llmops_nb.endpoints import normalize
 from llmops_nb.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from llmops_nb.config import EndpointConfig
+    from llmops_nb.config.endpoint import EndpointConfig
 
 CREATE, CONFIG, AI_GATEWAY, TAGS = "create", "config", "ai_gateway", "tags"
 DISABLE_INFERENCE_TABLE, DELETE = "ai_gateway_disable", "delete"

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from llmops_nb.endpoints.reads import get_endpoint, state_of
+from llmops_nb.endpoints.ops import get_endpoint, state_of
 from llmops_nb.errors import DeployFailed, DeployTimeout, EndpointError
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -16,51 +16,6 @@
 - :mod:`~llmops_nb.evaluation.metrics`: the answer metrics (exact and contains match, ...)
   and the run-level figures.
 
-Gating and promotion live in :mod:`llmops_nb.promotion` and are re-exported here. The old
-paths :mod:`llmops_nb.evaluate` and :mod:`llmops_nb.scoring` re-export these names.
+Gating and promotion live in :mod:`llmops_nb.evaluation.promotion`; datasets in
+:mod:`~llmops_nb.evaluation.datasets`; inference-table replay in :mod:`~llmops_nb.evaluation.replay`.
 """
-
-from __future__ import annotations
-
-from llmops_nb.datasets import dataset_digest, load_dataset
-from llmops_nb.evaluation.asking import DEFAULT_SYSTEM, Asked, query_rows, stream_rows
-from llmops_nb.evaluation.bookkeeping import ROWS_ARTIFACT, Bookkeeper
-from llmops_nb.evaluation.metrics import (
-    KNOWN_METRICS,
-    RunningMetrics,
-    aggregate,
-    contains_match,
-    exact_match,
-    normalize,
-    response_length,
-    score_answer,
-    tokens_per_second,
-)
-from llmops_nb.evaluation.mlflow_run import TABLE_ARTIFACT
-from llmops_nb.evaluation.orchestrate import evaluate_and_promote, evaluate_endpoint
-from llmops_nb.evaluation.plot import PLOT_ARTIFACT, plot_results
-from llmops_nb.evaluation.report import EvalResult, Evaluation
-from llmops_nb.evaluation.resume import SavedAnswers, read_resume, read_saved
-from llmops_nb.evaluation.rows import TABLE_COLUMNS, StreamDigest, read_table, table_row
-from llmops_nb.promotion import (
-    Champion,
-    Comparison,
-    GateDecision,
-    PromotionDecision,
-    compare,
-    decide,
-    find_champion,
-    gate,
-    promote,
-    record_decision,
-)
-
-__all__ = [
-    "EvalResult", "evaluate_endpoint", "plot_results", "aggregate", "load_dataset", "dataset_digest",
-    "gate", "GateDecision", "compare", "Comparison", "decide", "PromotionDecision", "promote",
-    "record_decision", "find_champion", "Champion", "Evaluation", "evaluate_and_promote", "KNOWN_METRICS",
-    "DEFAULT_SYSTEM", "TABLE_ARTIFACT", "TABLE_COLUMNS", "PLOT_ARTIFACT", "Asked", "stream_rows", "query_rows",
-    "SavedAnswers", "read_saved", "read_resume", "StreamDigest", "read_table", "table_row",
-    "ROWS_ARTIFACT", "Bookkeeper", "RunningMetrics",
-    "normalize", "exact_match", "contains_match", "response_length", "tokens_per_second", "score_answer",
-]

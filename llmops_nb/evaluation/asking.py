@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmops_nb.client import chat_iter
+from llmops_nb.chat.client import chat_iter
 from llmops_nb.evaluation.resume import ResumeFile, SavedAnswers, read_saved, resume_key
 from llmops_nb.evaluation.rows import table_row
-from llmops_nb.ratecontrol import AimdLimiter
+from llmops_nb.chat.ratecontrol import AimdLimiter
 
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient

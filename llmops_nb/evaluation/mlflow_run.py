@@ -4,7 +4,7 @@
 while the first answers arrive); :func:`end_prepared` marks it failed if the evaluation
 stops; :func:`reopened_run` reopens it with its experiment active, and :func:`log_outputs`
 logs the metrics, the per-row table and the artifacts. The experiment is found or created
-by :func:`llmops_nb.registry.experiment_id`, the one rule the register step uses too.
+by :func:`llmops_nb.tracking.uris.experiment_id`, the one rule the register step uses too.
 mlflow is imported inside the functions.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_nb.evaluation.plot import use_headless_backend
-from llmops_nb.registry import experiment_id
+from llmops_nb.tracking.uris import experiment_id
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

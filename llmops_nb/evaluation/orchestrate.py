@@ -5,7 +5,7 @@ answers (:mod:`~llmops_nb.evaluation.mlflow_run`), ask each row once
 (:mod:`~llmops_nb.evaluation.asking`) with each answer's bookkeeping done as it arrives
 (:mod:`~llmops_nb.evaluation.bookkeeping`), then plot (:mod:`~llmops_nb.evaluation.plot`), judge if
 asked (:mod:`~llmops_nb.evaluation.scorers`) and log. :func:`evaluate_and_promote` adds
-the gate, the comparison with the champion and the alias move (:mod:`llmops_nb.promotion`).
+the gate, the comparison with the champion and the alias move (:mod:`llmops_nb.evaluation.promotion`).
 """
 
 from __future__ import annotations
@@ -18,20 +18,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmops_nb.backends import resolve_experiment
+from llmops_nb.tracking.uris import resolve_experiment
 from llmops_nb.evaluation.bookkeeping import ROWS_ARTIFACT, Bookkeeper
-from llmops_nb.client import check_generation
-from llmops_nb.datasets import dataset_digest
+from llmops_nb.chat.client import check_generation
+from llmops_nb.evaluation.datasets import dataset_digest
 from llmops_nb.errors import ConfigError
 from llmops_nb.evaluation.asking import DEFAULT_SYSTEM, stream_rows
+from llmops_nb.evaluation.promotion import TAG_MODEL_NAME, TAG_MODEL_VERSION
 from llmops_nb.evaluation.metrics import KNOWN_METRICS
 from llmops_nb.evaluation.mlflow_run import end_prepared, log_outputs, prepare_run, reopened_run
 from llmops_nb.evaluation.plot import PLOT_ARTIFACT, plot_results
 from llmops_nb.evaluation.report import EvalResult, Evaluation
 from llmops_nb.evaluation.rows import StreamDigest, read_table
 from llmops_nb.evaluation.scorers import judge_rows_file, sqlite_safe_env
-from llmops_nb.promotion import PromotionDecision, compare, decide, find_champion, gate, promote, record_decision
-from llmops_nb.ratecontrol import AimdLimiter
+from llmops_nb.evaluation.promotion import PromotionDecision, compare, decide, find_champion, gate, promote, record_decision
+from llmops_nb.chat.ratecontrol import AimdLimiter
 
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
@@ -159,9 +160,9 @@ def evaluate_and_promote(
         champion = find_champion(model_name, alias=alias, tracking_uri=tracking_uri, registry_uri=registry_uri)
     tags = dict(evaluate_kwargs.pop("tags", None) or {})
     if model_name:
-        tags["llmops_nb.model_name"] = model_name
+        tags[TAG_MODEL_NAME] = model_name
     if model_version:
-        tags["llmops_nb.model_version"] = str(model_version)
+        tags[TAG_MODEL_VERSION] = str(model_version)
     result = evaluate_endpoint(w, endpoint, rows, tracking_uri=tracking_uri, tags=tags, **evaluate_kwargs)
     gate_decision = gate(result.metrics, thresholds)
     comparison = None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llmops_nb.promotion import Champion, Comparison, GateDecision, PromotionDecision
+from llmops_nb.evaluation.promotion import Champion, Comparison, GateDecision, PromotionDecision
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

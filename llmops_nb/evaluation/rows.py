@@ -3,7 +3,7 @@
 :func:`table_row` builds a row from a dataset row and its answer (or error);
 :func:`read_table` reads the rows file the bookkeeping wrote back in dataset order;
 :class:`StreamDigest` checks rows read one at a time and digests them as
-:func:`llmops_nb.datasets.dataset_digest` does a whole list.
+:func:`llmops_nb.evaluation.datasets.dataset_digest` does a whole list.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmops_nb.client import ChatResult
-from llmops_nb.datasets import check_row
+from llmops_nb.chat.client import ChatResult
+from llmops_nb.evaluation.datasets import check_row
 from llmops_nb.errors import ConfigError, QueryError
 from llmops_nb.evaluation.metrics import score_answer, tokens_per_second
 
@@ -55,7 +55,7 @@ def read_table(path: Path) -> pd.DataFrame:
 
 
 class StreamDigest:
-    """:func:`llmops_nb.datasets.dataset_digest` of rows seen one at a time (each checked)."""
+    """:func:`llmops_nb.evaluation.datasets.dataset_digest` of rows seen one at a time (each checked)."""
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256(b"[")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops_nb.evaluation.metrics import contains_match, exact_match, response_length, tokens_per_second
-from llmops_nb.ratecontrol import AimdLimiter
+from llmops_nb.chat.ratecontrol import AimdLimiter
 
 __all__ = ["SCORERS", "SQLITE_EVAL_ENV", "mlflow_record", "mlflow_scorers", "sqlite_safe_env", "run_mlflow_scorers",
            "judge_rows", "judge_rows_file"]

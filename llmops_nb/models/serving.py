@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,14 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from llmops_nb.errors import ModelError
-from llmops_nb.processes import kill_group
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from llmops_nb.util.ports import free_port
+from llmops_nb.util.processes import kill_group
 
 
 def _answers(url: str) -> bool:

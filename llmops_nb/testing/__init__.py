@@ -20,7 +20,7 @@ from typing import Any
 
 from llmops_nb.workspace import launcher
 
-from .provider import FakeProvider, fake_provider
+from llmops_nb.testing.provider import FakeProvider, fake_provider
 
 __all__ = ["FakeWorkspace", "fake_workspace", "FakeProvider", "fake_provider"]
 
@@ -77,7 +77,7 @@ class FakeWorkspace:
                 if r["method"] in WRITE_METHODS and r["path"].startswith("/api/2.0/")]
 
     def set_faults(self, **faults: Any) -> dict:
-        """Merge ``faults`` into the active ones (see llmops_nb.workspace.faults.Faults)."""
+        """Merge ``faults`` into the active ones (see llmops_nb.workspace.runners.faults.Faults)."""
         return self._admin("POST", "/_fake/faults", faults)
 
     def reset(self) -> None:

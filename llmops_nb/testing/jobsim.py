@@ -1,6 +1,6 @@
 """Run a bundle's job locally, as Databricks would, for offline tests.
 
-:func:`run_job` validates the bundle (:mod:`llmops_nb.bundle`), resolves it for a target
+:func:`run_job` validates the bundle (:mod:`llmops_nb.chain.bundle`), resolves it for a target
 (``${var.*}``, ``${workspace.file_path}`` = the bundle's own folder), then runs its notebook
 tasks in ``depends_on`` order with papermill. Each notebook runs unchanged: a hidden setup
 cell (in a temporary copy) puts an emulated ``dbutils`` in the kernel's namespace, so the
@@ -173,7 +173,7 @@ def _with_setup_cell(notebook: Path, context: Path, target: Path) -> None:
 
 def resolve_refs(value: str, values: Mapping[str, Mapping[str, Any]], job_params: Mapping[str, Any], field_name: str) -> str:
     """Fill ``{{tasks.X.values.Y}}`` and ``{{job.parameters.Z}}`` as Databricks does (JSON for non-strings)."""
-    from llmops_nb.bundle import ANY_REF
+    from llmops_nb.chain.bundle import ANY_REF
 
     def one(match: Any) -> str:
         ref = match.group(1)
@@ -205,7 +205,7 @@ def run_job(
     """Run the bundle's job (the only one, or ``job_key``) locally; see the module docstring."""
     import papermill
 
-    from llmops_nb import bundle
+    from llmops_nb.chain import bundle
 
     path = Path(bundle_path).resolve()
     root = path.parent

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any, get_args
 
 import ipywidgets as w
 
-from llmops_nb.config import (PROVIDER_CONFIG_FIELD, AiGatewayConfig, BearerTokenAuth, EndpointConfig,
-                              ExternalModel, ModelSpec, ProjectConfig, RateLimit, ServedEntity, UsageTrackingConfig,
-                              WorkloadSize)
+from llmops_nb.config.providers import PROVIDER_CONFIG_FIELD, BearerTokenAuth, ExternalModel
+from llmops_nb.config.gateway import AiGatewayConfig, RateLimit, UsageTrackingConfig
+from llmops_nb.config.endpoint import EndpointConfig
+from llmops_nb.config.project import ModelSpec, ProjectConfig
+from llmops_nb.config.served_entities import ServedEntity, WorkloadSize
 from llmops_nb.errors import ConfigError, LlmopsError
 from llmops_nb.widgets.schema import FIELD_WIDTH, LABEL_WIDTH, choices, field_widget, read, unwrap
 
@@ -26,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
 
     from llmops_nb.backends import Backend
-    from llmops_nb.endpoints import DeployEvent
+    from llmops_nb.endpoints.events import DeployEvent
 
 REGISTERED, EXTERNAL, FOUNDATION = "registered model", "external model", "foundation model"
 ROLES = ("champion", "challenger")
@@ -448,7 +450,8 @@ class EndpointForm(w.VBox):
 
     def deploy(self) -> dict[str, Any] | None:
         """Create or update the endpoint on ``client``, wait for READY; show state and URL."""
-        from llmops_nb import endpoints, steps
+        from llmops_nb.steps.deploy import deploy_endpoint
+        from llmops_nb.endpoints.ops import endpoint_url, get_endpoint, state_of
 
         config = self.validate()
         if config is None:
@@ -460,14 +463,14 @@ class EndpointForm(w.VBox):
         messages: list[str] = []  # warning: / note: lines from the deploy
         try:
             if config.endpoint is None:  # a foundation model: nothing to create, check it is there
-                endpoint = endpoints.get_endpoint(self.client, config.endpoint_name)
+                endpoint = get_endpoint(self.client, config.endpoint_name)
                 if endpoint is None:
                     raise ConfigError("foundation_endpoint", config.endpoint_name, "an endpoint of this workspace")
                 action = "exists"
-                (ready, update), url = endpoints.state_of(endpoint), endpoints.endpoint_url(self.client, config.endpoint_name)
+                (ready, update), url = state_of(endpoint), endpoint_url(self.client, config.endpoint_name)
             else:
                 cfg = config.endpoint.with_resolved_versions(self._resolve)
-                deployed = steps.deploy_endpoint(self.client, cfg, backend=self.backend, timeout=self.timeout,
+                deployed = deploy_endpoint(self.client, cfg, backend=self.backend, timeout=self.timeout,
                                                  poll_interval=self.poll_interval, on_progress=self._on_progress)
                 action, messages = deployed.action, deployed.messages()
                 ready, update, url = deployed.ready, deployed.config_update, deployed.endpoint_url
@@ -497,10 +500,11 @@ def _dig(model: Any, path: str) -> Any:
 def endpoint_form(config_path: str = "", backend: str = "", *,
                   output_path: str = "configs/my-endpoint.yml") -> EndpointForm:
     """The form for a notebook: base config, workspace client and registry of the backend."""
-    from llmops_nb import registry, steps
+    from llmops_nb.backends import load_project
+    from llmops_nb.models import registry
     from llmops_nb.widgets.sources import registered_models
 
-    project, be = steps.load(config_path, backend)
+    project, be = load_project(config_path, backend)
     form = EndpointForm(
         project, client=be.workspace_client(),
         registered_models=registered_models(be.tracking_uri, be.registry_uri),

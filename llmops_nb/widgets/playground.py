@@ -3,8 +3,8 @@
 The conversation is sent whole each turn (OpenAI-style messages); every answer is shown with
 its latency, its token usage and the served entity that answered. An answer is fetched in a
 background thread, so the page stays live while it is pending: it streams in as it is
-generated when the client can stream (``llmops_nb.client.chat_stream``), else it comes whole
-(``llmops_nb.client.chat``). **Stop** ends the wait at once: a stream is closed, a late whole
+generated when the client can stream (``llmops_nb.chat.client.chat_stream``), else it comes whole
+(``llmops_nb.chat.client.chat``). **Stop** ends the wait at once: a stream is closed, a late whole
 answer is dropped, and the turn leaves the conversation as it was.
 """
 
@@ -21,14 +21,14 @@ import ipywidgets as w
 from llmops_nb.errors import LlmopsError
 
 try:  # streaming lands in the client separately; without it every answer comes whole
-    from llmops_nb.client import chat_stream as _chat_stream
+    from llmops_nb.chat.client import chat_stream as _chat_stream
 except ImportError:  # pragma: no cover - depends on the client's version
     _chat_stream = None
 
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
 
-    from llmops_nb.client import ChatResult
+    from llmops_nb.chat.client import ChatResult
 
 ERROR_STYLE = "color:#b00020"
 RENDER_EVERY = 0.1  # seconds between transcript updates while an answer streams
@@ -157,7 +157,7 @@ class ChatPlayground(w.VBox):
     # ------------------------------------------------------------------ the request
 
     def _ask(self, turn: _Turn) -> ChatResult | None:
-        from llmops_nb import client
+        from llmops_nb.chat import client
 
         generation = {"max_tokens": self.max_tokens.value, "temperature": round(self.temperature.value, 2),
                       "system": self.system}

@@ -26,7 +26,7 @@ def registered_models(tracking_uri: str, registry_uri: str, *, limit: int = 100)
 
 def foundation_endpoints(client: WorkspaceClient) -> list[str]:
     """Names of the workspace's pay-per-token foundation model endpoints."""
-    from llmops_nb.endpoints import list_endpoints
+    from llmops_nb.endpoints.ops import list_endpoints
 
     names = []
     for endpoint in list_endpoints(client):

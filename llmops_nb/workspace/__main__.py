@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--token", default=os.environ.get("LLMOPS_WORKSPACE_TOKEN"))
     s.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"))
     args = parser.parse_args(argv)
-    from .server import serve
+    from llmops_nb.workspace.server import serve
 
     serve(args.home, port=args.port, host=args.host, fake=args.fake, token=args.token or None,
           tracking_uri=args.tracking_uri, fake_latency_ms=args.fake_latency_ms,

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmops_nb.errors import WorkspaceError
-from llmops_nb.paths import private_dir
-from llmops_nb.processes import kill_group
+from llmops_nb.util.paths import private_dir
+from llmops_nb.util.processes import kill_group
 
-from .token import check_token
+from llmops_nb.workspace.api.token import check_token
 
 SERVER_JSON = "server.json"
 _spawned: dict[int, subprocess.Popen] = {}

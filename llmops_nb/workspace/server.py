@@ -6,13 +6,13 @@ import os
 import socket
 from pathlib import Path
 
-from llmops_nb.paths import make_private
-from llmops_nb.processes import kill_group
+from llmops_nb.util.paths import make_private
+from llmops_nb.util.processes import kill_group
 
-from .entities import RunnerContext
-from .faults import FaultInjector
-from .store import atomic_write_json
-from .token import ensure_token
+from llmops_nb.workspace.runners.base import RunnerContext
+from llmops_nb.workspace.runners.faults import FaultInjector
+from llmops_nb.workspace.store import atomic_write_json
+from llmops_nb.workspace.api.token import ensure_token
 
 SERVER_JSON = "server.json"
 
@@ -28,7 +28,7 @@ def serve(home: Path, *, port: int = 0, host: str = "127.0.0.1", fake: bool = Fa
     """
     import uvicorn
 
-    from .app import create_app
+    from llmops_nb.workspace.api.app import create_app
 
     os.umask(0o077)  # logs, state, usage, secrets, the children's files: the user's alone
     home = Path(home).resolve()

@@ -23,7 +23,14 @@ from typing import Any, Literal, Union
 import pytest
 from pydantic import BaseModel
 
-import llmops_nb.config as ours
+from llmops_nb.config import endpoint as _endpoint
+from llmops_nb.config import gateway as _gateway
+from llmops_nb.config import providers as _providers
+from llmops_nb.config import served_entities as _entities
+
+#: our config models by class name, looked up by the SDK's class name
+ours = types.SimpleNamespace(**{k: v for m in (_endpoint, _gateway, _providers, _entities)
+                                for k, v in vars(m).items() if isinstance(v, type)})
 from llmops_nb.errors import ConfigError
 
 serving = pytest.importorskip("databricks.sdk.service.serving")
@@ -37,18 +44,18 @@ METHOD_ONLY = {"self", "return", "timeout"}
 
 # SDK class (or request) -> our model, where the names differ.
 MODEL_FOR: dict[str, type[BaseModel]] = {
-    "create": ours.EndpointConfig,
-    "CreateServingEndpoint": ours.EndpointConfig,
-    "update_config": ours.EndpointConfig,
-    "EndpointCoreConfigInput": ours.EndpointConfig,  # `config` is flattened into EndpointConfig
-    "put_ai_gateway": ours.AiGatewayConfig,
-    "PutAiGatewayRequest": ours.AiGatewayConfig,
-    "update_notifications": ours.EndpointConfig,
-    "patch": ours.EndpointConfig,  # PATCH .../tags: see DERIVED
-    "PatchServingEndpointTags": ours.EndpointConfig,
-    "UpdateInferenceEndpointNotifications": ours.EndpointConfig,
-    "ServedEntityInput": ours.ServedEntity,
-    "RateLimit": ours.LegacyRateLimit,  # our RateLimit is the AI gateway's (historical name)
+    "create": _endpoint.EndpointConfig,
+    "CreateServingEndpoint": _endpoint.EndpointConfig,
+    "update_config": _endpoint.EndpointConfig,
+    "EndpointCoreConfigInput": _endpoint.EndpointConfig,  # `config` is flattened into EndpointConfig
+    "put_ai_gateway": _gateway.AiGatewayConfig,
+    "PutAiGatewayRequest": _gateway.AiGatewayConfig,
+    "update_notifications": _endpoint.EndpointConfig,
+    "patch": _endpoint.EndpointConfig,  # PATCH .../tags: see DERIVED
+    "PatchServingEndpointTags": _endpoint.EndpointConfig,
+    "UpdateInferenceEndpointNotifications": _endpoint.EndpointConfig,
+    "ServedEntityInput": _entities.ServedEntity,
+    "RateLimit": _gateway.LegacyRateLimit,  # our RateLimit is the AI gateway's (historical name)
 }
 
 # Fields that are ours in another shape, each with the reason (not omissions: the data is taken).
@@ -188,7 +195,7 @@ class Walk:
         known = {f for f, _, _ in fields}
         if sdk_name in ("create", "CreateServingEndpoint"):
             return  # EndpointConfig is also EndpointCoreConfigInput: its reverse check is there
-        if model is ours.EndpointConfig:
+        if model is _endpoint.EndpointConfig:
             known |= {f for f, _, _ in _sdk_fields("CreateServingEndpoint", "create")[1]}
             known |= {f for f, _, _ in _dataclass_fields(serving.EndpointCoreConfigInput)}
         for name in model.model_fields:

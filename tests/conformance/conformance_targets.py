@@ -166,7 +166,7 @@ def _write_secret(home: Path) -> None:
 def fake_target(root: Path, provider_base: str) -> Iterator[Target]:
     """The fake workspace (deterministic responder, fault injection) over real HTTP."""
     from llmops_nb.testing import fake_workspace
-    from llmops_nb.workspace.foundation import FOUNDATION_ENDPOINT
+    from llmops_nb.workspace.serving.foundation import FOUNDATION_ENDPOINT
 
     home = root / "fake-ws"
     _write_secret(home)
@@ -184,14 +184,14 @@ def fake_target(root: Path, provider_base: str) -> Iterator[Target]:
 def local_target(root: Path, provider_base: str) -> Iterator[Target]:
     """The local workspace serving the real SmolLM2 (registered once, when first needed)."""
     from llmops_nb.workspace import launcher
-    from llmops_nb.workspace.foundation import FOUNDATION_ENDPOINT
+    from llmops_nb.workspace.serving.foundation import FOUNDATION_ENDPOINT
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     home = root / "local-ws"
     _write_secret(home)
 
     def register() -> tuple[str, str]:
-        from llmops_nb.registry import register_model
+        from llmops_nb.models.registry import register_model
 
         model = register_model(LOCAL_MODEL, tracking_uri=uri, registry_uri=uri)
         return model.name, str(model.version)

@@ -10,8 +10,8 @@ import requests
 from conformance_targets import Target
 from databricks.sdk.service.serving import EndpointCoreConfigInput, ServedEntityInput
 
-from llmops_nb.client import chat_stream
-from llmops_nb.workspace.streaming import assemble
+from llmops_nb.chat.client import chat_stream
+from llmops_nb.protocol.streaming import assemble
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 

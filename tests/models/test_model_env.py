@@ -28,13 +28,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from llmops_nb import registry
+from llmops_nb.models import registry
 from llmops_nb.errors import ModelError
 from llmops_nb.models import environment, runtime
 from llmops_nb.models.pyfunc import (
     CHAT_MODEL_FILE, CPU_QUOTA_FILE, ENGINE_FILE, pip_requirements, pyfunc_kwargs,
 )
-from llmops_nb.models.serving import free_port
+from llmops_nb.util.ports import free_port
 
 NAME = "smollm2-env-test"
 COMPILERS = ("cc", "gcc", "c++", "g++", "clang", "clang++", "cmake", "make", "ninja")

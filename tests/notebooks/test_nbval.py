@@ -28,7 +28,10 @@ from typing import Any
 import nbformat
 import pytest
 
-from llmops_nb import bundle, pipeline
+from llmops_nb.chain import inspect as chain_inspect
+from llmops_nb.chain import runner as chain_runner
+from llmops_nb.chain import table as chain_table
+from llmops_nb.chain import bundle
 from llmops_nb.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,9 +207,9 @@ def test_expected_outputs_cover_exactly_the_checked_cells(backend: str) -> None:
 
 
 def test_parameters_cells_take_what_the_runner_and_the_job_pass_with_their_types() -> None:
-    for step in pipeline.STEPS:
-        declared = pipeline.declared_parameters(ROOT / "notebooks" / pipeline.NOTEBOOKS[step])
-        for key in (*pipeline.COMMON, *pipeline.STEP_INPUTS.get(step, ())):
+    for step in chain_table.STEPS:
+        declared = chain_inspect.declared_parameters(ROOT / "notebooks" / chain_table.NOTEBOOKS[step])
+        for key in (*chain_table.COMMON_PARAMETERS, *chain_table.STEP_INPUTS.get(step, ())):
             kind = bundle.OUTPUT_TYPES.get(key, "str")
             assert declared[key]["inferred_type_name"] == kind, (step, key, declared[key], kind)
     assert bundle.problems(bundle.load(ROOT / bundle.BUNDLE_FILE), ROOT) == []
@@ -268,9 +271,9 @@ def test_a_renamed_parameter_is_refused_by_the_runner_and_the_job(tmp_path: Path
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
     write_copies(tmp_path / "notebooks", "fake", edit=rename_parameter)
     monkeypatch.setenv("LLMOPS_PROJECT_DIR", str(tmp_path))
-    assert pipeline.notebooks_dir() == tmp_path / "notebooks"
+    assert chain_runner.notebooks_dir() == tmp_path / "notebooks"
     with pytest.raises(ConfigError) as err:
-        pipeline.plan(pipeline.STEPS, ROOT / "configs" / "local.yml", "local")
+        chain_runner.plan(chain_table.STEPS, ROOT / "configs" / "local.yml", "local")
     assert str(err.value) == "deploy.model_version: None is not allowed; 02_deploy.ipynb must declare it to receive it"
     found = [str(p) for p in bundle.problems(bundle.load(ROOT / bundle.BUNDLE_FILE), tmp_path)]
     assert any(p.startswith("resources.jobs.llmops_chain.tasks[deploy].notebook_task.base_parameters.model_version:")

@@ -9,8 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from llmops_nb import bundle
-from llmops_nb.params import declare_widgets
+from llmops_nb.chain import bundle
+from llmops_nb.chain.params import declare_widgets
 from llmops_nb.testing.jobsim import SETUP_TAG, EmulatedDbutils, TaskValueError, resolve_refs, run_job
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -216,8 +216,8 @@ def _stats(browser) -> list[tuple[int, int, int]]:
 def registered(voila):
     """SmolLM2 registered in the registry the pages read (the register step, done up front)."""
     pytest.importorskip("llama_cpp")
-    from llmops_nb.config import load_project_config
-    from llmops_nb.registry import register_model
+    from llmops_nb.config.project import load_project_config
+    from llmops_nb.models.registry import register_model
 
     name = load_project_config(LOCAL_CONFIG).model.name
     return register_model(name, tracking_uri=voila.tracking_uri, registry_uri=voila.tracking_uri)
@@ -307,7 +307,7 @@ def _check_layout(browser, tags) -> None:
 
 def _check_bad_value(browser) -> None:
     """A bad endpoint name: its one-line error next to the field, Deploy disabled; fixed: valid."""
-    from llmops_nb.config import load_project_config
+    from llmops_nb.config.project import load_project_config
     from llmops_nb.widgets import EndpointForm
 
     expected = EndpointForm(load_project_config(FAKE_CONFIG)).set(**{"endpoint.name": "browser chat!"})
@@ -327,7 +327,7 @@ def _check_bad_value(browser) -> None:
 
 def _check_failed_deploy(fake, browser) -> None:
     """The fake's UPDATE_FAILED: the deploy's one-line message in the status line, no traceback."""
-    from llmops_nb import endpoints
+    from llmops_nb.endpoints.waits import wait_ready
     from llmops_nb.errors import DeployFailed
 
     fake.set_faults(fail_next_update="doomed")  # the served entity named below fails to start
@@ -339,7 +339,7 @@ def _check_failed_deploy(fake, browser) -> None:
     deploy.click()
     _wait(browser, 120).until(lambda d: "UPDATE_FAILED" in _el(d, ".llmops-status").text)
     with pytest.raises(DeployFailed) as failed:  # the same wait, from here: the message a user must see
-        endpoints.wait_ready(fake.client(), "browser-fail", progress=False, poll_interval=0.1)
+        wait_ready(fake.client(), "browser-fail", progress=False, poll_interval=0.1)
     message = str(failed.value)
     assert "\n" not in message and "served entity doomed failed" in message
     assert _el(browser, ".llmops-status").text == message
@@ -348,12 +348,14 @@ def _check_failed_deploy(fake, browser) -> None:
 
 
 def test_stop_then_a_query_to_a_stopped_endpoint(fake, browser, page):
-    from llmops_nb import client, endpoints
-    from llmops_nb.config import EndpointConfig
+    from llmops_nb.endpoints.apply import deploy as apply_deploy
+    from llmops_nb.endpoints.ops import delete_endpoint
+    from llmops_nb.chat import client
+    from llmops_nb.config.endpoint import EndpointConfig
     from llmops_nb.errors import QueryError
 
     w = fake.client()
-    endpoints.deploy(w, EndpointConfig(name=GONE, served_entities=[{"entity_name": "m", "entity_version": "1"}]),
+    apply_deploy(w, EndpointConfig(name=GONE, served_entities=[{"entity_name": "m", "entity_version": "1"}]),
                      progress=False, poll_interval=0.1)
     page("serve_fake")
     prompt = _loaded(browser, ".llmops-prompt textarea")
@@ -372,7 +374,7 @@ def test_stop_then_a_query_to_a_stopped_endpoint(fake, browser, page):
     assert prompt.get_attribute("value") == "a slow question" and _els(browser, ".llmops-answer") == []
     fake.set_faults(hang_seconds=0)
 
-    endpoints.delete_endpoint(w, GONE)  # `llmops-nb endpoints stop browser-gone`
+    delete_endpoint(w, GONE)  # `llmops-nb endpoints stop browser-gone`
     with pytest.raises(QueryError) as gone:
         client.chat(w, GONE, "still there?")
     message = str(gone.value)

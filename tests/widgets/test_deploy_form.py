@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmops_nb.config import load_project_config
+from llmops_nb.config.project import load_project_config
 from llmops_nb.widgets import EndpointForm
 from llmops_nb.widgets.form import DEPLOY_STEPS, FOUNDATION
 
@@ -62,7 +62,7 @@ def test_the_form_deploys_through_the_one_path_under_the_deploy_lock(fake_worksp
     """The form waits for the deploy lock the CLI and the notebook take, then deploys and shows progress."""
     import threading
 
-    from llmops_nb import steps
+    from llmops_nb.steps.deploy import _deploy_lock
     from llmops_nb.backends import Backend
 
     backend = Backend(kind="local", host=fake_workspace.host, token="unused", tracking_uri="", registry_uri="",
@@ -73,7 +73,7 @@ def test_the_form_deploys_through_the_one_path_under_the_deploy_lock(fake_worksp
     form.set(**{"endpoint.name": "form-locked"})
     seen: list[int] = []
     form.progress.observe(lambda change: seen.append(change["new"]), names="value")
-    with steps._deploy_lock(backend, "form-locked"):  # another deploy of this endpoint holds it
+    with _deploy_lock(backend, "form-locked"):  # another deploy of this endpoint holds it
         clicker = threading.Thread(target=form.deploy_button.click)
         clicker.start()
         clicker.join(1.0)

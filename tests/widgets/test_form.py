@@ -10,8 +10,10 @@ from pathlib import Path
 import ipywidgets as w
 import pytest
 
-from llmops_nb.config import (ExternalModel, ProjectConfig, Provider, RateLimit, WorkloadSize, WorkloadType,
-                              load_project_config)
+from llmops_nb.config.providers import ExternalModel, Provider
+from llmops_nb.config.project import ProjectConfig, load_project_config
+from llmops_nb.config.gateway import RateLimit
+from llmops_nb.config.served_entities import WorkloadSize, WorkloadType
 from llmops_nb.widgets import EndpointForm
 from llmops_nb.widgets.form import EXTERNAL, FOUNDATION, parse_tags
 

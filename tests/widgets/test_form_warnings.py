@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmops_nb.config import load_project_config
+from llmops_nb.config.project import load_project_config
 from llmops_nb.widgets import EndpointForm
 
 ROOT = Path(__file__).resolve().parents[2]

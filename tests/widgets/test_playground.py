@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llmops_nb.config import EndpointConfig
-from llmops_nb.endpoints import deploy
+from llmops_nb.config.endpoint import EndpointConfig
+from llmops_nb.endpoints.apply import deploy
 from llmops_nb.widgets import chat_playground
 
 

@@ -17,7 +17,7 @@ from databricks.sdk.service.serving import (AiGatewayInferenceTableConfig, ChatM
                                             ChatMessageRole)
 from ws_helpers import chat, core, entity, post
 
-from llmops_nb import payload_table as pt
+from llmops_nb.protocol import inference_table as pt
 from llmops_nb.testing import fake_workspace
 
 deltalake = pytest.importorskip("deltalake", reason="the local extra (deltalake) is required")
@@ -163,7 +163,7 @@ def test_a_plaintext_key_never_reaches_the_table(ws, monkeypatch):
 
 
 def test_payload_writer_masks_secret_fields_and_oversized_payloads(tmp_path):
-    from llmops_nb.workspace import inference_table as it
+    from llmops_nb.workspace.serving import inference_table as it
 
     assert it.scrub({"openai_api_key": "k", "Authorization": "Bearer x", "max_tokens": 3,
                      "nested": [{"token_plaintext": "t", "content": "hi"}]}) == {

@@ -1,4 +1,4 @@
-"""``llmops_nb.processes.kill_group``: the one way a child's process group is stopped."""
+"""``llmops_nb.util.processes.kill_group``: the one way a child's process group is stopped."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from llmops_nb.processes import _group_alive, kill_group
+from llmops_nb.util.processes import _group_alive, kill_group
 
 # a leader with a grandchild in its group; the leader ignores SIGTERM when asked to
 LEADER = "import signal, subprocess, sys, time\n" \

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.model
 
 def test_registered_model_is_served_by_the_scoring_server(tmp_path):
     pytest.importorskip("llama_cpp")
-    from llmops_nb.registry import register_model
+    from llmops_nb.models.registry import register_model
 
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
     model = register_model("smollm2-135m-instruct", tracking_uri=tracking_uri,

@@ -32,9 +32,9 @@ def served(tmp_path_factory) -> Iterator[dict]:  # noqa: ANN001
     from databricks.sdk import WorkspaceClient
     from databricks.sdk.config import Config
 
-    from llmops_nb import endpoints
-    from llmops_nb.config import EndpointConfig
-    from llmops_nb.registry import register_model
+    from llmops_nb.endpoints.apply import deploy
+    from llmops_nb.config.endpoint import EndpointConfig
+    from llmops_nb.models.registry import register_model
 
     root = tmp_path_factory.mktemp("restart")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -55,7 +55,7 @@ def served(tmp_path_factory) -> Iterator[dict]:  # noqa: ANN001
         cfg = EndpointConfig.model_validate({"name": "chat", "served_entities": [
             {"entity_name": model.name, "entity_version": model.version,
              "scale_to_zero_enabled": False}]})
-        endpoints.deploy(w, cfg, progress=False, poll_interval=0.5, timeout=600)
+        deploy(w, cfg, progress=False, poll_interval=0.5, timeout=600)
         entity = w.serving_endpoints.get("chat").config.served_entities[0].name
         yield {"w": w, "home": home, "info": info, "entity": entity,
                "url": f"{info.host}/serving-endpoints/chat/invocations",
@@ -87,7 +87,7 @@ def _wait_ready(w, deadline: float) -> None:  # noqa: ANN001
 
 
 def test_a_killed_scoring_server_answers_503_with_retry_after_then_200_then_ready(served: dict) -> None:
-    from llmops_nb.client import chat
+    from llmops_nb.chat.client import chat
 
     w, home = served["w"], served["home"]
     assert _ask(served, "Hi").status_code == 200
@@ -222,8 +222,8 @@ def test_restarts_that_keep_failing_back_off_and_say_so(tmp_path: Path) -> None:
 
     import mlflow.pyfunc
 
-    from llmops_nb.workspace.entities import READY, RECOVERING, RunnerContext, ScoringServerRunner
-    from llmops_nb.workspace.faults import FaultInjector
+    from llmops_nb.workspace.runners.base import READY, RECOVERING, RunnerContext, ScoringServerRunner
+    from llmops_nb.workspace.runners.faults import FaultInjector
 
     code = tmp_path / "echo_model.py"
     code.write_text(ECHO_MODEL)

@@ -22,7 +22,7 @@ from databricks.sdk.service.serving import AiGatewayUsageTrackingConfig
 from ws_helpers import chat, core, entity, post
 
 from llmops_nb.testing import fake_workspace
-from llmops_nb.workspace.token import read_token
+from llmops_nb.workspace.api.token import read_token
 
 ROOT = Path(__file__).resolve().parents[2]
 API = "/api/2.0/serving-endpoints"
@@ -177,7 +177,7 @@ def project(tmp_path: Path) -> Iterator[dict]:
     env.update(LLMOPS_PROJECT_DIR=str(tmp_path), LLMOPS_RETRY_TIMEOUT_SECONDS="30")
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "llmops_nb.cli", *args], cwd=tmp_path, env=env,
+        return subprocess.run([sys.executable, "-m", "llmops_nb.cli.main", *args], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=180)
 
     yield {"root": tmp_path, "env": env, "cli": cli}
@@ -245,12 +245,12 @@ def test_our_clients_read_the_token_by_themselves(project, monkeypatch):
     for key in [k for k in os.environ if k.startswith(("DATABRICKS_", "LLMOPS_"))]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("LLMOPS_PROJECT_DIR", str(project["root"]))
-    from llmops_nb import steps
+    from llmops_nb.steps.query import curl_command
     from llmops_nb.backends import resolve_backend
 
     backend = resolve_backend("local", start=False)
     assert backend.token == token
     assert "databricks-smollm2-135m-instruct" in [e.name for e in backend.workspace_client().serving_endpoints.list()]
-    curl = steps.curl_command(backend.endpoint_url("x"), backend)
+    curl = curl_command(backend.endpoint_url("x"), backend)
     assert f'-H "Authorization: Bearer $(cat {project["root"] / ".llmops" / "token"})"' in curl
     assert token not in curl

@@ -10,7 +10,7 @@ import requests
 from ws_helpers import chat, core, entity, post, ready, wait_until
 
 from llmops_nb.testing import fake_workspace
-from llmops_nb.workspace.streaming import assemble
+from llmops_nb.protocol.streaming import assemble
 
 KEY = "sk-test-0123456789abcdefSECRET"
 FOUNDATION = "databricks-smollm2-135m-instruct"
@@ -89,7 +89,7 @@ def test_errors_before_the_first_chunk_are_http_errors(ws) -> None:
 def test_client_chat_stream_and_openai_client_on_the_fake(ws, w) -> None:
     from openai import OpenAI
 
-    from llmops_nb.client import chat as ask, chat_stream
+    from llmops_nb.chat.client import chat as ask, chat_stream
 
     stream = chat_stream(w, FOUNDATION, "one two three", max_tokens=4)
     parts = list(stream)

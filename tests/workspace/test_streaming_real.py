@@ -23,7 +23,7 @@ MAX_TOKENS = 32
 @pytest.fixture(scope="module")
 def local(tmp_path_factory):
     pytest.importorskip("llama_cpp")
-    from llmops_nb.registry import register_model
+    from llmops_nb.models.registry import register_model
 
     tmp = tmp_path_factory.mktemp("stream")
     tracking_uri = f"sqlite:///{tmp}/mlflow.db"
@@ -70,7 +70,7 @@ def test_openai_stream_equals_the_greedy_answer(local) -> None:
 
 
 def test_sdk_openai_client_and_chat_stream_on_both_routes(local) -> None:
-    from llmops_nb.client import chat, chat_stream
+    from llmops_nb.chat.client import chat, chat_stream
 
     info, w, served = local
     ref = chat(w, "real", QUESTION, max_tokens=MAX_TOKENS)
@@ -97,7 +97,7 @@ def _engine(w, served: str) -> dict:
 
 
 def test_a_client_that_goes_away_frees_its_sequence(local) -> None:
-    from llmops_nb.client import chat, chat_stream
+    from llmops_nb.chat.client import chat, chat_stream
 
     info, w, served = local
     before = _engine(w, served)

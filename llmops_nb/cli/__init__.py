@@ -1,0 +1,1 @@
+"""The ``llmops-nb`` command line: :func:`llmops_nb.cli.main.main` and one module per command group."""

@@ -1,0 +1,435 @@
+"""Preflight: what a Databricks workspace would refuse minutes into a job or a deploy, asked in seconds.
+
+:func:`run` first validates the project config (the config package's own rules: names,
+traffic percentages summing to 100, external-model tasks, plaintext secrets ...), then checks
+Databricks' serving limits the config cannot know by itself, then asks the workspace through
+databricks-sdk's read APIs only:
+
+=====================  ===================================================================
+check                  how
+=====================  ===================================================================
+config                 ``load_project_config`` (a ConfigError is the one problem line)
+served entities        at most 15 per endpoint (Databricks Model Serving limits)
+traffic                the routes the config validated (sum 100)
+ai gateway             features supported by the endpoint type (docs table, below)
+payload                the request size limit of the endpoint type (16 MB; 4 MB for external
+                       and foundation models); the config states no payload size, so it is
+                       shown, not compared
+auth                   ``current_user.me()``
+uc schema              ``catalogs.get`` / ``schemas.get`` of the model's schema and of an
+                       inference table's; writable: owner, else ``grants.get_effective``
+                       (USE_CATALOG, USE_SCHEMA and CREATE_MODEL / CREATE_TABLE; grants to
+                       the groups ``Me`` lists count; not checked if that API refuses)
+secret                 ``secrets.list_scopes`` and ``secrets.list_secrets``: the scope and the
+                       key exist; no value is ever read (no ``get_secret``)
+model version          ``model_versions.get`` (or ``.list`` for "latest") in Unity Catalog;
+                       in the backend's MLflow registry when that is not ``databricks-uc``
+=====================  ===================================================================
+
+On the local backend the workspace checks that have no local meaning say so (``skipped``):
+the local registry is MLflow's SQLite file, not Unity Catalog; a secret reference is checked
+where the local workspace resolves it (``LLMOPS_SECRET_<SCOPE>_<KEY>`` or its secrets file).
+
+Every line is ``ok``, ``problem`` or ``skipped``, then the check, then what is wrong and what
+to do. :attr:`Report.exit_code` is 2 when any check found a problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from llmops_nb.errors import ConfigError, LlmopsError
+from llmops_nb.config.secrets import parse_secret_ref
+
+if TYPE_CHECKING:  # pragma: no cover
+    from databricks.sdk import WorkspaceClient
+
+    from llmops_nb.backends import Backend
+    from llmops_nb.config.project import ProjectConfig
+
+Status = Literal["ok", "problem", "skipped"]
+
+#: "Maximum number of served entities per endpoint: 15" (Model Serving limits and regions).
+MAX_SERVED_ENTITIES = 15
+#: Request payload limit in MB by endpoint type (Model Serving limits: 16 MB per request;
+#: 4 MB for endpoints serving external models and foundation models).
+PAYLOAD_LIMIT_MB = {"custom model": 16, "external model": 4, "provisioned throughput": 4, "foundation model": 4}
+#: AI gateway fields -> the endpoint types that support them (docs.databricks.com
+#: ai-gateway/overview-serving-endpoints, "Supported features": guardrails are not supported
+#: on custom model endpoints, fallbacks only on external model endpoints).
+GATEWAY_SUPPORT: dict[str, tuple[str, frozenset[str]]] = {
+    "rate_limits": ("rate limits", frozenset({"custom model", "external model", "provisioned throughput"})),
+    "usage_tracking_config": ("usage tracking", frozenset({"custom model", "external model", "provisioned throughput"})),
+    "inference_table_config": ("payload logging (inference tables)",
+                               frozenset({"custom model", "external model", "provisioned throughput"})),
+    "guardrails": ("AI guardrails", frozenset({"external model", "provisioned throughput"})),
+    "fallback_config": ("fallbacks", frozenset({"external model"})),
+}
+_PROVISIONED = ("provisioned_model_units", "min_provisioned_throughput", "max_provisioned_throughput")
+_ALL = "ALL_PRIVILEGES"
+
+
+class PreflightFailed(LlmopsError):
+    """Preflight found at least one problem (each one printed on its own line)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check's outcome: ``ok``, ``problem`` or ``skipped``, and one line of explanation."""
+
+    name: str
+    status: Status
+    message: str
+
+    @property
+    def line(self) -> str:
+        return f"{self.status:<7} {self.name}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Report:
+    """Every check, in order."""
+
+    checks: tuple[Check, ...]
+
+    @property
+    def problems(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "problem"]
+
+    @property
+    def exit_code(self) -> int:
+        return 2 if self.problems else 0
+
+    def lines(self) -> list[str]:
+        return [c.line for c in self.checks]
+
+
+def _ok(name: str, message: str) -> Check:
+    return Check(name, "ok", message)
+
+
+def _problem(name: str, message: str) -> Check:
+    return Check(name, "problem", message)
+
+
+def _skipped(name: str, message: str) -> Check:
+    return Check(name, "skipped", message)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- the config alone
+
+
+def endpoint_type(project: ProjectConfig) -> str:
+    """custom model, external model, provisioned throughput, or foundation model (pay-per-token)."""
+    if project.endpoint is None:
+        return "foundation model"
+    entities = project.endpoint.served_entities
+    if any(e.external_model is not None for e in entities):
+        return "external model"
+    if any(getattr(e, f, None) for e in entities for f in _PROVISIONED):
+        return "provisioned throughput"
+    return "custom model"
+
+
+def config_checks(project: ProjectConfig) -> list[Check]:
+    """Databricks limits on the endpoint the (already validated) config describes."""
+    kind = endpoint_type(project)
+    endpoint = project.endpoint
+    if endpoint is None:
+        return [_skipped("served entities", f"none configured: the config queries the existing endpoint "
+                                            f"{project.foundation_endpoint}")]
+    found: list[Check] = []
+    served = endpoint.all_served
+    if len(served) > MAX_SERVED_ENTITIES:
+        found.append(_problem("served entities", f"{len(served)} on endpoint {endpoint.name}, Databricks serves at most "
+                                                 f"{MAX_SERVED_ENTITIES} per endpoint: split them over several endpoints"))
+    else:
+        found.append(_ok("served entities", f"{len(served)} of at most {MAX_SERVED_ENTITIES}"))
+    routes = endpoint.routes()
+    found.append(_ok("traffic", f"{len(routes)} route{'s' * (len(routes) != 1)} summing to "
+                                f"{sum(r['traffic_percentage'] for r in routes)}% (validated with the config)"))
+    gateway = endpoint.ai_gateway_body() or {}
+    unsupported = [(field, label) for field, (label, kinds) in GATEWAY_SUPPORT.items()
+                   if _enabled(gateway.get(field)) and kind not in kinds]
+    if unsupported:
+        field, label = unsupported[0]
+        more = f" (and {', '.join(lbl for _, lbl in unsupported[1:])})" if len(unsupported) > 1 else ""
+        found.append(_problem("ai gateway", f"ai_gateway.{field}: {label}{more} not supported on a {kind} endpoint; "
+                                            "remove it from the config (supported: "
+                                            + ", ".join(lbl for lbl, kinds in GATEWAY_SUPPORT.values() if kind in kinds) + ")"))
+    else:
+        used = [label for field, (label, _) in GATEWAY_SUPPORT.items() if _enabled(gateway.get(field))]
+        found.append(_ok("ai gateway", f"{', '.join(used) or 'no features'} set; all supported on a {kind} endpoint"))
+    found.append(_ok("payload", f"a {kind} endpoint takes requests up to {PAYLOAD_LIMIT_MB[kind]} MB; "
+                                "the config states no payload size (keep prompts and batches under it)"))
+    return found
+
+
+def _enabled(value: Any) -> bool:
+    if isinstance(value, dict):
+        return value.get("enabled", True) is not False and any(v not in (None, [], {}) for v in value.values())
+    return bool(value)
+
+
+# --------------------------------------------------------------------------- the workspace
+
+
+def secret_refs(value: Any, field: str = "endpoint") -> Iterator[tuple[str, str, str]]:
+    """Every ``{{secrets/scope/key}}`` in a body: (field path, scope, key)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from secret_refs(v, f"{field}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from secret_refs(v, f"{field}[{i}]")
+    elif (parsed := parse_secret_ref(value)) is not None:
+        yield field, parsed[0], parsed[1]
+
+
+def workspace_checks(project: ProjectConfig, backend: Backend, w: WorkspaceClient, *,
+                     model_version: str | None = None) -> list[Check]:
+    """Auth, then Unity Catalog schemas, secrets and model versions through ``w``'s read APIs."""
+    try:
+        me = w.current_user.me()
+    except Exception as exc:  # noqa: BLE001 - any failure here is the auth problem to report
+        return [_problem("auth", f"{backend.kind} workspace {w.config.host} refused current_user.me() "
+                                 f"({_first_line(exc)}): set DATABRICKS_HOST and DATABRICKS_TOKEN, or "
+                                 "DATABRICKS_CONFIG_PROFILE, and check the token")]
+    user = me.user_name or ""
+    principals = {user, *(g.display for g in me.groups or [] if g.display)}
+    found = [_ok("auth", f"signed in to {w.config.host} as {user}")]
+    found += _guarded("uc schema", lambda: _schema_checks(project, backend, w, user, principals))
+    found += _guarded("secrets", lambda: _secret_checks(project, backend, w))
+    found += _guarded("model version", lambda: _version_checks(project, backend, w, model_version))
+    if project.endpoint is None and project.foundation_endpoint:
+        found += _guarded("endpoint", lambda: [_endpoint_exists(w, project.foundation_endpoint or "")])
+    return found
+
+
+def _guarded(name: str, checks: Callable[[], list[Check]]) -> list[Check]:
+    """The checks, or one problem line when the workspace refuses a read (403, 5xx after retries)."""
+    from databricks.sdk.errors import DatabricksError
+
+    try:
+        return checks()
+    except DatabricksError as exc:
+        return [_problem(name, f"the workspace refused to answer ({type(exc).__name__}: {_first_line(exc)}): "
+                               "ask an admin for read access, or retry")]
+
+
+def _uses_uc(backend: Backend) -> bool:
+    return backend.kind == "databricks" and backend.registry_uri.split(":")[0] == "databricks-uc"
+
+
+def _schema_checks(project: ProjectConfig, backend: Backend, w: WorkspaceClient, user: str,
+                   principals: set[str]) -> list[Check]:
+    wanted: dict[str, tuple[list[str], list[str]]] = {}  # schema full name -> (privileges, why)
+
+    def want(full_name: str, privilege: str, why: str) -> None:
+        privileges, reasons = wanted.setdefault(full_name, ([], []))
+        privileges.append(privilege)
+        reasons.append(why)
+
+    if project.endpoint is not None and _uses_uc(backend):  # the register step writes the model there
+        want(project.model.name.rsplit(".", 1)[0], "CREATE_MODEL", f"model.name {project.model.name}")
+    gateway = (project.endpoint.ai_gateway_body() or {}) if project.endpoint else {}
+    table = gateway.get("inference_table_config") or {}
+    if backend.kind == "databricks" and table.get("enabled") and table.get("catalog_name") and table.get("schema_name"):
+        want(f"{table['catalog_name']}.{table['schema_name']}", "CREATE_TABLE", "ai_gateway.inference_table_config")
+    found = [_schema_check(w, full_name, privileges, ", ".join(reasons), user, principals)
+             for full_name, (privileges, reasons) in wanted.items()]
+    if project.endpoint is not None and not _uses_uc(backend):
+        why = ("the local workspace registers models in MLflow's SQLite registry, not Unity Catalog"
+               if backend.kind == "local" else f"the registry is {backend.registry_uri.split('?')[0]}, not Unity Catalog (databricks-uc)")
+        found.insert(0, _skipped(f"uc schema of {project.model.name}", why))
+    return found
+
+
+def _schema_check(w: WorkspaceClient, full_name: str, privileges: list[str], why: str, user: str,
+                  principals: set[str]) -> Check:
+    from databricks.sdk.errors import NotFound
+
+    name = f"uc schema {full_name}"
+    catalog_name = full_name.split(".")[0]
+    try:
+        catalog = w.catalogs.get(catalog_name)
+    except NotFound:
+        return _problem(name, f"catalog {catalog_name} ({why}) does not exist: create it (CREATE CATALOG {catalog_name}) "
+                              "or name an existing catalog in the config")
+    try:
+        schema = w.schemas.get(full_name)
+    except NotFound:
+        return _problem(name, f"schema {full_name} ({why}) does not exist: create it "
+                              f"(CREATE SCHEMA {full_name}) or name an existing schema in the config")
+    if schema.owner in principals or catalog.owner in principals:
+        return _ok(name, f"exists; writable ({schema.owner if schema.owner in principals else catalog.owner} owns "
+                         f"{'it' if schema.owner in principals else 'its catalog'})")
+    try:
+        effective = w.grants.get_effective("schema", full_name)
+    except Exception as exc:  # noqa: BLE001 - the API may refuse a non-owner: then say so
+        return _ok(name, f"exists; writable not checked (effective permissions: {_first_line(exc)})")
+    held = {str(getattr(p.privilege, "value", p.privilege)) for a in effective.privilege_assignments or []
+            if a.principal in principals for p in a.privileges or []}
+    missing = [] if _ALL in held else [p for p in ("USE_CATALOG", "USE_SCHEMA", *privileges) if p not in held]
+    if missing:
+        grants = [f"GRANT USE_CATALOG ON CATALOG {catalog_name} TO `{user}`"] if "USE_CATALOG" in missing else []
+        on_schema = [p for p in missing if p != "USE_CATALOG"]
+        if on_schema:
+            grants.append(f"GRANT {', '.join(on_schema)} ON SCHEMA {full_name} TO `{user}`")
+        return _problem(name, f"exists, but you ({user}) lack {', '.join(missing)} there ({why}): ask its owner "
+                              f"({schema.owner}) to run {'; '.join(grants)}")
+    return _ok(name, f"exists; writable (you hold {', '.join(sorted(held))})")
+
+
+def _secret_checks(project: ProjectConfig, backend: Backend, w: WorkspaceClient) -> list[Check]:
+    refs = list(secret_refs(project.endpoint.to_databricks_body())) if project.endpoint else []
+    if not refs:
+        return [_ok("secrets", "the config references no secret")]
+    if backend.kind == "local":
+        return [_local_secret(field, scope, key, backend.home) for field, scope, key in refs]
+    from databricks.sdk.errors import NotFound
+
+    scopes = {s.name for s in w.secrets.list_scopes()}
+    keys: dict[str, set[str]] = {}
+    found = []
+    for field, scope, key in refs:
+        name = f"secret {{{{secrets/{scope}/{key}}}}}"
+        if scope not in scopes:
+            found.append(_problem(name, f"{field}: no secret scope {scope}: create it "
+                                        f"(databricks secrets create-scope {scope}) and put the key"))
+            continue
+        if scope not in keys:
+            try:
+                keys[scope] = {m.key for m in w.secrets.list_secrets(scope) if m.key}
+            except NotFound:
+                keys[scope] = set()
+        if key not in keys[scope]:
+            found.append(_problem(name, f"{field}: scope {scope} has no key {key}: "
+                                        f"databricks secrets put-secret {scope} {key}"))
+        else:
+            found.append(_ok(name, f"{field}: scope and key exist (value not read)"))
+    return found
+
+
+def _local_secret(field: str, scope: str, key: str, home: Path | None) -> Check:
+    from llmops_nb.errors import WorkspaceError
+    from llmops_nb.config.secrets import resolve_secret
+
+    name = f"secret {{{{secrets/{scope}/{key}}}}}"
+    try:
+        resolve_secret(f"{{{{secrets/{scope}/{key}}}}}", home)  # the value is discarded at once
+    except WorkspaceError as exc:
+        return _problem(name, f"{field}: {exc}")
+    return _ok(name, f"{field}: resolves on the local workspace (value not shown)")
+
+
+def _version_checks(project: ProjectConfig, backend: Backend, w: WorkspaceClient,
+                    model_version: str | None) -> list[Check]:
+    if project.endpoint is None:
+        return []
+    found = []
+    for entity in project.endpoint.served_entities:
+        if entity.entity_name is None:
+            continue
+        version = entity.entity_version or (model_version if entity.entity_name == project.model.name else None)
+        found.append(_version_check(backend, w, entity.entity_name, version))
+    return found
+
+
+def _version_check(backend: Backend, w: WorkspaceClient, full_name: str, version: str | None) -> Check:
+    name = f"model version {full_name}" + (f" v{version}" if version else " (latest)")
+    register = "register it first (01_register.ipynb or `llmops-nb register`)"
+    if not _uses_uc(backend):
+        return _mlflow_version_check(backend, full_name, version, name, register)
+    from databricks.sdk.errors import NotFound
+
+    try:
+        if version:
+            info = w.model_versions.get(full_name, int(version))
+        else:
+            info = next(iter(w.model_versions.list(full_name)), None)
+            if info is None:
+                return _problem(name, f"{full_name} has no version in Unity Catalog: {register}")
+    except NotFound as exc:
+        return _problem(name, f"not in Unity Catalog ({_first_line(exc)}): {register}, or fix entity_version")
+    status = str(getattr(info.status, "value", info.status))
+    if status != "READY":
+        return _problem(name, f"version {info.version} is {status}, not READY: wait for its registration or register again")
+    return _ok(name, f"version {info.version} exists and is READY")
+
+
+def _mlflow_version_check(backend: Backend, full_name: str, version: str | None, name: str, register: str) -> Check:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(backend.tracking_uri, backend.registry_uri)
+    where = f"the MLflow registry {backend.registry_uri.split('?')[0]}"
+    try:
+        if version:
+            client.get_model_version(full_name, str(version))
+            return _ok(name, f"exists in {where}")
+        versions = client.search_model_versions(f"name = '{full_name}'")
+    except MlflowException as exc:
+        return _problem(name, f"not in {where} ({_first_line(exc)}): {register}")
+    if not versions:
+        return _problem(name, f"{full_name} has no version in {where}: {register}")
+    return _ok(name, f"version {max(int(v.version) for v in versions)} exists in {where}")
+
+
+def _endpoint_exists(w: WorkspaceClient, endpoint: str) -> Check:
+    from databricks.sdk.errors import NotFound
+
+    try:
+        w.serving_endpoints.get(endpoint)
+    except NotFound:
+        return _problem(f"endpoint {endpoint}", "does not exist in this workspace: name an existing (foundation model) "
+                                                "endpoint in foundation_endpoint")
+    return _ok(f"endpoint {endpoint}", "exists")
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def run(project: ProjectConfig, backend: Backend, *, model_version: str | None = None,
+        client: WorkspaceClient | None = None) -> Report:
+    """Every check for a loaded (valid) project config on ``backend``."""
+    checks = [_ok("config", "valid (names, traffic routes, external models, secret references)"),
+              *config_checks(project)]
+    w = client or backend.workspace_client(retry_timeout_seconds=30, http_timeout_seconds=30)
+    checks += workspace_checks(project, backend, w, model_version=model_version)
+    return Report(tuple(checks))
+
+
+def run_config(config_path: str | Path = "", backend: str = "", *, model_version: str | None = None,
+               resolve: Callable[[str], Backend] | None = None) -> Report:
+    """Load the config (a bad one is the one problem), pick its backend, then :func:`run`."""
+    from llmops_nb.backends import resolve_backend
+    from llmops_nb.config.io import default_config_path
+    from llmops_nb.config.project import load_project_config
+
+    path = config_path or default_config_path()
+    try:
+        project = load_project_config(path)
+    except ConfigError as exc:
+        return Report((_problem("config", f"{path}: {exc}"),))
+    chosen = (resolve or resolve_backend)(backend or project.backend)
+    return run(project, chosen, model_version=model_version)
+
+
+def check(config_path: str | Path = "", backend: str = "", *, model_version: str | None = None,
+          echo: Callable[[str], None] = print) -> Report:
+    """Print every check's line; raise :class:`PreflightFailed` if one found a problem (notebooks)."""
+    report = run_config(config_path, backend, model_version=model_version)
+    for line in report.lines():
+        echo(line)
+    if report.problems:
+        raise PreflightFailed(f"preflight: {len(report.problems)} problem(s); the first: {report.problems[0].line}")
+    return report

@@ -1,0 +1,159 @@
+"""Log the chat model to MLflow, register versions and manage aliases.
+
+Where runs and versions go is :mod:`llmops_nb.tracking.uris`. On Databricks the registry is
+Unity Catalog (``databricks-uc``) and names are ``catalog.schema.model``. mlflow is
+imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmops_nb.tracking.client import mlflow_client
+from llmops_nb.tracking.uris import (UC_REGISTRY, experiment_id, is_databricks_tracking, resolve_experiment,
+                                    resolve_uris, tracking_setup)
+from llmops_nb.config.project import UC_NAME_RULE, is_uc_name
+from llmops_nb.config.project import check_alias as _check_alias
+from llmops_nb.errors import ConfigError
+from llmops_nb.models.environment import WHEEL_ARTIFACT, llama_cpp_version
+from llmops_nb.models.gguf import DEFAULT_MODEL_NAME
+
+if TYPE_CHECKING:
+    pass
+
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """One registered model version and the alias set on it."""
+
+    name: str
+    version: str
+    uri: str
+    run_id: str
+    alias: str
+
+
+def check_model_name(name: str, registry_uri: str) -> None:
+    """Unity Catalog needs ``catalog.schema.model`` (:data:`llmops_nb.config.UC_NAME_RE`); any
+    registry needs a non-empty name."""
+    if registry_uri.startswith(UC_REGISTRY) and not is_uc_name(name):
+        raise ConfigError("model name", name, UC_NAME_RULE)
+    if not (name or "").strip():
+        raise ConfigError("model name", name, "a non-empty registered model name")
+
+
+def check_alias(alias: str) -> None:
+    """MLflow's alias rule (:data:`llmops_nb.config.project.ALIAS_RULE`): one ConfigError line if broken."""
+    _check_alias(alias, "alias")
+
+
+def model_uri(name: str, version: str | int) -> str:
+    """``models:/name/version``."""
+    return f"models:/{name}/{version}"
+
+
+def set_alias(
+    name: str,
+    alias: str,
+    version: str | int,
+    *,
+    tracking_uri: str | None = None,
+    registry_uri: str | None = None,
+) -> None:
+    """Point ``alias`` of model ``name`` at ``version``."""
+    check_alias(alias)
+    mlflow_client(tracking_uri, registry_uri).set_registered_model_alias(name, alias, str(version))
+
+
+def get_version_by_alias(
+    name: str, alias: str, *, tracking_uri: str | None = None, registry_uri: str | None = None
+) -> str | None:
+    """The version ``alias`` points at, or None (no such alias or model)."""
+    from mlflow.exceptions import MlflowException
+
+    check_alias(alias)
+    try:
+        mv = mlflow_client(tracking_uri, registry_uri).get_model_version_by_alias(name, alias)
+    except MlflowException as e:
+        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+    return str(mv.version)
+
+
+def latest_version(
+    name: str, *, tracking_uri: str | None = None, registry_uri: str | None = None
+) -> str:
+    """The highest registered version of ``name``; ConfigError if none exists."""
+    _, registry = resolve_uris(tracking_uri, registry_uri)
+    versions = mlflow_client(tracking_uri, registry_uri).search_model_versions(f"name = '{name}'")
+    if not versions:
+        raise ConfigError("model name", name, f"a registered model in {registry}; register it first")
+    return str(max(int(mv.version) for mv in versions))
+
+
+def _builds_in_container(tracking_uri: str, registry_uri: str) -> bool:
+    """True when a serving container builds the model's environment (Databricks registries)."""
+    return is_databricks_tracking(tracking_uri) or is_databricks_tracking(registry_uri)
+
+
+def _run_params(kwargs: dict[str, Any]) -> dict[str, Any]:
+    gguf = Path(kwargs["artifacts"]["gguf"])
+    return {**kwargs["model_config"], "gguf_file": gguf.name, "gguf_bytes": gguf.stat().st_size}
+
+
+def _run_tags(kwargs: dict[str, Any]) -> dict[str, str]:
+    from llmops_nb import __version__
+
+    pins = dict(req.split("==") for req in kwargs["pip_requirements"] if "==" in req)
+    wheel = kwargs["artifacts"].get(WHEEL_ARTIFACT)
+    return {
+        "llmops_nb.version": __version__,
+        "llmops_nb.step": "register",
+        "mlflow.version": pins["mlflow"],
+        "llama_cpp.version": llama_cpp_version(),
+        # the portable wheel logged in the model, or "pypi" (a serving container compiles it)
+        "llama_cpp.wheel": Path(wheel).name if wheel else "pypi",
+    }
+
+
+def register_model(
+    name: str = DEFAULT_MODEL_NAME,
+    *,
+    gguf_path: Path | str | None = None,
+    alias: str = "challenger",
+    experiment: str | None = None,
+    generation: dict[str, Any] | None = None,
+    tracking_uri: str | None = None,
+    registry_uri: str | None = None,
+) -> RegisteredModel:
+    """Log the GGUF chat model (GGUF inside), register a new version, set ``alias`` on it.
+
+    ``experiment``: the MLflow experiment of the run; None is ``llmops-nb`` locally and
+    ``/Users/<current user>/llmops-nb`` on Databricks (see
+    :func:`llmops_nb.tracking.uris.resolve_experiment`); a relative name on Databricks is refused.
+    """
+    import mlflow
+
+    from llmops_nb.models.pyfunc import pyfunc_kwargs
+
+    check_alias(alias)
+    tracking_uri, registry_uri = resolve_uris(tracking_uri, registry_uri)
+    check_model_name(name, registry_uri)
+    experiment = resolve_experiment(experiment, tracking_uri)
+    # validates before anything is created; a Databricks registry's model must carry the wheel
+    kwargs = pyfunc_kwargs(gguf_path, generation,
+                           require_wheel=_builds_in_container(tracking_uri, registry_uri))
+    tracking = tracking_setup(tracking_uri, registry_uri)
+    found = experiment_id(experiment, tracking.tracking_uri, tracking.artifact_root)
+    with mlflow.start_run(experiment_id=found, run_name=f"register-{name}") as run:
+        mlflow.log_params(_run_params(kwargs))
+        mlflow.set_tags(_run_tags(kwargs))
+        info = mlflow.pyfunc.log_model(name="model", registered_model_name=name, **kwargs)
+    version = str(info.registered_model_version)
+    set_alias(name, alias, version, tracking_uri=tracking.tracking_uri,
+              registry_uri=tracking.registry_uri)
+    return RegisteredModel(name, version, model_uri(name, version), run.info.run_id, alias)

@@ -1,0 +1,122 @@
+"""The deploy step, and :func:`deploy_endpoint`, the one deploy path of the CLI, the notebook and
+the widget form: the deploy lock, then :func:`llmops_nb.endpoints.apply.deploy`, with an optional
+progress callback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from llmops_nb.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from databricks.sdk import WorkspaceClient
+
+    from llmops_nb.backends import Backend
+    from llmops_nb.config.endpoint import EndpointConfig
+    from llmops_nb.config.project import ProjectConfig
+    from llmops_nb.endpoints.events import DeployEvent
+    from llmops_nb.endpoints.apply import DeployResult
+
+
+def resolved_endpoint(
+    project: ProjectConfig, backend: Backend, *, model_version: str | None = None
+) -> EndpointConfig:
+    """The project's endpoint config with every registered entity's version filled in.
+
+    ``model_version`` (published by the register step) pins the project's model; other
+    entities without a version get the latest registered version.
+    """
+    from llmops_nb.models import registry
+
+    if project.endpoint is None:
+        raise ConfigError("endpoint", None, "a deploy needs an endpoint section (this config only queries)")
+
+    def resolve(entity_name: str) -> str:
+        if model_version and entity_name == project.model.name:
+            return str(model_version)
+        return registry.latest_version(
+            entity_name, tracking_uri=backend.tracking_uri, registry_uri=backend.registry_uri
+        )
+
+    return project.endpoint.with_resolved_versions(resolve)
+
+
+def deploy(
+    project: ProjectConfig,
+    backend: Backend,
+    *,
+    model_version: str | None = None,
+    timeout: float = 1200,
+    progress: bool = True,
+    recreate: bool = False,
+    log: Callable[[str], None] | None = print,
+    on_progress: Callable[[DeployEvent], None] | None = None,
+) -> dict[str, Any]:
+    """Create or update the endpoint idempotently and wait until it is READY (``recreate``:
+    delete and create it again when the config changes a field that cannot change in place).
+
+    Each warning (what the workspace accepts but does not apply) and note (e.g. a recovered
+    failed update) goes to ``log`` as one line, ``warning: ...`` / ``note: ...``; printed by
+    default, so they show in the executed notebook (``log=None``: not printed). The returned
+    outputs do not include them. ``on_progress`` gets each :class:`DeployEvent` (see
+    :func:`deploy_endpoint`).
+    """
+    cfg = resolved_endpoint(project, backend, model_version=model_version)
+    result = deploy_endpoint(backend.workspace_client(), cfg, backend=backend, timeout=timeout, progress=progress,
+                             recreate=recreate, on_progress=on_progress)
+    for line in result.messages():
+        if log is not None:
+            log(line)
+    return {
+        "endpoint_name": result.name,
+        "endpoint_url": result.endpoint_url,
+        "config_hash": result.config_hash,
+        "deploy_action": result.action,
+        "served_entities": list(result.served_entities),
+    }
+
+
+def deploy_endpoint(
+    w: WorkspaceClient,
+    cfg: EndpointConfig,
+    *,
+    backend: Backend | None = None,
+    timeout: float = 1200,
+    poll_interval: float = 1.0,
+    progress: bool = False,
+    recreate: bool = False,
+    on_progress: Callable[[DeployEvent], None] | None = None,
+) -> DeployResult:
+    """The one deploy path: under the deploy lock of ``backend`` (see :func:`_deploy_lock`),
+    :func:`llmops_nb.endpoints.deploy` with every version of ``cfg`` resolved, waiting for READY.
+
+    ``on_progress`` gets a :class:`DeployEvent` when the writes are made (``written``, with the
+    action), at each state poll (``polled``), for each warning/note line (``message``) and at
+    the end (``done``, with the final state); ``progress`` shows a tqdm bar while waiting.
+    """
+    from llmops_nb.endpoints.apply import deploy
+    from llmops_nb.endpoints.events import DeployEvent
+
+    with _deploy_lock(backend, cfg.name):
+        result = deploy(w, cfg, timeout=timeout, poll_interval=poll_interval, progress=progress,
+                                  recreate=recreate, on_event=on_progress)
+    if on_progress is not None:
+        for line in result.messages():
+            on_progress(DeployEvent("message", cfg.name, result.ready, result.config_update, result.action, line))
+        on_progress(DeployEvent("done", cfg.name, result.ready, result.config_update, result.action))
+    return result
+
+
+def _deploy_lock(backend: Backend | None, name: str) -> Any:
+    """Locally, one deploy of an endpoint at a time (a file lock); on Databricks, the API's 409s
+    are waited out and retried by :func:`llmops_nb.endpoints.deploy` instead."""
+    import contextlib
+
+    if backend is None or backend.kind != "local" or backend.home is None:
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    from llmops_nb.util.paths import private_dir
+
+    return FileLock(str(private_dir(backend.home / "locks") / f"deploy-{name}.lock"), mode=0o600)

@@ -1,0 +1,101 @@
+"""Fault injection and request recording for the fake workspace (``/_fake/`` admin routes)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+
+from llmops_nb.workspace.apierror import invalid, too_many, unavailable
+
+ROUTE_CLASSES = ("invocations", "api")
+
+
+@dataclass
+class Faults:
+    """What the fake workspace does wrong, and how slowly. Set with ``POST /_fake/faults``."""
+
+    rate_429: float = 0.0
+    rate_503: float = 0.0
+    retry_after: float = 1.0
+    latency_ms: float | None = None      # None: the server's --fake-latency-ms
+    max_concurrency: int | None = None   # in-flight invocations beyond this -> 429
+    fail_next_update: str | None = None  # served entity name whose next start fails
+    ready_seconds: float | None = None   # None: the server's --fake-ready-seconds
+    hang_seconds: float = 0.0            # extra wait before answering an invocation
+    routes: list[str] = field(default_factory=lambda: ["invocations"])
+    seed: int = 0
+
+    @classmethod
+    def from_body(cls, body: dict) -> "Faults":
+        known = {f.name for f in fields(cls)}
+        for key in body:
+            if key not in known:
+                raise invalid(f"faults.{key}: unknown field; allowed: {', '.join(sorted(known))}")
+        faults = cls(**body)
+        for rate in ("rate_429", "rate_503"):
+            value = getattr(faults, rate)
+            if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise invalid(f"faults.{rate}: {value!r} is not allowed; a number in [0, 1]")
+        for route in faults.routes:
+            if route not in ROUTE_CLASSES:
+                raise invalid(f"faults.routes: {route!r} is not allowed; one of {ROUTE_CLASSES}")
+        return faults
+
+
+class FaultInjector:
+    """Holds the active faults, a seeded RNG, the in-flight count and the request record."""
+
+    def __init__(self) -> None:
+        self.faults = Faults()
+        self.rng = random.Random(0)
+        self.in_flight = 0
+        self.recorded: list[dict] = []
+
+    def set(self, body: dict) -> dict:
+        merged = {**asdict(self.faults), **body}
+        self.faults = Faults.from_body(merged)
+        self.rng = random.Random(self.faults.seed)
+        return asdict(self.faults)
+
+    def reset(self) -> None:
+        self.faults = Faults()
+        self.rng = random.Random(0)
+        self.recorded.clear()
+
+    def record(self, method: str, path: str, body: object, status: int | None = None) -> dict:
+        entry = {"time": time.time(), "method": method, "path": path, "body": body,
+                 "status": status}
+        self.recorded.append(entry)
+        return entry
+
+    async def before(self, route_class: str) -> None:
+        """Apply random 429/503 and latency to a request of ``route_class``."""
+        f = self.faults
+        if route_class not in f.routes:
+            return
+        if f.rate_429 and self.rng.random() < f.rate_429:
+            raise too_many("Injected fault: request limit exceeded.", f.retry_after)
+        if f.rate_503 and self.rng.random() < f.rate_503:
+            raise unavailable("Injected fault: temporarily unavailable.", f.retry_after)
+        if f.hang_seconds:
+            await asyncio.sleep(f.hang_seconds)
+
+    def enter(self) -> None:
+        """Count an in-flight invocation; 429 beyond ``max_concurrency``."""
+        limit = self.faults.max_concurrency
+        if limit is not None and self.in_flight >= limit:
+            raise too_many(f"Injected fault: more than {limit} concurrent requests.",
+                           self.faults.retry_after)
+        self.in_flight += 1
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
+    def take_failure(self, entity_name: str) -> bool:
+        """True once if the next start of ``entity_name`` must fail."""
+        if self.faults.fail_next_update and self.faults.fail_next_update == entity_name:
+            self.faults.fail_next_update = None
+            return True
+        return False
