@@ -78,7 +78,7 @@ def test_the_step_table_is_the_only_source_of_the_old_tables() -> None:
     names = [s.name for s in table.CHAIN]
     assert chain_table.STEPS == tuple(names) and list(chain_table.NOTEBOOKS) == names
     assert params.STEP_OUTPUTS is table.STEP_OUTPUTS and chain_table.STEP_INPUTS is table.STEP_INPUTS
-    assert bundle.TIMEOUTS is table.TIMEOUTS and bundle.OUTPUT_TYPES is table.OUTPUT_TYPES
+    assert not hasattr(bundle, "TIMEOUTS") and not hasattr(bundle, "OUTPUT_TYPES")  # read from the table, not re-exported
     assert bundle.DEPLOY_RETRIES == table.step("deploy").retries == 2
     assert kernels.PRELOAD is table.PRELOAD and "configure" not in kernels.PRELOAD  # no step, no warm-up
     assert chain_table.COMMON_PARAMETERS == table.COMMON_PARAMETERS == ("config_path", "backend")
