@@ -48,9 +48,7 @@ def as_messages(prompt: str | Messages, system: str | None = None) -> list[dict[
 
 def check_generation(max_tokens: int, temperature: float) -> None:
     """Validate generation settings as the serving API does (:mod:`llmops_nb.protocol.chat_body`)."""
-    problem = int_problem("max_tokens", max_tokens, 1) or temperature_problem(temperature)
-    if max_tokens is None:
-        problem = ("max_tokens", max_tokens, "an integer >= 1")
+    problem = int_problem("max_tokens", max_tokens, 1, required=True) or temperature_problem(temperature, required=True)
     if problem is not None:
         field, value, allowed = problem
         raise ConfigError(field, value, f"expected {allowed}")

@@ -16,9 +16,11 @@ N_RANGE = (1, 5)
 Problem = tuple[str, Any, str]
 
 
-def int_problem(key: str, value: object, low: int, high: int | None = None) -> Problem | None:
-    """``value`` of field ``key`` is not an integer in [low, high] (None: no upper bound)."""
-    if value is None:
+def int_problem(key: str, value: object, low: int, high: int | None = None, *,
+                required: bool = False) -> Problem | None:
+    """``value`` of field ``key`` is not an integer in [low, high] (None: no upper bound); a
+    missing value (None) is a problem only when ``required``."""
+    if value is None and not required:
         return None
     ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
     if ok:
@@ -27,10 +29,10 @@ def int_problem(key: str, value: object, low: int, high: int | None = None) -> P
     return key, value, f"an integer {rng}"
 
 
-def temperature_problem(value: object) -> Problem | None:
-    """``temperature`` is not a number in :data:`TEMPERATURE_RANGE`."""
+def temperature_problem(value: object, *, required: bool = False) -> Problem | None:
+    """``temperature`` is not a number in :data:`TEMPERATURE_RANGE` (None: a problem when ``required``)."""
     low, high = TEMPERATURE_RANGE
-    if value is None or (not isinstance(value, bool) and isinstance(value, (int, float)) and low <= value <= high):
+    if (value is None and not required) or (not isinstance(value, bool) and isinstance(value, (int, float)) and low <= value <= high):
         return None
     return "temperature", value, f"a number between {low} and {high}"
 
