@@ -210,7 +210,7 @@ def test_parameters_cells_take_what_the_runner_and_the_job_pass_with_their_types
     for step in chain_table.STEPS:
         declared = chain_inspect.declared_parameters(ROOT / "notebooks" / chain_table.NOTEBOOKS[step])
         for key in (*chain_table.COMMON_PARAMETERS, *chain_table.STEP_INPUTS.get(step, ())):
-            kind = bundle.OUTPUT_TYPES.get(key, "str")
+            kind = chain_table.OUTPUT_TYPES.get(key, "str")
             assert declared[key]["inferred_type_name"] == kind, (step, key, declared[key], kind)
     assert bundle.problems(bundle.load(ROOT / bundle.BUNDLE_FILE), ROOT) == []
 
