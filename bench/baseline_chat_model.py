@@ -25,8 +25,8 @@ class BaselineChat(PythonModel):
         messages = [{"role": m["role"], "content": m["content"]} for m in body["messages"]]
         with self.lock:
             return self.llm.create_chat_completion(
-                messages=messages, max_tokens=int(body["max_tokens"]),
-                temperature=float(body["temperature"]))
+                messages=messages, max_tokens=int(body["max_tokens"]), temperature=float(body["temperature"])
+            )
 
 
 set_model(BaselineChat())

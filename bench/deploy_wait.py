@@ -23,8 +23,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from llmops_nb.endpoints.apply import deploy
 from llmops_nb.config.endpoint import EndpointConfig
+from llmops_nb.endpoints.apply import deploy
 from llmops_nb.testing import fake_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,8 +43,9 @@ def sdk(w, name: str) -> None:  # noqa: ANN001
     from databricks.sdk.service import serving
 
     body = config(name).to_databricks_body()
-    w.serving_endpoints.create_and_wait(name=name, config=serving.EndpointCoreConfigInput.from_dict(body["config"]),
-                                        timeout=timedelta(minutes=5))
+    w.serving_endpoints.create_and_wait(
+        name=name, config=serving.EndpointCoreConfigInput.from_dict(body["config"]), timeout=timedelta(minutes=5)
+    )
 
 
 def measure(ws, w, side: str, name: str, ready_seconds: float) -> dict:  # noqa: ANN001
@@ -57,16 +58,27 @@ def measure(ws, w, side: str, name: str, ready_seconds: float) -> dict:  # noqa:
     posted = next(r["time"] for r in mine if r["method"] == "POST")
     gets = [r["time"] for r in mine if r["method"] == "GET" and r["path"] == f"{API}/{name}" and r["time"] > posted]
     waited = returned - posted
-    return {"side": side, "name": name, "ready_seconds": ready_seconds, "delay_s": returned - ready_at,
-            "gets": len(gets), "waited_s": waited, "gets_per_s": len(gets) / waited,
-            "get_offsets_s": [round(t - posted, 3) for t in gets], "ready_offset_s": round(ready_at - posted, 3)}
+    return {
+        "side": side,
+        "name": name,
+        "ready_seconds": ready_seconds,
+        "delay_s": returned - ready_at,
+        "gets": len(gets),
+        "waited_s": waited,
+        "gets_per_s": len(gets) / waited,
+        "get_offsets_s": [round(t - posted, 3) for t in gets],
+        "ready_offset_s": round(ready_at - posted, 3),
+    }
 
 
 def summary(rows: list[dict]) -> dict:
     delays = [r["delay_s"] for r in rows]
-    return {"delay_mean_s": statistics.mean(delays), "delay_max_s": max(delays),
-            "gets_per_s_mean": sum(r["gets"] for r in rows) / sum(r["waited_s"] for r in rows),
-            "gets_per_s_max": max(r["gets_per_s"] for r in rows)}
+    return {
+        "delay_mean_s": statistics.mean(delays),
+        "delay_max_s": max(delays),
+        "gets_per_s_mean": sum(r["gets"] for r in rows) / sum(r["waited_s"] for r in rows),
+        "gets_per_s_max": max(r["gets_per_s"] for r in rows),
+    }
 
 
 def main() -> None:
@@ -84,24 +96,41 @@ def main() -> None:
             for side in ("ours", "sdk") if i % 2 == 0 else ("sdk", "ours"):
                 row = measure(ws, w, side, f"wait-{side}-{i}", ready)
                 rows.append(row)
-                print(f"{side:4s} ready_seconds {ready:5.2f}: returned {row['delay_s']:.3f} s after READY, "
-                      f"{row['gets']} GETs in {row['waited_s']:.2f} s ({row['gets_per_s']:.2f}/s), "
-                      f"GETs at {row['get_offsets_s']}", flush=True)
+                print(
+                    f"{side:4s} ready_seconds {ready:5.2f}: returned {row['delay_s']:.3f} s after READY, "
+                    f"{row['gets']} GETs in {row['waited_s']:.2f} s ({row['gets_per_s']:.2f}/s), "
+                    f"GETs at {row['get_offsets_s']}",
+                    flush=True,
+                )
     load_after = os.getloadavg()
     result = {side: summary([r for r in rows if r["side"] == side]) for side in ("ours", "sdk")}
     print(f"\nload {load_before[0]:.2f} -> {load_after[0]:.2f}, {os.cpu_count()} cpus; target: delay <= 1 s, <= 1 GET/s")
     for side, label in (("ours", "deploy"), ("sdk", "create_and_wait (SDK)")):
         s = result[side]
-        print(f"{label:22s} delay after READY mean {s['delay_mean_s']:.3f} s, max {s['delay_max_s']:.3f} s; "
-              f"GETs/s while waiting {s['gets_per_s_mean']:.2f} (max {s['gets_per_s_max']:.2f})")
+        print(
+            f"{label:22s} delay after READY mean {s['delay_mean_s']:.3f} s, max {s['delay_max_s']:.3f} s; "
+            f"GETs/s while waiting {s['gets_per_s_mean']:.2f} (max {s['gets_per_s_max']:.2f})"
+        )
     o, k = result["ours"], result["sdk"]
-    print(f"ratio ours / SDK: mean delay {o['delay_mean_s'] / k['delay_mean_s']:.2f}, "
-          f"GETs/s {o['gets_per_s_mean'] / k['gets_per_s_mean']:.2f}")
+    print(
+        f"ratio ours / SDK: mean delay {o['delay_mean_s'] / k['delay_mean_s']:.2f}, "
+        f"GETs/s {o['gets_per_s_mean'] / k['gets_per_s_mean']:.2f}"
+    )
     out = ROOT / "bench" / "results" / "deploy_wait.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"summary": result, "rows": rows, "ready_seconds": args.ready_seconds,
-                               "loadavg_before": load_before, "loadavg_after": load_after,
-                               "cpus": os.cpu_count()}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "summary": result,
+                "rows": rows,
+                "ready_seconds": args.ready_seconds,
+                "loadavg_before": load_before,
+                "loadavg_after": load_after,
+                "cpus": os.cpu_count(),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -42,11 +42,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llmops_nb.endpoints.apply import deploy
 from llmops_nb.chat import client
 from llmops_nb.config.endpoint import EndpointConfig
-from llmops_nb.evaluation.datasets import load_dataset
+from llmops_nb.endpoints.apply import deploy
 from llmops_nb.evaluation.asking import DEFAULT_SYSTEM
+from llmops_nb.evaluation.datasets import load_dataset
 from llmops_nb.evaluation.orchestrate import evaluate_endpoint
 from llmops_nb.testing import fake_workspace
 
@@ -89,9 +89,15 @@ def run_side(ws, rows: list[dict], fn: Callable[[], Any]) -> dict[str, Any]:  # 
     seconds = time.perf_counter() - started
     counts = invocations(ws, since)
     asked = [counts.get(r["question"], 0) for r in rows]
-    return {"seconds": seconds, "answered_calls": sum(asked), "rows_asked_once": sum(1 for a in asked if a == 1),
-            "rows_asked_more": sum(1 for a in asked if a > 1), "rows_not_asked": sum(1 for a in asked if a == 0),
-            "throttled_429": counts.get(None, 0), "load": os.getloadavg()[0]}
+    return {
+        "seconds": seconds,
+        "answered_calls": sum(asked),
+        "rows_asked_once": sum(1 for a in asked if a == 1),
+        "rows_asked_more": sum(1 for a in asked if a > 1),
+        "rows_not_asked": sum(1 for a in asked if a == 0),
+        "throttled_429": counts.get(None, 0),
+        "load": os.getloadavg()[0],
+    }
 
 
 def sequential(w, rows: list[dict], max_tokens: int) -> None:  # noqa: ANN001
@@ -116,8 +122,9 @@ def genai(w, rows: list[dict], tracking_uri: str, max_tokens: int) -> None:  # n
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_experiment("bench-genai")
         with mlflow.start_run():
-            mlflow.genai.evaluate(data=[{"inputs": {"question": r["question"]}} for r in rows],
-                                  predict_fn=predict_fn, scorers=[answered])
+            mlflow.genai.evaluate(
+                data=[{"inputs": {"question": r["question"]}} for r in rows], predict_fn=predict_fn, scorers=[answered]
+            )
     finally:
         for k in changed:
             os.environ.pop(k, None)
@@ -148,16 +155,26 @@ def one_case(rows_n: int, concurrency: int, store: str, latency_ms: float, max_t
             tracking_uri = f"sqlite:///{tmp}/mlflow.db"
         ws = stack.enter_context(fake_workspace(tmp / "ws"))
         w = ws.client()
-        cfg = EndpointConfig.model_validate(
-            {"name": ENDPOINT, "served_entities": [{"entity_name": "m", "entity_version": "1"}]})
+        cfg = EndpointConfig.model_validate({"name": ENDPOINT, "served_entities": [{"entity_name": "m", "entity_version": "1"}]})
         deploy(w, cfg, progress=False, poll_interval=0.1)
-        common = {"tracking_uri": tracking_uri, "progress": False, "max_tokens": max_tokens,
-                  "concurrency": concurrency, "output_dir": tmp / "out"}
+        common = {
+            "tracking_uri": tracking_uri,
+            "progress": False,
+            "max_tokens": max_tokens,
+            "concurrency": concurrency,
+            "output_dir": tmp / "out",
+        }
         evaluate_endpoint(w, ENDPOINT, rows[:4], **common)  # warm-up: imports, store, matplotlib
         ws.set_faults(latency_ms=latency_ms, max_concurrency=concurrency)
         side = run_side(ws, rows, lambda: evaluate_endpoint(w, ENDPOINT, rows, **common))
-    side.update(rows=rows_n, concurrency=concurrency, store=store, ideal_s=ideal, ratio=side["seconds"] / ideal,
-                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    side.update(
+        rows=rows_n,
+        concurrency=concurrency,
+        store=store,
+        ideal_s=ideal,
+        ratio=side["seconds"] / ideal,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
     return side
 
 
@@ -169,23 +186,39 @@ def scale(latency_ms: float, max_tokens: int) -> None:
     load_before = os.getloadavg()
     results = []
     for name, n, c, store, target in SCALE_CASES:
-        proc = subprocess.run([sys.executable, __file__, "--one", str(n), str(c), store, str(latency_ms),
-                               str(max_tokens)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--one", str(n), str(c), store, str(latency_ms), str(max_tokens)],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode:
             print(f"{name}: failed\n{proc.stderr[-2000:]}", flush=True)
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         r.update(name=name, target=target)
         results.append(r)
-        print(f"{name:24s} {r['seconds']:7.2f} s = {r['ratio']:.3f} x N*L/C ({r['ideal_s']:.2f} s; target {target}: "
-              f"{'met' if r['ratio'] <= target else 'MISSED'}), rows asked once {r['rows_asked_once']}/{n}, "
-              f"429s {r['throttled_429']}, peak RSS {r['peak_rss_mb']:.0f} MB, load {r['load']:.2f}", flush=True)
+        print(
+            f"{name:24s} {r['seconds']:7.2f} s = {r['ratio']:.3f} x N*L/C ({r['ideal_s']:.2f} s; target {target}: "
+            f"{'met' if r['ratio'] <= target else 'MISSED'}), rows asked once {r['rows_asked_once']}/{n}, "
+            f"429s {r['throttled_429']}, peak RSS {r['peak_rss_mb']:.0f} MB, load {r['load']:.2f}",
+            flush=True,
+        )
     load_after = os.getloadavg()
     print(f"L={latency_ms:g} ms; load average {load_before[0]:.2f} -> {load_after[0]:.2f}, {os.cpu_count()} cpus")
     out = ROOT / "bench" / "results" / "evaluate_scale.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"latency_ms": latency_ms, "cases": results, "loadavg_before": load_before,
-                               "loadavg_after": load_after, "cpus": os.cpu_count()}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "latency_ms": latency_ms,
+                "cases": results,
+                "loadavg_before": load_before,
+                "loadavg_after": load_after,
+                "cpus": os.cpu_count(),
+            },
+            indent=2,
+        )
+    )
 
 
 def main() -> None:
@@ -218,11 +251,14 @@ def main() -> None:
     sides: dict[str, dict[str, Any]] = {}
     with fake_workspace(tmp / "ws") as ws:
         w = ws.client()
-        cfg = EndpointConfig.model_validate(
-            {"name": ENDPOINT, "served_entities": [{"entity_name": "m", "entity_version": "1"}]})
+        cfg = EndpointConfig.model_validate({"name": ENDPOINT, "served_entities": [{"entity_name": "m", "entity_version": "1"}]})
         deploy(w, cfg, progress=False, poll_interval=0.1)
-        common = {"tracking_uri": tracking_uri, "progress": False, "max_tokens": args.max_tokens,
-                  "concurrency": args.max_concurrency}
+        common = {
+            "tracking_uri": tracking_uri,
+            "progress": False,
+            "max_tokens": args.max_tokens,
+            "concurrency": args.max_concurrency,
+        }
         # Warm up (imports, the SQLite store, matplotlib, genai's modules) without the faults.
         evaluate_endpoint(w, ENDPOINT, rows[:4], mlflow_scoring=True, **common)
         genai(w, rows[:2], tracking_uri, args.max_tokens)
@@ -233,11 +269,17 @@ def main() -> None:
         def ours(scoring: bool) -> Callable[[], None]:
             def go() -> None:
                 run_ids[scoring] = evaluate_endpoint(w, ENDPOINT, rows, mlflow_scoring=scoring, **common).run_id
+
             return go
 
         # Ours three times, interleaved with the others (the machine is shared): the median counts.
-        plan = [("ours#1", ours(False)), ("genai", lambda: genai(w, rows, tracking_uri, args.max_tokens)),
-                ("ours#2", ours(False)), ("ours+mlflow_scoring", ours(True)), ("ours#3", ours(False))]
+        plan = [
+            ("ours#1", ours(False)),
+            ("genai", lambda: genai(w, rows, tracking_uri, args.max_tokens)),
+            ("ours#2", ours(False)),
+            ("ours+mlflow_scoring", ours(True)),
+            ("ours#3", ours(False)),
+        ]
         if not args.skip_sequential:
             plan.append(("sequential", lambda: sequential(w, rows, args.max_tokens)))
         for name, fn in plan:
@@ -248,30 +290,51 @@ def main() -> None:
                 run = mlflow.get_run(run_ids[name == "ours+mlflow_scoring"])
                 sides[name]["query_seconds"] = run.data.metrics["query_seconds"]
             s = sides[name]
-            print(f"{name:20s} {s['seconds']:7.2f} s  {s['seconds'] / ideal:5.2f} x N*L/C   "
-                  f"rows asked once {s['rows_asked_once']}/{len(rows)} (more: {s['rows_asked_more']}, "
-                  f"none: {s['rows_not_asked']}), 429s {s['throttled_429']}, load {s['load']:.2f}", flush=True)
+            print(
+                f"{name:20s} {s['seconds']:7.2f} s  {s['seconds'] / ideal:5.2f} x N*L/C   "
+                f"rows asked once {s['rows_asked_once']}/{len(rows)} (more: {s['rows_asked_more']}, "
+                f"none: {s['rows_not_asked']}), 429s {s['throttled_429']}, load {s['load']:.2f}",
+                flush=True,
+            )
     load_after = os.getloadavg()
     runs = sorted((sides[f"ours#{i}"] for i in (1, 2, 3)), key=lambda s: s["seconds"])
     ours_s = sides["ours"] = runs[1]  # the median run
-    print(f"\nN={args.rows} rows, L={args.latency_ms:g} ms, C={args.max_concurrency}: N*L/C = {ideal:.2f} s; "
-          f"load {load_before[0]:.2f} -> {load_after[0]:.2f}, {os.cpu_count()} cpus")
-    print(f"ours (mlflow_scoring=False, median of 3): {ours_s['seconds']:.2f} s "
-          f"= {ours_s['seconds'] / ideal:.3f} x N*L/C "
-          f"({'OK' if ours_s['seconds'] <= TARGET * ideal else 'MISSED'}, target <= {TARGET}); "
-          f"querying alone {ours_s['query_seconds']:.2f} s = {ours_s['query_seconds'] / ideal:.3f} x")
+    print(
+        f"\nN={args.rows} rows, L={args.latency_ms:g} ms, C={args.max_concurrency}: N*L/C = {ideal:.2f} s; "
+        f"load {load_before[0]:.2f} -> {load_after[0]:.2f}, {os.cpu_count()} cpus"
+    )
+    print(
+        f"ours (mlflow_scoring=False, median of 3): {ours_s['seconds']:.2f} s "
+        f"= {ours_s['seconds'] / ideal:.3f} x N*L/C "
+        f"({'OK' if ours_s['seconds'] <= TARGET * ideal else 'MISSED'}, target <= {TARGET}); "
+        f"querying alone {ours_s['query_seconds']:.2f} s = {ours_s['query_seconds'] / ideal:.3f} x"
+    )
     for name in ("sequential", "genai", "ours+mlflow_scoring"):
         if name in sides:
             print(f"  {name} / ours: {sides[name]['seconds'] / ours_s['seconds']:.2f}")
-    print(f"  MLflow GenAI scoring adds {sides['ours+mlflow_scoring']['seconds'] - ours_s['seconds']:.2f} s "
-          f"({(sides['ours+mlflow_scoring']['seconds'] - ours_s['seconds']) / args.rows * 1000:.0f} ms/row)")
+    print(
+        f"  MLflow GenAI scoring adds {sides['ours+mlflow_scoring']['seconds'] - ours_s['seconds']:.2f} s "
+        f"({(sides['ours+mlflow_scoring']['seconds'] - ours_s['seconds']) / args.rows * 1000:.0f} ms/row)"
+    )
     out = ROOT / "bench" / "results" / "evaluate.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"rows": args.rows, "latency_ms": args.latency_ms,
-                               "max_concurrency": args.max_concurrency, "ideal_s": ideal, "target_ratio": TARGET,
-                               "sides": sides, "ratio_ours_to_ideal": ours_s["seconds"] / ideal,
-                               "loadavg_before": load_before, "loadavg_after": load_after,
-                               "cpus": os.cpu_count()}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "latency_ms": args.latency_ms,
+                "max_concurrency": args.max_concurrency,
+                "ideal_s": ideal,
+                "target_ratio": TARGET,
+                "sides": sides,
+                "ratio_ours_to_ideal": ours_s["seconds"] / ideal,
+                "loadavg_before": load_before,
+                "loadavg_after": load_after,
+                "cpus": os.cpu_count(),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

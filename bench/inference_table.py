@@ -34,10 +34,10 @@ TABLE = "main.bench.bench-on_payload"
 def _create(ws, name: str, table: bool) -> None:
     body = {"name": name, "config": {"served_entities": [{"entity_name": "m", "entity_version": "1"}]}}
     if table:
-        body["ai_gateway"] = {"inference_table_config": {"catalog_name": "main", "schema_name": "bench",
-                                                        "enabled": True}}
-    r = requests.post(f"{ws.host}/api/2.0/serving-endpoints", json=body,
-                      headers={"Authorization": f"Bearer {ws.token}"}, timeout=10)
+        body["ai_gateway"] = {"inference_table_config": {"catalog_name": "main", "schema_name": "bench", "enabled": True}}
+    r = requests.post(
+        f"{ws.host}/api/2.0/serving-endpoints", json=body, headers={"Authorization": f"Bearer {ws.token}"}, timeout=10
+    )
     r.raise_for_status()
     ws.client().serving_endpoints.wait_get_serving_endpoint_not_updating(name)
 
@@ -53,9 +53,13 @@ def _round(ws, name: str, clients: int, n: int) -> tuple[float, list[float]]:
         s.headers["Authorization"] = f"Bearer {ws.token}"
         mine = []
         for j in range(n):
-            body = {"messages": [{"role": "system", "content": "Answer briefly."},
-                                 {"role": "user", "content": f"question {i}-{j}: what is MLflow?"}],
-                    "max_tokens": 32}
+            body = {
+                "messages": [
+                    {"role": "system", "content": "Answer briefly."},
+                    {"role": "user", "content": f"question {i}-{j}: what is MLflow?"},
+                ],
+                "max_tokens": 32,
+            }
             t = time.perf_counter()
             r = s.post(url, json=body, timeout=30)
             mine.append((time.perf_counter() - t) * 1000)
@@ -81,13 +85,20 @@ def _hook_cost(home: Path, calls: int = 20000) -> tuple[float, float]:
     from llmops_nb.workspace.serving import inference_table as it
     from llmops_nb.workspace.serving.usage import invocation_done
 
-    rec = {"id": "x", "ai_gateway": {"inference_table_config": {"catalog_name": "c", "schema_name": "s",
-                                                               "enabled": True}},
-           "config": {"served_entities": [{"name": "m-1", "entity_name": "m", "entity_version": "1"}]}}
+    rec = {
+        "id": "x",
+        "ai_gateway": {"inference_table_config": {"catalog_name": "c", "schema_name": "s", "enabled": True}},
+        "config": {"served_entities": [{"name": "m-1", "entity_name": "m", "entity_version": "1"}]},
+    }
     body = {"messages": [{"role": "user", "content": "what is MLflow?"}], "max_tokens": 32}
-    answer = {"id": "a", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop",
-              "message": {"role": "assistant", "content": "[m-1] echo: what is MLflow?"}}],
-              "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}}
+    answer = {
+        "id": "a",
+        "object": "chat.completion",
+        "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "[m-1] echo: what is MLflow?"}}
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8},
+    }
     writer = it.writer(home)
     writer.interval, writer.batch = 3600, 10**9  # the queueing alone; the flush is timed below
     invocation_done(home, "ep", rec, "m-1", 200, 1.0, body, answer, "me")
@@ -109,8 +120,10 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=200, help="calls per client per round")
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    print(f"python {platform.python_version()}, {platform.machine()}, "
-          f"clients {args.clients}, {args.requests} calls per client per round, {args.rounds} rounds per side")
+    print(
+        f"python {platform.python_version()}, {platform.machine()}, "
+        f"clients {args.clients}, {args.requests} calls per client per round, {args.rounds} rounds per side"
+    )
     with tempfile.TemporaryDirectory() as tmp, fake_workspace(Path(tmp) / "ws", ready_seconds=0.1) as ws:
         _create(ws, "bench-off", table=False)
         _create(ws, "bench-on", table=True)
@@ -139,8 +152,11 @@ def main() -> None:
         deadline = time.monotonic() + 30
         rows = 0
         while time.monotonic() < deadline:
-            rows = len(DeltaTable(str(path)).to_pyarrow_table(columns=["databricks_request_id"])) \
-                if (path / "_delta_log").is_dir() else 0
+            rows = (
+                len(DeltaTable(str(path)).to_pyarrow_table(columns=["databricks_request_id"]))
+                if (path / "_delta_log").is_dir()
+                else 0
+            )
             if rows >= sent:
                 break
             time.sleep(0.2)

@@ -27,14 +27,17 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BATCHES = [1, 8]
-AUDIT = ("import json, llama_cpp; from pathlib import Path; from llmops_nb.models import runtime; "
-         "print(json.dumps(runtime.audit(Path(llama_cpp.__file__).parent)))")
+AUDIT = (
+    "import json, llama_cpp; from pathlib import Path; from llmops_nb.models import runtime; "
+    "print(json.dumps(runtime.audit(Path(llama_cpp.__file__).parent)))"
+)
 
 
 def ceiling(python: str) -> dict[int, float]:
     """Tokens/s at each batch size, measured by ``python`` (its own llama_cpp) in a fresh process."""
-    proc = subprocess.run([python, str(HERE / "serving.py"), "--ceiling-only", *map(str, BATCHES)],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [python, str(HERE / "serving.py"), "--ceiling-only", *map(str, BATCHES)], capture_output=True, text=True, check=True
+    )
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     return {int(k): v for k, v in out["ceiling"].items()}
 
@@ -57,20 +60,31 @@ def main() -> None:
         order = list(builds) if r % 2 == 0 else list(reversed(builds))
         for name in order:
             runs[name].append(ceiling(builds[name]))
-        print(f"round {r + 1}: " + "  ".join(
-            f"{name} " + "/".join(f"{runs[name][-1][b]:.1f}" for b in BATCHES) for name in builds)
-            + f"  tok/s at batch {'/'.join(map(str, BATCHES))}", flush=True)
-    result = {"machine": platform.processor() or platform.machine(), "batches": BATCHES,
-              "audit": {name: audit(python) for name, python in builds.items()}, "runs": {}}
+        print(
+            f"round {r + 1}: "
+            + "  ".join(f"{name} " + "/".join(f"{runs[name][-1][b]:.1f}" for b in BATCHES) for name in builds)
+            + f"  tok/s at batch {'/'.join(map(str, BATCHES))}",
+            flush=True,
+        )
+    result = {
+        "machine": platform.processor() or platform.machine(),
+        "batches": BATCHES,
+        "audit": {name: audit(python) for name, python in builds.items()},
+        "runs": {},
+    }
     for b in BATCHES:
         ratios = [p[b] / o[b] for p, o in zip(runs["portable"], runs["other"])]
-        result["runs"][b] = {"portable": [x[b] for x in runs["portable"]],
-                             "other": [x[b] for x in runs["other"]],
-                             "ratio_per_round": ratios, "median_ratio": statistics.median(ratios)}
-        print(f"batch {b}: portable {statistics.median(result['runs'][b]['portable']):.1f} tok/s, "
-              f"other {statistics.median(result['runs'][b]['other']):.1f} tok/s, "
-              f"ratio portable/other {statistics.median(ratios):.3f} (rounds "
-              + ", ".join(f"{x:.3f}" for x in ratios) + ")")
+        result["runs"][b] = {
+            "portable": [x[b] for x in runs["portable"]],
+            "other": [x[b] for x in runs["other"]],
+            "ratio_per_round": ratios,
+            "median_ratio": statistics.median(ratios),
+        }
+        print(
+            f"batch {b}: portable {statistics.median(result['runs'][b]['portable']):.1f} tok/s, "
+            f"other {statistics.median(result['runs'][b]['other']):.1f} tok/s, "
+            f"ratio portable/other {statistics.median(ratios):.3f} (rounds " + ", ".join(f"{x:.3f}" for x in ratios) + ")"
+        )
     print("forbidden instructions: " + "; ".join(f"{n} {c}" for n, c in result["audit"].items()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

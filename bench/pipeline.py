@@ -29,11 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def functions_once(config: Path, max_rows: int | None) -> dict[str, float]:
     """The four steps as plain functions in this process (what the notebooks call)."""
+    from llmops_nb.backends import load_project
     from llmops_nb.steps.deploy import deploy
     from llmops_nb.steps.evaluate import evaluate
-    from llmops_nb.backends import load_project
-    from llmops_nb.steps.register import register
     from llmops_nb.steps.query import query
+    from llmops_nb.steps.register import register
 
     times: dict[str, float] = {}
     t = time.perf_counter()
@@ -44,20 +44,38 @@ def functions_once(config: Path, max_rows: int | None) -> dict[str, float]:
     deployed = deploy(project, backend, model_version=registered["model_version"], progress=False)
     times["deploy"] = time.perf_counter() - t
     t = time.perf_counter()
-    query(project, backend, ["What is MLflow?", "Name the three primary colors.", "What is the capital of France?"],
-                endpoint_name=deployed["endpoint_name"])
+    query(
+        project,
+        backend,
+        ["What is MLflow?", "Name the three primary colors.", "What is the capital of France?"],
+        endpoint_name=deployed["endpoint_name"],
+    )
     times["serve"] = time.perf_counter() - t
     t = time.perf_counter()
-    evaluate(project, backend, endpoint_name=deployed["endpoint_name"], model_name=registered["model_name"],
-                   model_version=registered["model_version"], max_rows=max_rows, progress=False)
+    evaluate(
+        project,
+        backend,
+        endpoint_name=deployed["endpoint_name"],
+        model_name=registered["model_name"],
+        model_version=registered["model_version"],
+        max_rows=max_rows,
+        progress=False,
+    )
     times["evaluate"] = time.perf_counter() - t
     return times
 
 
 def chain_once(config: Path, max_rows: int | None, env: dict[str, str], warm: bool = True) -> tuple[float, dict[str, float]]:
     """`llmops-nb run` as a user runs it (a new process, papermill kernels)."""
-    cmd = [sys.executable, "-m", "llmops_nb.cli.main", "run", "--config", str(config),
-           "--warm-kernels" if warm else "--cold-kernels"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "llmops_nb.cli.main",
+        "run",
+        "--config",
+        str(config),
+        "--warm-kernels" if warm else "--cold-kernels",
+    ]
     if max_rows:
         cmd += ["--max-rows", str(max_rows)]
     t = time.perf_counter()
@@ -74,8 +92,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-rows", type=int, default=None, help="evaluation rows (default: the whole dataset)")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "local.yml")
-    parser.add_argument("--skip-cold", action="store_true",
-                        help="skip the third side: the chain with cold kernels (--cold-kernels)")
+    parser.add_argument(
+        "--skip-cold", action="store_true", help="skip the third side: the chain with cold kernels (--cold-kernels)"
+    )
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="llmops-bench-pipeline-"))
@@ -97,7 +116,7 @@ def main() -> None:
             wall, steps = chain_once(config, args.max_rows, env)
             chained.append(wall)
             chain_steps.append(steps)
-            line = (f"round {i + 1}: functions {plain[-1]:.1f} s {_fmt(split)} | chain {wall:.1f} s {_fmt(steps)}")
+            line = f"round {i + 1}: functions {plain[-1]:.1f} s {_fmt(split)} | chain {wall:.1f} s {_fmt(steps)}"
             if not args.skip_cold:
                 wall, steps = chain_once(config, args.max_rows, env, warm=False)
                 cold.append(wall)
@@ -111,19 +130,33 @@ def main() -> None:
     f, c = statistics.median(plain), statistics.median(chained)
     print(f"\nfunctions in one process: median {f:.1f} s over {len(plain)} rounds")
     print(f"llmops-nb run (papermill): median {c:.1f} s")
-    print(f"ratio chain / functions: {c / f:.2f} (target <= 1.3: {'met' if c / f <= 1.3 else 'MISSED'}); "
-          f"per round: {', '.join(f'{b / a:.2f}' for a, b in zip(plain, chained))}")
+    print(
+        f"ratio chain / functions: {c / f:.2f} (target <= 1.3: {'met' if c / f <= 1.3 else 'MISSED'}); "
+        f"per round: {', '.join(f'{b / a:.2f}' for a, b in zip(plain, chained))}"
+    )
     if cold:
         k = statistics.median(cold)
-        print(f"llmops-nb run --cold-kernels: median {k:.1f} s; ratio {k / f:.2f} "
-              f"(warm kernels save {k - c:.1f} s)")
+        print(f"llmops-nb run --cold-kernels: median {k:.1f} s; ratio {k / f:.2f} (warm kernels save {k - c:.1f} s)")
     out = ROOT / "bench" / "results" / "pipeline.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"functions_s": plain, "functions_steps_s": plain_steps, "chain_s": chained,
-                               "chain_steps_s": chain_steps, "chain_cold_s": cold, "chain_cold_steps_s": cold_steps,
-                               "ratio": c / f, "ratio_cold": statistics.median(cold) / f if cold else None,
-                               "max_rows": args.max_rows, "cpus": os.cpu_count(),
-                               "when": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "functions_s": plain,
+                "functions_steps_s": plain_steps,
+                "chain_s": chained,
+                "chain_steps_s": chain_steps,
+                "chain_cold_s": cold,
+                "chain_cold_steps_s": cold_steps,
+                "ratio": c / f,
+                "ratio_cold": statistics.median(cold) / f if cold else None,
+                "max_rows": args.max_rows,
+                "cpus": os.cpu_count(),
+                "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+            },
+            indent=2,
+        )
+    )
     shutil.rmtree(scratch, ignore_errors=True)
 
 

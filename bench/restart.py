@@ -55,8 +55,7 @@ class Clients:
             t.start()
 
     def _run(self, i: int) -> None:
-        body = {"messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
-                "max_tokens": 16, "temperature": 0}
+        body = {"messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}], "max_tokens": 16, "temperature": 0}
         while not self.stop.is_set():
             sent = time.time()
             try:
@@ -69,9 +68,16 @@ class Clients:
             except requests.RequestException as e:
                 status, retry_after, json_body = f"dropped: {type(e).__name__}", None, False
             with self.lock:
-                self.answers.append({"client": i, "sent": sent, "received": time.time(),
-                                     "status": status, "retry_after": retry_after,
-                                     "json": json_body})
+                self.answers.append(
+                    {
+                        "client": i,
+                        "sent": sent,
+                        "received": time.time(),
+                        "status": status,
+                        "retry_after": retry_after,
+                        "json": json_body,
+                    }
+                )
             if retry_after:
                 time.sleep(float(retry_after))
 
@@ -94,8 +100,7 @@ def state(w, name: str) -> tuple[str, str]:  # noqa: ANN001
 def one_kill(w, home: Path, name: str, clients: Clients, starts: Path) -> dict:  # noqa: ANN001
     before = len(starts.read_text().splitlines())
     with clients.lock:  # the model's own latency just before the kill, for comparison
-        recent = [a["received"] - a["sent"] for a in clients.answers
-                  if a["status"] == 200 and a["received"] > time.time() - 30]
+        recent = [a["received"] - a["sent"] for a in clients.answers if a["status"] == 200 and a["received"] > time.time() - 30]
     victim = children(home)[0]
     killed = time.time()
     os.killpg(victim, signal.SIGKILL)
@@ -117,19 +122,25 @@ def one_kill(w, home: Path, name: str, clients: Clients, starts: Path) -> dict: 
     return {
         "kill_to_200_s": round(first_200 - killed, 3),
         "detection_s": round(exited - killed, 3),
-        "cleanup_s": record["cleanup_s"], "process_start_s": record["process_start_s"],
-        "model_load_s": record["model_load_s"], "bind_s": record["bind_s"],
+        "cleanup_s": record["cleanup_s"],
+        "process_start_s": record["process_start_s"],
+        "model_load_s": record["model_load_s"],
+        "bind_s": record["bind_s"],
         "client_wait_s": round(first["sent"] - ready, 3),
         "first_answer_s": round(first_200 - first["sent"], 3),
         "answer_before_kill_s": round(statistics.median(recent), 3) if recent else None,
         "kill_to_ready_s": round(ready - killed, 3),
-        "answers_in_outage": {str(s): sum(1 for a in window if a["status"] == s)
-                              for s in sorted({a["status"] for a in window}, key=str)},
+        "answers_in_outage": {
+            str(s): sum(1 for a in window if a["status"] == s) for s in sorted({a["status"] for a in window}, key=str)
+        },
         "retry_after": sorted({a["retry_after"] for a in window if a["retry_after"]}),
         "all_503_json": all(a["json"] for a in window if a["status"] == 503),
-        "states_seen": sorted("/".join(s) for s in states), "reason": record["reason"],
-        "timeline": [[a["client"], round(a["sent"] - killed, 2), round(a["received"] - killed, 2),
-                      a["status"], a["retry_after"]] for a in window],
+        "states_seen": sorted("/".join(s) for s in states),
+        "reason": record["reason"],
+        "timeline": [
+            [a["client"], round(a["sent"] - killed, 2), round(a["received"] - killed, 2), a["status"], a["retry_after"]]
+            for a in window
+        ],
     }
 
 
@@ -144,8 +155,8 @@ def main() -> None:
     from databricks.sdk import WorkspaceClient
     from databricks.sdk.config import Config
 
-    from llmops_nb.endpoints.apply import deploy
     from llmops_nb.config.endpoint import EndpointConfig
+    from llmops_nb.endpoints.apply import deploy
     from llmops_nb.models.registry import register_model
     from llmops_nb.workspace import launcher
 
@@ -158,9 +169,12 @@ def main() -> None:
     load_before = os.getloadavg()
     try:
         w = WorkspaceClient(config=Config(host=info.host, token=info.token, auth_type="pat"))
-        cfg = EndpointConfig.model_validate({"name": "chat", "served_entities": [
-            {"entity_name": model.name, "entity_version": model.version,
-             "scale_to_zero_enabled": False}]})
+        cfg = EndpointConfig.model_validate(
+            {
+                "name": "chat",
+                "served_entities": [{"entity_name": model.name, "entity_version": model.version, "scale_to_zero_enabled": False}],
+            }
+        )
         deploy(w, cfg, progress=False, poll_interval=0.5, timeout=600)
         entity = w.serving_endpoints.get("chat").config.served_entities[0].name
         starts = home / "logs" / "chat" / f"{entity}.starts.jsonl"
@@ -170,35 +184,59 @@ def main() -> None:
                 time.sleep(args.settle)
                 row = one_kill(w, home, "chat", clients, starts)
                 rows.append(row)
-                print(f"kill {k + 1}: {row['kill_to_200_s']:.2f} s to the next 200 (detection "
-                      f"{row['detection_s']:.3f}, cleanup {row['cleanup_s']}, process start "
-                      f"{row['process_start_s']}, model load {row['model_load_s']}, bind "
-                      f"{row['bind_s']}, client wait {row['client_wait_s']}, first answer "
-                      f"{row['first_answer_s']} vs {row['answer_before_kill_s']} before the kill); answers {row['answers_in_outage']}", flush=True)
+                print(
+                    f"kill {k + 1}: {row['kill_to_200_s']:.2f} s to the next 200 (detection "
+                    f"{row['detection_s']:.3f}, cleanup {row['cleanup_s']}, process start "
+                    f"{row['process_start_s']}, model load {row['model_load_s']}, bind "
+                    f"{row['bind_s']}, client wait {row['client_wait_s']}, first answer "
+                    f"{row['first_answer_s']} vs {row['answer_before_kill_s']} before the kill); answers {row['answers_in_outage']}",
+                    flush=True,
+                )
         finally:
             clients.close()
         logs = w.serving_endpoints.build_logs("chat", entity).logs
     finally:
         launcher.stop(home)
-    keys = ("kill_to_200_s", "detection_s", "cleanup_s", "process_start_s", "model_load_s",
-            "bind_s", "client_wait_s", "first_answer_s", "answer_before_kill_s", "kill_to_ready_s")
-    summary = {k: round(statistics.median(v), 3) if (v := [r[k] for r in rows if r[k] is not None])
-               else None for k in keys}
+    keys = (
+        "kill_to_200_s",
+        "detection_s",
+        "cleanup_s",
+        "process_start_s",
+        "model_load_s",
+        "bind_s",
+        "client_wait_s",
+        "first_answer_s",
+        "answer_before_kill_s",
+        "kill_to_ready_s",
+    )
+    summary = {k: round(statistics.median(v), 3) if (v := [r[k] for r in rows if r[k] is not None]) else None for k in keys}
     summary["max_kill_to_200_s"] = max(r["kill_to_200_s"] for r in rows)
     summary["target_s"] = TARGET_S
     summary["met"] = summary["max_kill_to_200_s"] <= TARGET_S
-    result = {"summary": summary, "rows": rows, "restarts_logged": logs.count("Restarted in"),
-              "machine": {"cpu": platform.processor() or platform.machine(),
-                          "cores": os.cpu_count(), "python": platform.python_version(),
-                          "load_before": load_before, "load_after": os.getloadavg()},
-              "clients": args.clients, "settle_s": args.settle, "when": time.strftime("%Y-%m-%d %H:%M")}
+    result = {
+        "summary": summary,
+        "rows": rows,
+        "restarts_logged": logs.count("Restarted in"),
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_before": load_before,
+            "load_after": os.getloadavg(),
+        },
+        "clients": args.clients,
+        "settle_s": args.settle,
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print("\n| phase | median s |\n| --- | ---: |")
     for k in keys:
         print(f"| {k} | {summary[k]} |")
-    print(f"max kill -> 200: {summary['max_kill_to_200_s']:.2f} s (target {TARGET_S:.0f} s: "
-          f"{'met' if summary['met'] else 'NOT met'}); written {args.out}")
+    print(
+        f"max kill -> 200: {summary['max_kill_to_200_s']:.2f} s (target {TARGET_S:.0f} s: "
+        f"{'met' if summary['met'] else 'NOT met'}); written {args.out}"
+    )
 
 
 if __name__ == "__main__":

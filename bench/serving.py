@@ -61,7 +61,6 @@ def ceiling(batches: list[int]) -> dict[int, float]:
     """Aggregate generated tokens/s (prefill included) of llama.cpp's batch API, per batch."""
     import llama_cpp as lc
     import numpy as np
-
     from llama_cpp import Llama, llama_chat_format
 
     from llmops_nb.models.gguf import bundled_gguf_path
@@ -70,10 +69,11 @@ def ceiling(batches: list[int]) -> dict[int, float]:
 
     vocab = Llama(model_path=path, vocab_only=True, verbose=False)
     fmt = llama_chat_format.Jinja2ChatFormatter(
-        template=vocab.metadata["tokenizer.chat_template"], eos_token="<|im_end|>",
-        bos_token="<|im_start|>")
-    prompts = [vocab.tokenize(fmt(messages=messages(i)).prompt.encode(), add_bos=False,
-                              special=True) for i in range(max(batches))]
+        template=vocab.metadata["tokenizer.chat_template"], eos_token="<|im_end|>", bos_token="<|im_start|>"
+    )
+    prompts = [
+        vocab.tokenize(fmt(messages=messages(i)).prompt.encode(), add_bos=False, special=True) for i in range(max(batches))
+    ]
     lc.llama_backend_init()
     model = lc.llama_model_load_from_file(path.encode(), lc.llama_model_default_params())
     n_vocab = lc.llama_vocab_n_tokens(lc.llama_model_get_vocab(model))
@@ -93,13 +93,11 @@ def ceiling(batches: list[int]) -> dict[int, float]:
             assert lc.llama_decode(ctx, batch) == 0
 
         def argmax(row: int) -> int:
-            return int(np.argmax(np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, row),
-                                                       shape=(n_vocab,))))
+            return int(np.argmax(np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, row), shape=(n_vocab,))))
 
         seqs = prompts[:bsz]
         started = time.perf_counter()
-        decode([(t, p, s, p == len(toks) - 1) for s, toks in enumerate(seqs)
-                for p, t in enumerate(toks)])
+        decode([(t, p, s, p == len(toks) - 1) for s, toks in enumerate(seqs) for p, t in enumerate(toks)])
         rows = list(np.cumsum([len(t) for t in seqs]) - 1)
         last = [argmax(int(r)) for r in rows]
         pos = [len(t) for t in seqs]
@@ -122,16 +120,18 @@ def reference_answers() -> dict[str, str]:
     from llmops_nb.models.gguf import bundled_gguf_path
 
     llm = Llama(model_path=str(bundled_gguf_path()), **llama_kwargs(DEFAULT_CONFIG))
-    return {str(i): llm.create_chat_completion(messages=messages(i), max_tokens=MAX_TOKENS,
-                                               temperature=0.0)["choices"][0]["message"]["content"]
-            for i in range(len(PROMPTS))}
+    return {
+        str(i): llm.create_chat_completion(messages=messages(i), max_tokens=MAX_TOKENS, temperature=0.0)["choices"][0]["message"][
+            "content"
+        ]
+        for i in range(len(PROMPTS))
+    }
 
 
 def run_ceiling(batches: list[int], reference: bool = False) -> tuple[dict[int, float], dict]:
     """The ceiling (and the reference answers), measured in a fresh process."""
     flag = ["--ceiling-and-reference"] if reference else ["--ceiling-only"]
-    proc = subprocess.run([sys.executable, __file__, *flag, *map(str, batches)],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run([sys.executable, __file__, *flag, *map(str, batches)], capture_output=True, text=True, check=True)
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     return {int(k): v for k, v in out["ceiling"].items()}, out.get("reference", {})
 
@@ -175,21 +175,25 @@ def load(url: str, clients: int, per_client: int, token: str | None) -> dict:
     wall = time.perf_counter() - started
     q = statistics.quantiles(latencies, n=20, method="inclusive") if len(latencies) > 1 else [0] * 19
     return {
-        "clients": clients, "requests": len(latencies), "errors": errors,
-        "completion_tokens": tokens[0], "seconds": wall, "tokens_per_s": tokens[0] / wall,
-        "p50_s": statistics.median(latencies) if latencies else None, "p95_s": q[18],
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": errors,
+        "completion_tokens": tokens[0],
+        "seconds": wall,
+        "tokens_per_s": tokens[0] / wall,
+        "p50_s": statistics.median(latencies) if latencies else None,
+        "p95_s": q[18],
         "mean_completion_tokens": tokens[0] / max(len(latencies), 1),
-        "load_avg": os.getloadavg(), "answers": {str(k): v for k, v in sorted(answers.items())},
+        "load_avg": os.getloadavg(),
+        "answers": {str(k): v for k, v in sorted(answers.items())},
     }
 
 
-def measure(name: str, url: str, args: argparse.Namespace, token: str | None = None,
-            paired: bool = False) -> list[dict]:
+def measure(name: str, url: str, args: argparse.Namespace, token: str | None = None, paired: bool = False) -> list[dict]:
     """Each client count in turn; ``paired``: the ceiling at that batch just before and after
     (the machine is shared: a ratio to a ceiling measured minutes apart would drift)."""
     warm = {"messages": messages(0), "max_tokens": 8, "temperature": 0.0}
-    requests.post(url, json=warm, timeout=300,
-                  headers={"Authorization": f"Bearer {token}"} if token else {}).raise_for_status()
+    requests.post(url, json=warm, timeout=300, headers={"Authorization": f"Bearer {token}"} if token else {}).raise_for_status()
     rows = []
     for n in args.clients:
         per_client = max(args.requests_per_client, -(-len(PROMPTS) // n))  # every prompt asked
@@ -199,11 +203,13 @@ def measure(name: str, url: str, args: argparse.Namespace, token: str | None = N
             row = load(url, n, per_client, token)
         row["target"] = name
         rows.append(row)
-        print(f"  {name:<12} {n} clients: {row['tokens_per_s']:6.1f} tok/s  p50 {row['p50_s']:.2f} s"
-              f"  p95 {row['p95_s']:.2f} s  ({row['requests']} requests, "
-              f"{row['mean_completion_tokens']:.1f} tokens each, load {row['load_avg'][0]:.2f})"
-              + (f"; paired ceiling {row['paired_ceiling']:.1f} (median of "
-                 f"{len(row['round_ratios'])} rounds)" if paired else ""), flush=True)
+        print(
+            f"  {name:<12} {n} clients: {row['tokens_per_s']:6.1f} tok/s  p50 {row['p50_s']:.2f} s"
+            f"  p95 {row['p95_s']:.2f} s  ({row['requests']} requests, "
+            f"{row['mean_completion_tokens']:.1f} tokens each, load {row['load_avg'][0]:.2f})"
+            + (f"; paired ceiling {row['paired_ceiling']:.1f} (median of {len(row['round_ratios'])} rounds)" if paired else ""),
+            flush=True,
+        )
     return rows
 
 
@@ -226,9 +232,15 @@ def paired_rounds(url: str, n: int, per_client: int, token: str | None, rounds: 
     for r in runs:
         for k, got in r["answers"].items():
             answers.setdefault(k, []).extend(got)
-    row.update(answers=answers, errors=[e for r in runs for e in r["errors"]],
-               tokens_per_s=statistics.median(tps), paired_ceiling=stat, paired_ceilings=ceilings,
-               round_ratios=[t / stat for t in tps], round_tokens_per_s=tps)
+    row.update(
+        answers=answers,
+        errors=[e for r in runs for e in r["errors"]],
+        tokens_per_s=statistics.median(tps),
+        paired_ceiling=stat,
+        paired_ceilings=ceilings,
+        round_ratios=[t / stat for t in tps],
+        round_tokens_per_s=tps,
+    )
     return row
 
 
@@ -238,8 +250,7 @@ def served(model_uri: str, tracking_uri: str, tmp: Path, workers: int = 1) -> It
     from llmops_nb.models.serving import scoring_server
 
     log = tmp / f"serve-{abs(hash((model_uri, workers)))}.log"
-    with scoring_server(model_uri, tracking_uri=tracking_uri, log_path=log, workers=workers,
-                        timeout=300) as base:
+    with scoring_server(model_uri, tracking_uri=tracking_uri, log_path=log, workers=workers, timeout=300) as base:
         yield f"{base}/invocations"
 
 
@@ -256,9 +267,19 @@ def via_workspace(version: str, tracking_uri: str, tmp: Path) -> Iterator[tuple[
     try:
         token = info.token or "local"  # the workspace's token (kept in its home)
         backend = Backend("local", info.host, token, tracking_uri, tracking_uri, home)
-        cfg = EndpointConfig.model_validate({"name": "bench-chat", "served_entities": [{
-            "entity_name": "bench-smollm2", "entity_version": version,
-            "workload_size": "Small", "scale_to_zero_enabled": False}]})
+        cfg = EndpointConfig.model_validate(
+            {
+                "name": "bench-chat",
+                "served_entities": [
+                    {
+                        "entity_name": "bench-smollm2",
+                        "entity_version": version,
+                        "workload_size": "Small",
+                        "scale_to_zero_enabled": False,
+                    }
+                ],
+            }
+        )
         deploy(backend.workspace_client(), cfg, timeout=600, progress=False)
         yield f"{info.host}/serving-endpoints/bench-chat/invocations", token
     finally:
@@ -274,9 +295,11 @@ def save_baseline(tmp: Path) -> str:
 
     path = tmp / "baseline"
     mlflow.pyfunc.save_model(
-        str(path), python_model=str(HERE / "baseline_chat_model.py"),
+        str(path),
+        python_model=str(HERE / "baseline_chat_model.py"),
         artifacts={"gguf": str(bundled_gguf_path())},
-        signature=ModelSignature(CHAT_MODEL_INPUT_SCHEMA, CHAT_MODEL_OUTPUT_SCHEMA))
+        signature=ModelSignature(CHAT_MODEL_INPUT_SCHEMA, CHAT_MODEL_OUTPUT_SCHEMA),
+    )
     return str(path)
 
 
@@ -291,8 +314,7 @@ def plot(rows: list[dict], ceil: dict[int, float], path: Path) -> None:
     ax.plot(list(ceil), list(ceil.values()), "k--o", label="ceiling (batch API, no HTTP), first")
     paired = [(r["clients"], r["paired_ceiling"]) for r in rows if r.get("paired_ceiling")]
     if paired:
-        ax.plot(*zip(*paired), "kx", markersize=9, linestyle="none",
-                label="ceiling around ours (the ratio's baseline)")
+        ax.plot(*zip(*paired), "kx", markersize=9, linestyle="none", label="ceiling around ours (the ratio's baseline)")
     for target in dict.fromkeys(r["target"] for r in rows):
         pts = [(r["clients"], r["tokens_per_s"]) for r in rows if r["target"] == target]
         ax.plot(*zip(*pts), "-o", label=target)
@@ -312,9 +334,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--requests-per-client", type=int, default=3)
     parser.add_argument("--ours-via", choices=["workspace", "serve"], default="workspace")
-    parser.add_argument("--rounds", type=int, default=5,
-                        help="loads of our endpoint per client count, each between two warmed "
-                             "ceiling runs; median tok/s over the median ceiling is reported")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="loads of our endpoint per client count, each between two warmed "
+        "ceiling runs; median tok/s over the median ceiling is reported",
+    )
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "serving.json")
     args = parser.parse_args()
@@ -350,8 +376,9 @@ def main() -> None:
     for r in rows:
         ratio = r["tokens_per_s"] / stat[r["clients"]]
         r["ratio_to_ceiling"] = ratio
-        print(f"{r['target']:<12} {r['clients']:>7} {r['tokens_per_s']:>7.1f} {r['p50_s']:>6.2f} "
-              f"{r['p95_s']:>6.2f} {ratio:>8.3f}")
+        print(
+            f"{r['target']:<12} {r['clients']:>7} {r['tokens_per_s']:>7.1f} {r['p50_s']:>6.2f} {r['p95_s']:>6.2f} {ratio:>8.3f}"
+        )
     targets = {1: 0.9, 8: 0.9}
     for n, goal in targets.items():
         if n in ours and n in ceil:
@@ -359,22 +386,34 @@ def main() -> None:
             ours[n]["ratio_to_paired_ceiling"] = paired
             spread = ours[n]["round_ratios"]
             verdict = "met" if paired >= goal else "MISSED"
-            print(f"ours at {n} client(s): {paired:.3f} of the batch-{n} ceiling (median tok/s of "
-                  f"{len(spread)} rounds over the median of {len(ours[n]['paired_ceilings'])} warmed ceiling "
-                  f"runs; spread {min(spread):.3f}-{max(spread):.3f}; target >= {goal}: {verdict})")
+            print(
+                f"ours at {n} client(s): {paired:.3f} of the batch-{n} ceiling (median tok/s of "
+                f"{len(spread)} rounds over the median of {len(ours[n]['paired_ceilings'])} warmed ceiling "
+                f"runs; spread {min(spread):.3f}-{max(spread):.3f}; target >= {goal}: {verdict})"
+            )
     identical: dict[str, dict[int, str]] = {}
     for r in rows:
         pairs = [(a, reference[k]) for k, got in r["answers"].items() for a in got]
         same = sum(a == b for a, b in pairs)
         identical.setdefault(r["target"], {})[r["clients"]] = f"{same}/{len(pairs)}"
-    print("answers equal to unbatched greedy decoding (Llama.create_chat_completion in-process, "
-          f"n_threads={os.cpu_count()}), requests per target and clients: {identical}")
+    print(
+        "answers equal to unbatched greedy decoding (Llama.create_chat_completion in-process, "
+        f"n_threads={os.cpu_count()}), requests per target and clients: {identical}"
+    )
     print(f"load average after: {os.getloadavg()} (other processes on this machine skew figures)")
     result = {
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "cpu_model": _cpu_model(), "python": platform.python_version()},
-        "when": time.strftime("%Y-%m-%d %H:%M:%S"), "max_tokens": MAX_TOKENS,
-        "ours_via": args.ours_via, "ceiling": ceil, "rows": rows, "identical": identical,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_model": _cpu_model(),
+            "python": platform.python_version(),
+        },
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "max_tokens": MAX_TOKENS,
+        "ours_via": args.ours_via,
+        "ceiling": ceil,
+        "rows": rows,
+        "identical": identical,
         "reference_answers": reference,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,8 +21,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 0.15
-HEAVY = ("mlflow", "databricks", "pandas", "numpy", "llama_cpp", "fastapi", "uvicorn", "matplotlib",
-         "pydantic", "yaml", "requests", "tqdm")
+HEAVY = (
+    "mlflow",
+    "databricks",
+    "pandas",
+    "numpy",
+    "llama_cpp",
+    "fastapi",
+    "uvicorn",
+    "matplotlib",
+    "pydantic",
+    "yaml",
+    "requests",
+    "tqdm",
+)
 
 
 def commands() -> dict[str, list[str]]:
@@ -30,8 +42,7 @@ def commands() -> dict[str, list[str]]:
     return {
         "python -c pass": [sys.executable, "-c", "pass"],
         "import llmops_nb": [sys.executable, "-c", "import llmops_nb"],
-        "llmops-nb --help": [str(cli), "--help"] if cli.exists()
-        else [sys.executable, "-m", "llmops_nb.cli.main", "--help"],
+        "llmops-nb --help": [str(cli), "--help"] if cli.exists() else [sys.executable, "-m", "llmops_nb.cli.main", "--help"],
     }
 
 
@@ -42,8 +53,7 @@ def once(cmd: list[str]) -> float:
 
 
 def heavy_after_cli_import() -> list[str]:
-    probe = (f"import sys, llmops_nb, llmops_nb.cli.main; "
-             f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")
+    probe = f"import sys, llmops_nb, llmops_nb.cli.main; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, cwd=ROOT)
     return out.stdout.split()
 
@@ -68,19 +78,35 @@ def main() -> None:
 
     print(f"{args.rounds} rounds, medians; load {load_before[0]:.2f} -> {load_after[0]:.2f}, {os.cpu_count()} cpus")
     for name in cmds:
-        extra = "" if name == "python -c pass" else (
-            f"   adds {added[name]:.3f} s  ({med[name] / base:.2f}x)  "
-            f"{'OK' if added[name] <= TARGET_S else 'OVER'} (target <= {TARGET_S} s)")
+        extra = (
+            ""
+            if name == "python -c pass"
+            else (
+                f"   adds {added[name]:.3f} s  ({med[name] / base:.2f}x)  "
+                f"{'OK' if added[name] <= TARGET_S else 'OVER'} (target <= {TARGET_S} s)"
+            )
+        )
         print(f"{name:18s} {med[name]:.3f} s{extra}")
     print(f"heavy modules loaded by `import llmops_nb.cli.main`: {', '.join(heavy) or 'none'}")
 
     out = ROOT / "bench" / "results" / "startup.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "rounds": args.rounds, "seconds": times, "median_s": med, "added_s": added, "target_added_s": TARGET_S,
-        "heavy_modules_after_cli_import": heavy, "loadavg_before": load_before, "loadavg_after": load_after,
-        "cpus": os.cpu_count(),
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "rounds": args.rounds,
+                "seconds": times,
+                "median_s": med,
+                "added_s": added,
+                "target_added_s": TARGET_S,
+                "heavy_modules_after_cli_import": heavy,
+                "loadavg_before": load_before,
+                "loadavg_after": load_after,
+                "cpus": os.cpu_count(),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -50,10 +50,12 @@ def ceiling_ttft(passes: int = 3) -> dict:
     path = str(bundled_gguf_path())
     vocab = Llama(model_path=path, vocab_only=True, verbose=False)
     fmt = llama_chat_format.Jinja2ChatFormatter(
-        template=vocab.metadata["tokenizer.chat_template"], eos_token="<|im_end|>",
-        bos_token="<|im_start|>")
-    prompts = [vocab.tokenize(fmt(messages=serving.messages(i)).prompt.encode(), add_bos=False,
-                              special=True) for i in range(len(serving.PROMPTS))]
+        template=vocab.metadata["tokenizer.chat_template"], eos_token="<|im_end|>", bos_token="<|im_start|>"
+    )
+    prompts = [
+        vocab.tokenize(fmt(messages=serving.messages(i)).prompt.encode(), add_bos=False, special=True)
+        for i in range(len(serving.PROMPTS))
+    ]
     lc.llama_backend_init()
     model = lc.llama_model_load_from_file(path.encode(), lc.llama_model_default_params())
     n_vocab = lc.llama_vocab_n_tokens(lc.llama_model_get_vocab(model))
@@ -72,8 +74,7 @@ def ceiling_ttft(passes: int = 3) -> dict:
         assert lc.llama_decode(ctx, batch) == 0
 
     def argmax(row: int) -> int:
-        return int(np.argmax(np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, row),
-                                                   shape=(n_vocab,))))
+        return int(np.argmax(np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, row), shape=(n_vocab,))))
 
     times = []
     decode([(t, p, p == len(prompts[0]) - 1) for p, t in enumerate(prompts[0])])  # warm up
@@ -93,8 +94,7 @@ def ceiling_ttft(passes: int = 3) -> dict:
 
 
 def run_ceiling() -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--ceiling-only"], capture_output=True,
-                          text=True, check=True)
+    proc = subprocess.run([sys.executable, __file__, "--ceiling-only"], capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -112,8 +112,7 @@ def stream_load(url: str, clients: int, per_client: int, token: str) -> dict:
         session.headers["Authorization"] = f"Bearer {token}"
         for k in range(per_client):
             i = (c + k * clients) % len(serving.PROMPTS)
-            body = {"messages": serving.messages(i), "max_tokens": MAX_TOKENS,
-                    "temperature": 0.0, "stream": True}
+            body = {"messages": serving.messages(i), "max_tokens": MAX_TOKENS, "temperature": 0.0, "stream": True}
             started = time.perf_counter()
             first, parts, usage = None, [], {}
             try:
@@ -124,8 +123,7 @@ def stream_load(url: str, clients: int, per_client: int, token: str) -> dict:
                             continue
                         event = json.loads(line[6:])
                         usage = event.get("usage") or usage
-                        delta = (event["choices"][0].get("delta") or {}).get("content") \
-                            if event.get("choices") else None
+                        delta = (event["choices"][0].get("delta") or {}).get("content") if event.get("choices") else None
                         if delta:
                             first = first or time.perf_counter() - started
                             parts.append(delta)
@@ -147,10 +145,18 @@ def stream_load(url: str, clients: int, per_client: int, token: str) -> dict:
         t.join()
     wall = time.perf_counter() - started
     q = statistics.quantiles(ttfts, n=20, method="inclusive") if len(ttfts) > 1 else [0] * 19
-    return {"clients": clients, "requests": len(ttfts), "errors": errors,
-            "completion_tokens": tokens[0], "seconds": wall, "tokens_per_s": tokens[0] / wall,
-            "ttft_p50_s": statistics.median(ttfts) if ttfts else None, "ttft_p95_s": q[18],
-            "load_avg": os.getloadavg(), "answers": {str(k): v for k, v in sorted(answers.items())}}
+    return {
+        "clients": clients,
+        "requests": len(ttfts),
+        "errors": errors,
+        "completion_tokens": tokens[0],
+        "seconds": wall,
+        "tokens_per_s": tokens[0] / wall,
+        "ttft_p50_s": statistics.median(ttfts) if ttfts else None,
+        "ttft_p95_s": q[18],
+        "load_avg": os.getloadavg(),
+        "answers": {str(k): v for k, v in sorted(answers.items())},
+    }
 
 
 def main() -> None:
@@ -164,8 +170,7 @@ def main() -> None:
 
     print(f"load average before: {os.getloadavg()}", flush=True)
     ceil = run_ceiling()
-    print(f"  ceiling TTFT (prefill + one decode step, batch API, alone): "
-          f"{ceil['ttft_s'] * 1000:.1f} ms", flush=True)
+    print(f"  ceiling TTFT (prefill + one decode step, batch API, alone): {ceil['ttft_s'] * 1000:.1f} ms", flush=True)
     rows: list[dict] = []
     plain: dict | None = None
     with tempfile.TemporaryDirectory(prefix="bench-streaming-") as tmp_name:
@@ -174,50 +179,58 @@ def main() -> None:
         model = register_model("bench-smollm2", tracking_uri=uri)
         with serving.via_workspace(model.version, uri, tmp) as (url, token):
             warm = {"messages": serving.messages(0), "max_tokens": 8, "temperature": 0.0}
-            requests.post(url, json=warm, timeout=300,
-                          headers={"Authorization": f"Bearer {token}"}).raise_for_status()
+            requests.post(url, json=warm, timeout=300, headers={"Authorization": f"Bearer {token}"}).raise_for_status()
             for n in args.clients:
                 per_client = max(args.requests_per_client, -(-len(serving.PROMPTS) // n))
                 row = stream_load(url, n, per_client, token)
                 row["ttft_p50_ratio"] = row["ttft_p50_s"] / ceil["ttft_s"]
                 row["ttft_p95_ratio"] = row["ttft_p95_s"] / ceil["ttft_s"]
                 rows.append(row)
-                print(f"  streaming {n} clients: TTFT p50 {row['ttft_p50_s'] * 1000:.0f} ms "
-                      f"({row['ttft_p50_ratio']:.2f}x ceiling), p95 "
-                      f"{row['ttft_p95_s'] * 1000:.0f} ms ({row['ttft_p95_ratio']:.2f}x); "
-                      f"{row['tokens_per_s']:.1f} tok/s ({row['requests']} requests, "
-                      f"{len(row['errors'])} errors, load {row['load_avg'][0]:.2f})", flush=True)
+                print(
+                    f"  streaming {n} clients: TTFT p50 {row['ttft_p50_s'] * 1000:.0f} ms "
+                    f"({row['ttft_p50_ratio']:.2f}x ceiling), p95 "
+                    f"{row['ttft_p95_s'] * 1000:.0f} ms ({row['ttft_p95_ratio']:.2f}x); "
+                    f"{row['tokens_per_s']:.1f} tok/s ({row['requests']} requests, "
+                    f"{len(row['errors'])} errors, load {row['load_avg'][0]:.2f})",
+                    flush=True,
+                )
             top = max(args.clients)
             per_client = max(args.requests_per_client, -(-len(serving.PROMPTS) // top))
             plain = serving.load(url, top, per_client, token)
-            print(f"  plain     {top} clients: {plain['tokens_per_s']:.1f} tok/s "
-                  f"(load {plain['load_avg'][0]:.2f})", flush=True)
+            print(f"  plain     {top} clients: {plain['tokens_per_s']:.1f} tok/s (load {plain['load_avg'][0]:.2f})", flush=True)
 
     one = next((r for r in rows if r["clients"] == 1), None)
     topr = next(r for r in rows if r["clients"] == max(args.clients))
     tps_ratio = topr["tokens_per_s"] / plain["tokens_per_s"]
-    same = sum(a == b for r in rows for k, got in r["answers"].items() for a in got
-               for b in plain["answers"].get(k, [])[:1])
-    total = sum(1 for r in rows for k, got in r["answers"].items() for _ in got
-                if plain["answers"].get(k))
+    same = sum(a == b for r in rows for k, got in r["answers"].items() for a in got for b in plain["answers"].get(k, [])[:1])
+    total = sum(1 for r in rows for k, got in r["answers"].items() for _ in got if plain["answers"].get(k))
     print(f"\nceiling TTFT {ceil['ttft_s'] * 1000:.1f} ms")
     print(f"{'clients':>7} {'TTFT p50':>9} {'p95':>7} {'p50/ceil':>9} {'p95/ceil':>9} {'tok/s':>7}")
     for r in rows:
-        print(f"{r['clients']:>7} {r['ttft_p50_s'] * 1000:>7.0f}ms {r['ttft_p95_s'] * 1000:>5.0f}ms "
-              f"{r['ttft_p50_ratio']:>9.2f} {r['ttft_p95_ratio']:>9.2f} {r['tokens_per_s']:>7.1f}")
+        print(
+            f"{r['clients']:>7} {r['ttft_p50_s'] * 1000:>7.0f}ms {r['ttft_p95_s'] * 1000:>5.0f}ms "
+            f"{r['ttft_p50_ratio']:>9.2f} {r['ttft_p95_ratio']:>9.2f} {r['tokens_per_s']:>7.1f}"
+        )
     if one:
         verdict = "met" if one["ttft_p50_ratio"] <= 1.25 else "MISSED"
-        print(f"TTFT at 1 client: {one['ttft_p50_ratio']:.2f}x the ceiling (target <= 1.25: "
-              f"{verdict})")
+        print(f"TTFT at 1 client: {one['ttft_p50_ratio']:.2f}x the ceiling (target <= 1.25: {verdict})")
     verdict = "met" if tps_ratio >= 0.9 else "MISSED"
-    print(f"streaming tokens/s at {topr['clients']} clients: {tps_ratio:.3f} of non-streaming "
-          f"({topr['tokens_per_s']:.1f} / {plain['tokens_per_s']:.1f}; target >= 0.9: {verdict})")
+    print(
+        f"streaming tokens/s at {topr['clients']} clients: {tps_ratio:.3f} of non-streaming "
+        f"({topr['tokens_per_s']:.1f} / {plain['tokens_per_s']:.1f}; target >= 0.9: {verdict})"
+    )
     print(f"streamed answers equal to the plain greedy answers: {same}/{total}")
     print(f"load average after: {os.getloadavg()} (other processes on this machine skew figures)")
-    result = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
-              "max_tokens": MAX_TOKENS, "ceiling": ceil, "rows": rows, "plain": plain,
-              "streaming_over_plain_tokens_per_s": tps_ratio,
-              "identical": f"{same}/{total}"}
+    result = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "cpus": os.cpu_count(),
+        "max_tokens": MAX_TOKENS,
+        "ceiling": ceil,
+        "rows": rows,
+        "plain": plain,
+        "streaming_over_plain_tokens_per_s": tps_ratio,
+        "identical": f"{same}/{total}",
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")

@@ -27,8 +27,10 @@ def _loaded_after(code: str) -> list[str]:
 
 
 def test_importing_the_package_loads_nothing_heavy() -> None:
-    code = ("import llmops_nb, llmops_nb.config.project, llmops_nb.steps.register, llmops_nb.steps.deploy, "
-            "llmops_nb.steps.query, llmops_nb.steps.evaluate, llmops_nb.chain.runner, llmops_nb.evaluation.orchestrate")
+    code = (
+        "import llmops_nb, llmops_nb.config.project, llmops_nb.steps.register, llmops_nb.steps.deploy, "
+        "llmops_nb.steps.query, llmops_nb.steps.evaluate, llmops_nb.chain.runner, llmops_nb.evaluation.orchestrate"
+    )
     assert _loaded_after(code) == []
 
 
@@ -52,8 +54,11 @@ def test_every_unit_of_the_package_is_in_one_layer() -> None:
     """``ls llmops_nb`` is the layer list: each package or module is exactly one layer row."""
     contract = next(c for c in _pyproject()["tool"]["importlinter"]["contracts"] if c["name"] == "Layers point one way")
     in_layers = [name.strip().removeprefix("llmops_nb.") for row in contract["layers"] for name in row.split("|")]
-    units = {p.stem for p in (ROOT / "llmops_nb").iterdir()
-             if (p.is_dir() and (p / "__init__.py").exists()) or (p.suffix == ".py" and p.stem != "__init__")}
+    units = {
+        p.stem
+        for p in (ROOT / "llmops_nb").iterdir()
+        if (p.is_dir() and (p / "__init__.py").exists()) or (p.suffix == ".py" and p.stem != "__init__")
+    }
     assert len(in_layers) == len(set(in_layers))
     assert set(in_layers) == units - OUTSIDE_LAYERS
 
@@ -62,10 +67,14 @@ def test_the_readme_layout_names_every_package() -> None:
     """The README's layout section lists each top-level unit of the package, and nothing that is gone."""
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
-    units = {p.name for p in (ROOT / "llmops_nb").iterdir()
-             if (p.is_dir() and p.name != "__pycache__") or (p.suffix == ".py" and p.stem != "__init__")}
-    listed = {line.split()[0].rstrip("/") for line in section.splitlines()
-              if line.startswith("  ") and not line.startswith("   ")}
+    units = {
+        p.name
+        for p in (ROOT / "llmops_nb").iterdir()
+        if (p.is_dir() and p.name != "__pycache__") or (p.suffix == ".py" and p.stem != "__init__")
+    }
+    listed = {
+        line.split()[0].rstrip("/") for line in section.splitlines() if line.startswith("  ") and not line.startswith("   ")
+    }
     assert {u.removesuffix(".py") for u in units} == {u.removesuffix(".py") for u in listed}
 
 
@@ -79,8 +88,12 @@ def test_no_module_is_a_re_export_shim() -> None:
         tree = ast.parse(path.read_text())
         body = [n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
         body = [n for n in body if not (isinstance(n, ast.ImportFrom) and n.module == "__future__")]
-        defines = [n for n in body if not isinstance(n, (ast.Import, ast.ImportFrom))
-                   and not (isinstance(n, ast.Assign) and [getattr(t, "id", "") for t in n.targets] == ["__all__"])]
+        defines = [
+            n
+            for n in body
+            if not isinstance(n, (ast.Import, ast.ImportFrom))
+            and not (isinstance(n, ast.Assign) and [getattr(t, "id", "") for t in n.targets] == ["__all__"])
+        ]
         if path.name == "__init__.py":
             if len(body) > 6 and path.parent.name != "testing":  # testing/ is the fake workspace's public API
                 long_inits.append(str(path.relative_to(ROOT)))

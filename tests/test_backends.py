@@ -59,8 +59,7 @@ def test_local_defaults_live_in_the_project_folder(monkeypatch: pytest.MonkeyPat
     assert resolve_uris("", None)[0] == local_tracking_uri()
 
 
-def test_local_backend_refuses_a_running_fake_workspace_and_leaves_it_running(
-        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+def test_local_backend_refuses_a_running_fake_workspace_and_leaves_it_running(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
     """Issue 14, point 11: `llmops-nb run` on the local default never evaluates echo answers."""
     from llmops_nb.errors import WorkspaceError
     from llmops_nb.testing import fake_workspace
@@ -81,13 +80,12 @@ def test_local_backend_refuses_a_running_fake_workspace_and_leaves_it_running(
         assert info is not None and info.fake and info.pid == ws.info.pid
 
 
-def test_the_evaluate_resume_file_lives_under_llmops_home(
-        tmp_path, fake_workspace, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_the_evaluate_resume_file_lives_under_llmops_home(tmp_path, fake_workspace, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     """evaluate keeps its resume rows in $LLMOPS_HOME/eval (private), as the rest of the home."""
     import os
 
-    from llmops_nb.steps.evaluate import evaluate
     from llmops_nb.config.project import ProjectConfig
+    from llmops_nb.steps.evaluate import evaluate
 
     for key in [k for k in os.environ if k.startswith(("DATABRICKS_", "MLFLOW_", "LLMOPS_"))]:
         monkeypatch.delenv(key)
@@ -98,9 +96,14 @@ def test_the_evaluate_resume_file_lives_under_llmops_home(
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", db)
     monkeypatch.setenv("LLMOPS_PROJECT_DIR", str(tmp_path / "project"))
     monkeypatch.setenv(backends.ENV_HOME, str(tmp_path / "home"))
-    project = ProjectConfig.model_validate({
-        "backend": "databricks", "model": {"name": "main.llmops.m"},
-        "foundation_endpoint": "databricks-smollm2-135m-instruct", "evaluation": {"thresholds": {}}})
+    project = ProjectConfig.model_validate(
+        {
+            "backend": "databricks",
+            "model": {"name": "main.llmops.m"},
+            "foundation_endpoint": "databricks-smollm2-135m-instruct",
+            "evaluation": {"thresholds": {}},
+        }
+    )
     evaluate(project, backends.resolve_backend("databricks"), max_rows=2, promote=False, progress=False)
     saved = tmp_path / "home" / "eval" / "databricks-smollm2-135m-instruct-vx.jsonl"
     assert saved.exists() and saved.read_text().count('"row"') >= 2

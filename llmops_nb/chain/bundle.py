@@ -20,6 +20,7 @@ from typing import Any
 
 from llmops_nb.chain.check import parameter_problems
 from llmops_nb.chain.inspect import declared_parameters
+from llmops_nb.chain.params import coerce
 from llmops_nb.chain.table import (  # the old names, re-exported
     CHAIN,
     COMMON_PARAMETERS,
@@ -31,7 +32,6 @@ from llmops_nb.chain.table import (  # the old names, re-exported
 )
 from llmops_nb.chain.table import step as chain_step
 from llmops_nb.errors import ConfigError
-from llmops_nb.chain.params import coerce
 
 BUNDLE_FILE = "databricks.yml"
 BUNDLE_NAME = "llmops-nb"
@@ -50,11 +50,15 @@ SPARK_VERSION = "15.4.x-cpu-ml-scala2.12"
 #: (``python -m llmops_nb.models.runtime wheel``), uploaded and installed as a job library
 #: instead of compiling llama.cpp on the job cluster on every run.
 RUNTIME_WHEELS = "dist/runtime"
-RUNTIME_BUILD = (f"mkdir -p {RUNTIME_WHEELS} && rm -f {RUNTIME_WHEELS}/*.whl && "
-                 f'cp "$(python -m llmops_nb.models.runtime wheel | tail -n 1)" {RUNTIME_WHEELS}/')
+RUNTIME_BUILD = (
+    f"mkdir -p {RUNTIME_WHEELS} && rm -f {RUNTIME_WHEELS}/*.whl && "
+    f'cp "$(python -m llmops_nb.models.runtime wheel | tail -n 1)" {RUNTIME_WHEELS}/'
+)
 #: Dynamic value references Databricks fills in (``{{job.run_id}}`` ...): strings.
-DYNAMIC_REFS = re.compile(r"^(job\.(id|name|run_id|repair_count|start_time\.\w+|trigger\.\w+(\.\w+)*)"
-                          r"|task\.(name|run_id|execution_count|notebook_path)|workspace\.(id|url)|run\.\w+)$")
+DYNAMIC_REFS = re.compile(
+    r"^(job\.(id|name|run_id|repair_count|start_time\.\w+|trigger\.\w+(\.\w+)*)"
+    r"|task\.(name|run_id|execution_count|notebook_path)|workspace\.(id|url)|run\.\w+)$"
+)
 TASK_VALUE_REF = re.compile(r"\{\{\s*tasks\.([\w-]+)\.values\.([\w-]+)\s*\}\}")
 JOB_PARAM_REF = re.compile(r"\{\{\s*job\.parameters\.([\w-]+)\s*\}\}")
 ANY_REF = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
@@ -93,14 +97,16 @@ def render(config_path: str | Path, root: str | Path | None = None, *, cloud: st
     try:
         relative = config.relative_to(base).as_posix()
     except ValueError:
-        raise ConfigError("--config", str(config_path), f"expected a file under the bundle folder {base} (it is synced with the bundle)") from None
+        raise ConfigError(
+            "--config", str(config_path), f"expected a file under the bundle folder {base} (it is synced with the bundle)"
+        ) from None
     name = project.endpoint.name if project.endpoint else (project.foundation_endpoint or "chain")
     tasks = []
     for i, step in enumerate(CHAIN):
         params: dict[str, str] = {p: f"${{var.{p}}}" for p in COMMON_PARAMETERS}
         for key in step.inputs:
             source = producer(key, before=step.name)
-            assert source is not None, (step.name, key)  # tests/test_pipeline.py checks the table
+            assert source is not None, (step.name, key)  # tests/chain/test_table.py checks the table
             params[key] = f"{{{{tasks.{source.name}.values.{key}}}}}"
         if step.notebook_timeout_margin is not None:
             params["timeout_seconds"] = str(step.timeout_seconds - step.notebook_timeout_margin)
@@ -142,29 +148,45 @@ def render(config_path: str | Path, root: str | Path | None = None, *, cloud: st
             "llmops_nb": {"type": "whl", "path": ".", "build": "python -m pip wheel --no-deps --wheel-dir dist ."},
             # The portable llama.cpp runtime (built once per version in the wheelhouse, x86-64-v3,
             # no -march=native): a prebuilt wheel, so the job cluster needs no compiler.
-            "llama_cpp_runtime": {"type": "whl", "path": ".", "build": RUNTIME_BUILD,
-                                  "files": [{"source": f"{RUNTIME_WHEELS}/llama_cpp_python-*.whl"}]},
+            "llama_cpp_runtime": {
+                "type": "whl",
+                "path": ".",
+                "build": RUNTIME_BUILD,
+                "files": [{"source": f"{RUNTIME_WHEELS}/llama_cpp_python-*.whl"}],
+            },
         },
         "variables": {
-            "config_path": {"description": "Project config the notebooks load (synced with the bundle).",
-                            "default": f"${{workspace.file_path}}/{relative}"},
-            "backend": {"description": "Backend the notebooks use: databricks (or local on a test cluster).",
-                        "default": project.backend},
+            "config_path": {
+                "description": "Project config the notebooks load (synced with the bundle).",
+                "default": f"${{workspace.file_path}}/{relative}",
+            },
+            "backend": {
+                "description": "Backend the notebooks use: databricks (or local on a test cluster).",
+                "default": project.backend,
+            },
             "schedule_cron": {"description": "Quartz cron expression of the nightly run.", "default": "0 0 2 * * ?"},
             "schedule_timezone": {"description": "Time zone of the schedule.", "default": "UTC"},
             "schedule_pause_status": {"description": "PAUSED or UNPAUSED.", "default": "UNPAUSED"},
             "failure_emails": {"description": "Addresses told when a run fails (a list).", "type": "complex", "default": []},
-            "spark_version": {"description": "Databricks Runtime for Machine Learning of the job cluster.", "default": SPARK_VERSION},
-            "node_type_id": {"description": f"Node type of the single-node job cluster ({cloud}; "
-                                            + ", ".join(f"{c}: {n}" for c, n in NODE_TYPES.items()) + ").",
-                             "default": NODE_TYPES[cloud]},
+            "spark_version": {
+                "description": "Databricks Runtime for Machine Learning of the job cluster.",
+                "default": SPARK_VERSION,
+            },
+            "node_type_id": {
+                "description": f"Node type of the single-node job cluster ({cloud}; "
+                + ", ".join(f"{c}: {n}" for c, n in NODE_TYPES.items())
+                + ").",
+                "default": NODE_TYPES[cloud],
+            },
         },
         "resources": {"jobs": {JOB_KEY: job}},
         "targets": {
             "dev": {"mode": "development", "default": True, "variables": {"schedule_pause_status": "PAUSED"}},
             "prod": {
                 "mode": "production",
-                "workspace": {"root_path": "/Workspace/Users/${workspace.current_user.userName}/.bundle/${bundle.name}/${bundle.target}"},
+                "workspace": {
+                    "root_path": "/Workspace/Users/${workspace.current_user.userName}/.bundle/${bundle.name}/${bundle.target}"
+                },
                 "variables": {"schedule_pause_status": "UNPAUSED"},
             },
         },
@@ -193,8 +215,9 @@ def _cluster() -> dict[str, Any]:
     }
 
 
-def render_yaml(config_path: str | Path, root: str | Path | None = None, *, config_label: str | None = None,
-                cloud: str = DEFAULT_CLOUD) -> str:
+def render_yaml(
+    config_path: str | Path, root: str | Path | None = None, *, config_label: str | None = None, cloud: str = DEFAULT_CLOUD
+) -> str:
     """``databricks.yml`` as text, with a header saying how it was made."""
     import yaml
 
@@ -235,8 +258,9 @@ def variables_for(bundle: Mapping[str, Any], target: str, overrides: Mapping[str
     return values
 
 
-def resolve(bundle: Mapping[str, Any], target: str, *, file_path: str | None = None,
-            overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def resolve(
+    bundle: Mapping[str, Any], target: str, *, file_path: str | None = None, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The bundle's jobs with every ``${...}`` reference substituted for ``target``.
 
     ``file_path`` is where the bundle's files are (``${workspace.file_path}``): a local
@@ -244,7 +268,9 @@ def resolve(bundle: Mapping[str, Any], target: str, *, file_path: str | None = N
     """
     name = (bundle.get("bundle") or {}).get("name", BUNDLE_NAME)
     target_spec = (bundle.get("targets") or {}).get(target) or {}
-    root_path = (target_spec.get("workspace") or {}).get("root_path") or "/Workspace/Users/${workspace.current_user.userName}/.bundle/${bundle.name}/${bundle.target}"
+    root_path = (target_spec.get("workspace") or {}).get(
+        "root_path"
+    ) or "/Workspace/Users/${workspace.current_user.userName}/.bundle/${bundle.name}/${bundle.target}"
     known: dict[str, Any] = {"bundle.name": name, "bundle.target": target}
     known["workspace.root_path"] = _substitute(root_path, known, "workspace.root_path", keep_unknown=True)
     known["workspace.file_path"] = file_path or f"{known['workspace.root_path']}/files"
@@ -306,7 +332,7 @@ def task_order(tasks: list[Mapping[str, Any]], field: str = "tasks") -> list[str
         if state.get(key) == 2:
             return
         if state.get(key) == 1:
-            cycle = path[path.index(key):] + [key]
+            cycle = path[path.index(key) :] + [key]
             raise _problem(f"{field}[{key}].depends_on", " -> ".join(cycle), "depends_on must not form a cycle")
         state[key] = 1
         for need in deps[key]:
@@ -374,8 +400,15 @@ def problems(bundle: Mapping[str, Any], root: str | Path) -> list[ConfigError]:
         ups = upstream(tasks) if order_ok else {}
         job_params = {p.get("name"): p.get("default") for p in job.get("parameters") or []}
         for task in tasks:
-            found += _task_problems(task, tasks, ups, job_params, root, f"{field}.tasks[{task.get('task_key')}]",
-                                    {t: r.get(key, {}) for t, r in resolved.items()})
+            found += _task_problems(
+                task,
+                tasks,
+                ups,
+                job_params,
+                root,
+                f"{field}.tasks[{task.get('task_key')}]",
+                {t: r.get(key, {}) for t, r in resolved.items()},
+            )
         for target, jobs_resolved in resolved.items():
             found += _settings_problems(jobs_resolved.get(key, {}), f"targets.{target}.{field}")
     unique: dict[str, ConfigError] = {}
@@ -384,9 +417,15 @@ def problems(bundle: Mapping[str, Any], root: str | Path) -> list[ConfigError]:
     return list(unique.values())
 
 
-def _task_problems(task: Mapping[str, Any], tasks: list[Mapping[str, Any]], ups: Mapping[str, set[str]],
-                   job_params: Mapping[str, Any], root: Path, field: str,
-                   resolved: Mapping[str, Mapping[str, Any]]) -> list[ConfigError]:
+def _task_problems(
+    task: Mapping[str, Any],
+    tasks: list[Mapping[str, Any]],
+    ups: Mapping[str, set[str]],
+    job_params: Mapping[str, Any],
+    root: Path,
+    field: str,
+    resolved: Mapping[str, Mapping[str, Any]],
+) -> list[ConfigError]:
     found: list[ConfigError] = []
     nb_task = task.get("notebook_task")
     if not nb_task:
@@ -414,7 +453,11 @@ def _task_problems(task: Mapping[str, Any], tasks: list[Mapping[str, Any]], ups:
             src_path = str((by_key[source].get("notebook_task") or {}).get("notebook_path", ""))
             published = STEP_OUTPUTS.get(step_of(src_path) or "", ())
             if out not in published:
-                found.append(_problem(where, value, f"task {source} ({Path(src_path).name}) publishes only {', '.join(published) or 'nothing'}"))
+                found.append(
+                    _problem(
+                        where, value, f"task {source} ({Path(src_path).name}) publishes only {', '.join(published) or 'nothing'}"
+                    )
+                )
                 continue
             kind = output_type(out)
             whole = TASK_VALUE_REF.fullmatch(value.strip()) is not None
@@ -426,9 +469,19 @@ def _task_problems(task: Mapping[str, Any], tasks: list[Mapping[str, Any]], ups:
                     found.append(_problem(where, value, "expected {{tasks.<task>.values.<key>}}"))
             elif ref.startswith("job.parameters."):
                 if ref.split(".", 2)[2] not in job_params:
-                    found.append(_problem(where, value, f"no job parameter {ref.split('.', 2)[2]}; job parameters: {', '.join(map(str, job_params)) or 'none'}"))
+                    found.append(
+                        _problem(
+                            where,
+                            value,
+                            f"no job parameter {ref.split('.', 2)[2]}; job parameters: {', '.join(map(str, job_params)) or 'none'}",
+                        )
+                    )
             elif not DYNAMIC_REFS.match(ref):
-                found.append(_problem(where, value, "not a known dynamic value reference ({{tasks.<task>.values.<key>}}, {{job.run_id}}, ...)"))
+                found.append(
+                    _problem(
+                        where, value, "not a known dynamic value reference ({{tasks.<task>.values.<key>}}, {{job.run_id}}, ...)"
+                    )
+                )
         if ANY_REF.search(value) is None:
             for target, job in resolved.items():
                 literal = _resolved_param(job, key, name)
@@ -436,28 +489,52 @@ def _task_problems(task: Mapping[str, Any], tasks: list[Mapping[str, Any]], ups:
                     try:
                         coerce(name, literal, _SAMPLES.get(expected, ""))
                     except ConfigError:
-                        found.append(_problem(where, value, f"in target {target} it is {literal!r}, but {notebook.name} expects {expected}"))
+                        found.append(
+                            _problem(
+                                where, value, f"in target {target} it is {literal!r}, but {notebook.name} expects {expected}"
+                            )
+                        )
                         break
         return found
 
-    found += parameter_problems(notebook, params, field=lambda name: f"{field}.notebook_task.base_parameters.{name}",
-                                via="job", value_check=value_problems)
+    found += parameter_problems(
+        notebook,
+        params,
+        field=lambda name: f"{field}.notebook_task.base_parameters.{name}",
+        via="job",
+        value_check=value_problems,
+    )
     step = step_of(path)
     producers = {t.get("task_key"): step_of(str((t.get("notebook_task") or {}).get("notebook_path", ""))) for t in tasks}
     for needed in STEP_INPUTS.get(step or "", ()):
         source = next((k for k, s in producers.items() if s and needed in STEP_OUTPUTS.get(s, ())), None)
         if source is not None and not TASK_VALUE_REF.fullmatch(str(params.get(needed, "")).strip()):
-            found.append(_problem(f"{field}.notebook_task.base_parameters.{needed}", params.get(needed),
-                                  f"the local chain passes it from {source}: expected '{{{{tasks.{source}.values.{needed}}}}}'"))
+            found.append(
+                _problem(
+                    f"{field}.notebook_task.base_parameters.{needed}",
+                    params.get(needed),
+                    f"the local chain passes it from {source}: expected '{{{{tasks.{source}.values.{needed}}}}}'",
+                )
+            )
     for target, job in resolved.items():
         config = _resolved_param(job, key, "config_path")
         if isinstance(config, str) and config.startswith(str(root)) and not Path(config).is_file():
-            found.append(_problem(f"{field}.notebook_task.base_parameters.config_path", params.get("config_path"),
-                                  f"in target {target} it names {config}, which is not in the bundle folder"))
+            found.append(
+                _problem(
+                    f"{field}.notebook_task.base_parameters.config_path",
+                    params.get("config_path"),
+                    f"in target {target} it names {config}, which is not in the bundle folder",
+                )
+            )
             break
     if "config_path" in declared and "config_path" not in params:
-        found.append(_problem(f"{field}.notebook_task.base_parameters.config_path", None,
-                              "pass the synced config, e.g. ${var.config_path} (the default is configs/local.yml)"))
+        found.append(
+            _problem(
+                f"{field}.notebook_task.base_parameters.config_path",
+                None,
+                "pass the synced config, e.g. ${var.config_path} (the default is configs/local.yml)",
+            )
+        )
     return found
 
 

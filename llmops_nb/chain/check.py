@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from llmops_nb.chain.inspect import declared_parameters
-from llmops_nb.chain.table import BY_NAME
-from llmops_nb.errors import ConfigError
 from llmops_nb.chain.params import check_values
+from llmops_nb.chain.table import BY_NAME
 from llmops_nb.config.secrets import looks_like_secret
+from llmops_nb.errors import ConfigError
 
 Via = Literal["papermill", "job"]
 #: papermill's inferred type names for Python types of parameter values.
@@ -57,11 +57,15 @@ def parameter_problems(
             expected = str(declared[name].get("inferred_type_name", "None"))
             actual = TYPE_NAMES.get(type(value), type(value).__name__)
             if expected not in ("None", actual) and not (expected == "float" and actual == "int"):
-                found.append(ConfigError(where, value, f"expected {expected} (the notebook's default is {declared[name].get('default')})"))
+                found.append(
+                    ConfigError(where, value, f"expected {expected} (the notebook's default is {declared[name].get('default')})")
+                )
             continue
         expected = str(declared[name].get("inferred_type_name", "str"))
         if not isinstance(value, str):
-            found.append(ConfigError(where, value, f"widget values are strings; quote it (the notebook converts it to {expected})"))
+            found.append(
+                ConfigError(where, value, f"widget values are strings; quote it (the notebook converts it to {expected})")
+            )
             continue
         if value_check is not None:
             found += value_check(where, name, value, expected)

@@ -56,7 +56,7 @@ def coerce(name: str, value: Any, default: Any) -> Any:
                 return False
             raise ValueError
         if kind is int:
-            if isinstance(value, float) or isinstance(value, bool):
+            if isinstance(value, (float, bool)):
                 raise ValueError
             return int(text)
         if kind is float:
@@ -82,7 +82,13 @@ def coerce(name: str, value: Any, default: Any) -> Any:
 def declare_widgets(dbutils: Any, defaults: Mapping[str, Any]) -> dict[str, str]:
     """Declare a widget per parameter (dropdowns for closed sets) and read every value back."""
     for name, default in defaults.items():
-        text = json.dumps(default) if isinstance(default, (list, dict)) else str(default).lower() if isinstance(default, bool) else str(default)
+        text = (
+            json.dumps(default)
+            if isinstance(default, (list, dict))
+            else str(default).lower()
+            if isinstance(default, bool)
+            else str(default)
+        )
         if name in CHOICES:
             dbutils.widgets.dropdown(name, text if text in CHOICES[name] else CHOICES[name][0], list(CHOICES[name]))
         elif isinstance(default, bool):

@@ -17,18 +17,18 @@ import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from llmops_nb.chain.check import check_inputs, check_parameters
 from llmops_nb.chain.inspect import declared_parameters, notebook_kernel
-from llmops_nb.chain.table import BY_NAME, COMMON_PARAMETERS, NOTEBOOKS, STEPS
-from llmops_nb.errors import ConfigError, LlmopsError
 from llmops_nb.chain.kernels import KernelWarmer
 from llmops_nb.chain.params import read_outputs
-from llmops_nb.util.paths import project_root
+from llmops_nb.chain.table import BY_NAME, COMMON_PARAMETERS, NOTEBOOKS, STEPS
+from llmops_nb.errors import ConfigError, LlmopsError
 from llmops_nb.tracking.provenance import environment_record
+from llmops_nb.util.paths import project_root
 
 
 class StepFailed(LlmopsError):
@@ -95,7 +95,7 @@ def parse_steps(steps: str | Sequence[str] | None) -> list[str]:
 def new_run_dir(out: Path | None = None) -> Path:
     """A new run folder under ``out`` (default ``<project>/runs``)."""
     base = out or project_root() / "runs"
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     run_dir = base / stamp
     n = 1
     while run_dir.exists():
@@ -125,8 +125,12 @@ def plan(
 # --------------------------------------------------------------------------- the phases
 
 
-def prepare(config_path: str | Path | None, steps: str | Sequence[str] | None, backend: str,
-            overrides: Mapping[str, Mapping[str, Any]] | None) -> Prepared:
+def prepare(
+    config_path: str | Path | None,
+    steps: str | Sequence[str] | None,
+    backend: str,
+    overrides: Mapping[str, Mapping[str, Any]] | None,
+) -> Prepared:
     """Steps in chain order, the config loaded, every step's parameters checked: nothing runs yet."""
     from llmops_nb.config.io import default_config_path
     from llmops_nb.config.project import load_project_config
@@ -145,8 +149,9 @@ def step_parameters(step: str, planned: Mapping[str, Any], published: Mapping[st
     return params
 
 
-def execute_step(step: str, params: Mapping[str, Any], run_dir: Path, *, kernel_name: str | None,
-                 progress: bool, km: Any | None = None) -> Path:
+def execute_step(
+    step: str, params: Mapping[str, Any], run_dir: Path, *, kernel_name: str | None, progress: bool, km: Any | None = None
+) -> Path:
     """Run one step's notebook into the run folder; :class:`StepFailed` names the cell that raised."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -179,7 +184,7 @@ def collect(step: str, executed: Path, result: RunResult) -> dict[str, Any]:
 def write_summary(result: RunResult, record: dict[str, Any]) -> None:
     """``summary.json`` in the run folder: parameters, environment, outputs, timings, completed steps."""
     record.update(
-        finished=datetime.now(timezone.utc).isoformat(),
+        finished=datetime.now(UTC).isoformat(),
         outputs=result.outputs,
         seconds=result.seconds,
         completed=[s for s in result.steps if s in result.outputs],
@@ -210,14 +215,15 @@ def run(
     with contextlib.ExitStack() as cleanup:
         warmer = None
         if warm_kernels:  # the first kernel starts while papermill imports and the parameters are checked
-            warmer = cleanup.enter_context(KernelWarmer(
-                {s: kernel_name or notebook_kernel(notebook_path(s)) for s in chosen}, cwd=notebooks_dir()))
+            warmer = cleanup.enter_context(
+                KernelWarmer({s: kernel_name or notebook_kernel(notebook_path(s)) for s in chosen}, cwd=notebooks_dir())
+            )
         prepared.params = plan(chosen, prepared.config_path, backend, overrides)
         run_dir = new_run_dir(Path(out).resolve() if out else None)
         (run_dir / "config.yml").write_text(prepared.config_path.read_text())
         result = RunResult(run_dir=run_dir, steps=chosen)
         record = {
-            "started": datetime.now(timezone.utc).isoformat(),
+            "started": datetime.now(UTC).isoformat(),
             "config_path": str(prepared.config_path),
             "backend": prepared.backend,
             "steps": chosen,
@@ -244,6 +250,20 @@ def run(
 
 
 __all__ = [
-    "Prepared", "RunResult", "StepFailed", "collect", "execute_step", "iter_notebooks", "new_run_dir", "notebook_kernel",
-    "notebook_path", "notebooks_dir", "parse_steps", "plan", "prepare", "run", "step_parameters", "write_summary",
+    "Prepared",
+    "RunResult",
+    "StepFailed",
+    "collect",
+    "execute_step",
+    "iter_notebooks",
+    "new_run_dir",
+    "notebook_kernel",
+    "notebook_path",
+    "notebooks_dir",
+    "parse_steps",
+    "plan",
+    "prepare",
+    "run",
+    "step_parameters",
+    "write_summary",
 ]

@@ -56,43 +56,89 @@ class Step:
 
 CHAIN: tuple[Step, ...] = (
     Step(
-        "register", "01_register.ipynb", inputs=(),
+        "register",
+        "01_register.ipynb",
+        inputs=(),
         outputs=(Output("model_name"), Output("model_version"), Output("model_uri")),
         timeout_seconds=1800,
-        warm_imports=("mlflow", "mlflow.pyfunc", "mlflow.store.tracking.sqlalchemy_store",
-                      "mlflow.store.model_registry.sqlalchemy_store", "alembic.runtime.migration",
-                      "llmops_nb.steps.register", "llmops_nb.models.registry", "llmops_nb.models.pyfunc", "llama_cpp"),
+        warm_imports=(
+            "mlflow",
+            "mlflow.pyfunc",
+            "mlflow.store.tracking.sqlalchemy_store",
+            "mlflow.store.model_registry.sqlalchemy_store",
+            "alembic.runtime.migration",
+            "llmops_nb.steps.register",
+            "llmops_nb.models.registry",
+            "llmops_nb.models.pyfunc",
+            "llama_cpp",
+        ),
     ),
     Step(
-        "deploy", "02_deploy.ipynb", inputs=("model_version",),
+        "deploy",
+        "02_deploy.ipynb",
+        inputs=("model_version",),
         outputs=(Output("endpoint_name"), Output("endpoint_url"), Output("config_hash")),
-        timeout_seconds=3600, retries=2, notebook_timeout_margin=300, mostly_waits=True,
-        warm_imports=("databricks.sdk", "databricks.sdk.service.serving", "llmops_nb.steps.deploy",
-                      "llmops_nb.endpoints.apply", "llmops_nb.endpoints.preflight", "filelock"),
+        timeout_seconds=3600,
+        retries=2,
+        notebook_timeout_margin=300,
+        mostly_waits=True,
+        warm_imports=(
+            "databricks.sdk",
+            "databricks.sdk.service.serving",
+            "llmops_nb.steps.deploy",
+            "llmops_nb.endpoints.apply",
+            "llmops_nb.endpoints.preflight",
+            "filelock",
+        ),
     ),
     Step(
-        "serve", "03_serve.ipynb", inputs=("endpoint_name",),
+        "serve",
+        "03_serve.ipynb",
+        inputs=("endpoint_name",),
         outputs=(Output("sample_latency_ms", "float"),),
         timeout_seconds=900,
-        warm_imports=("databricks.sdk", "databricks.sdk.service.serving", "pandas", "llmops_nb.steps.query",
-                      "llmops_nb.chat.client", "llmops_nb.endpoints.ops"),
+        warm_imports=(
+            "databricks.sdk",
+            "databricks.sdk.service.serving",
+            "pandas",
+            "llmops_nb.steps.query",
+            "llmops_nb.chat.client",
+            "llmops_nb.endpoints.ops",
+        ),
     ),
     Step(
-        "evaluate", "04_evaluate.ipynb", inputs=("endpoint_name", "model_name", "model_version"),
+        "evaluate",
+        "04_evaluate.ipynb",
+        inputs=("endpoint_name", "model_name", "model_version"),
         outputs=(Output("eval_run_id"), Output("metrics", "dict"), Output("promoted", "bool")),
         timeout_seconds=3600,
-        warm_imports=("mlflow", "mlflow.genai", "mlflow.genai.scorers", "mlflow.store.tracking.sqlalchemy_store",
-                      "databricks.sdk", "databricks.sdk.service.serving", "pandas", "matplotlib.pyplot",
-                      "llmops_nb.steps.evaluate", "llmops_nb.evaluation.orchestrate", "llmops_nb.evaluation.scorers",
-                      "llmops_nb.chat.client"),
+        warm_imports=(
+            "mlflow",
+            "mlflow.genai",
+            "mlflow.genai.scorers",
+            "mlflow.store.tracking.sqlalchemy_store",
+            "databricks.sdk",
+            "databricks.sdk.service.serving",
+            "pandas",
+            "matplotlib.pyplot",
+            "llmops_nb.steps.evaluate",
+            "llmops_nb.evaluation.orchestrate",
+            "llmops_nb.evaluation.scorers",
+            "llmops_nb.chat.client",
+        ),
     ),
 )
 
 #: Parameters every step takes from the runner (and the job, as bundle variables).
 COMMON_PARAMETERS: tuple[str, ...] = ("config_path", "backend")
 #: What every step notebook imports first (warmed in every kernel).
-COMMON_IMPORTS: tuple[str, ...] = ("llmops_nb.chain.params", "llmops_nb.backends", "llmops_nb.config.project",
-                                   "tqdm.auto", "IPython.display")
+COMMON_IMPORTS: tuple[str, ...] = (
+    "llmops_nb.chain.params",
+    "llmops_nb.backends",
+    "llmops_nb.config.project",
+    "tqdm.auto",
+    "IPython.display",
+)
 
 BY_NAME: dict[str, Step] = {s.name: s for s in CHAIN}
 

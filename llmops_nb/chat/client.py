@@ -15,16 +15,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
+from llmops_nb.chat.ratecontrol import AimdLimiter, Throttled, throttle_aware
 from llmops_nb.chat.types import ChatResult, Messages
+from llmops_nb.errors import ConfigError, QueryError
 from llmops_nb.protocol.chat_body import CLIENT_ROLES as ROLES
 from llmops_nb.protocol.chat_body import int_problem, temperature_problem
-from llmops_nb.errors import ConfigError, QueryError
-from llmops_nb.chat.ratecontrol import AimdLimiter, Throttled, throttle_aware
 
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
 
     from llmops_nb.chat.stream import ChatStream
+
 
 def as_messages(prompt: str | Messages, system: str | None = None) -> list[dict[str, str]]:
     """A prompt string or a list of messages, validated, as chat messages."""
@@ -69,9 +70,7 @@ def chat(
     from databricks.sdk.service.serving import ChatMessage, ChatMessageRole
 
     check_generation(max_tokens, temperature)
-    messages = [
-        ChatMessage(role=ChatMessageRole(m["role"]), content=m["content"]) for m in as_messages(prompt, system)
-    ]
+    messages = [ChatMessage(role=ChatMessageRole(m["role"]), content=m["content"]) for m in as_messages(prompt, system)]
     started = time.perf_counter()
     try:
         response = w.serving_endpoints.query(
@@ -117,8 +116,7 @@ def chat_stream(
     from llmops_nb.chat.stream import open_stream
 
     check_generation(max_tokens, temperature)
-    body: dict[str, Any] = {"messages": as_messages(prompt, system), "max_tokens": max_tokens,
-                            "temperature": temperature}
+    body: dict[str, Any] = {"messages": as_messages(prompt, system), "max_tokens": max_tokens, "temperature": temperature}
     if stop:
         body["stop"] = list(stop)
     return open_stream(w, endpoint, body)

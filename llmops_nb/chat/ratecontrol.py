@@ -45,8 +45,15 @@ class Throttled(LlmopsError):
 class AimdLimiter:
     """A window of calls in flight: additive increase on answers, halved on 429, shared hold."""
 
-    def __init__(self, max_concurrency: int, *, min_concurrency: int = 1, decrease: float = 0.5,
-                 patience: float = 900.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        max_concurrency: int,
+        *,
+        min_concurrency: int = 1,
+        decrease: float = 0.5,
+        patience: float = 900.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if max_concurrency < 1 or not 1 <= min_concurrency <= max_concurrency or not 0 < decrease < 1:
             raise ValueError("need 1 <= min_concurrency <= max_concurrency and 0 < decrease < 1")
         self.max, self.min, self.decrease, self.patience = max_concurrency, min_concurrency, decrease, patience
@@ -107,8 +114,7 @@ class AimdLimiter:
                 answered = True
                 return result
             except BaseException as exc:
-                wait = exc.retry_after if isinstance(exc, Throttled) else (
-                    retry_after_of(exc) if retry_after_of else None)
+                wait = exc.retry_after if isinstance(exc, Throttled) else (retry_after_of(exc) if retry_after_of else None)
                 if wait is None:
                     raise
                 first_throttle = started if first_throttle is None else first_throttle

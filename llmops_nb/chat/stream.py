@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from llmops_nb.chat.types import ChatResult
-from llmops_nb.protocol.streaming import parse_sse_lines
 from llmops_nb.errors import QueryError
+from llmops_nb.protocol.streaming import parse_sse_lines
 
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
@@ -30,8 +30,7 @@ class ChatStream:
     stop generating: the sequence leaves the model's batch at once.
     """
 
-    def __init__(self, endpoint: str, contents: Any, served_entity: str | None,
-                 started: float) -> None:
+    def __init__(self, endpoint: str, contents: Any, served_entity: str | None, started: float) -> None:
         self.endpoint = endpoint
         self.served_entity = served_entity
         self._contents = contents
@@ -74,8 +73,7 @@ class ChatStream:
             if self._closed:  # closed from another thread (a Stop button): the stream just ends
                 return
             if isinstance(exc, OSError):  # requests' connection errors, mid-stream
-                raise QueryError(f"endpoint {self.endpoint}: the stream broke: "
-                                 f"{type(exc).__name__}") from None
+                raise QueryError(f"endpoint {self.endpoint}: the stream broke: {type(exc).__name__}") from None
             raise
         finally:
             self.close()
@@ -144,10 +142,14 @@ def open_stream(w: WorkspaceClient, endpoint: str, body: dict) -> ChatStream:
 
     started = time.perf_counter()
     try:
-        resp = w.api_client.do("POST", f"/serving-endpoints/{endpoint}/invocations",
-                               body={**body, "stream": True}, raw=True,
-                               headers={"Accept": "text/event-stream"},
-                               response_headers=["served-model-name"])
+        resp = w.api_client.do(
+            "POST",
+            f"/serving-endpoints/{endpoint}/invocations",
+            body={**body, "stream": True},
+            raw=True,
+            headers={"Accept": "text/event-stream"},
+            response_headers=["served-model-name"],
+        )
     except (DatabricksError, TimeoutError, OSError) as exc:
         raise QueryError(f"endpoint {endpoint}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
     return ChatStream(endpoint, resp["contents"], resp.get("served-model-name"), started)

@@ -15,11 +15,22 @@ def bundle() -> None:
 
 
 @bundle.command("render")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Project config the job runs (default: configs/databricks.yml).")
-@click.option("--target", type=click.Choice(["dev", "prod"]), default=None,
-              help="Print the job body as Databricks gets it in this target (variables filled in) instead of the bundle.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to this file instead of stdout.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Project config the job runs (default: configs/databricks.yml).",
+)
+@click.option(
+    "--target",
+    type=click.Choice(["dev", "prod"]),
+    default=None,
+    help="Print the job body as Databricks gets it in this target (variables filled in) instead of the bundle.",
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to this file instead of stdout."
+)
 def bundle_render(config_path: Path | None, target: str | None, out: Path | None) -> None:
     """Render databricks.yml from a project config and the chain's steps."""
     import yaml

@@ -34,10 +34,13 @@ def register(config_path: Path | None, backend: str | None, name: str | None, al
 @backend_option
 @click.option("--model-version", default=None, help="Version of the config's model to serve (default: latest).")
 @click.option("--timeout", type=click.FloatRange(min=1), default=1200, show_default=True, help="Seconds to wait for READY.")
-@click.option("--recreate", is_flag=True, help="Delete and create the endpoint again when the config changes a field "
-              "that cannot change in place (description, route_optimized, registered <-> external model).")
-def deploy(config_path: Path | None, backend: str | None, model_version: str | None, timeout: float,
-           recreate: bool) -> None:
+@click.option(
+    "--recreate",
+    is_flag=True,
+    help="Delete and create the endpoint again when the config changes a field "
+    "that cannot change in place (description, route_optimized, registered <-> external model).",
+)
+def deploy(config_path: Path | None, backend: str | None, model_version: str | None, timeout: float, recreate: bool) -> None:
     """Create or update the config's endpoint (idempotent) and wait until it is READY."""
     from llmops_nb.steps.deploy import deploy as deploy_step
     from llmops_nb.steps.query import curl_command
@@ -54,8 +57,16 @@ def deploy(config_path: Path | None, backend: str | None, model_version: str | N
         elif event.phase == "done":  # the final state: no second GET of the endpoint
             final.update(ready=event.ready, update=event.config_update)
 
-    out = deploy_step(project, target, model_version=model_version, timeout=timeout, progress=sys.stderr.isatty(),
-                       recreate=recreate, log=None, on_progress=on_progress)
+    out = deploy_step(
+        project,
+        target,
+        model_version=model_version,
+        timeout=timeout,
+        progress=sys.stderr.isatty(),
+        recreate=recreate,
+        log=None,
+        on_progress=on_progress,
+    )
     ready, update = final["ready"], final["update"]
     click.echo(f"endpoint {out['endpoint_name']}: {out['deploy_action']}; state {ready}, config_update {update}")
     click.echo(f"serving: {', '.join(out['served_entities'])}")
@@ -80,8 +91,9 @@ def preflight(config_path: Path | None, backend: str | None, model_version: str 
         click.echo(line)
     found = len(report.problems)
     total = len(report.checks)
-    click.echo(f"preflight: {found} problem{'s' * (found != 1)} in {total} checks" if found
-               else f"preflight: {total} checks, no problem")
+    click.echo(
+        f"preflight: {found} problem{'s' * (found != 1)} in {total} checks" if found else f"preflight: {total} checks, no problem"
+    )
     if found:
         sys.exit(2)
 
@@ -96,7 +108,13 @@ def preflight(config_path: Path | None, backend: str | None, model_version: str 
 @click.option("--json", "as_json", is_flag=True, help="Print the answer with usage and latency as JSON.")
 @click.option("--stream", is_flag=True, help="Print the answer's tokens as they come.")
 def query(
-    endpoint: str, prompt: str, backend: str | None, max_tokens: int, temperature: float, system: str | None, as_json: bool,
+    endpoint: str,
+    prompt: str,
+    backend: str | None,
+    max_tokens: int,
+    temperature: float,
+    system: str | None,
+    as_json: bool,
     stream: bool = False,
 ) -> None:
     """Send PROMPT to ENDPOINT and print the answer."""
@@ -131,26 +149,59 @@ def query(
 @click.command()
 @config_option
 @click.option("--steps", default="all", show_default=True, help="Comma-separated steps to run: register,deploy,serve,evaluate.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Parent folder of the run folder (default: runs/).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Parent folder of the run folder (default: runs/).",
+)
 @backend_option
 @click.option("--resume", is_flag=True, help="Evaluate: skip rows an interrupted run already scored.")
 @click.option("--max-rows", type=click.IntRange(min=0), default=None, help="Evaluate only the first N rows.")
-@click.option("--warm-kernels/--cold-kernels", default=True, show_default=True,
-              help="Start each step's kernel and its imports while the step before runs.")
-@click.option("--dataset-source", default=None, help="Evaluate: 'bundled' (the config's dataset) or "
-              "'inference_table' (replay the endpoint's logged requests).")
-@click.option("--replay-since", default=None, help="Evaluate, replay: requests logged since an ISO "
-              "date/time or a duration back from now (30m, 24h, 7d).")
-@click.option("--replay-status", type=int, default=None, help="Evaluate, replay: only requests "
-              "answered with this HTTP status (default 200; 0 for any).")
-@click.option("--replay-endpoint", default=None, help="Evaluate, replay: the endpoint whose inference "
-              "table is replayed (default: the evaluated one).")
-@click.option("--replay-warehouse-id", default=None, help="Evaluate, replay on Databricks: the SQL "
-              "warehouse that reads the table.")
-def run(config_path: Path | None, steps: str, out: Path | None, backend: str | None, resume: bool,
-        max_rows: int | None, warm_kernels: bool, dataset_source: str | None = None,
-        replay_since: str | None = None, replay_status: int | None = None,
-        replay_endpoint: str | None = None, replay_warehouse_id: str | None = None) -> None:
+@click.option(
+    "--warm-kernels/--cold-kernels",
+    default=True,
+    show_default=True,
+    help="Start each step's kernel and its imports while the step before runs.",
+)
+@click.option(
+    "--dataset-source",
+    default=None,
+    help="Evaluate: 'bundled' (the config's dataset) or 'inference_table' (replay the endpoint's logged requests).",
+)
+@click.option(
+    "--replay-since",
+    default=None,
+    help="Evaluate, replay: requests logged since an ISO date/time or a duration back from now (30m, 24h, 7d).",
+)
+@click.option(
+    "--replay-status",
+    type=int,
+    default=None,
+    help="Evaluate, replay: only requests answered with this HTTP status (default 200; 0 for any).",
+)
+@click.option(
+    "--replay-endpoint",
+    default=None,
+    help="Evaluate, replay: the endpoint whose inference table is replayed (default: the evaluated one).",
+)
+@click.option(
+    "--replay-warehouse-id", default=None, help="Evaluate, replay on Databricks: the SQL warehouse that reads the table."
+)
+def run(
+    config_path: Path | None,
+    steps: str,
+    out: Path | None,
+    backend: str | None,
+    resume: bool,
+    max_rows: int | None,
+    warm_kernels: bool,
+    dataset_source: str | None = None,
+    replay_since: str | None = None,
+    replay_status: int | None = None,
+    replay_endpoint: str | None = None,
+    replay_warehouse_id: str | None = None,
+) -> None:
     """Run the notebooks in order with papermill, passing each step's outputs to the next.
 
     Leaves the executed notebooks and a summary.json in a new run folder.
@@ -168,9 +219,13 @@ def run(config_path: Path | None, steps: str, out: Path | None, backend: str | N
         overrides["evaluate"]["resume"] = True
     if max_rows is not None:
         overrides["evaluate"]["max_rows"] = max_rows
-    replay_options = {"dataset_source": dataset_source, "replay_since": replay_since,
-                      "replay_status": replay_status, "replay_endpoint": replay_endpoint,
-                      "replay_warehouse_id": replay_warehouse_id}
+    replay_options = {
+        "dataset_source": dataset_source,
+        "replay_since": replay_since,
+        "replay_status": replay_status,
+        "replay_endpoint": replay_endpoint,
+        "replay_warehouse_id": replay_warehouse_id,
+    }
     overrides["evaluate"].update({k: v for k, v in replay_options.items() if v is not None})
     chosen = parse_steps(steps)
     result = run_chain(
@@ -198,8 +253,13 @@ def run(config_path: Path | None, steps: str, out: Path | None, backend: str | N
         from llmops_nb.evaluation.promotion import decision_report
 
         target = mlflow_backend(kind)
-        for line in decision_report(published["eval_run_id"], project.evaluation.thresholds,
-                                    project.evaluation.promote_alias, target.tracking_uri, target.registry_uri):
+        for line in decision_report(
+            published["eval_run_id"],
+            project.evaluation.thresholds,
+            project.evaluation.promote_alias,
+            target.tracking_uri,
+            target.registry_uri,
+        ):
             click.echo(line)
         click.echo(f"promoted: {published.get('promoted')}")
     if "endpoint_url" in published:

@@ -22,8 +22,16 @@ def main() -> None:
     """
 
 
-for command in (lifecycle.register, lifecycle.deploy, lifecycle.preflight, lifecycle.query, lifecycle.run,
-                endpoints.endpoints, workspace.workspace, bundle.bundle):
+for command in (
+    lifecycle.register,
+    lifecycle.deploy,
+    lifecycle.preflight,
+    lifecycle.query,
+    lifecycle.run,
+    endpoints.endpoints,
+    workspace.workspace,
+    bundle.bundle,
+):
     main.add_command(command)
 
 

@@ -52,8 +52,7 @@ def workspace_env() -> None:
 
     info = launcher.status(local_home())
     if info is None:
-        click.echo(f"error: no local workspace runs in {local_home()}; start one with `llmops-nb workspace start`",
-                   err=True)
+        click.echo(f"error: no local workspace runs in {local_home()}; start one with `llmops-nb workspace start`", err=True)
         sys.exit(3)
     _echo_env(info)
 

@@ -19,22 +19,28 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from llmops_nb.config.errors import _MISSING, _check_name, _Model, _safe, _Shown
+from llmops_nb.config.gateway import AiGatewayConfig, LegacyRateLimit
+from llmops_nb.config.io import _dump_yaml, _load_yaml_model
 from llmops_nb.config.served_entities import (
     AutoCaptureConfigInput,
     ServedEntity,
     ServedModelInput,
     TrafficConfig,
 )
-from llmops_nb.config.errors import _MISSING, _check_name, _Model, _safe, _Shown
-from llmops_nb.config.gateway import AiGatewayConfig, LegacyRateLimit
-from llmops_nb.config.io import _dump_yaml, _load_yaml_model
 from llmops_nb.errors import ConfigError
 
 CORE_FIELDS = ("served_entities", "served_models", "traffic_config", "auto_capture_config")
 # Fields Databricks cannot change on an existing endpoint (CLI bundle/direct/dresources/resources.yml,
 # model_serving_endpoints.recreate_on_changes and provided_id_fields).
-IMMUTABLE_FIELDS = ("name", "description", "route_optimized", "auto_capture_config.catalog_name",
-                    "auto_capture_config.schema_name", "auto_capture_config.table_name_prefix")
+IMMUTABLE_FIELDS = (
+    "name",
+    "description",
+    "route_optimized",
+    "auto_capture_config.catalog_name",
+    "auto_capture_config.schema_name",
+    "auto_capture_config.table_name_prefix",
+)
 
 
 class EndpointTag(_Model):
@@ -52,8 +58,9 @@ class EmailNotifications(_Model):
 
 
 # serving.TelemetryFeature, value for value.
-TelemetryFeature = Literal["TELEMETRY_FEATURE_INFERENCE_TABLE", "TELEMETRY_FEATURE_LOGS",
-                           "TELEMETRY_FEATURE_METRICS", "TELEMETRY_FEATURE_TRACES"]
+TelemetryFeature = Literal[
+    "TELEMETRY_FEATURE_INFERENCE_TABLE", "TELEMETRY_FEATURE_LOGS", "TELEMETRY_FEATURE_METRICS", "TELEMETRY_FEATURE_TRACES"
+]
 
 
 class TelemetryInferenceTableConfig(_Model):
@@ -80,8 +87,7 @@ class TelemetryConfig(_Model):
 
 def _coerce_tags(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {k: str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
-                for k, v in value.items()}
+        return {k: str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for k, v in value.items()}
     return value
 
 
@@ -130,14 +136,16 @@ class EndpointConfig(_Model):
         entities = self.served_entities
         if not entities and not self.served_models:
             given = _Shown("[]") if "served_entities" in self.model_fields_set else _MISSING
-            raise ConfigError("served_entities", given, "this field is required: a list of at least "
-                              "1 served entity (or the deprecated served_models)")
+            raise ConfigError(
+                "served_entities",
+                given,
+                "this field is required: a list of at least 1 served entity (or the deprecated served_models)",
+            )
         seen: set[str] = set()
         for field, items in (("served_entities", entities), ("served_models", self.served_models or [])):
             for i, entity in enumerate(items):
                 if entity.name in seen:
-                    raise ConfigError(f"{field}[{i}].name", entity.name,
-                                      "served entity names must be unique")
+                    raise ConfigError(f"{field}[{i}].name", entity.name, "served entity names must be unique")
                 if entity.name:
                     seen.add(entity.name)
         # SDK docstring of ServedEntityInput.external_model: an endpoint with external models cannot
@@ -146,13 +154,19 @@ class EndpointConfig(_Model):
         kinds = {e.is_external for e in entities}
         if len(kinds) > 1:
             i = next(i for i, e in enumerate(entities) if e.is_external != entities[0].is_external)
-            raise ConfigError(f"served_entities[{i}]", _Shown(repr(entities[i].name)),
-                              "an endpoint cannot mix external models and registered models")
+            raise ConfigError(
+                f"served_entities[{i}]",
+                _Shown(repr(entities[i].name)),
+                "an endpoint cannot mix external models and registered models",
+            )
         tasks = [e.external_model.task for e in entities if e.external_model]
         for i, task in enumerate(tasks):
             if task != tasks[0]:
-                raise ConfigError(f"served_entities[{i}].external_model.task", task,
-                                  f"external models of one endpoint share one task ({tasks[0]!r})")
+                raise ConfigError(
+                    f"served_entities[{i}].external_model.task",
+                    task,
+                    f"external models of one endpoint share one task ({tasks[0]!r})",
+                )
         self._check_routes()
         return self
 
@@ -167,13 +181,19 @@ class EndpointConfig(_Model):
             # "The backend requires an explicit traffic_config when there is more than one served
             # entity" (CLI libs/testserver/serving_endpoints.go, defaultTrafficConfig).
             if len(entities) > 1:
-                raise ConfigError("traffic_config", None, f"routes are required when there are "
-                                  f"{len(entities)} served entities (percentages summing to 100)")
+                raise ConfigError(
+                    "traffic_config",
+                    None,
+                    f"routes are required when there are {len(entities)} served entities (percentages summing to 100)",
+                )
             return
         for i, entity in enumerate(self.served_entities):
             if entity.name is None:
-                raise ConfigError(f"served_entities[{i}].name", None, "give a name when "
-                                  "entity_version is omitted and traffic_config routes are set")
+                raise ConfigError(
+                    f"served_entities[{i}].name",
+                    None,
+                    "give a name when entity_version is omitted and traffic_config routes are set",
+                )
         names = [e.name for e in entities]
         routed: set[str] = set()
         routes = self.traffic_config.routes
@@ -181,8 +201,7 @@ class EndpointConfig(_Model):
             key = "served_entity_name" if route.served_entity_name is not None else "served_model_name"
             field = f"traffic_config.routes[{i}].{key}"
             if route.target not in names:
-                raise ConfigError(field, route.target,
-                                  f"must name a served entity: {', '.join(map(str, names))}")
+                raise ConfigError(field, route.target, f"must name a served entity: {', '.join(map(str, names))}")
             if route.target in routed:
                 raise ConfigError(field, route.target, "one route per served entity")
             routed.add(route.target)
@@ -190,14 +209,18 @@ class EndpointConfig(_Model):
         # sources (a route of 0 is allowed).
         missing = [n for n in names if n not in routed]
         if missing:
-            raise ConfigError("traffic_config.routes", _Shown(f"(no route for {missing[0]!r})"),
-                              "every served entity needs a route (0 is allowed)")
+            raise ConfigError(
+                "traffic_config.routes",
+                _Shown(f"(no route for {missing[0]!r})"),
+                "every served entity needs a route (0 is allowed)",
+            )
         # Databricks: the traffic percentages of an endpoint's routes add up to 100 (docs
         # "Serve multiple models to a model serving endpoint").
         total = sum(r.traffic_percentage for r in routes)
         if total != 100:
-            raise ConfigError("traffic_config.routes", _Shown(f"(percentages summing to {total})"),
-                              "traffic percentages must sum to 100")
+            raise ConfigError(
+                "traffic_config.routes", _Shown(f"(percentages summing to {total})"), "traffic percentages must sum to 100"
+            )
 
     # ------------------------------------------------------------ REST bodies
 
@@ -208,8 +231,7 @@ class EndpointConfig(_Model):
         which is kept) and `traffic_percentage`.
         """
         if self.traffic_config is not None:
-            return [{**r.model_dump(exclude_none=True), "served_entity_name": r.target}
-                    for r in self.traffic_config.routes]
+            return [{**r.model_dump(exclude_none=True), "served_entity_name": r.target} for r in self.traffic_config.routes]
         return [{"served_entity_name": self.all_served[0].name, "traffic_percentage": 100}]
 
     def core_config_body(self) -> dict[str, Any]:
@@ -232,8 +254,7 @@ class EndpointConfig(_Model):
 
     def to_databricks_body(self) -> dict[str, Any]:
         """The body of `POST /api/2.0/serving-endpoints` (None values omitted)."""
-        body: dict[str, Any] = {"name": self.name, "config": {"name": self.name,
-                                                              **self.core_config_body()}}
+        body: dict[str, Any] = {"name": self.name, "config": {"name": self.name, **self.core_config_body()}}
         if self.ai_gateway is not None:
             body["ai_gateway"] = self.ai_gateway_body()
         if self.tags:
@@ -256,21 +277,21 @@ class EndpointConfig(_Model):
         data = dict(body)
         config = data.pop("config", _MISSING)
         if not isinstance(config, Mapping):
-            raise ConfigError("config", _safe("config", config),
-                              "must be a mapping with name, " + ", ".join(CORE_FIELDS))
+            raise ConfigError("config", _safe("config", config), "must be a mapping with name, " + ", ".join(CORE_FIELDS))
         config = dict(config)
         core_fields = CORE_FIELDS
         for key in data:
             if key in core_fields:  # these belong under `config` in a REST body
-                raise ConfigError(str(key), _safe(str(key), data[key]), "unknown field at the top level; "
-                                  "it belongs under config")
+                raise ConfigError(str(key), _safe(str(key), data[key]), "unknown field at the top level; it belongs under config")
         for key in config:
             if key not in ("name", *core_fields):
-                raise ConfigError(f"config.{key}", _safe(str(key), config[key]),
-                                  "unknown field; allowed fields: name, " + ", ".join(core_fields))
+                raise ConfigError(
+                    f"config.{key}",
+                    _safe(str(key), config[key]),
+                    "unknown field; allowed fields: name, " + ", ".join(core_fields),
+                )
         if "name" in config and config["name"] != data.get("name"):
-            raise ConfigError("config.name", _safe("name", config["name"]),
-                              f"must equal the endpoint name {data.get('name')!r}")
+            raise ConfigError("config.name", _safe("name", config["name"]), f"must equal the endpoint name {data.get('name')!r}")
         if "tags" in data:
             data["tags"] = _tags_from_list(data["tags"])
         data.update({k: config[k] for k in core_fields if k in config})
@@ -281,8 +302,9 @@ class EndpointConfig(_Model):
             raise ConfigError(prefix + exc.field, exc.value, exc.allowed) from None
         for i, entity in enumerate(parsed.served_entities):
             if entity.entity_name is not None and entity.entity_version is None:
-                raise ConfigError(f"config.served_entities[{i}].entity_version", None,
-                                  "required in a REST body: a version number (digits)")
+                raise ConfigError(
+                    f"config.served_entities[{i}].entity_version", None, "required in a REST body: a version number (digits)"
+                )
         return parsed
 
     def with_resolved_versions(self, resolver: Callable[[str], str]) -> EndpointConfig:

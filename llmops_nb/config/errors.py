@@ -14,8 +14,8 @@ from typing import Any, Union
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from llmops_nb.errors import ConfigError
 from llmops_nb.config.secrets import MASK, looks_like_secret
+from llmops_nb.errors import ConfigError
 
 # Endpoint names: "alphanumeric characters, dashes, and underscores" (SDK docstring of
 # ServingEndpointsAPI.create), "[ 1 .. 63 ] characters" (REST reference,

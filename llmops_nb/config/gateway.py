@@ -43,8 +43,7 @@ class AiGatewayRateLimit(_Model):
         if self.calls is None and self.tokens is None:
             raise ConfigError("calls", None, "set calls and/or tokens (integers >= 1)")
         if self.principal is not None and self.key in (None, "endpoint"):
-            raise ConfigError("principal", self.principal,
-                              "only with key user, user_group or service_principal")
+            raise ConfigError("principal", self.principal, "only with key user, user_group or service_principal")
         return self
 
 

@@ -46,8 +46,7 @@ def _load_yaml_model(cls: type[_M], path: Path) -> _M:
         problem = getattr(exc, "problem", None) or type(exc).__name__
         raise ConfigError("config file", str(path), f"must be valid YAML ({where}{problem})") from None
     if not isinstance(data, dict):
-        raise ConfigError("config file", str(path),
-                          f"must hold a mapping of fields, got {type(data).__name__}")
+        raise ConfigError("config file", str(path), f"must hold a mapping of fields, got {type(data).__name__}")
     try:
         return cls.model_validate(data)
     except ConfigError as exc:

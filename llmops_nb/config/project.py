@@ -19,8 +19,10 @@ from llmops_nb.errors import ConfigError
 # sql-ref-names.html); a registered model is catalog.schema.model.
 _UC_PART = r"[^./\x00-\x20\x7f]{1,255}"
 UC_NAME_RE = re.compile(rf"\A{_UC_PART}\.{_UC_PART}\.{_UC_PART}\Z")
-UC_NAME_RULE = ("Unity Catalog needs a 3-level name catalog.schema.model (each part 1-255 characters, "
-                "no '.', space, '/' or control character)")
+UC_NAME_RULE = (
+    "Unity Catalog needs a 3-level name catalog.schema.model (each part 1-255 characters, "
+    "no '.', space, '/' or control character)"
+)
 
 # Model aliases as MLflow's registry checks them (mlflow/utils/validation.py:
 # _validate_model_alias_name: _REGISTERED_MODEL_ALIAS_REGEX ^[\w\-]*$, non-empty, at most
@@ -29,8 +31,7 @@ UC_NAME_RULE = ("Unity Catalog needs a 3-level name catalog.schema.model (each p
 ALIAS_RE = re.compile(r"\A[\w-]{1,255}\Z")
 RESERVED_ALIAS_RE = re.compile(r"\A(?:[vV]\d+|latest)\Z", re.IGNORECASE)
 ALIAS_RULE = "letters, digits, '_' and '-', at most 255 (not 'latest' nor v<number>)"
-LOWER_IS_BETTER = frozenset({"latency", "error_rate", "errors", "failure_rate", "pii_rate",
-                             "toxicity", "cost", "refusal_rate"})
+LOWER_IS_BETTER = frozenset({"latency", "error_rate", "errors", "failure_rate", "pii_rate", "toxicity", "cost", "refusal_rate"})
 
 
 def check_alias(value: str, field: str = "alias") -> str:
@@ -52,8 +53,11 @@ def _check_alias(value: str) -> str:
 def is_upper_bound(metric: str) -> bool:
     """True when a threshold on `metric` is a maximum (lower is better)."""
     base = metric.split("/")[0]
-    return base.endswith(("_ms", "_seconds")) or base in LOWER_IS_BETTER \
+    return (
+        base.endswith(("_ms", "_seconds"))
+        or base in LOWER_IS_BETTER
         or any(base.endswith("_" + name) for name in LOWER_IS_BETTER)
+    )
 
 
 class ModelSpec(_Model):
@@ -135,19 +139,23 @@ class ProjectConfig(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> ProjectConfig:
         if (self.endpoint is None) == (self.foundation_endpoint is None):
-            raise ConfigError("endpoint", _Shown("(both or neither)" if self.endpoint else "(missing)"),
-                              "set an endpoint section, or foundation_endpoint to query an "
-                              "existing pay-per-token endpoint (not both)")
+            raise ConfigError(
+                "endpoint",
+                _Shown("(both or neither)" if self.endpoint else "(missing)"),
+                "set an endpoint section, or foundation_endpoint to query an existing pay-per-token endpoint (not both)",
+            )
         if self.backend == "databricks" and self.experiment and not self.experiment.startswith("/"):
-            raise ConfigError("experiment", self.experiment, "Databricks takes an absolute workspace path "
-                              "such as /Users/<you>/llmops-nb or /Shared/llmops-nb")
+            raise ConfigError(
+                "experiment",
+                self.experiment,
+                "Databricks takes an absolute workspace path such as /Users/<you>/llmops-nb or /Shared/llmops-nb",
+            )
         if self.backend == "databricks":
             if not is_uc_name(self.model.name):
                 raise ConfigError("model.name", self.model.name, UC_NAME_RULE)
             for i, entity in enumerate(self.endpoint.served_entities if self.endpoint else []):
                 if entity.entity_name is not None and not is_uc_name(entity.entity_name):
-                    raise ConfigError(f"endpoint.served_entities[{i}].entity_name",
-                                      entity.entity_name, UC_NAME_RULE)
+                    raise ConfigError(f"endpoint.served_entities[{i}].entity_name", entity.entity_name, UC_NAME_RULE)
         return self
 
     @property

@@ -8,12 +8,21 @@ from typing import Any, ClassVar, Literal, get_args
 from pydantic import Field, field_validator, model_validator
 
 from llmops_nb.config.errors import REF_RULE, _Model, _Shown
-from llmops_nb.errors import ConfigError
 from llmops_nb.config.secrets import MASK, is_secret_ref, looks_like_secret
+from llmops_nb.errors import ConfigError
 
 # databricks-sdk serving.ExternalModelProvider, value for value (tests/config/test_sdk_schema.py checks it).
-Provider = Literal["openai", "anthropic", "cohere", "amazon-bedrock", "google-cloud-vertex-ai",
-                   "ai21labs", "databricks-model-serving", "custom", "palm"]
+Provider = Literal[
+    "openai",
+    "anthropic",
+    "cohere",
+    "amazon-bedrock",
+    "google-cloud-vertex-ai",
+    "ai21labs",
+    "databricks-model-serving",
+    "custom",
+    "palm",
+]
 # The SDK types `task` as a free string; these are the tasks Databricks documents for external
 # models (docs.databricks.com/aws/en/generative-ai/external-models: "llm/v1/completions",
 # "llm/v1/chat", "llm/v1/embeddings").
@@ -36,8 +45,12 @@ class _ProviderConfig(_Model):
             for key in data:
                 if isinstance(key, str) and key.endswith("_plaintext"):
                     ref_field = key[: -len("_plaintext")]
-                    raise ConfigError(key, MASK, f"plaintext secrets are refused; store the value "
-                                      f"in a secret and set {ref_field}: '{{{{secrets/<scope>/<key>}}}}'")
+                    raise ConfigError(
+                        key,
+                        MASK,
+                        f"plaintext secrets are refused; store the value "
+                        f"in a secret and set {ref_field}: '{{{{secrets/<scope>/<key>}}}}'",
+                    )
         return data
 
     @model_validator(mode="after")
@@ -71,12 +84,18 @@ class OpenAiConfig(_ProviderConfig):
     @model_validator(mode="after")
     def _check_type(self) -> OpenAiConfig:
         kind = self.openai_api_type or "openai"
-        needed = {"openai": ["openai_api_key"],
-                  "azure": ["openai_api_key", "openai_api_base", "openai_api_version",
-                            "openai_deployment_name"],
-                  "azuread": ["microsoft_entra_client_id", "microsoft_entra_tenant_id",
-                              "microsoft_entra_client_secret", "openai_api_base",
-                              "openai_api_version", "openai_deployment_name"]}[kind]
+        needed = {
+            "openai": ["openai_api_key"],
+            "azure": ["openai_api_key", "openai_api_base", "openai_api_version", "openai_deployment_name"],
+            "azuread": [
+                "microsoft_entra_client_id",
+                "microsoft_entra_tenant_id",
+                "microsoft_entra_client_secret",
+                "openai_api_base",
+                "openai_api_version",
+                "openai_deployment_name",
+            ],
+        }[kind]
         for name in needed:
             if getattr(self, name) is None:
                 rule = REF_RULE if name in self.secret_fields else "a non-empty string"
@@ -181,17 +200,20 @@ class CustomProviderConfig(_Model):
     @model_validator(mode="after")
     def _one_auth(self) -> CustomProviderConfig:
         if (self.api_key_auth is None) == (self.bearer_token_auth is None):
-            raise ConfigError("api_key_auth", _Shown("(both or neither)"),
-                              "set exactly one of api_key_auth or bearer_token_auth")
+            raise ConfigError("api_key_auth", _Shown("(both or neither)"), "set exactly one of api_key_auth or bearer_token_auth")
         return self
 
 
 PROVIDER_CONFIG_FIELD: dict[str, str] = {
-    "openai": "openai_config", "anthropic": "anthropic_config", "cohere": "cohere_config",
+    "openai": "openai_config",
+    "anthropic": "anthropic_config",
+    "cohere": "cohere_config",
     "amazon-bedrock": "amazon_bedrock_config",
-    "google-cloud-vertex-ai": "google_cloud_vertex_ai_config", "ai21labs": "ai21labs_config",
+    "google-cloud-vertex-ai": "google_cloud_vertex_ai_config",
+    "ai21labs": "ai21labs_config",
     "databricks-model-serving": "databricks_model_serving_config",
-    "custom": "custom_provider_config", "palm": "palm_config",
+    "custom": "custom_provider_config",
+    "palm": "palm_config",
 }
 
 
@@ -217,6 +239,5 @@ class ExternalModel(_Model):
         given = [f for f in PROVIDER_CONFIG_FIELD.values() if getattr(self, f) is not None]
         if given != [wanted]:
             got = ", ".join(given) or "none"
-            raise ConfigError("provider", self.provider,
-                              f"provider {self.provider!r} needs exactly {wanted}, got {got}")
+            raise ConfigError("provider", self.provider, f"provider {self.provider!r} needs exactly {wanted}, got {got}")
         return self

@@ -25,8 +25,19 @@ _TOKEN_PATTERNS = re.compile(
     r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
 )
-_SECRET_WORDS = {"token", "secret", "password", "passwd", "pwd", "credential", "credentials",
-                 "apikey", "pat", "bearer", "privatekey"}
+_SECRET_WORDS = {
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "credential",
+    "credentials",
+    "apikey",
+    "pat",
+    "bearer",
+    "privatekey",
+}
 _KEY_QUALIFIERS = {"api", "access", "private", "secret", "auth", "client", "signing", "account"}
 
 
@@ -112,9 +123,7 @@ def looks_like_secret(name: str, value: object) -> bool:
     words = _name_words(name)
     if _SECRET_WORDS.intersection(words):
         return True
-    if "key" in words and _KEY_QUALIFIERS.intersection(words):
-        return True
-    return False
+    return bool("key" in words and _KEY_QUALIFIERS.intersection(words))
 
 
 def redact(text: str, values: Iterable[str] = ()) -> str:

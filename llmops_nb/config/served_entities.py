@@ -17,15 +17,16 @@ from pydantic import Field, field_validator, model_validator
 
 from llmops_nb.config.errors import REF_RULE, _Model, _safe
 from llmops_nb.config.providers import ExternalModel
-from llmops_nb.errors import ConfigError
 from llmops_nb.config.secrets import MASK, looks_like_secret
+from llmops_nb.errors import ConfigError
 
 # The sizes Databricks documents; `workload_size` itself is a free string because "additional
 # custom workload sizes can also be used when available in the workspace" (SDK docstring).
 WorkloadSize = Literal["Small", "Medium", "Large"]
 # databricks-sdk serving.ServingModelWorkloadType (= ServedModelInputWorkloadType), value for value.
-WorkloadType = Literal["CPU", "CPU_LARGE", "CPU_MEDIUM", "GPU_LARGE", "GPU_MEDIUM", "GPU_SMALL", "GPU_XLARGE",
-                       "GPU_XLARGE_8", "MULTIGPU_MEDIUM"]
+WorkloadType = Literal[
+    "CPU", "CPU_LARGE", "CPU_MEDIUM", "GPU_LARGE", "GPU_MEDIUM", "GPU_SMALL", "GPU_XLARGE", "GPU_XLARGE_8", "MULTIGPU_MEDIUM"
+]
 
 # "A served entity name can consist of alphanumeric characters, dashes, and underscores" (SDK
 # docstring of ServedEntityInput.name; no length limit is documented).
@@ -88,8 +89,7 @@ class _Compute(_Model):
         # "min/max_provisioned_concurrency: Do not use if workload_size is specified" (SDK docstrings).
         for field in _CONCURRENCY:
             if self.workload_size is not None and getattr(self, field) is not None:
-                raise ConfigError(field, getattr(self, field),
-                                  "do not set provisioned concurrency together with workload_size")
+                raise ConfigError(field, getattr(self, field), "do not set provisioned concurrency together with workload_size")
 
 
 class ServedEntity(_Compute):
@@ -111,20 +111,23 @@ class ServedEntity(_Compute):
     @model_validator(mode="after")
     def _kind(self) -> ServedEntity:
         if (self.entity_name is None) == (self.external_model is None):
-            raise ConfigError("entity_name", self.entity_name,
-                              "set exactly one of entity_name (a registered model) or external_model")
+            raise ConfigError(
+                "entity_name", self.entity_name, "set exactly one of entity_name (a registered model) or external_model"
+            )
         if self.external_model is not None:
             for field in _REGISTERED_ONLY:
                 if getattr(self, field) is not None:
-                    raise ConfigError(field, _safe(field, getattr(self, field)),
-                                      f"external_model entities take no {field} (registered models only)")
+                    raise ConfigError(
+                        field,
+                        _safe(field, getattr(self, field)),
+                        f"external_model entities take no {field} (registered models only)",
+                    )
         self._check_sizing()
         if self.name is None:
             default = self.default_name()
             if default is not None:
                 if not ENTITY_NAME_RE.match(default):
-                    raise ConfigError("name", None, f"the default name {default!r} is invalid; "
-                                      f"set a name of {ENTITY_NAME_RULE}")
+                    raise ConfigError("name", None, f"the default name {default!r} is invalid; set a name of {ENTITY_NAME_RULE}")
                 object.__setattr__(self, "name", default)  # a default, not marked as set
         return self
 
@@ -177,11 +180,17 @@ class Route(_Model):
     def _target(self) -> Route:
         names = {n for n in (self.served_entity_name, self.served_model_name) if n is not None}
         if not names:
-            raise ConfigError("served_entity_name", None, "name the served entity this route sends to "
-                              "(served_entity_name, or the legacy served_model_name)")
+            raise ConfigError(
+                "served_entity_name",
+                None,
+                "name the served entity this route sends to (served_entity_name, or the legacy served_model_name)",
+            )
         if len(names) > 1:  # Databricks echoes both with the same name (CLI libs/testserver)
-            raise ConfigError("served_model_name", self.served_model_name,
-                              f"must equal served_entity_name {self.served_entity_name!r} when both are set")
+            raise ConfigError(
+                "served_model_name",
+                self.served_model_name,
+                f"must equal served_entity_name {self.served_entity_name!r} when both are set",
+            )
         return self
 
     @property

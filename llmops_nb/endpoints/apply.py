@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmops_nb.endpoints import plan as planning
 from llmops_nb.endpoints.events import POLLED, WRITTEN, DeployEvent
+from llmops_nb.endpoints.ops import endpoint_url, get_endpoint, state_of
 from llmops_nb.endpoints.plan import (
     AI_GATEWAY,
     CONFIG,
@@ -33,7 +34,6 @@ from llmops_nb.endpoints.plan import (
     TAGS,
     TELEMETRY,
 )
-from llmops_nb.endpoints.ops import endpoint_url, get_endpoint, state_of
 from llmops_nb.endpoints.waits import FAILED_UPDATES, wait_not_updating, wait_ready
 from llmops_nb.errors import DeployTimeout, EndpointError
 
@@ -75,8 +75,9 @@ def _typed(cls_name: str, body: dict[str, Any], where: str) -> Any:
     obj = getattr(serving, cls_name).from_dict(body)
     lost = _dropped(body, obj.as_dict())
     if lost:
-        raise EndpointError(f"{where}.{lost}: not supported by the installed databricks-sdk "
-                            f"{version.__version__}; upgrade databricks-sdk")
+        raise EndpointError(
+            f"{where}.{lost}: not supported by the installed databricks-sdk {version.__version__}; upgrade databricks-sdk"
+        )
     return obj
 
 
@@ -123,8 +124,9 @@ def _kwargs_for(method: Any, body: dict[str, Any], where: str) -> dict[str, Any]
         if value is None:
             continue
         if key not in hints:
-            raise EndpointError(f"{where}.{key}: not supported by the installed databricks-sdk's "
-                                f"{method.__name__}; upgrade databricks-sdk")
+            raise EndpointError(
+                f"{where}.{key}: not supported by the installed databricks-sdk's {method.__name__}; upgrade databricks-sdk"
+            )
         hint = hints[key]
         args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
         inner = typing.get_args(args[0])[0] if typing.get_origin(args[0]) is list else args[0]
@@ -146,12 +148,14 @@ def _sdk_body(kwargs: dict[str, Any]) -> dict[str, Any]:
     def plain(value: Any) -> Any:
         return value.as_dict() if hasattr(value, "as_dict") else value
 
-    return {key: [plain(v) for v in value] if isinstance(value, list) else plain(value)
-            for key, value in kwargs.items() if value is not None}
+    return {
+        key: [plain(v) for v in value] if isinstance(value, list) else plain(value)
+        for key, value in kwargs.items()
+        if value is not None
+    }
 
 
-def _send(w: WorkspaceClient, http_method: str, path: str, sdk_method: Any, body: dict[str, Any],
-          where: str) -> list[str]:
+def _send(w: WorkspaceClient, http_method: str, path: str, sdk_method: Any, body: dict[str, Any], where: str) -> list[str]:
     """Send ``body`` as ``sdk_method`` would (typed and checked, same path and headers:
     databricks-sdk ``service/serving.py``) and return the answer's ``warnings`` lines.
 
@@ -168,8 +172,9 @@ def _send(w: WorkspaceClient, http_method: str, path: str, sdk_method: Any, body
     return [str(line) for line in found] if isinstance(found, list) else []
 
 
-def _write(w: WorkspaceClient, cfg: EndpointConfig, change: str, current: dict[str, Any] | None,
-           timeout: float = 1200) -> list[str]:
+def _write(
+    w: WorkspaceClient, cfg: EndpointConfig, change: str, current: dict[str, Any] | None, timeout: float = 1200
+) -> list[str]:
     """Make one planned write; the workspace's warning lines about it (none from Databricks)."""
     api = type(w.serving_endpoints)
     at = f"{SERVING_ENDPOINTS}/{cfg.name}"
@@ -188,8 +193,11 @@ def _write(w: WorkspaceClient, cfg: EndpointConfig, change: str, current: dict[s
     if change in (DISABLE_INFERENCE_TABLE, AI_GATEWAY):
         # No ai_gateway in the config: every argument None, an empty `{}` PUT clears the gateway
         # (the CLI's updateAiGateway with a nil AiGateway).
-        gateway = (_disabled_table_gateway(current or {}) if change == DISABLE_INFERENCE_TABLE
-                   else cfg.to_databricks_body().get("ai_gateway") or {})
+        gateway = (
+            _disabled_table_gateway(current or {})
+            if change == DISABLE_INFERENCE_TABLE
+            else cfg.to_databricks_body().get("ai_gateway") or {}
+        )
         return _send(w, "PUT", f"{at}/ai-gateway", api.put_ai_gateway, gateway, "ai_gateway")
     if change == CONFIG:
         core = {k: v for k, v in cfg.to_databricks_body()["config"].items() if k != "name"}
@@ -201,8 +209,7 @@ def _write(w: WorkspaceClient, cfg: EndpointConfig, change: str, current: dict[s
         # The CLI waits first: "The telemetry API rejects endpoints with an update in progress."
         wait_not_updating(w, cfg.name, timeout=timeout)
         body = {"telemetry_config": cfg.to_databricks_body().get("telemetry_config")}
-        w.serving_endpoints.patch_telemetry_config(
-            name=cfg.name, **_kwargs_for(api.patch_telemetry_config, body, "endpoint"))
+        w.serving_endpoints.patch_telemetry_config(name=cfg.name, **_kwargs_for(api.patch_telemetry_config, body, "endpoint"))
         return []
     raise ValueError(change)  # pragma: no cover - the plan makes no other write
 
@@ -284,18 +291,27 @@ def deploy(
     if on_event is not None:
         on_event(DeployEvent(WRITTEN, cfg.name, action=action))
     endpoint = (
-        wait_ready(w, cfg.name, timeout=timeout, poll_interval=poll_interval, progress=progress,
-                   # a create or config update is IN_PROGRESS right after the call
-                   first_poll_after=poll_interval if rolled_out else 0.0,
-                   accept_failed_update=not rolled_out, on_poll=polled)
+        wait_ready(
+            w,
+            cfg.name,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            progress=progress,
+            # a create or config update is IN_PROGRESS right after the call
+            first_poll_after=poll_interval if rolled_out else 0.0,
+            accept_failed_update=not rolled_out,
+            on_poll=polled,
+        )
         if wait
         else get_endpoint(w, cfg.name) or {}
     )
     ready, update = state_of(endpoint)
     notes: tuple[str, ...] = ()
     if update in FAILED_UPDATES and not rolled_out:
-        notes = (f"the last config update ended {update}; the endpoint serves the desired config "
-                 f"(config_version {(endpoint.get('config') or {}).get('config_version')}) and is {ready}",)
+        notes = (
+            f"the last config update ended {update}; the endpoint serves the desired config "
+            f"(config_version {(endpoint.get('config') or {}).get('config_version')}) and is {ready}",
+        )
     return DeployResult(
         name=cfg.name,
         action=action,

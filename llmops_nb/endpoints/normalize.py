@@ -37,8 +37,7 @@ INPUT_ONLY_ENTITY_FIELDS = ("burst_scaling_enabled",)
 # resources.yml ignore_local_changes / ignore_remote_changes: never compared.
 IGNORED_TOP_FIELDS = ("budget_policy_id", "rate_limits", "name")
 # The sections of the create body a GET reports back (newModelServingEndpointRemote).
-REMOTE_TOP_FIELDS = ("ai_gateway", "config", "description", "email_notifications", "route_optimized",
-                     "tags", "telemetry_config")
+REMOTE_TOP_FIELDS = ("ai_gateway", "config", "description", "email_notifications", "route_optimized", "tags", "telemetry_config")
 
 
 @cache
@@ -50,8 +49,14 @@ def input_fields(class_name: str) -> frozenset[str]:
 
 
 def _zero(value: Any) -> bool:
-    return value is None or value is False or value == "" or value == {} or value == [] or (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0)
+    return (
+        value is None
+        or value is False
+        or value == ""
+        or value == {}
+        or value == []
+        or (isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0)
+    )
 
 
 def compact(value: Any) -> Any:
@@ -132,8 +137,7 @@ def endpoint(body: dict[str, Any]) -> dict[str, Any]:
     """
     sections = ("config", "ai_gateway", "tags")
     out = compact({k: v for k, v in body.items() if k not in IGNORED_TOP_FIELDS and k not in sections})
-    out.update(config=core_config(body.get("config")), ai_gateway=ai_gateway(body.get("ai_gateway")),
-               tags=tags(body.get("tags")))
+    out.update(config=core_config(body.get("config")), ai_gateway=ai_gateway(body.get("ai_gateway")), tags=tags(body.get("tags")))
     if isinstance(out.get("telemetry_config"), dict):
         # resources.yml ignore_remote_changes: telemetry_config.table_names is input only.
         out["telemetry_config"] = compact({k: v for k, v in out["telemetry_config"].items() if k != "table_names"})

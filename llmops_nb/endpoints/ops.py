@@ -18,8 +18,7 @@ def get_endpoint(w: WorkspaceClient, name: str) -> dict[str, Any] | None:
     from databricks.sdk.errors import NotFound
 
     try:
-        found = w.api_client.do("GET", f"/api/2.0/serving-endpoints/{name}",
-                                headers={"Accept": "application/json"})
+        found = w.api_client.do("GET", f"/api/2.0/serving-endpoints/{name}", headers={"Accept": "application/json"})
     except NotFound:
         return None
     return found if isinstance(found, dict) else {}

@@ -55,8 +55,12 @@ class Plan:
         """The one-line error for the first immutable change."""
         path, current, desired = self.immutable[0]
         more = f" (+{len(self.immutable) - 1} more)" if len(self.immutable) > 1 else ""
-        return ImmutableChange(path, desired, f"cannot change on an existing endpoint (endpoint {name} has "
-                               f"{current!r}){more}; deploy with --recreate to delete and recreate it")
+        return ImmutableChange(
+            path,
+            desired,
+            f"cannot change on an existing endpoint (endpoint {name} has "
+            f"{current!r}){more}; deploy with --recreate to delete and recreate it",
+        )
 
 
 def _kind(entities: list[dict[str, Any]]) -> str | None:
@@ -69,8 +73,11 @@ def immutable_changes(desired: dict[str, Any], remote: dict[str, Any]) -> list[t
     changes = [(k, remote.get(k), desired.get(k)) for k in IMMUTABLE_TOP if desired.get(k) != remote.get(k)]
     d_capture = desired["config"].get("auto_capture_config") or {}
     r_capture = remote["config"].get("auto_capture_config") or {}
-    changes += [(f"config.auto_capture_config.{k}", r_capture.get(k), d_capture.get(k))
-                for k in CAPTURE_LOCATION if d_capture.get(k) != r_capture.get(k)]
+    changes += [
+        (f"config.auto_capture_config.{k}", r_capture.get(k), d_capture.get(k))
+        for k in CAPTURE_LOCATION
+        if d_capture.get(k) != r_capture.get(k)
+    ]
     d_kind = _kind(desired["config"].get("served_entities", []))
     r_kind = _kind(remote["config"].get("served_entities", []))
     if r_kind and d_kind != r_kind:

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from llmops_nb.errors import ConfigError, LlmopsError
 from llmops_nb.config.secrets import parse_secret_ref
+from llmops_nb.errors import ConfigError, LlmopsError
 
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
@@ -63,8 +63,10 @@ PAYLOAD_LIMIT_MB = {"custom model": 16, "external model": 4, "provisioned throug
 GATEWAY_SUPPORT: dict[str, tuple[str, frozenset[str]]] = {
     "rate_limits": ("rate limits", frozenset({"custom model", "external model", "provisioned throughput"})),
     "usage_tracking_config": ("usage tracking", frozenset({"custom model", "external model", "provisioned throughput"})),
-    "inference_table_config": ("payload logging (inference tables)",
-                               frozenset({"custom model", "external model", "provisioned throughput"})),
+    "inference_table_config": (
+        "payload logging (inference tables)",
+        frozenset({"custom model", "external model", "provisioned throughput"}),
+    ),
     "guardrails": ("AI guardrails", frozenset({"external model", "provisioned throughput"})),
     "fallback_config": ("fallbacks", frozenset({"external model"})),
 }
@@ -144,32 +146,57 @@ def config_checks(project: ProjectConfig) -> list[Check]:
     kind = endpoint_type(project)
     endpoint = project.endpoint
     if endpoint is None:
-        return [_skipped("served entities", f"none configured: the config queries the existing endpoint "
-                                            f"{project.foundation_endpoint}")]
+        return [
+            _skipped(
+                "served entities", f"none configured: the config queries the existing endpoint {project.foundation_endpoint}"
+            )
+        ]
     found: list[Check] = []
     served = endpoint.all_served
     if len(served) > MAX_SERVED_ENTITIES:
-        found.append(_problem("served entities", f"{len(served)} on endpoint {endpoint.name}, Databricks serves at most "
-                                                 f"{MAX_SERVED_ENTITIES} per endpoint: split them over several endpoints"))
+        found.append(
+            _problem(
+                "served entities",
+                f"{len(served)} on endpoint {endpoint.name}, Databricks serves at most "
+                f"{MAX_SERVED_ENTITIES} per endpoint: split them over several endpoints",
+            )
+        )
     else:
         found.append(_ok("served entities", f"{len(served)} of at most {MAX_SERVED_ENTITIES}"))
     routes = endpoint.routes()
-    found.append(_ok("traffic", f"{len(routes)} route{'s' * (len(routes) != 1)} summing to "
-                                f"{sum(r['traffic_percentage'] for r in routes)}% (validated with the config)"))
+    found.append(
+        _ok(
+            "traffic",
+            f"{len(routes)} route{'s' * (len(routes) != 1)} summing to "
+            f"{sum(r['traffic_percentage'] for r in routes)}% (validated with the config)",
+        )
+    )
     gateway = endpoint.ai_gateway_body() or {}
-    unsupported = [(field, label) for field, (label, kinds) in GATEWAY_SUPPORT.items()
-                   if _enabled(gateway.get(field)) and kind not in kinds]
+    unsupported = [
+        (field, label) for field, (label, kinds) in GATEWAY_SUPPORT.items() if _enabled(gateway.get(field)) and kind not in kinds
+    ]
     if unsupported:
         field, label = unsupported[0]
         more = f" (and {', '.join(lbl for _, lbl in unsupported[1:])})" if len(unsupported) > 1 else ""
-        found.append(_problem("ai gateway", f"ai_gateway.{field}: {label}{more} not supported on a {kind} endpoint; "
-                                            "remove it from the config (supported: "
-                                            + ", ".join(lbl for lbl, kinds in GATEWAY_SUPPORT.values() if kind in kinds) + ")"))
+        found.append(
+            _problem(
+                "ai gateway",
+                f"ai_gateway.{field}: {label}{more} not supported on a {kind} endpoint; "
+                "remove it from the config (supported: "
+                + ", ".join(lbl for lbl, kinds in GATEWAY_SUPPORT.values() if kind in kinds)
+                + ")",
+            )
+        )
     else:
         used = [label for field, (label, _) in GATEWAY_SUPPORT.items() if _enabled(gateway.get(field))]
         found.append(_ok("ai gateway", f"{', '.join(used) or 'no features'} set; all supported on a {kind} endpoint"))
-    found.append(_ok("payload", f"a {kind} endpoint takes requests up to {PAYLOAD_LIMIT_MB[kind]} MB; "
-                                "the config states no payload size (keep prompts and batches under it)"))
+    found.append(
+        _ok(
+            "payload",
+            f"a {kind} endpoint takes requests up to {PAYLOAD_LIMIT_MB[kind]} MB; "
+            "the config states no payload size (keep prompts and batches under it)",
+        )
+    )
     return found
 
 
@@ -194,15 +221,21 @@ def secret_refs(value: Any, field: str = "endpoint") -> Iterator[tuple[str, str,
         yield field, parsed[0], parsed[1]
 
 
-def workspace_checks(project: ProjectConfig, backend: Backend, w: WorkspaceClient, *,
-                     model_version: str | None = None) -> list[Check]:
+def workspace_checks(
+    project: ProjectConfig, backend: Backend, w: WorkspaceClient, *, model_version: str | None = None
+) -> list[Check]:
     """Auth, then Unity Catalog schemas, secrets and model versions through ``w``'s read APIs."""
     try:
         me = w.current_user.me()
     except Exception as exc:  # noqa: BLE001 - any failure here is the auth problem to report
-        return [_problem("auth", f"{backend.kind} workspace {w.config.host} refused current_user.me() "
-                                 f"({_first_line(exc)}): set DATABRICKS_HOST and DATABRICKS_TOKEN, or "
-                                 "DATABRICKS_CONFIG_PROFILE, and check the token")]
+        return [
+            _problem(
+                "auth",
+                f"{backend.kind} workspace {w.config.host} refused current_user.me() "
+                f"({_first_line(exc)}): set DATABRICKS_HOST and DATABRICKS_TOKEN, or "
+                "DATABRICKS_CONFIG_PROFILE, and check the token",
+            )
+        ]
     user = me.user_name or ""
     principals = {user, *(g.display for g in me.groups or [] if g.display)}
     found = [_ok("auth", f"signed in to {w.config.host} as {user}")]
@@ -221,16 +254,20 @@ def _guarded(name: str, checks: Callable[[], list[Check]]) -> list[Check]:
     try:
         return checks()
     except DatabricksError as exc:
-        return [_problem(name, f"the workspace refused to answer ({type(exc).__name__}: {_first_line(exc)}): "
-                               "ask an admin for read access, or retry")]
+        return [
+            _problem(
+                name,
+                f"the workspace refused to answer ({type(exc).__name__}: {_first_line(exc)}): "
+                "ask an admin for read access, or retry",
+            )
+        ]
 
 
 def _uses_uc(backend: Backend) -> bool:
     return backend.kind == "databricks" and backend.registry_uri.split(":")[0] == "databricks-uc"
 
 
-def _schema_checks(project: ProjectConfig, backend: Backend, w: WorkspaceClient, user: str,
-                   principals: set[str]) -> list[Check]:
+def _schema_checks(project: ProjectConfig, backend: Backend, w: WorkspaceClient, user: str, principals: set[str]) -> list[Check]:
     wanted: dict[str, tuple[list[str], list[str]]] = {}  # schema full name -> (privileges, why)
 
     def want(full_name: str, privilege: str, why: str) -> None:
@@ -244,17 +281,21 @@ def _schema_checks(project: ProjectConfig, backend: Backend, w: WorkspaceClient,
     table = gateway.get("inference_table_config") or {}
     if backend.kind == "databricks" and table.get("enabled") and table.get("catalog_name") and table.get("schema_name"):
         want(f"{table['catalog_name']}.{table['schema_name']}", "CREATE_TABLE", "ai_gateway.inference_table_config")
-    found = [_schema_check(w, full_name, privileges, ", ".join(reasons), user, principals)
-             for full_name, (privileges, reasons) in wanted.items()]
+    found = [
+        _schema_check(w, full_name, privileges, ", ".join(reasons), user, principals)
+        for full_name, (privileges, reasons) in wanted.items()
+    ]
     if project.endpoint is not None and not _uses_uc(backend):
-        why = ("the local workspace registers models in MLflow's SQLite registry, not Unity Catalog"
-               if backend.kind == "local" else f"the registry is {backend.registry_uri.split('?')[0]}, not Unity Catalog (databricks-uc)")
+        why = (
+            "the local workspace registers models in MLflow's SQLite registry, not Unity Catalog"
+            if backend.kind == "local"
+            else f"the registry is {backend.registry_uri.split('?')[0]}, not Unity Catalog (databricks-uc)"
+        )
         found.insert(0, _skipped(f"uc schema of {project.model.name}", why))
     return found
 
 
-def _schema_check(w: WorkspaceClient, full_name: str, privileges: list[str], why: str, user: str,
-                  principals: set[str]) -> Check:
+def _schema_check(w: WorkspaceClient, full_name: str, privileges: list[str], why: str, user: str, principals: set[str]) -> Check:
     from databricks.sdk.errors import NotFound
 
     name = f"uc schema {full_name}"
@@ -262,30 +303,46 @@ def _schema_check(w: WorkspaceClient, full_name: str, privileges: list[str], why
     try:
         catalog = w.catalogs.get(catalog_name)
     except NotFound:
-        return _problem(name, f"catalog {catalog_name} ({why}) does not exist: create it (CREATE CATALOG {catalog_name}) "
-                              "or name an existing catalog in the config")
+        return _problem(
+            name,
+            f"catalog {catalog_name} ({why}) does not exist: create it (CREATE CATALOG {catalog_name}) "
+            "or name an existing catalog in the config",
+        )
     try:
         schema = w.schemas.get(full_name)
     except NotFound:
-        return _problem(name, f"schema {full_name} ({why}) does not exist: create it "
-                              f"(CREATE SCHEMA {full_name}) or name an existing schema in the config")
+        return _problem(
+            name,
+            f"schema {full_name} ({why}) does not exist: create it "
+            f"(CREATE SCHEMA {full_name}) or name an existing schema in the config",
+        )
     if schema.owner in principals or catalog.owner in principals:
-        return _ok(name, f"exists; writable ({schema.owner if schema.owner in principals else catalog.owner} owns "
-                         f"{'it' if schema.owner in principals else 'its catalog'})")
+        return _ok(
+            name,
+            f"exists; writable ({schema.owner if schema.owner in principals else catalog.owner} owns "
+            f"{'it' if schema.owner in principals else 'its catalog'})",
+        )
     try:
         effective = w.grants.get_effective("schema", full_name)
     except Exception as exc:  # noqa: BLE001 - the API may refuse a non-owner: then say so
         return _ok(name, f"exists; writable not checked (effective permissions: {_first_line(exc)})")
-    held = {str(getattr(p.privilege, "value", p.privilege)) for a in effective.privilege_assignments or []
-            if a.principal in principals for p in a.privileges or []}
+    held = {
+        str(getattr(p.privilege, "value", p.privilege))
+        for a in effective.privilege_assignments or []
+        if a.principal in principals
+        for p in a.privileges or []
+    }
     missing = [] if _ALL in held else [p for p in ("USE_CATALOG", "USE_SCHEMA", *privileges) if p not in held]
     if missing:
         grants = [f"GRANT USE_CATALOG ON CATALOG {catalog_name} TO `{user}`"] if "USE_CATALOG" in missing else []
         on_schema = [p for p in missing if p != "USE_CATALOG"]
         if on_schema:
             grants.append(f"GRANT {', '.join(on_schema)} ON SCHEMA {full_name} TO `{user}`")
-        return _problem(name, f"exists, but you ({user}) lack {', '.join(missing)} there ({why}): ask its owner "
-                              f"({schema.owner}) to run {'; '.join(grants)}")
+        return _problem(
+            name,
+            f"exists, but you ({user}) lack {', '.join(missing)} there ({why}): ask its owner "
+            f"({schema.owner}) to run {'; '.join(grants)}",
+        )
     return _ok(name, f"exists; writable (you hold {', '.join(sorted(held))})")
 
 
@@ -303,8 +360,11 @@ def _secret_checks(project: ProjectConfig, backend: Backend, w: WorkspaceClient)
     for field, scope, key in refs:
         name = f"secret {{{{secrets/{scope}/{key}}}}}"
         if scope not in scopes:
-            found.append(_problem(name, f"{field}: no secret scope {scope}: create it "
-                                        f"(databricks secrets create-scope {scope}) and put the key"))
+            found.append(
+                _problem(
+                    name, f"{field}: no secret scope {scope}: create it (databricks secrets create-scope {scope}) and put the key"
+                )
+            )
             continue
         if scope not in keys:
             try:
@@ -312,16 +372,15 @@ def _secret_checks(project: ProjectConfig, backend: Backend, w: WorkspaceClient)
             except NotFound:
                 keys[scope] = set()
         if key not in keys[scope]:
-            found.append(_problem(name, f"{field}: scope {scope} has no key {key}: "
-                                        f"databricks secrets put-secret {scope} {key}"))
+            found.append(_problem(name, f"{field}: scope {scope} has no key {key}: databricks secrets put-secret {scope} {key}"))
         else:
             found.append(_ok(name, f"{field}: scope and key exist (value not read)"))
     return found
 
 
 def _local_secret(field: str, scope: str, key: str, home: Path | None) -> Check:
-    from llmops_nb.errors import WorkspaceError
     from llmops_nb.config.secrets import resolve_secret
+    from llmops_nb.errors import WorkspaceError
 
     name = f"secret {{{{secrets/{scope}/{key}}}}}"
     try:
@@ -331,8 +390,7 @@ def _local_secret(field: str, scope: str, key: str, home: Path | None) -> Check:
     return _ok(name, f"{field}: resolves on the local workspace (value not shown)")
 
 
-def _version_checks(project: ProjectConfig, backend: Backend, w: WorkspaceClient,
-                    model_version: str | None) -> list[Check]:
+def _version_checks(project: ProjectConfig, backend: Backend, w: WorkspaceClient, model_version: str | None) -> list[Check]:
     if project.endpoint is None:
         return []
     found = []
@@ -390,26 +448,33 @@ def _endpoint_exists(w: WorkspaceClient, endpoint: str) -> Check:
     try:
         w.serving_endpoints.get(endpoint)
     except NotFound:
-        return _problem(f"endpoint {endpoint}", "does not exist in this workspace: name an existing (foundation model) "
-                                                "endpoint in foundation_endpoint")
+        return _problem(
+            f"endpoint {endpoint}",
+            "does not exist in this workspace: name an existing (foundation model) endpoint in foundation_endpoint",
+        )
     return _ok(f"endpoint {endpoint}", "exists")
 
 
 # --------------------------------------------------------------------------- entry points
 
 
-def run(project: ProjectConfig, backend: Backend, *, model_version: str | None = None,
-        client: WorkspaceClient | None = None) -> Report:
+def run(
+    project: ProjectConfig, backend: Backend, *, model_version: str | None = None, client: WorkspaceClient | None = None
+) -> Report:
     """Every check for a loaded (valid) project config on ``backend``."""
-    checks = [_ok("config", "valid (names, traffic routes, external models, secret references)"),
-              *config_checks(project)]
+    checks = [_ok("config", "valid (names, traffic routes, external models, secret references)"), *config_checks(project)]
     w = client or backend.workspace_client(retry_timeout_seconds=30, http_timeout_seconds=30)
     checks += workspace_checks(project, backend, w, model_version=model_version)
     return Report(tuple(checks))
 
 
-def run_config(config_path: str | Path = "", backend: str = "", *, model_version: str | None = None,
-               resolve: Callable[[str], Backend] | None = None) -> Report:
+def run_config(
+    config_path: str | Path = "",
+    backend: str = "",
+    *,
+    model_version: str | None = None,
+    resolve: Callable[[str], Backend] | None = None,
+) -> Report:
     """Load the config (a bad one is the one problem), pick its backend, then :func:`run`."""
     from llmops_nb.backends import resolve_backend
     from llmops_nb.config.io import default_config_path
@@ -424,8 +489,9 @@ def run_config(config_path: str | Path = "", backend: str = "", *, model_version
     return run(project, chosen, model_version=model_version)
 
 
-def check(config_path: str | Path = "", backend: str = "", *, model_version: str | None = None,
-          echo: Callable[[str], None] = print) -> Report:
+def check(
+    config_path: str | Path = "", backend: str = "", *, model_version: str | None = None, echo: Callable[[str], None] = print
+) -> Report:
     """Print every check's line; raise :class:`PreflightFailed` if one found a problem (notebooks)."""
     report = run_config(config_path, backend, model_version=model_version)
     for line in report.lines():

@@ -38,10 +38,7 @@ def _failure(w: WorkspaceClient, endpoint: dict[str, Any]) -> DeployFailed:
     )
 
 
-
-def wait_not_updating(
-    w: WorkspaceClient, name: str, *, timeout: float = 1200, poll_interval: float = 1.0
-) -> dict[str, Any]:
+def wait_not_updating(w: WorkspaceClient, name: str, *, timeout: float = 1200, poll_interval: float = 1.0) -> dict[str, Any]:
     """Wait until no config update is in progress (any outcome); returns the endpoint."""
     deadline = time.monotonic() + timeout
     while True:
@@ -82,9 +79,7 @@ def wait_ready(
     from tqdm.auto import tqdm
 
     start = time.monotonic()
-    with tqdm(
-        total=None, desc=f"endpoint {name}", bar_format="{desc}: {postfix} [{elapsed}]", disable=not progress
-    ) as bar:
+    with tqdm(total=None, desc=f"endpoint {name}", bar_format="{desc}: {postfix} [{elapsed}]", disable=not progress) as bar:
         time.sleep(max(0.0, first_poll_after))
         while True:
             polled = time.monotonic()
@@ -102,7 +97,5 @@ def wait_ready(
             if update == "NOT_UPDATING" and ready == "READY":
                 return endpoint
             if polled - start >= timeout:
-                raise DeployTimeout(
-                    f"endpoint {name}: not READY after {timeout:.0f} s (config_update={update}, ready={ready})"
-                )
+                raise DeployTimeout(f"endpoint {name}: not READY after {timeout:.0f} s (config_update={update}, ready={ready})")
             time.sleep(max(0.0, poll_interval - (time.monotonic() - polled)))

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_nb.chat.client import chat_iter
+from llmops_nb.chat.ratecontrol import AimdLimiter
 from llmops_nb.evaluation.resume import ResumeFile, SavedAnswers, read_saved, resume_key
 from llmops_nb.evaluation.rows import table_row
-from llmops_nb.chat.ratecontrol import AimdLimiter
 
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
@@ -81,8 +81,16 @@ def stream_rows(
     total = len(rows) if isinstance(rows, Sized) else None
     try:
         with tqdm(total=total, desc=f"querying {endpoint}", disable=not progress) as bar:
-            for k, result in chat_iter(w, endpoint, questions(), concurrency=concurrency, limiter=limiter,
-                                       max_tokens=max_tokens, temperature=temperature, system=system):
+            for k, result in chat_iter(
+                w,
+                endpoint,
+                questions(),
+                concurrency=concurrency,
+                limiter=limiter,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                system=system,
+            ):
                 position, row = in_flight.pop(k)
                 entry = table_row(row, result)
                 sink.note({"row": entry} if entry["error"] is None else {"failed": row["id"]})
@@ -93,8 +101,9 @@ def stream_rows(
     return asked
 
 
-def query_rows(w: WorkspaceClient, endpoint: str, rows: list[dict[str, Any]],
-               **settings: Any) -> tuple[list[dict[str, Any]], int]:
+def query_rows(
+    w: WorkspaceClient, endpoint: str, rows: list[dict[str, Any]], **settings: Any
+) -> tuple[list[dict[str, Any]], int]:
     """(table rows in dataset order, how many were queried now): each missing row asked once.
 
     ``settings``: the keyword arguments of :func:`stream_rows` (``concurrency``,

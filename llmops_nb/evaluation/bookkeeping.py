@@ -58,13 +58,16 @@ def log_row_trace(row: dict[str, Any], experiment_id: str, run_id: str) -> str:
     source = AssessmentSource(AssessmentSourceType.CODE, "llmops_nb.evaluation.metrics")
     evaluation = Context(request_id=f"llmops-row-{row['id']}", is_evaluate=True)
     where = MlflowExperimentLocation(experiment_id)
-    with set_prediction_context(evaluation), mlflow.start_span("evaluate_row", trace_destination=where,
-                                                               run_id=run_id) as span:
+    with set_prediction_context(evaluation), mlflow.start_span("evaluate_row", trace_destination=where, run_id=run_id) as span:
         span.set_inputs({"question": row["question"]})
         span.set_outputs({"answer": row["answer"], "error": row["error"]})
         mlflow.update_current_trace(tags={"llmops_nb.row_id": str(row["id"])})
-        mlflow.log_expectation(trace_id=span.trace_id, name="expected_response", value=row["expected"],
-                               source=AssessmentSource(AssessmentSourceType.HUMAN, "dataset"))
+        mlflow.log_expectation(
+            trace_id=span.trace_id,
+            name="expected_response",
+            value=row["expected"],
+            source=AssessmentSource(AssessmentSourceType.HUMAN, "dataset"),
+        )
         for name in TRACED_SCORES:
             if row[name] is not None:
                 mlflow.log_feedback(trace_id=span.trace_id, name=name, value=row[name], source=source)
@@ -76,8 +79,15 @@ def log_row_trace(row: dict[str, Any], experiment_id: str, run_id: str) -> str:
 class Bookkeeper:
     """A consumer thread: rows to a JSONL file, running metrics, traces for the rows that matter."""
 
-    def __init__(self, rows_path: Path, *, run: Callable[[], tuple[str, str]] | None, trace_rows: int = 25,
-                 max_traces: int = 200, queue_size: int = 256) -> None:
+    def __init__(
+        self,
+        rows_path: Path,
+        *,
+        run: Callable[[], tuple[str, str]] | None,
+        trace_rows: int = 25,
+        max_traces: int = 200,
+        queue_size: int = 256,
+    ) -> None:
         self.rows_path = Path(rows_path)
         self.rows_path.parent.mkdir(parents=True, exist_ok=True)
         self.metrics = RunningMetrics()
@@ -108,8 +118,7 @@ class Bookkeeper:
         return self.metrics
 
     def _wants_trace(self, position: int, row: dict[str, Any]) -> bool:
-        return self._run is not None and self.traced < self._max_traces and (
-            position < self._trace_rows or bool(row["error"]))
+        return self._run is not None and self.traced < self._max_traces and (position < self._trace_rows or bool(row["error"]))
 
     def _consume(self) -> None:
         try:

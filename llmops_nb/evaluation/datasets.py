@@ -78,6 +78,7 @@ def load_dataset(name: str | Path = BUNDLED, max_rows: int | None = None) -> lis
 
 def dataset_digest(rows: list[dict[str, Any]]) -> str:
     """sha256 of the canonical rows (key order and whitespace do not matter; row order does)."""
-    canonical = json.dumps([check_row(r, f"rows[{i}]") for i, r in enumerate(rows)],
-                           sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps(
+        [check_row(r, f"rows[{i}]") for i, r in enumerate(rows)], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

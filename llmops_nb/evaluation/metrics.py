@@ -14,14 +14,37 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["ARTICLES", "KNOWN_METRICS", "normalize", "exact_match", "contains_match", "response_length",
-           "tokens_per_second", "score_answer", "aggregate", "RunningMetrics"]
+__all__ = [
+    "ARTICLES",
+    "KNOWN_METRICS",
+    "RunningMetrics",
+    "aggregate",
+    "contains_match",
+    "exact_match",
+    "normalize",
+    "response_length",
+    "score_answer",
+    "tokens_per_second",
+]
 
 ARTICLES = frozenset({"a", "an", "the"})
 # Every metric evaluate_endpoint reports (a judge adds its own, e.g. correctness/mean).
-KNOWN_METRICS = ("rows", "error_rate", "exact_match", "exact_match/mean", "contains_match", "contains_match/mean",
-                 "latency_p50_ms", "latency_p95_ms", "mean_completion_tokens", "tokens_per_second",
-                 "latency_ms/mean", "completion_tokens/mean", "tokens_per_second/mean", "response_length/mean")
+KNOWN_METRICS = (
+    "rows",
+    "error_rate",
+    "exact_match",
+    "exact_match/mean",
+    "contains_match",
+    "contains_match/mean",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "mean_completion_tokens",
+    "tokens_per_second",
+    "latency_ms/mean",
+    "completion_tokens/mean",
+    "tokens_per_second/mean",
+    "response_length/mean",
+)
 
 
 def normalize(text: str) -> list[str]:
@@ -46,7 +69,7 @@ def contains_match(answer: str, expected: str, aliases: Sequence[str] = ()) -> f
     words = normalize(answer)
     for target in _targets(expected, aliases):
         n = len(target)
-        if any(words[i:i + n] == target for i in range(len(words) - n + 1)):
+        if any(words[i : i + n] == target for i in range(len(words) - n + 1)):
             return 1.0
     return 0.0
 

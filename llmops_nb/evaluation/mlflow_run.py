@@ -48,15 +48,15 @@ def active_experiment(experiment: str) -> Iterator[None]:
             os.environ["MLFLOW_EXPERIMENT_ID"] = env
 
 
-def prepare_run(tracking_uri: str, experiment: str, run_name: str | None, tags: Mapping[str, str],
-                params: Mapping[str, Any]) -> tuple[str, str]:
+def prepare_run(
+    tracking_uri: str, experiment: str, run_name: str | None, tags: Mapping[str, str], params: Mapping[str, Any]
+) -> tuple[str, str]:
     """(experiment id, run id) of a new RUNNING run with ``params``; warms pandas and matplotlib."""
     import mlflow
+    import pandas  # noqa: F401 - imported here, off the critical path
     from mlflow import MlflowClient
     from mlflow.entities import Param
     from mlflow.tracking.context.registry import resolve_tags
-
-    import pandas  # noqa: F401 - imported here, off the critical path
 
     use_headless_backend()
     import matplotlib.pyplot  # noqa: F401
@@ -91,14 +91,14 @@ def reopened_run(tracking_uri: str, experiment: str, run_id: str) -> Iterator[Ru
         yield run
 
 
-def log_outputs(metrics: Mapping[str, float], table: pd.DataFrame, artifacts: Sequence[Path],
-                trace_failures: Sequence[str]) -> None:
+def log_outputs(
+    metrics: Mapping[str, float], table: pd.DataFrame, artifacts: Sequence[Path], trace_failures: Sequence[str]
+) -> None:
     """In the active run: the metrics, the per-row table, the artifacts, and a tag if row traces failed."""
     import mlflow
 
     if trace_failures:
-        mlflow.set_tag("llmops_nb.mlflow_scoring", f"{len(trace_failures)} row traces failed: "
-                       f"{trace_failures[0]}"[:500])
+        mlflow.set_tag("llmops_nb.mlflow_scoring", f"{len(trace_failures)} row traces failed: {trace_failures[0]}"[:500])
     mlflow.log_metrics(dict(metrics))
     mlflow.log_table(data=table, artifact_file=TABLE_ARTIFACT)
     for path in artifacts:

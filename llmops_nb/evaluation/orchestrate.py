@@ -18,21 +18,30 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmops_nb.tracking.uris import resolve_experiment
-from llmops_nb.evaluation.bookkeeping import ROWS_ARTIFACT, Bookkeeper
 from llmops_nb.chat.client import check_generation
-from llmops_nb.evaluation.datasets import dataset_digest
+from llmops_nb.chat.ratecontrol import AimdLimiter
 from llmops_nb.errors import ConfigError
 from llmops_nb.evaluation.asking import DEFAULT_SYSTEM, stream_rows
-from llmops_nb.evaluation.promotion import TAG_MODEL_NAME, TAG_MODEL_VERSION
+from llmops_nb.evaluation.bookkeeping import ROWS_ARTIFACT, Bookkeeper
+from llmops_nb.evaluation.datasets import dataset_digest
 from llmops_nb.evaluation.metrics import KNOWN_METRICS
 from llmops_nb.evaluation.mlflow_run import end_prepared, log_outputs, prepare_run, reopened_run
 from llmops_nb.evaluation.plot import PLOT_ARTIFACT, plot_results
+from llmops_nb.evaluation.promotion import (
+    TAG_MODEL_NAME,
+    TAG_MODEL_VERSION,
+    PromotionDecision,
+    compare,
+    decide,
+    find_champion,
+    gate,
+    promote,
+    record_decision,
+)
 from llmops_nb.evaluation.report import EvalResult, Evaluation
 from llmops_nb.evaluation.rows import StreamDigest, read_table
 from llmops_nb.evaluation.scorers import judge_rows_file, sqlite_safe_env
-from llmops_nb.evaluation.promotion import PromotionDecision, compare, decide, find_champion, gate, promote, record_decision
-from llmops_nb.chat.ratecontrol import AimdLimiter
+from llmops_nb.tracking.uris import resolve_experiment
 
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
@@ -82,8 +91,14 @@ def evaluate_endpoint(
     digest = dataset_digest(rows) if sized else ""  # a list is checked whole before any request
     check_generation(max_tokens, temperature)
     run_tags = {"llmops_nb.step": "evaluate", "llmops_nb.endpoint": endpoint, **(tags or {})}
-    run_params = {"endpoint": endpoint, "concurrency": concurrency, "max_tokens": max_tokens,
-                  "temperature": temperature, "judge_endpoint": judge_endpoint or "", **(params or {})}
+    run_params = {
+        "endpoint": endpoint,
+        "concurrency": concurrency,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "judge_endpoint": judge_endpoint or "",
+        **(params or {}),
+    }
     if sized:
         run_params.update(dataset_digest=digest, rows=len(rows))
     out = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="llmops-eval-"))
@@ -93,15 +108,24 @@ def evaluate_endpoint(
     # file, running metrics, traces of the rows that matter) runs in a thread as it arrives.
     with ThreadPoolExecutor(1, thread_name_prefix="mlflow-run") as pool:
         prepared = pool.submit(prepare_run, tracking_uri, experiment, run_name, run_tags, run_params)
-        keeper = Bookkeeper(out / ROWS_ARTIFACT, run=prepared.result if mlflow_scoring else None,
-                            trace_rows=trace_rows)
+        keeper = Bookkeeper(out / ROWS_ARTIFACT, run=prepared.result if mlflow_scoring else None, trace_rows=trace_rows)
         started = time.perf_counter()
         try:
             with sqlite_safe_env(tracking_uri):
-                asked = stream_rows(w, endpoint, rows, keeper.put, concurrency=concurrency, max_tokens=max_tokens,
-                                    temperature=temperature, system=system, progress=progress,
-                                    resume_path=Path(resume_path) if resume_path else None,
-                                    check=streamed.add if streamed else None, limiter=limiter)
+                asked = stream_rows(
+                    w,
+                    endpoint,
+                    rows,
+                    keeper.put,
+                    concurrency=concurrency,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    system=system,
+                    progress=progress,
+                    resume_path=Path(resume_path) if resume_path else None,
+                    check=streamed.add if streamed else None,
+                    limiter=limiter,
+                )
                 running = keeper.close()
             if not asked.rows:
                 raise ConfigError("rows", [], "expected at least one dataset row")
@@ -127,8 +151,12 @@ def evaluate_endpoint(
         mlflow.log_params(late)
         if judge_endpoint:
             metrics.update(judge_rows_file(out / ROWS_ARTIFACT, judge_endpoint, concurrency, limiter))
-        log_outputs({**metrics, "query_seconds": query_seconds, "traced_rows": keeper.traced}, table,
-                    [plot_path, out / ROWS_ARTIFACT], keeper.trace_failures)
+        log_outputs(
+            {**metrics, "query_seconds": query_seconds, "traced_rows": keeper.traced},
+            table,
+            [plot_path, out / ROWS_ARTIFACT],
+            keeper.trace_failures,
+        )
     return EvalResult(run.info.run_id, metrics, table, plot_path, digest, asked.queried, figure, asked.reasked)
 
 
@@ -167,16 +195,43 @@ def evaluate_and_promote(
     gate_decision = gate(result.metrics, thresholds)
     comparison = None
     if champion is not None and champion.version != str(model_version):
-        comparison = compare(result.metrics, champion.metrics, margin,
-                             candidate_digest=result.dataset_digest, champion_digest=champion.dataset_digest)
+        comparison = compare(
+            result.metrics,
+            champion.metrics,
+            margin,
+            candidate_digest=result.dataset_digest,
+            champion_digest=champion.dataset_digest,
+        )
     decision = decide(gate_decision, comparison)
     promoted = bool(decision.promote and promote_on_pass and model_name and model_version)
     if promoted:
-        promote(model_name, str(model_version), alias=alias, tracking_uri=tracking_uri,  # type: ignore[arg-type]
-                registry_uri=registry_uri, run_id=result.run_id, decision=decision)
+        promote(
+            model_name,
+            str(model_version),
+            alias=alias,
+            tracking_uri=tracking_uri,  # type: ignore[arg-type]
+            registry_uri=registry_uri,
+            run_id=result.run_id,
+            decision=decision,
+        )
     else:
-        record_decision(result.run_id, PromotionDecision(False, decision.reasons) if not decision.promote
-                        else PromotionDecision(False, ["not applied", *decision.reasons]),
-                        alias=alias, version=model_version, tracking_uri=tracking_uri)
-    return Evaluation(result, gate_decision, comparison, champion, decision, promoted, model_name,
-                      str(model_version) if model_version else None, alias)
+        record_decision(
+            result.run_id,
+            PromotionDecision(False, decision.reasons)
+            if not decision.promote
+            else PromotionDecision(False, ["not applied", *decision.reasons]),
+            alias=alias,
+            version=model_version,
+            tracking_uri=tracking_uri,
+        )
+    return Evaluation(
+        result,
+        gate_decision,
+        comparison,
+        champion,
+        decision,
+        promoted,
+        model_name,
+        str(model_version) if model_version else None,
+        alias,
+    )

@@ -17,8 +17,12 @@ def use_headless_backend() -> None:
     """Agg when nothing can show a window (no display, no notebook kernel, no choice made)."""
     import matplotlib
 
-    if ("matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND")
-            and "ipykernel" not in sys.modules and not os.environ.get("DISPLAY")):
+    if (
+        "matplotlib.pyplot" not in sys.modules
+        and not os.environ.get("MPLBACKEND")
+        and "ipykernel" not in sys.modules
+        and not os.environ.get("DISPLAY")
+    ):
         matplotlib.use("Agg")
 
 

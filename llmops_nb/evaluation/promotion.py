@@ -116,8 +116,10 @@ class Comparison:
             elif r.ok:
                 lines.append(f"ok   {r.metric} = {r.candidate:.4g} vs champion {r.champion:.4g}")
             else:
-                lines.append(f"FAIL {r.metric} = {r.candidate:.4g} trails champion {r.champion:.4g} "
-                             f"by {abs(r.delta or 0):.4g} (margin {self.margin:g})")
+                lines.append(
+                    f"FAIL {r.metric} = {r.candidate:.4g} trails champion {r.champion:.4g} "
+                    f"by {abs(r.delta or 0):.4g} (margin {self.margin:g})"
+                )
         return lines + self.notes
 
 
@@ -169,8 +171,11 @@ def decide(gate_decision: GateDecision, comparison: Comparison | None) -> Promot
     if reasons:
         return PromotionDecision(False, reasons)
     passed = [f"all {len(gate_decision.checks)} thresholds met"] if gate_decision.checks else ["no thresholds set"]
-    versus = ["no champion to compare with"] if comparison is None else [
-        f"at least as good as the champion within margin {comparison.margin:g}"]
+    versus = (
+        ["no champion to compare with"]
+        if comparison is None
+        else [f"at least as good as the champion within margin {comparison.margin:g}"]
+    )
     return PromotionDecision(True, passed + versus + (comparison.notes if comparison else []))
 
 
@@ -191,7 +196,11 @@ TAG_MODEL_VERSION = "llmops_nb.model_version"
 
 
 def record_decision(
-    run_id: str, decision: PromotionDecision, *, alias: str, version: str | None,
+    run_id: str,
+    decision: PromotionDecision,
+    *,
+    alias: str,
+    version: str | None,
     tracking_uri: str | None = None,
 ) -> None:
     """Write the decision as tags on the evaluation run."""
@@ -203,8 +212,9 @@ def record_decision(
     client.set_tag(run_id, TAG_DECISION, "; ".join(decision.reasons)[:4900])
 
 
-def decision_report(run_id: str, thresholds: dict[str, float], default_alias: str,
-                    tracking_uri: str | None, registry_uri: str | None) -> list[str]:
+def decision_report(
+    run_id: str, thresholds: dict[str, float], default_alias: str, tracking_uri: str | None, registry_uri: str | None
+) -> list[str]:
     """The gate's decision as 04_evaluate shows it, read back from MLflow: each threshold with the
     run's value and ok/FAIL, the decision the run's tags record, and the version the alias points
     to now (the registry)."""
@@ -229,8 +239,7 @@ def decision_report(run_id: str, thresholds: dict[str, float], default_alias: st
     lines += [f"  {r}" for r in reasons]
     if model:
         now = get_version_by_alias(model, alias, tracking_uri=tracking_uri, registry_uri=registry_uri)
-        lines.append(f"alias '{alias}' of {model} now points to "
-                     + (f"version {now}" if now else "no version (not set yet)"))
+        lines.append(f"alias '{alias}' of {model} now points to " + (f"version {now}" if now else "no version (not set yet)"))
     return lines
 
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmops_nb.protocol import inference_table as pt
 from llmops_nb.errors import ConfigError
+from llmops_nb.protocol import inference_table as pt
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -60,17 +60,21 @@ def parse_since(value: str, now: dt.datetime | None = None) -> dt.datetime | Non
     text = (value or "").strip()
     if not text:
         return None
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     m = _RELATIVE.match(text)
     if m:
         return now - dt.timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
     try:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise ConfigError("replay_since", value, "expected '' (all rows), an ISO date or time "
-                          "(2025-01-31, 2025-01-31T12:00:00Z) or a duration back from now "
-                          "(30m, 24h, 7d)") from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+        raise ConfigError(
+            "replay_since",
+            value,
+            "expected '' (all rows), an ISO date or time "
+            "(2025-01-31, 2025-01-31T12:00:00Z) or a duration back from now "
+            "(30m, 24h, 7d)",
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def check_status(value: int) -> int:
@@ -91,8 +95,11 @@ def table_of(w: WorkspaceClient, endpoint: str) -> tuple[str, str]:
         raise ConfigError("replay_endpoint", endpoint, "no such endpoint on this workspace") from None
     tables = pt.enabled_tables(endpoint, found)
     if not tables:
-        raise ConfigError("replay_endpoint", endpoint, "this endpoint has no enabled inference "
-                          "table (ai_gateway.inference_table_config.enabled)")
+        raise ConfigError(
+            "replay_endpoint",
+            endpoint,
+            "this endpoint has no enabled inference table (ai_gateway.inference_table_config.enabled)",
+        )
     return tables[0]
 
 
@@ -109,29 +116,41 @@ def read_local(home: Path, kind: str, full_name: str) -> list[dict[str, Any]]:
     return [record(r, kind) for r in table.to_pylist()]
 
 
-def read_databricks(w: WorkspaceClient, warehouse_id: str, kind: str, full_name: str,
-                    since: dt.datetime | None, status: int, wait_seconds: float = 600) -> list[dict[str, Any]]:
+def read_databricks(
+    w: WorkspaceClient,
+    warehouse_id: str,
+    kind: str,
+    full_name: str,
+    since: dt.datetime | None,
+    status: int,
+    wait_seconds: float = 600,
+) -> list[dict[str, Any]]:
     """The logged invocations of a Unity Catalog inference table, filtered in SQL, through the
     statement execution API (a SQL warehouse: ``warehouse_id``)."""
     import time
 
-    from databricks.sdk.service.sql import (Disposition, Format, StatementParameterListItem,
-                                            StatementState)
+    from databricks.sdk.service.sql import Disposition, Format, StatementParameterListItem, StatementState
 
     if not warehouse_id:
-        raise ConfigError("replay_warehouse_id", warehouse_id, "the id of a SQL warehouse is "
-                          "required to read an inference table on Databricks")
+        raise ConfigError(
+            "replay_warehouse_id", warehouse_id, "the id of a SQL warehouse is required to read an inference table on Databricks"
+        )
     statement, params = replay_sql(kind, full_name, since, status)
     resp = w.statement_execution.execute_statement(
-        statement=statement, warehouse_id=warehouse_id, wait_timeout="30s",
+        statement=statement,
+        warehouse_id=warehouse_id,
+        wait_timeout="30s",
         parameters=[StatementParameterListItem(**p) for p in params],
-        disposition=Disposition.INLINE, format=Format.JSON_ARRAY)
+        disposition=Disposition.INLINE,
+        format=Format.JSON_ARRAY,
+    )
     deadline = time.monotonic() + wait_seconds
     while resp.status and resp.status.state in (StatementState.PENDING, StatementState.RUNNING):
         if time.monotonic() > deadline:
             w.statement_execution.cancel_execution(resp.statement_id)
-            raise ConfigError("replay_warehouse_id", warehouse_id,
-                              f"the query of {full_name} did not finish in {wait_seconds:.0f} s")
+            raise ConfigError(
+                "replay_warehouse_id", warehouse_id, f"the query of {full_name} did not finish in {wait_seconds:.0f} s"
+            )
         time.sleep(2)
         resp = w.statement_execution.get_statement(resp.statement_id)
     chunks = []
@@ -143,8 +162,7 @@ def read_databricks(w: WorkspaceClient, warehouse_id: str, kind: str, full_name:
     return parse_statement(resp, kind, chunks)
 
 
-def replay_sql(kind: str, full_name: str, since: dt.datetime | None,
-               status: int) -> tuple[str, list[dict[str, str]]]:
+def replay_sql(kind: str, full_name: str, since: dt.datetime | None, status: int) -> tuple[str, list[dict[str, str]]]:
     """The SELECT of the logged invocations and its named parameters (values are never
     formatted into the text; the table name is checked and quoted)."""
     parts = full_name.split(".")
@@ -158,18 +176,21 @@ def replay_sql(kind: str, full_name: str, since: dt.datetime | None,
             params.append({"name": "since", "value": since.isoformat(), "type": "TIMESTAMP"})
         else:
             where.append("timestamp_ms >= :since_ms")
-            params.append({"name": "since_ms", "value": str(int(since.timestamp() * 1000)),
-                           "type": "BIGINT"})
+            params.append({"name": "since_ms", "value": str(int(since.timestamp() * 1000)), "type": "BIGINT"})
     if status:
         where.append("status_code = :status")
         params.append({"name": "status", "value": str(status), "type": "INT"})
-    sql = (f"SELECT databricks_request_id, {time_col}, status_code, request, response FROM {table}"
-           + (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {time_col}")
+    sql = (
+        f"SELECT databricks_request_id, {time_col}, status_code, request, response FROM {table}"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + f" ORDER BY {time_col}"
+    )
     return sql, params
 
 
-def parse_statement(resp: StatementResponse, kind: str,
-                    more_chunks: list[list[list[str | None]]] | None = None) -> list[dict[str, Any]]:
+def parse_statement(
+    resp: StatementResponse, kind: str, more_chunks: list[list[list[str | None]]] | None = None
+) -> list[dict[str, Any]]:
     """:func:`record` dicts of a statement's JSON_ARRAY result (every value a string or null),
     the first chunk inline in ``resp`` and the ``more_chunks`` fetched after it."""
     from databricks.sdk.service.sql import StatementState
@@ -177,8 +198,11 @@ def parse_statement(resp: StatementResponse, kind: str,
     state = resp.status.state if resp.status else None
     if state != StatementState.SUCCEEDED:
         error = resp.status.error.message if resp.status and resp.status.error else ""
-        raise ConfigError("replay_warehouse_id", getattr(state, "value", state),
-                          f"the query of the inference table did not succeed: {error}"[:300])
+        raise ConfigError(
+            "replay_warehouse_id",
+            getattr(state, "value", state),
+            f"the query of the inference table did not succeed: {error}"[:300],
+        )
     names = [c.name for c in resp.manifest.schema.columns]
     rows = list((resp.result.data_array if resp.result else None) or [])
     for chunk in more_chunks or []:
@@ -191,16 +215,19 @@ def record(raw: dict[str, Any], kind: str) -> dict[str, Any]:
     ``response`` (JSON text or None), from a table row (typed, or strings from SQL)."""
     when = raw.get("request_time") if kind == pt.GATEWAY else raw.get("timestamp_ms")
     if isinstance(when, str):
-        when = (dt.datetime.fromisoformat(when.replace(" ", "T")) if kind == pt.GATEWAY
-                else int(when))
+        when = dt.datetime.fromisoformat(when.replace(" ", "T")) if kind == pt.GATEWAY else int(when)
     if isinstance(when, (int, float)):
-        when = dt.datetime.fromtimestamp(when / 1000, dt.timezone.utc)
+        when = dt.datetime.fromtimestamp(when / 1000, dt.UTC)
     if isinstance(when, dt.datetime) and when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     status = raw.get("status_code")
-    return {"request_id": raw.get("databricks_request_id"), "time": when,
-            "status": int(status) if status is not None else None,
-            "request": raw.get("request"), "response": raw.get("response")}
+    return {
+        "request_id": raw.get("databricks_request_id"),
+        "time": when,
+        "status": int(status) if status is not None else None,
+        "request": raw.get("request"),
+        "response": raw.get("response"),
+    }
 
 
 # ---- records -> rows ------------------------------------------------------------------
@@ -216,8 +243,7 @@ class ReplaySet:
 
     def summary(self) -> str:
         left = ", ".join(f"{n} {why}" for why, n in self.skipped.items() if n) or "none"
-        return (f"replay of {self.table}: {len(self.rows)} rows from {self.read} logged "
-                f"invocations (left out: {left})")
+        return f"replay of {self.table}: {len(self.rows)} rows from {self.read} logged invocations (left out: {left})"
 
 
 def _text(content: Any) -> str:
@@ -235,13 +261,12 @@ def answer_text(response: Any) -> str:
         return ""
 
 
-def to_rows(records: list[dict[str, Any]], *, table: str, since: dt.datetime | None = None,
-            status: int = 200) -> ReplaySet:
+def to_rows(records: list[dict[str, Any]], *, table: str, since: dt.datetime | None = None, status: int = 200) -> ReplaySet:
     """Filter (``since``, ``status``), deduplicate by request content and turn the logged chat
     invocations into dataset rows (oldest first); what is left out is counted by reason."""
     skipped: Counter[str] = Counter()
     picked: dict[str, tuple[dict, str | None]] = {}
-    for rec in sorted(records, key=lambda r: r["time"] or dt.datetime.min.replace(tzinfo=dt.timezone.utc)):
+    for rec in sorted(records, key=lambda r: r["time"] or dt.datetime.min.replace(tzinfo=dt.UTC)):
         if since is not None and (rec["time"] is None or rec["time"] < since):
             skipped["before replay_since"] += 1
             continue
@@ -265,8 +290,7 @@ def to_rows(records: list[dict[str, Any]], *, table: str, since: dt.datetime | N
             continue
         system = "\n".join(_text(m.get("content")) for m in messages if m.get("role") == "system") or None
         digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
-        picked[key] = ({"id": f"r-{digest}", "question": question, "expected": expected,
-                        "aliases": []}, system)
+        picked[key] = ({"id": f"r-{digest}", "question": question, "expected": expected, "aliases": []}, system)
     systems = Counter(s for _, s in picked.values())
     system = systems.most_common(1)[0][0] if systems else None
     rows = [row for row, s in picked.values() if s == system]
@@ -274,8 +298,16 @@ def to_rows(records: list[dict[str, Any]], *, table: str, since: dt.datetime | N
     return ReplaySet(rows, system, table, read=len(records), skipped=dict(skipped))
 
 
-def load_replay(w: WorkspaceClient, endpoint: str, *, home: Path | None, warehouse_id: str = "",
-                since: str = "", status: int = 200, max_rows: int | None = None) -> ReplaySet:
+def load_replay(
+    w: WorkspaceClient,
+    endpoint: str,
+    *,
+    home: Path | None,
+    warehouse_id: str = "",
+    since: str = "",
+    status: int = 200,
+    max_rows: int | None = None,
+) -> ReplaySet:
     """The replay rows of ``endpoint``'s inference table: locally (``home`` set) from its Delta
     table, else from Unity Catalog through the SQL warehouse ``warehouse_id``."""
     start, status = parse_since(since), check_status(status)
@@ -305,21 +337,31 @@ def diff_table(table: pd.DataFrame) -> pd.DataFrame:
     """Per row: the question, the logged answer beside the new one, same or not, similarity."""
     import pandas as pd
 
-    rows = [{"id": r["id"], "question": r["question"], "logged_answer": r["expected"],
-             "new_answer": r["answer"], "same": str(r["answer"]).strip() == str(r["expected"]).strip(),
-             "token_similarity": token_similarity(r["expected"], r["answer"]),
-             "error": r["error"]} for _, r in table.iterrows()]
-    return pd.DataFrame(rows, columns=["id", "question", "logged_answer", "new_answer", "same",
-                                       "token_similarity", "error"])
+    rows = [
+        {
+            "id": r["id"],
+            "question": r["question"],
+            "logged_answer": r["expected"],
+            "new_answer": r["answer"],
+            "same": str(r["answer"]).strip() == str(r["expected"]).strip(),
+            "token_similarity": token_similarity(r["expected"], r["answer"]),
+            "error": r["error"],
+        }
+        for _, r in table.iterrows()
+    ]
+    return pd.DataFrame(rows, columns=["id", "question", "logged_answer", "new_answer", "same", "token_similarity", "error"])
 
 
 def diff_metrics(diff: pd.DataFrame) -> dict[str, float]:
     """The diff summary: rows, exact-match rate, mean token similarity, rows that changed."""
     n = len(diff)
     same = int(diff["same"].sum()) if n else 0
-    return {"replay/rows": float(n), "replay/exact_match_rate": same / n if n else float("nan"),
-            "replay/token_similarity_mean": float(diff["token_similarity"].mean()) if n else float("nan"),
-            "replay/changed_rows": float(n - same)}
+    return {
+        "replay/rows": float(n),
+        "replay/exact_match_rate": same / n if n else float("nan"),
+        "replay/token_similarity_mean": float(diff["token_similarity"].mean()) if n else float("nan"),
+        "replay/changed_rows": float(n - same),
+    }
 
 
 def log_diff(run_id: str, table: pd.DataFrame, replay: ReplaySet, *, tracking_uri: str) -> dict[str, float]:
@@ -333,9 +375,14 @@ def log_diff(run_id: str, table: pd.DataFrame, replay: ReplaySet, *, tracking_ur
     metrics = diff_metrics(diff)
     client = MlflowClient(tracking_uri)
     now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
-                     params=[Param("dataset_source", INFERENCE_TABLE),
-                             Param("replay_table", replay.table),
-                             Param("replay_logged_invocations", str(replay.read))])
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+        params=[
+            Param("dataset_source", INFERENCE_TABLE),
+            Param("replay_table", replay.table),
+            Param("replay_logged_invocations", str(replay.read)),
+        ],
+    )
     client.log_table(run_id, data=diff, artifact_file=DIFF_ARTIFACT)
     return metrics

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from matplotlib.figure import Figure
 
+
 @dataclass
 class EvalResult:
     """What one evaluation produced: its MLflow run, metrics, per-row table and plot."""
@@ -73,15 +74,22 @@ class Evaluation:
             f"MLflow run {self.run_id}: {int(m['rows'])} rows ({self.result.queried} queried now), "
             f"exact {m['exact_match']:.1%}, contains {m['contains_match']:.1%}, errors {m['error_rate']:.1%}, "
             f"latency p50 {m['latency_p50_ms']:.0f} ms / p95 {m['latency_p95_ms']:.0f} ms",
-            *([f"{self.result.reasked} row(s) were in flight when the previous run stopped: asked again"]
-              if self.result.reasked else []),
-            "Gate:", *(f"  {line}" for line in self.gate.summary()),
+            *(
+                [f"{self.result.reasked} row(s) were in flight when the previous run stopped: asked again"]
+                if self.result.reasked
+                else []
+            ),
+            "Gate:",
+            *(f"  {line}" for line in self.gate.summary()),
         ]
         if self.comparison is not None and self.champion is not None:
-            lines += [f"Versus champion (version {self.champion.version}):",
-                      *(f"  {line}" for line in self.comparison.summary())]
+            lines += [f"Versus champion (version {self.champion.version}):", *(f"  {line}" for line in self.comparison.summary())]
         target = f"{self.model_name} version {self.model_version}" if self.model_version else "this model"
-        verdict = (f"PROMOTED: alias '{self.alias}' -> {target}" if self.promoted
-                   else f"promotion allowed, but not applied (promote=False or no version) for {target}"
-                   if self.decision.promote else f"NOT promoted: {target} keeps its aliases")
+        verdict = (
+            f"PROMOTED: alias '{self.alias}' -> {target}"
+            if self.promoted
+            else f"promotion allowed, but not applied (promote=False or no version) for {target}"
+            if self.decision.promote
+            else f"NOT promoted: {target} keeps its aliases"
+        )
         return "\n".join([*lines, verdict, *(f"  {r}" for r in self.decision.reasons)])

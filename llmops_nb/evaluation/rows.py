@@ -14,15 +14,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops_nb.chat.client import ChatResult
-from llmops_nb.evaluation.datasets import check_row
 from llmops_nb.errors import ConfigError, QueryError
+from llmops_nb.evaluation.datasets import check_row
 from llmops_nb.evaluation.metrics import score_answer, tokens_per_second
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-TABLE_COLUMNS = ("id", "question", "expected", "answer", "exact_match", "contains_match", "response_length",
-                 "latency_ms", "prompt_tokens", "completion_tokens", "tokens_per_second", "served_entity", "error")
+TABLE_COLUMNS = (
+    "id",
+    "question",
+    "expected",
+    "answer",
+    "exact_match",
+    "contains_match",
+    "response_length",
+    "latency_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "tokens_per_second",
+    "served_entity",
+    "error",
+)
 
 
 def table_row(row: dict[str, Any], result: ChatResult | QueryError) -> dict[str, Any]:

@@ -18,14 +18,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from llmops_nb.evaluation.metrics import contains_match, exact_match, response_length, tokens_per_second
 from llmops_nb.chat.ratecontrol import AimdLimiter
+from llmops_nb.evaluation.metrics import contains_match, exact_match, response_length, tokens_per_second
 
-__all__ = ["SCORERS", "SQLITE_EVAL_ENV", "mlflow_record", "mlflow_scorers", "sqlite_safe_env", "run_mlflow_scorers",
-           "judge_rows", "judge_rows_file"]
+__all__ = [
+    "SCORERS",
+    "SQLITE_EVAL_ENV",
+    "judge_rows",
+    "judge_rows_file",
+    "mlflow_record",
+    "mlflow_scorers",
+    "run_mlflow_scorers",
+    "sqlite_safe_env",
+]
 
-SCORERS = ("exact_match", "contains_match", "response_length", "latency_ms", "completion_tokens",
-           "tokens_per_second")
+SCORERS = ("exact_match", "contains_match", "response_length", "latency_ms", "completion_tokens", "tokens_per_second")
 
 # mlflow.genai.evaluate defaults (10 workers, async trace export) exhaust SQLAlchemy's
 # connection pool on a SQLite store: traces time out after 30 s and are dropped.
@@ -103,9 +110,7 @@ def sqlite_safe_env(tracking_uri: str) -> Iterator[None]:
             os.environ.pop(key, None)
 
 
-def run_mlflow_scorers(
-    records: list[dict[str, Any]], tracking_uri: str, judge_endpoint: str | None = None
-) -> dict[str, float]:
+def run_mlflow_scorers(records: list[dict[str, Any]], tracking_uri: str, judge_endpoint: str | None = None) -> dict[str, float]:
     """Run ``mlflow.genai.evaluate`` in the active run; return the metrics it logged."""
     import mlflow
 
@@ -139,8 +144,7 @@ def _databricks_deployments_target() -> None:
         set_deployments_target("databricks")
 
 
-def judge_rows(rows: Iterator[dict[str, Any]], judge_endpoint: str, *, concurrency: int,
-               limiter: Any) -> dict[str, float]:
+def judge_rows(rows: Iterator[dict[str, Any]], judge_endpoint: str, *, concurrency: int, limiter: Any) -> dict[str, float]:
     """The Correctness judge (``endpoints:/<judge_endpoint>``) on each answered row, at most
     ``concurrency`` at once, its 429s through ``limiter`` (the endpoint calls' AIMD policy).
 
@@ -161,8 +165,11 @@ def judge_rows(rows: Iterator[dict[str, Any]], judge_endpoint: str, *, concurren
 
         def ask() -> Any:
             with disable_429_retry():  # the 429 reaches the limiter, which waits and asks again
-                feedback = judge(inputs={"question": row["question"]}, outputs=row["answer"],
-                                 expectations={"expected_response": row["expected"]})
+                feedback = judge(
+                    inputs={"question": row["question"]},
+                    outputs=row["answer"],
+                    expectations={"expected_response": row["expected"]},
+                )
             if getattr(feedback, "error", None) is not None and _judge_429(Exception(feedback.error)) is not None:
                 raise RuntimeError(f"429 {feedback.error}")
             return feedback
@@ -177,14 +184,14 @@ def judge_rows(rows: Iterator[dict[str, Any]], judge_endpoint: str, *, concurren
     with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="judge") as pool:
         scores = list(pool.map(one, rows))
     judged = [s for s in scores if s is not None]
-    return {"correctness/mean": sum(judged) / len(scores) if scores else math.nan,
-            "correctness/errors": float(len(scores) - len(judged))}
+    return {
+        "correctness/mean": sum(judged) / len(scores) if scores else math.nan,
+        "correctness/errors": float(len(scores) - len(judged)),
+    }
 
 
-def judge_rows_file(rows_path: Path, judge_endpoint: str, concurrency: int,
-                    limiter: AimdLimiter | None) -> dict[str, float]:
+def judge_rows_file(rows_path: Path, judge_endpoint: str, concurrency: int, limiter: AimdLimiter | None) -> dict[str, float]:
     """The judge's metrics over a rows file, its calls under the same limiter as the endpoint's."""
     with rows_path.open(encoding="utf-8") as lines:
         rows = (json.loads(line) for line in lines)
-        return judge_rows(rows, judge_endpoint, concurrency=concurrency,
-                          limiter=limiter or AimdLimiter(max(1, int(concurrency))))
+        return judge_rows(rows, judge_endpoint, concurrency=concurrency, limiter=limiter or AimdLimiter(max(1, int(concurrency))))

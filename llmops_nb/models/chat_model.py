@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.models import set_model
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
 try:
@@ -112,8 +112,10 @@ class LlamaChatModel(PythonModel):
         self._config = {**DEFAULT_CONFIG, **(context.model_config or {})}
         kwargs = llama_kwargs(self._config)
         self._engine = BatchEngine(
-            context.artifacts["gguf"], n_ctx=kwargs["n_ctx"],
-            n_seq_max=int(self._config["n_parallel"]), n_threads=kwargs["n_threads"],
+            context.artifacts["gguf"],
+            n_ctx=kwargs["n_ctx"],
+            n_seq_max=int(self._config["n_parallel"]),
+            n_threads=kwargs["n_threads"],
             flash_attn=kwargs["flash_attn"],
         )
         self._widened = _widen_server_threads(4 * int(self._config["n_parallel"]))
@@ -142,7 +144,8 @@ class LlamaChatModel(PythonModel):
     def _too_long(self, e: ValueError) -> ChatRequestError:
         return ChatRequestError(
             f"prompt too long or invalid request: {e}; shorten the messages or lower "
-            f"max_tokens (context window {self._config['n_ctx']} tokens)")
+            f"max_tokens (context window {self._config['n_ctx']} tokens)"
+        )
 
     def _request(self, model_input: Any, params: dict[str, Any] | None) -> GenRequest:
         """The engine request of a chat body (validated; 400 for bad values)."""
@@ -159,11 +162,12 @@ class LlamaChatModel(PythonModel):
         if not 0.0 <= temperature <= 2.0:
             raise ChatRequestError(f"temperature: {temperature} is not allowed; use 0 to 2")
         stop = body.get("stop") or []
-        messages = [{"role": m["role"], "content": m.get("content") or ""}
-                    for m in body["messages"]]
+        messages = [{"role": m["role"], "content": m.get("content") or ""} for m in body["messages"]]
         prompt, template_stops = self._engine.chat_prompt(messages)
         request = GenRequest(
-            prompt=prompt, max_tokens=max_tokens, temperature=temperature,
+            prompt=prompt,
+            max_tokens=max_tokens,
+            temperature=temperature,
             stop=([stop] if isinstance(stop, str) else list(stop)) + template_stops,
             seed=int(body.get("seed", self._config["seed"])),
         )
@@ -175,9 +179,13 @@ def _chunks(stream: Any, model_name: str):  # noqa: ANN202 - Iterator[dict]
     cid, created = f"chatcmpl-{uuid.uuid4()}", int(time.time())
 
     def chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> dict:
-        out = {"id": cid, "object": "chat.completion.chunk", "created": created,
-               "model": model_name,
-               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        out = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model_name,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
         if usage is not None:
             out["usage"] = usage
         return out
@@ -188,9 +196,11 @@ def _chunks(stream: Any, model_name: str):  # noqa: ANN202 - Iterator[dict]
             yield chunk({"content": text})
         out = stream.result
         n = len(out.tokens)
-        yield chunk({}, out.finish_reason, {"prompt_tokens": out.prompt_tokens,
-                                            "completion_tokens": n,
-                                            "total_tokens": out.prompt_tokens + n})
+        yield chunk(
+            {},
+            out.finish_reason,
+            {"prompt_tokens": out.prompt_tokens, "completion_tokens": n, "total_tokens": out.prompt_tokens + n},
+        )
     finally:
         stream.cancel()  # no effect once done; else the sequence leaves the batch
 
@@ -211,8 +221,7 @@ def _widen_server_threads(n: int) -> bool:
     except RuntimeError:
         if threading.current_thread() is threading.main_thread():
             return False  # loading outside a loop: try again from the first predict
-        loops = [o for o in gc.get_objects()
-                 if isinstance(o, asyncio.AbstractEventLoop) and o.is_running()]
+        loops = [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and o.is_running()]
     for loop in loops:
         current = getattr(loop, "_default_executor", None)
         if current is None or getattr(current, "_max_workers", 0) < n:
@@ -229,13 +238,18 @@ def _completion(out: Any, model_name: str) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model_name,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": out.text},
-            "finish_reason": out.finish_reason,
-        }],
-        "usage": {"prompt_tokens": out.prompt_tokens, "completion_tokens": completion,
-                  "total_tokens": out.prompt_tokens + completion},
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": out.text},
+                "finish_reason": out.finish_reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": out.prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": out.prompt_tokens + completion,
+        },
     }
 
 

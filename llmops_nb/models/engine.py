@@ -173,8 +173,7 @@ class BatchEngine:
                 stop_token_ids=[eos],
             )
         result = self._formatter(messages=messages)
-        tokens = llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special,
-                              special=True)
+        tokens = llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
         stops = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
         return tokens, stops
 
@@ -230,8 +229,7 @@ class BatchEngine:
         cp.n_batch = cp.n_ubatch = self.n_batch
         cp.n_seq_max = self.n_seq_max
         cp.kv_unified = False
-        cp.flash_attn_type = (lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.flash_attn
-                              else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        cp.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
         cp.n_threads = cp.n_threads_batch = self.n_threads
         cp.no_perf = True
         self._ctx = lc.llama_init_from_model(self._model, cp)
@@ -403,7 +401,7 @@ class BatchEngine:
     def _emit(seq: _Seq, upto: int, final: bool = False) -> None:
         """Send ``seq.text[emitted:upto]`` (decoded) to the stream's consumer."""
         if upto > seq.emitted or final:
-            piece = seq.decoder.decode(seq.text[seq.emitted:upto], final)
+            piece = seq.decoder.decode(seq.text[seq.emitted : upto], final)
             seq.emitted = max(seq.emitted, upto)
             if piece:
                 seq.sink.put(piece)
@@ -433,8 +431,7 @@ class BatchEngine:
     def _result(self, seq: _Seq, text: bytes, reason: str) -> GenResult:
         if seq.sink is not None:  # the rest of the answer (``text`` is cut before a stop)
             self._emit(seq, len(text), final=True)
-        return GenResult(list(seq.out), text.decode("utf-8", errors="ignore"), reason,
-                         len(seq.req.prompt))
+        return GenResult(list(seq.out), text.decode("utf-8", errors="ignore"), reason, len(seq.req.prompt))
 
 
 def _held(text: bytes, stops: list[str]) -> int:

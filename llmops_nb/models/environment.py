@@ -73,9 +73,15 @@ def serving_environment(*, require_wheel: bool) -> ServingEnvironment:
         return ServingEnvironment([*pins, f"{ARTIFACTS_FOLDER}/{wheel.name}"], llama, wheel)
     where = runtime.wheelhouse() / runtime.cache_key()
     if require_wheel:
-        raise ModelError(f"llama-cpp-python {llama}: no portable wheel in {where}, and a serving "
-                         f"container cannot build it without a compiler; {BUILD_HINT}")
-    warnings.warn(f"llama-cpp-python {llama}: no portable wheel in {where}; the model pins "
-                  f"llama-cpp-python=={llama} (a serving container must compile it); for Databricks "
-                  f"{BUILD_HINT}", UserWarning, stacklevel=3)
+        raise ModelError(
+            f"llama-cpp-python {llama}: no portable wheel in {where}, and a serving "
+            f"container cannot build it without a compiler; {BUILD_HINT}"
+        )
+    warnings.warn(
+        f"llama-cpp-python {llama}: no portable wheel in {where}; the model pins "
+        f"llama-cpp-python=={llama} (a serving container must compile it); for Databricks "
+        f"{BUILD_HINT}",
+        UserWarning,
+        stacklevel=3,
+    )
     return ServingEnvironment([*pins, f"llama-cpp-python=={llama}"], llama, None)

@@ -39,8 +39,10 @@ def pip_requirements(*, require_wheel: bool = False) -> list[str]:
 
 
 def pyfunc_kwargs(
-    gguf_path: Path | str | None = None, generation: dict[str, Any] | None = None,
-    *, require_wheel: bool = False,
+    gguf_path: Path | str | None = None,
+    generation: dict[str, Any] | None = None,
+    *,
+    require_wheel: bool = False,
 ) -> dict[str, Any]:
     """Keyword arguments for ``mlflow.pyfunc.log_model`` / ``save_model``.
 

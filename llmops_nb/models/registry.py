@@ -11,18 +11,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmops_nb.tracking.client import mlflow_client
-from llmops_nb.tracking.uris import (UC_REGISTRY, experiment_id, is_databricks_tracking, resolve_experiment,
-                                    resolve_uris, tracking_setup)
 from llmops_nb.config.project import UC_NAME_RULE, is_uc_name
 from llmops_nb.config.project import check_alias as _check_alias
 from llmops_nb.errors import ConfigError
 from llmops_nb.models.environment import WHEEL_ARTIFACT, llama_cpp_version
 from llmops_nb.models.gguf import DEFAULT_MODEL_NAME
+from llmops_nb.tracking.client import mlflow_client
+from llmops_nb.tracking.uris import (
+    UC_REGISTRY,
+    experiment_id,
+    is_databricks_tracking,
+    resolve_experiment,
+    resolve_uris,
+    tracking_setup,
+)
 
 if TYPE_CHECKING:
     pass
-
 
 
 @dataclass(frozen=True)
@@ -84,9 +89,7 @@ def get_version_by_alias(
     return str(mv.version)
 
 
-def latest_version(
-    name: str, *, tracking_uri: str | None = None, registry_uri: str | None = None
-) -> str:
+def latest_version(name: str, *, tracking_uri: str | None = None, registry_uri: str | None = None) -> str:
     """The highest registered version of ``name``; ConfigError if none exists."""
     _, registry = resolve_uris(tracking_uri, registry_uri)
     versions = mlflow_client(tracking_uri, registry_uri).search_model_versions(f"name = '{name}'")
@@ -145,8 +148,7 @@ def register_model(
     check_model_name(name, registry_uri)
     experiment = resolve_experiment(experiment, tracking_uri)
     # validates before anything is created; a Databricks registry's model must carry the wheel
-    kwargs = pyfunc_kwargs(gguf_path, generation,
-                           require_wheel=_builds_in_container(tracking_uri, registry_uri))
+    kwargs = pyfunc_kwargs(gguf_path, generation, require_wheel=_builds_in_container(tracking_uri, registry_uri))
     tracking = tracking_setup(tracking_uri, registry_uri)
     found = experiment_id(experiment, tracking.tracking_uri, tracking.artifact_root)
     with mlflow.start_run(experiment_id=found, run_name=f"register-{name}") as run:
@@ -154,6 +156,5 @@ def register_model(
         mlflow.set_tags(_run_tags(kwargs))
         info = mlflow.pyfunc.log_model(name="model", registered_model_name=name, **kwargs)
     version = str(info.registered_model_version)
-    set_alias(name, alias, version, tracking_uri=tracking.tracking_uri,
-              registry_uri=tracking.registry_uri)
+    set_alias(name, alias, version, tracking_uri=tracking.tracking_uri, registry_uri=tracking.registry_uri)
     return RegisteredModel(name, version, model_uri(name, version), run.info.run_id, alias)

@@ -80,8 +80,7 @@ def disassemble(library: Path) -> str:
     objdump = shutil.which("objdump")
     if objdump is None:
         raise RuntimeError("objdump not found: install binutils (it comes with gcc)")
-    return subprocess.run([objdump, "-d", "--no-show-raw-insn", str(library)], check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run([objdump, "-d", "--no-show-raw-insn", str(library)], check=True, capture_output=True, text=True).stdout
 
 
 def ggml_cpu_libraries(folder: Path) -> list[Path]:
@@ -115,15 +114,36 @@ def build(requirement: str = LLAMA_CPP_REQUIREMENT, cmake_args: str = CMAKE_ARGS
     if (wheel := built_wheel(key)) is not None:
         return wheel
     target = wheelhouse() / key
-    print(f"Building {requirement} for any x86-64-v3 CPU (no AMX, no AVX-512); "
-          f"once per version, about 5-7 minutes on 2 cores ...", flush=True)
-    env = dict(os.environ, CMAKE_ARGS=cmake_args,
-               CMAKE_BUILD_PARALLEL_LEVEL=os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL") or str(os.cpu_count() or 2))
+    print(
+        f"Building {requirement} for any x86-64-v3 CPU (no AMX, no AVX-512); once per version, about 5-7 minutes on 2 cores ...",
+        flush=True,
+    )
+    env = dict(
+        os.environ,
+        CMAKE_ARGS=cmake_args,
+        CMAKE_BUILD_PARALLEL_LEVEL=os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL") or str(os.cpu_count() or 2),
+    )
     with tempfile.TemporaryDirectory(prefix="llmops-llama-") as tmp:
         started = time.monotonic()
         # --no-cache-dir: neither take a wheel pip built earlier with other flags nor leave ours there.
-        _run_with_ticker([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-cache-dir",
-                          "--no-binary", "llama-cpp-python", requirement, "-w", tmp], env, started)
+        _run_with_ticker(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--no-cache-dir",
+                "--no-binary",
+                "llama-cpp-python",
+                requirement,
+                "-w",
+                tmp,
+            ],
+            env,
+            started,
+        )
         (wheel,) = Path(tmp).glob("llama_cpp_python-*.whl")
         unpacked = Path(tmp) / "unpacked"
         with zipfile.ZipFile(wheel) as zf:
@@ -157,8 +177,7 @@ def install(requirement: str = LLAMA_CPP_REQUIREMENT, cmake_args: str = CMAKE_AR
     """Build (or reuse) the portable wheel and install it into this interpreter's environment."""
     wheel = build(requirement, cmake_args)
     # --force-reinstall: replace a llama-cpp-python of the same version built another way.
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall",
-                    str(wheel)], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall", str(wheel)], check=True)
     return wheel
 
 
@@ -188,18 +207,22 @@ def check(command: list[str] | None = None, timeout: float = CHECK_TIMEOUT_S) ->
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return CheckResult(False, f"llama.cpp check: decoding 8 tokens took over {timeout:.0f} s; "
-                                  f"the build may be broken on this CPU: {_HOW_TO_REBUILD}")
+        return CheckResult(
+            False,
+            f"llama.cpp check: decoding 8 tokens took over {timeout:.0f} s; "
+            f"the build may be broken on this CPU: {_HOW_TO_REBUILD}",
+        )
     if proc.returncode < 0:
         sig = signal.Signals(-proc.returncode)
-        why = ("an instruction this CPU or its VM does not run (illegal instruction)"
-               if sig == signal.SIGILL else "a crash")
-        return CheckResult(False, f"llama.cpp check: loading SmolLM2 and decoding died with {sig.name}, "
-                                  f"{why} on {platform.processor() or platform.machine()}: {_HOW_TO_REBUILD}")
+        why = "an instruction this CPU or its VM does not run (illegal instruction)" if sig == signal.SIGILL else "a crash"
+        return CheckResult(
+            False,
+            f"llama.cpp check: loading SmolLM2 and decoding died with {sig.name}, "
+            f"{why} on {platform.processor() or platform.machine()}: {_HOW_TO_REBUILD}",
+        )
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return CheckResult(False, f"llama.cpp check: the model did not load or decode ({last}); "
-                                  f"run `make install` again")
+        return CheckResult(False, f"llama.cpp check: the model did not load or decode ({last}); run `make install` again")
     tokens, seconds = proc.stdout.split()[-2:]
     return CheckResult(True, f"llama.cpp check: SmolLM2 decoded {tokens} tokens in {float(seconds):.2f} s")
 
@@ -210,7 +233,7 @@ def _installed_llama_cpp() -> Path:
     spec = importlib.util.find_spec("llama_cpp")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("llama_cpp is not installed: run `make install`")
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def main(argv: list[str] | None = None) -> int:

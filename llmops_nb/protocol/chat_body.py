@@ -16,8 +16,7 @@ N_RANGE = (1, 5)
 Problem = tuple[str, Any, str]
 
 
-def int_problem(key: str, value: object, low: int, high: int | None = None, *,
-                required: bool = False) -> Problem | None:
+def int_problem(key: str, value: object, low: int, high: int | None = None, *, required: bool = False) -> Problem | None:
     """``value`` of field ``key`` is not an integer in [low, high] (None: no upper bound); a
     missing value (None) is a problem only when ``required``."""
     if value is None and not required:
@@ -32,7 +31,9 @@ def int_problem(key: str, value: object, low: int, high: int | None = None, *,
 def temperature_problem(value: object, *, required: bool = False) -> Problem | None:
     """``temperature`` is not a number in :data:`TEMPERATURE_RANGE` (None: a problem when ``required``)."""
     low, high = TEMPERATURE_RANGE
-    if (value is None and not required) or (not isinstance(value, bool) and isinstance(value, (int, float)) and low <= value <= high):
+    if (value is None and not required) or (
+        not isinstance(value, bool) and isinstance(value, (int, float)) and low <= value <= high
+    ):
         return None
     return "temperature", value, f"a number between {low} and {high}"
 
@@ -40,9 +41,10 @@ def temperature_problem(value: object, *, required: bool = False) -> Problem | N
 def generation_problem(body: dict) -> Problem | None:
     """The first broken generation setting of ``body``: max_tokens, n, temperature, stop."""
     stop = body.get("stop")
-    if stop is not None and not (isinstance(stop, str) or
-                                 (isinstance(stop, list) and all(isinstance(s, str) for s in stop))):
+    if stop is not None and not (isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))):
         return "stop", stop, "a string or a list of strings"
-    return (int_problem("max_tokens", body.get("max_tokens"), 1)
-            or int_problem("n", body.get("n"), *N_RANGE)
-            or temperature_problem(body.get("temperature")))
+    return (
+        int_problem("max_tokens", body.get("max_tokens"), 1)
+        or int_problem("n", body.get("n"), *N_RANGE)
+        or temperature_problem(body.get("temperature"))
+    )

@@ -35,15 +35,29 @@ LEGACY = "auto_capture"
 #: column -> Delta/Spark type, in table order
 COLUMNS: dict[str, dict[str, str]] = {
     GATEWAY: {
-        "databricks_request_id": "STRING", "request_date": "DATE", "client_request_id": "STRING",
-        "request_time": "TIMESTAMP", "status_code": "INT", "sampling_fraction": "DOUBLE",
-        "execution_duration_ms": "BIGINT", "request": "STRING", "response": "STRING",
-        "logging_error_codes": "ARRAY<STRING>", "served_entity_id": "STRING", "requester": "STRING",
+        "databricks_request_id": "STRING",
+        "request_date": "DATE",
+        "client_request_id": "STRING",
+        "request_time": "TIMESTAMP",
+        "status_code": "INT",
+        "sampling_fraction": "DOUBLE",
+        "execution_duration_ms": "BIGINT",
+        "request": "STRING",
+        "response": "STRING",
+        "logging_error_codes": "ARRAY<STRING>",
+        "served_entity_id": "STRING",
+        "requester": "STRING",
     },
     LEGACY: {
-        "databricks_request_id": "STRING", "client_request_id": "STRING", "date": "DATE",
-        "timestamp_ms": "BIGINT", "status_code": "INT", "sampling_fraction": "DOUBLE",
-        "execution_time_ms": "BIGINT", "request": "STRING", "response": "STRING",
+        "databricks_request_id": "STRING",
+        "client_request_id": "STRING",
+        "date": "DATE",
+        "timestamp_ms": "BIGINT",
+        "status_code": "INT",
+        "sampling_fraction": "DOUBLE",
+        "execution_time_ms": "BIGINT",
+        "request": "STRING",
+        "response": "STRING",
         "request_metadata": "MAP<STRING,STRING>",
     },
 }
@@ -78,6 +92,5 @@ def local_path(home: Path, full_name: str) -> Path:
     """The folder of the local Delta table ``catalog.schema.table`` under the workspace home."""
     parts = full_name.split(".")
     if len(parts) != 3 or not all(_NAME.match(p) for p in parts):
-        raise ValueError(f"inference table {full_name!r}: expected catalog.schema.table of "
-                         "letters, digits, '_' or '-'")
+        raise ValueError(f"inference table {full_name!r}: expected catalog.schema.table of letters, digits, '_' or '-'")
     return Path(home) / "tables" / parts[0] / parts[1] / parts[2]

@@ -26,13 +26,24 @@ def sse(event: dict) -> bytes:
     return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
 
 
-def chunk(cid: str, model: str | None, created: int, delta: dict, *,
-          finish_reason: str | None = None, usage: dict | None = None, index: int = 0) -> dict:
+def chunk(
+    cid: str,
+    model: str | None,
+    created: int,
+    delta: dict,
+    *,
+    finish_reason: str | None = None,
+    usage: dict | None = None,
+    index: int = 0,
+) -> dict:
     """A ``chat.completion.chunk`` with one choice."""
-    out: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created,
-                           "model": model,
-                           "choices": [{"index": index, "delta": delta,
-                                        "finish_reason": finish_reason}]}
+    out: dict[str, Any] = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason}],
+    }
     if usage is not None:
         out["usage"] = usage
     return out
@@ -54,8 +65,15 @@ def chunks_of(answer: dict, pieces: Iterable[str] | None = None) -> Iterator[dic
         for part in parts:
             yield chunk(cid, model, created, {"content": part}, index=index)
     last = (answer.get("choices") or [{}])[-1]
-    yield chunk(cid, model, created, {}, finish_reason=last.get("finish_reason") or "stop",
-                usage=answer.get("usage"), index=int(last.get("index", 0)))
+    yield chunk(
+        cid,
+        model,
+        created,
+        {},
+        finish_reason=last.get("finish_reason") or "stop",
+        usage=answer.get("usage"),
+        index=int(last.get("index", 0)),
+    )
 
 
 def _words(text: str) -> list[str]:
@@ -89,12 +107,21 @@ def assemble(chunks: Iterable[dict]) -> dict:
             if ch.get("finish_reason"):
                 finish[i] = ch["finish_reason"]
     first = first or {}
-    return {"id": first.get("id"), "object": "chat.completion", "created": first.get("created"),
-            "model": first.get("model"),
-            "choices": [{"index": i, "message": {"role": roles.get(i, "assistant"),
-                                                 "content": "".join(texts[i])},
-                         "finish_reason": finish.get(i)} for i in sorted(texts)],
-            "usage": usage}
+    return {
+        "id": first.get("id"),
+        "object": "chat.completion",
+        "created": first.get("created"),
+        "model": first.get("model"),
+        "choices": [
+            {
+                "index": i,
+                "message": {"role": roles.get(i, "assistant"), "content": "".join(texts[i])},
+                "finish_reason": finish.get(i),
+            }
+            for i in sorted(texts)
+        ],
+        "usage": usage,
+    }
 
 
 def parse_sse_lines(lines: Iterable[bytes | str]) -> Iterator[dict]:

@@ -15,13 +15,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from llmops_nb.backends import Backend
     from llmops_nb.config.endpoint import EndpointConfig
     from llmops_nb.config.project import ProjectConfig
-    from llmops_nb.endpoints.events import DeployEvent
     from llmops_nb.endpoints.apply import DeployResult
+    from llmops_nb.endpoints.events import DeployEvent
 
 
-def resolved_endpoint(
-    project: ProjectConfig, backend: Backend, *, model_version: str | None = None
-) -> EndpointConfig:
+def resolved_endpoint(project: ProjectConfig, backend: Backend, *, model_version: str | None = None) -> EndpointConfig:
     """The project's endpoint config with every registered entity's version filled in.
 
     ``model_version`` (published by the register step) pins the project's model; other
@@ -35,9 +33,7 @@ def resolved_endpoint(
     def resolve(entity_name: str) -> str:
         if model_version and entity_name == project.model.name:
             return str(model_version)
-        return registry.latest_version(
-            entity_name, tracking_uri=backend.tracking_uri, registry_uri=backend.registry_uri
-        )
+        return registry.latest_version(entity_name, tracking_uri=backend.tracking_uri, registry_uri=backend.registry_uri)
 
     return project.endpoint.with_resolved_versions(resolve)
 
@@ -63,8 +59,15 @@ def deploy(
     :func:`deploy_endpoint`).
     """
     cfg = resolved_endpoint(project, backend, model_version=model_version)
-    result = deploy_endpoint(backend.workspace_client(), cfg, backend=backend, timeout=timeout, progress=progress,
-                             recreate=recreate, on_progress=on_progress)
+    result = deploy_endpoint(
+        backend.workspace_client(),
+        cfg,
+        backend=backend,
+        timeout=timeout,
+        progress=progress,
+        recreate=recreate,
+        on_progress=on_progress,
+    )
     for line in result.messages():
         if log is not None:
             log(line)
@@ -99,8 +102,9 @@ def deploy_endpoint(
     from llmops_nb.endpoints.events import DeployEvent
 
     with _deploy_lock(backend, cfg.name):
-        result = deploy(w, cfg, timeout=timeout, poll_interval=poll_interval, progress=progress,
-                                  recreate=recreate, on_event=on_progress)
+        result = deploy(
+            w, cfg, timeout=timeout, poll_interval=poll_interval, progress=progress, recreate=recreate, on_event=on_progress
+        )
     if on_progress is not None:
         for line in result.messages():
             on_progress(DeployEvent("message", cfg.name, result.ready, result.config_update, result.action, line))

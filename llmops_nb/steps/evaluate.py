@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-
 if TYPE_CHECKING:  # pragma: no cover
-
     from llmops_nb.backends import Backend
     from llmops_nb.config.project import ProjectConfig
 
@@ -17,7 +15,10 @@ def served_version(project: ProjectConfig, backend: Backend, endpoint_name: str,
 
     found = get_endpoint(backend.workspace_client(), endpoint_name) or {}
     config = found.get("config") or {}
-    share = {r.get("served_entity_name"): r.get("traffic_percentage", 0) for r in (config.get("traffic_config") or {}).get("routes") or []}
+    share = {
+        r.get("served_entity_name"): r.get("traffic_percentage", 0)
+        for r in (config.get("traffic_config") or {}).get("routes") or []
+    }
     candidates = [e for e in config.get("served_entities") or [] if e.get("entity_name") == model_name]
     if not candidates:
         return None
@@ -50,13 +51,12 @@ def evaluate(
     inference table of ``replay_endpoint`` (default: the evaluated endpoint) instead of the
     config's dataset, and adds the diff with the logged answers to the run (:mod:`llmops_nb.evaluation.replay`).
     """
-    from llmops_nb.evaluation import datasets
-    from llmops_nb.evaluation import replay
-    from llmops_nb.evaluation.orchestrate import evaluate_and_promote
     from llmops_nb.backends import local_home
+    from llmops_nb.evaluation import datasets, replay
+    from llmops_nb.evaluation.orchestrate import evaluate_and_promote
     from llmops_nb.steps.query import target_endpoint
-    from llmops_nb.util.paths import private_file
     from llmops_nb.tracking.provenance import environment_record
+    from llmops_nb.util.paths import private_file
 
     ev = project.evaluation
     name = target_endpoint(project, endpoint_name)
@@ -65,9 +65,14 @@ def evaluate(
     replayed = None
     if replay.check_source(dataset_source) == replay.INFERENCE_TABLE:
         replayed = replay.load_replay(
-            backend.workspace_client(), replay_endpoint or name,
-            home=backend.home if backend.kind == "local" else None, warehouse_id=replay_warehouse_id,
-            since=replay_since, status=replay_status, max_rows=max_rows or ev.max_rows)
+            backend.workspace_client(),
+            replay_endpoint or name,
+            home=backend.home if backend.kind == "local" else None,
+            warehouse_id=replay_warehouse_id,
+            since=replay_since,
+            status=replay_status,
+            max_rows=max_rows or ev.max_rows,
+        )
         print(replayed.summary())
         rows = replayed.rows
     else:
@@ -107,8 +112,9 @@ def evaluate(
         **({"system": replayed.system} if replayed else {}),  # the logged requests' system prompt
     )
     if replayed:
-        evaluation.result.metrics.update(replay.log_diff(
-            evaluation.run_id, evaluation.table, replayed, tracking_uri=backend.tracking_uri))
+        evaluation.result.metrics.update(
+            replay.log_diff(evaluation.run_id, evaluation.table, replayed, tracking_uri=backend.tracking_uri)
+        )
     record_run(evaluation.run_id, project, backend, env)
     return evaluation
 

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 from llmops_nb.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
-
     from llmops_nb.backends import Backend
     from llmops_nb.config.project import ProjectConfig
 
@@ -34,8 +33,8 @@ def query(
 
     The chain's "serve" step (notebook 03_serve) calls it.
     """
-    from llmops_nb.endpoints.ops import endpoint_url, get_endpoint, state_of
     from llmops_nb.chat import client
+    from llmops_nb.endpoints.ops import endpoint_url, get_endpoint, state_of
 
     name = target_endpoint(project, endpoint_name)
     w = backend.workspace_client()

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-
 if TYPE_CHECKING:  # pragma: no cover
-
     from llmops_nb.backends import Backend
     from llmops_nb.config.project import ProjectConfig
 

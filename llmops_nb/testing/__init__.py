@@ -1,10 +1,10 @@
 """Offline test helpers: the fake workspace (our server with --fake) and a fake LLM provider.
 
-    with fake_workspace() as ws:
-        w = ws.client()                       # a real databricks-sdk WorkspaceClient
-        w.serving_endpoints.create(...)
-        ws.set_faults(rate_429=0.5)           # the SDK retries through them
-        assert ws.write_calls()[0]["method"] == "POST"
+with fake_workspace() as ws:
+    w = ws.client()                       # a real databricks-sdk WorkspaceClient
+    w.serving_endpoints.create(...)
+    ws.set_faults(rate_429=0.5)           # the SDK retries through them
+    assert ws.write_calls()[0]["method"] == "POST"
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from llmops_nb.testing.provider import FakeProvider, fake_provider
 from llmops_nb.workspace import launcher
 
-from llmops_nb.testing.provider import FakeProvider, fake_provider
-
-__all__ = ["FakeWorkspace", "fake_workspace", "FakeProvider", "fake_provider"]
+__all__ = ["FakeProvider", "FakeWorkspace", "fake_provider", "fake_workspace"]
 
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
@@ -45,15 +44,19 @@ class FakeWorkspace:
     def home(self) -> Path:
         return self.info.home
 
-    def client(self, *, retry_timeout_seconds: int = 30, http_timeout_seconds: int = 10,
-               **kwargs: Any):
+    def client(self, *, retry_timeout_seconds: int = 30, http_timeout_seconds: int = 10, **kwargs: Any):
         """A databricks-sdk ``WorkspaceClient`` pointed at this workspace."""
         from databricks.sdk import WorkspaceClient
         from databricks.sdk.config import Config
 
-        config = Config(host=self.host, token=self.token, auth_type="pat",
-                        retry_timeout_seconds=retry_timeout_seconds,
-                        http_timeout_seconds=http_timeout_seconds, **kwargs)
+        config = Config(
+            host=self.host,
+            token=self.token,
+            auth_type="pat",
+            retry_timeout_seconds=retry_timeout_seconds,
+            http_timeout_seconds=http_timeout_seconds,
+            **kwargs,
+        )
         return WorkspaceClient(config=config)
 
     def env(self) -> dict[str, str]:
@@ -62,8 +65,12 @@ class FakeWorkspace:
 
     def _admin(self, method: str, path: str, body: dict | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.host}{path}", data=data, method=method, headers={
-            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{self.host}{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read() or b"{}")
 
@@ -73,8 +80,7 @@ class FakeWorkspace:
 
     def write_calls(self) -> list[dict]:
         """The POST/PUT/PATCH/DELETE requests under /api/2.0."""
-        return [r for r in self.requests()
-                if r["method"] in WRITE_METHODS and r["path"].startswith("/api/2.0/")]
+        return [r for r in self.requests() if r["method"] in WRITE_METHODS and r["path"].startswith("/api/2.0/")]
 
     def set_faults(self, **faults: Any) -> dict:
         """Merge ``faults`` into the active ones (see llmops_nb.workspace.runners.faults.Faults)."""
@@ -87,13 +93,13 @@ class FakeWorkspace:
     def restart(self) -> None:
         """Stop the server and start it again on the same home (state survives; port changes)."""
         launcher.stop(self.home)
-        self.info = launcher.ensure_running(self.home, None, fake=True, token=self.info.token,
-                                            fake_options=self.options)
+        self.info = launcher.ensure_running(self.home, None, fake=True, token=self.info.token, fake_options=self.options)
 
 
 @contextlib.contextmanager
-def fake_workspace(home: Path | None = None, *, ready_seconds: float = 0.3,
-                   latency_ms: float = 0, token: str | None = None) -> Iterator[FakeWorkspace]:
+def fake_workspace(
+    home: Path | None = None, *, ready_seconds: float = 0.3, latency_ms: float = 0, token: str | None = None
+) -> Iterator[FakeWorkspace]:
     """Start the fake workspace on a free port; stop it (and every child) on exit."""
     tmp = None
     if home is None:

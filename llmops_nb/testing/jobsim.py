@@ -244,8 +244,17 @@ def run_job(
     return result
 
 
-def _run_task(papermill: Any, task: Mapping[str, Any], run: TaskRun, notebook: Path, run_dir: Path,
-              values: Mapping[str, Mapping[str, Any]], kernel_name: str | None, log: Any, counter: str) -> None:
+def _run_task(
+    papermill: Any,
+    task: Mapping[str, Any],
+    run: TaskRun,
+    notebook: Path,
+    run_dir: Path,
+    values: Mapping[str, Mapping[str, Any]],
+    kernel_name: str | None,
+    log: Any,
+    counter: str,
+) -> None:
     """Run one notebook task, retrying up to ``max_retries`` times; fills ``run``."""
     work = run_dir / run.task_key
     work.mkdir(exist_ok=True)
@@ -263,8 +272,14 @@ def _run_task(papermill: Any, task: Mapping[str, Any], run: TaskRun, notebook: P
         run.notebook = work / notebook.name
         log(f"{counter} {run.task_key}: {notebook.name} (attempt {run.attempts}) -> {run.notebook}")
         try:
-            papermill.execute_notebook(str(source), str(run.notebook), kernel_name=kernel_name, cwd=str(notebook.parent),
-                                       progress_bar=False, execution_timeout=timeout)
+            papermill.execute_notebook(
+                str(source),
+                str(run.notebook),
+                kernel_name=kernel_name,
+                cwd=str(notebook.parent),
+                progress_bar=False,
+                execution_timeout=timeout,
+            )
         except Exception as exc:  # noqa: BLE001 - a task fails on any error, as on Databricks
             run.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
             if run.attempts <= retries:

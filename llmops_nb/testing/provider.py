@@ -40,40 +40,60 @@ class FakeProvider:
         text = self.reply(body) if self.reply else f"[provider:{body.get('model')}] {last}"
         p, c = sum(len(str(m.get("content", "")).split()) for m in messages), len(text.split())
         if path.endswith("/messages"):
-            return 200, {"id": "msg_fake", "type": "message", "role": "assistant",
-                         "model": body.get("model"), "stop_reason": "end_turn",
-                         "content": [{"type": "text", "text": text}],
-                         "usage": {"input_tokens": p, "output_tokens": c}}
-        return 200, {"id": "chatcmpl-fake", "object": "chat.completion",
-                     "created": int(time.time()), "model": body.get("model"),
-                     "choices": [{"index": 0, "finish_reason": "stop",
-                                  "message": {"role": "assistant", "content": text}}],
-                     "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}}
+            return 200, {
+                "id": "msg_fake",
+                "type": "message",
+                "role": "assistant",
+                "model": body.get("model"),
+                "stop_reason": "end_turn",
+                "content": [{"type": "text", "text": text}],
+                "usage": {"input_tokens": p, "output_tokens": c},
+            }
+        return 200, {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
+        }
 
     def stream_events(self, path: str, body: dict, answer: dict) -> list[tuple[str | None, dict | str]]:
         """The (event name, data) pairs that stream ``answer`` in the provider's format."""
         if path.endswith("/messages"):
             text = answer["content"][0]["text"]
             usage = answer["usage"]
-            start = {**answer, "content": [], "stop_reason": None,
-                     "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1}}
+            start = {
+                **answer,
+                "content": [],
+                "stop_reason": None,
+                "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1},
+            }
             events: list[tuple[str | None, dict | str]] = [
                 ("message_start", {"type": "message_start", "message": start}),
-                ("content_block_start", {"type": "content_block_start", "index": 0,
-                                         "content_block": {"type": "text", "text": ""}}),
-                ("ping", {"type": "ping"})]
-            events += [("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                "delta": {"type": "text_delta", "text": w}})
-                       for w in _pieces(text)]
+                (
+                    "content_block_start",
+                    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                ),
+                ("ping", {"type": "ping"}),
+            ]
+            events += [
+                ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}})
+                for w in _pieces(text)
+            ]
             return events + [
                 ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-                ("message_delta", {"type": "message_delta",
-                                   "delta": {"stop_reason": answer["stop_reason"],
-                                             "stop_sequence": None},
-                                   "usage": {"output_tokens": usage["output_tokens"]}}),
-                ("message_stop", {"type": "message_stop"})]
-        base = {"id": answer["id"], "object": "chat.completion.chunk",
-                "created": answer["created"], "model": answer["model"]}
+                (
+                    "message_delta",
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": answer["stop_reason"], "stop_sequence": None},
+                        "usage": {"output_tokens": usage["output_tokens"]},
+                    },
+                ),
+                ("message_stop", {"type": "message_stop"}),
+            ]
+        base = {"id": answer["id"], "object": "chat.completion.chunk", "created": answer["created"], "model": answer["model"]}
         text = answer["choices"][0]["message"]["content"]
 
         def c(delta: dict, finish: str | None = None) -> dict:
@@ -102,9 +122,14 @@ def _handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
                 body = json.loads(raw or b"{}")
             except ValueError:
                 body = {}
-            provider.requests.append({"path": self.path, "body": body,
-                                      "authorization": self.headers.get("Authorization"),
-                                      "x_api_key": self.headers.get("x-api-key") or self.headers.get("api-key")})
+            provider.requests.append(
+                {
+                    "path": self.path,
+                    "body": body,
+                    "authorization": self.headers.get("Authorization"),
+                    "x_api_key": self.headers.get("x-api-key") or self.headers.get("api-key"),
+                }
+            )
             route = self.path.split("?", 1)[0]
             azure = route.startswith("/openai/deployments/") and route.endswith("/chat/completions")
             if azure:  # Azure OpenAI names the model by its deployment

@@ -56,6 +56,7 @@ class LatencyProxy:
 
     def stop(self) -> None:
         if self._loop is not None:
+
             async def cancel_all() -> None:
                 for task in asyncio.all_tasks():
                     if task is not asyncio.current_task():
@@ -77,8 +78,13 @@ class LatencyProxy:
         with contextlib.suppress(asyncio.CancelledError):  # cancelled when the proxy stops
             await self._pipe(reader, up_writer, up_reader, writer)
 
-    async def _pipe(self, reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter,
-                    up_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self,
+        reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
         """Both directions; a client chunk that follows a server answer starts a new request."""
         state = {"answered": True}
 
@@ -108,8 +114,8 @@ class LatencyProxy:
 class TrackingServer:
     """A running ``mlflow server`` and the proxy in front of it."""
 
-    uri: str          # through the proxy: what a test or bench uses
-    direct_uri: str   # the server itself
+    uri: str  # through the proxy: what a test or bench uses
+    direct_uri: str  # the server itself
     proxy: LatencyProxy
     root: Path
 
@@ -119,10 +125,9 @@ def _wait_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 300) 
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"mlflow server exited ({proc.returncode}); see {log}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    return
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+            if r.status == 200:
+                return
         time.sleep(0.3)
     raise TimeoutError(f"mlflow server not up after {timeout:g} s; see {log}")
 
@@ -134,9 +139,23 @@ def tracking_server(root: Path, *, delay_ms: float = 20.0, workers: int = 1) -> 
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = root / "mlflow-server.log"
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--serve-artifacts",
-           "--artifacts-destination", str(root / "artifacts"), "--workers", str(workers)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--serve-artifacts",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--workers",
+        str(workers),
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
     # The server's job runner (online scoring, periodic tasks: mlflow/server/__init__.py,
     # MLFLOW_SERVER_ENABLE_JOB_EXECUTION) starts five more Python processes that import MLflow
@@ -144,8 +163,7 @@ def tracking_server(root: Path, *, delay_ms: float = 20.0, workers: int = 1) -> 
     # latency. Nothing here uses server-side jobs; a user's own setting wins.
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root,
-                                start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)
     proxy = LatencyProxy(port, delay_ms)
     try:
         _wait_up(f"http://127.0.0.1:{port}", proc, log)

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, get_args
 
 import ipywidgets as w
 
-from llmops_nb.config.providers import PROVIDER_CONFIG_FIELD, BearerTokenAuth, ExternalModel
-from llmops_nb.config.gateway import AiGatewayConfig, RateLimit, UsageTrackingConfig
 from llmops_nb.config.endpoint import EndpointConfig
+from llmops_nb.config.gateway import AiGatewayConfig, RateLimit, UsageTrackingConfig
 from llmops_nb.config.project import ModelSpec, ProjectConfig
+from llmops_nb.config.providers import PROVIDER_CONFIG_FIELD, BearerTokenAuth, ExternalModel
 from llmops_nb.config.served_entities import ServedEntity, WorkloadSize
 from llmops_nb.errors import ConfigError, LlmopsError
 from llmops_nb.widgets.schema import FIELD_WIDTH, LABEL_WIDTH, choices, field_widget, read, unwrap
@@ -32,8 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 REGISTERED, EXTERNAL, FOUNDATION = "registered model", "external model", "foundation model"
 ROLES = ("champion", "challenger")
-ENTITY_FIELDS = ("name", "entity_name", "entity_version", "workload_size", "workload_type",
-                 "scale_to_zero_enabled")
+ENTITY_FIELDS = ("name", "entity_name", "entity_version", "workload_size", "workload_type", "scale_to_zero_enabled")
 EXTERNAL_FIELDS = ("name", "provider", "task")
 RATE_LIMIT_FIELDS = ("calls", "tokens", "key", "principal")
 ERROR_STYLE = "color:#b00020;font-size:90%;margin-left:8px"
@@ -51,8 +50,11 @@ def provider_fields(provider: str) -> list[tuple[str, type, str]]:
     cls = unwrap(ExternalModel.model_fields[attr].annotation)[0]
     secrets = getattr(cls, "secret_fields", ())
     required = getattr(cls, "required_secrets", ()) or secrets[:1]
-    out = [(f"{attr}.{name}", cls, name) for name, field in cls.model_fields.items()
-           if field.is_required() or name in required or name.endswith("_api_base")]
+    out = [
+        (f"{attr}.{name}", cls, name)
+        for name, field in cls.model_fields.items()
+        if field.is_required() or name in required or name.endswith("_api_base")
+    ]
     if provider == "custom":
         out.append((f"{attr}.bearer_token_auth.token", BearerTokenAuth, "token"))
     return out
@@ -110,14 +112,24 @@ class EndpointForm(w.VBox):
     through :func:`llmops_nb.steps.deploy_endpoint`, the path of the CLI and the notebook.
     """
 
-    def __init__(self, base: ProjectConfig | None = None, *, client: WorkspaceClient | None = None,
-                 registered_models: Mapping[str, Sequence[str]] | None = None,
-                 foundation_models: Sequence[str] | None = None,
-                 resolver: Callable[[str], str] | None = None,
-                 output_path: str | Path = "configs/my-endpoint.yml",
-                 timeout: float = 1200, poll_interval: float = 1.0, backend: Backend | None = None) -> None:
-        self.base = base if base is not None else ProjectConfig(endpoint={
-            "name": "my-endpoint", "served_entities": [{"entity_name": ModelSpec().name}]})
+    def __init__(
+        self,
+        base: ProjectConfig | None = None,
+        *,
+        client: WorkspaceClient | None = None,
+        registered_models: Mapping[str, Sequence[str]] | None = None,
+        foundation_models: Sequence[str] | None = None,
+        resolver: Callable[[str], str] | None = None,
+        output_path: str | Path = "configs/my-endpoint.yml",
+        timeout: float = 1200,
+        poll_interval: float = 1.0,
+        backend: Backend | None = None,
+    ) -> None:
+        self.base = (
+            base
+            if base is not None
+            else ProjectConfig(endpoint={"name": "my-endpoint", "served_entities": [{"entity_name": ModelSpec().name}]})
+        )
         self.client, self.timeout, self.poll_interval, self.backend = client, timeout, poll_interval, backend
         self.registered_models = {k: list(v) for k, v in (registered_models or {}).items()}
         if foundation_models is None and client is not None:
@@ -163,77 +175,151 @@ class EndpointForm(w.VBox):
                 value = entity.name if name_set else None
             if name == "entity_name":
                 value = entity.entity_name if entity and not ext else self.base.model.name
-                rows.append(self._schema(f"{prefix}.{name}", ServedEntity, name, value,
-                                         options=sorted(self.registered_models)))
+                rows.append(self._schema(f"{prefix}.{name}", ServedEntity, name, value, options=sorted(self.registered_models)))
             elif name == "entity_version":
                 value = entity.entity_version if entity and not ext else None
-                rows.append(self._schema(f"{prefix}.{name}", ServedEntity, name, value, options=[],
-                                         placeholder="latest"))
+                rows.append(self._schema(f"{prefix}.{name}", ServedEntity, name, value, options=[], placeholder="latest"))
             else:
-                rows.append(self._schema(f"{prefix}.{name}", ServedEntity, name, value,
-                                         placeholder="default" if name == "name" else "",
-                                         options=list(get_args(WorkloadSize)) if name == "workload_size" else None))
+                rows.append(
+                    self._schema(
+                        f"{prefix}.{name}",
+                        ServedEntity,
+                        name,
+                        value,
+                        placeholder="default" if name == "name" else "",
+                        options=list(get_args(WorkloadSize)) if name == "workload_size" else None,
+                    )
+                )
         for name in EXTERNAL_FIELDS:
             label = "model name" if name == "name" else name
-            rows.append(self._schema(f"{prefix}.external_model.{name}", ExternalModel, name,
-                                     getattr(ext, name) if ext else None, label=label))
+            rows.append(
+                self._schema(
+                    f"{prefix}.external_model.{name}", ExternalModel, name, getattr(ext, name) if ext else None, label=label
+                )
+            )
         for provider in choices(ExternalModel, "provider"):
             for rel, cls, name in provider_fields(provider):
                 value = _dig(ext, rel) if ext is not None and ext.provider == provider else None
-                rows.append(self._schema(f"{prefix}.external_model.{rel}", cls, name, value,
-                                         placeholder="{{secrets/<scope>/<key>}}"
-                                         if name in getattr(cls, "secret_fields", ("token",)) else ""))
+                rows.append(
+                    self._schema(
+                        f"{prefix}.external_model.{rel}",
+                        cls,
+                        name,
+                        value,
+                        placeholder="{{secrets/<scope>/<key>}}" if name in getattr(cls, "secret_fields", ("token",)) else "",
+                    )
+                )
         return w.VBox(rows)
 
     def _build(self, output_path: str) -> list[w.Widget]:
         base, ep = self.base, self.base.endpoint
         entities = list(ep.served_entities) if ep else []
-        kind = FOUNDATION if base.foundation_endpoint and not ep else (
-            EXTERNAL if entities and entities[0].is_external else REGISTERED)
+        kind = (
+            FOUNDATION
+            if base.foundation_endpoint and not ep
+            else (EXTERNAL if entities and entities[0].is_external else REGISTERED)
+        )
         foundation = sorted({*self.foundation_models, *([base.foundation_endpoint] if kind == FOUNDATION else [])})
         foundation = foundation or [""]
-        head = [self._schema("backend", ProjectConfig, "backend", base.backend),
-                self._schema("endpoint.name", EndpointConfig, "name", ep.name if ep else "my-endpoint",
-                             label="endpoint name"),
-                self._add("kind", w.ToggleButtons(options=[REGISTERED, EXTERNAL, FOUNDATION], value=kind,
-                                                  description="serves", style={"description_width": "80px"})),
-                self._add("foundation_endpoint", w.Dropdown(
-                    options=foundation, value=base.foundation_endpoint if kind == FOUNDATION else foundation[0],
-                    description="foundation model", style={"description_width": LABEL_WIDTH},
-                    layout=w.Layout(width=FIELD_WIDTH)))]
+        head = [
+            self._schema("backend", ProjectConfig, "backend", base.backend),
+            self._schema("endpoint.name", EndpointConfig, "name", ep.name if ep else "my-endpoint", label="endpoint name"),
+            self._add(
+                "kind",
+                w.ToggleButtons(
+                    options=[REGISTERED, EXTERNAL, FOUNDATION],
+                    value=kind,
+                    description="serves",
+                    style={"description_width": "80px"},
+                ),
+            ),
+            self._add(
+                "foundation_endpoint",
+                w.Dropdown(
+                    options=foundation,
+                    value=base.foundation_endpoint if kind == FOUNDATION else foundation[0],
+                    description="foundation model",
+                    style={"description_width": LABEL_WIDTH},
+                    layout=w.Layout(width=FIELD_WIDTH),
+                ),
+            ),
+        ]
         self.entity_boxes = [self._entity_box(i, entities[i] if i < len(entities) else None) for i in (0, 1)]
         percent = 100
         if ep and ep.traffic_config and len(entities) > 1:
-            percent = next((r.traffic_percentage for r in ep.traffic_config.routes
-                            if r.served_entity_name == entities[0].name), 100)
-        split = [self._add("split", w.Checkbox(value=len(entities) > 1, indent=False,
-                                               description="split traffic between a champion and a challenger",
-                                               layout=w.Layout(width=FIELD_WIDTH))),
-                 self._add("endpoint.traffic_config", w.IntSlider(
-                     value=percent, min=0, max=100, step=5, description="champion %",
-                     style={"description_width": LABEL_WIDTH}, layout=w.Layout(width=FIELD_WIDTH)))]
+            percent = next(
+                (r.traffic_percentage for r in ep.traffic_config.routes if r.served_entity_name == entities[0].name), 100
+            )
+        split = [
+            self._add(
+                "split",
+                w.Checkbox(
+                    value=len(entities) > 1,
+                    indent=False,
+                    description="split traffic between a champion and a challenger",
+                    layout=w.Layout(width=FIELD_WIDTH),
+                ),
+            ),
+            self._add(
+                "endpoint.traffic_config",
+                w.IntSlider(
+                    value=percent,
+                    min=0,
+                    max=100,
+                    step=5,
+                    description="champion %",
+                    style={"description_width": LABEL_WIDTH},
+                    layout=w.Layout(width=FIELD_WIDTH),
+                ),
+            ),
+        ]
         self.split_label = w.HTML("")
         gateway = ep.ai_gateway if ep else None
         limit = gateway.rate_limits[0] if gateway and gateway.rate_limits else None
         usage = gateway.usage_tracking_config if gateway else None
         extra = [w.HTML("<b>AI gateway</b>")]
-        extra += [self._schema(f"endpoint.ai_gateway.rate_limits[0].{n}", RateLimit, n,
-                               getattr(limit, n) if limit else None, label=f"rate limit {n}",
-                               placeholder="per minute" if n in ("calls", "tokens") else "")
-                  for n in RATE_LIMIT_FIELDS]
-        extra.append(self._schema("endpoint.ai_gateway.usage_tracking_config.enabled", UsageTrackingConfig,
-                                  "enabled", usage.enabled if usage else True, label="usage tracking"))
-        tags = w.Textarea(value=_tags_text(ep.tags) if ep else "", placeholder="key=value, one per line",
-                          description="tags", style={"description_width": LABEL_WIDTH},
-                          layout=w.Layout(width=FIELD_WIDTH))
+        extra += [
+            self._schema(
+                f"endpoint.ai_gateway.rate_limits[0].{n}",
+                RateLimit,
+                n,
+                getattr(limit, n) if limit else None,
+                label=f"rate limit {n}",
+                placeholder="per minute" if n in ("calls", "tokens") else "",
+            )
+            for n in RATE_LIMIT_FIELDS
+        ]
+        extra.append(
+            self._schema(
+                "endpoint.ai_gateway.usage_tracking_config.enabled",
+                UsageTrackingConfig,
+                "enabled",
+                usage.enabled if usage else True,
+                label="usage tracking",
+            )
+        )
+        tags = w.Textarea(
+            value=_tags_text(ep.tags) if ep else "",
+            placeholder="key=value, one per line",
+            description="tags",
+            style={"description_width": LABEL_WIDTH},
+            layout=w.Layout(width=FIELD_WIDTH),
+        )
         _fit_rows(tags)
         tags.observe(lambda _: _fit_rows(tags), names="value")
         extra.append(self._add("endpoint.tags", tags))
-        extra.append(self._schema("endpoint.description", EndpointConfig, "description",
-                                  ep.description if ep else None))
-        extra.append(self._add("output_path", w.Text(value=output_path, description="YAML file",
-                                                     style={"description_width": LABEL_WIDTH},
-                                                     layout=w.Layout(width=FIELD_WIDTH))))
+        extra.append(self._schema("endpoint.description", EndpointConfig, "description", ep.description if ep else None))
+        extra.append(
+            self._add(
+                "output_path",
+                w.Text(
+                    value=output_path,
+                    description="YAML file",
+                    style={"description_width": LABEL_WIDTH},
+                    layout=w.Layout(width=FIELD_WIDTH),
+                ),
+            )
+        )
         self.validate_button = w.Button(description="Validate", icon="check")
         self.save_button = w.Button(description="Save YAML", icon="save")
         self.deploy_button = w.Button(description="Deploy", icon="rocket", button_style="primary")
@@ -242,16 +328,30 @@ class EndpointForm(w.VBox):
         self.deploy_button.on_click(lambda _: self.deploy())
         self.form_error = w.HTML("")
         self.status = w.HTML("")
-        self.progress = w.IntProgress(value=0, min=0, max=DEPLOY_STEPS, description="deploy",
-                                      layout=w.Layout(width=FIELD_WIDTH))
+        self.progress = w.IntProgress(value=0, min=0, max=DEPLOY_STEPS, description="deploy", layout=w.Layout(width=FIELD_WIDTH))
         self.result = w.HTML("")
-        for widget, name in ((self.validate_button, "validate"), (self.save_button, "save"),
-                             (self.deploy_button, "deploy"), (self.status, "status"),
-                             (self.result, "result"), (self.form_error, "form-error")):
+        for widget, name in (
+            (self.validate_button, "validate"),
+            (self.save_button, "save"),
+            (self.deploy_button, "deploy"),
+            (self.status, "status"),
+            (self.result, "result"),
+            (self.form_error, "form-error"),
+        ):
             widget.add_class(f"llmops-{name}")
-        return [w.HTML("<h3>Serving endpoint</h3>"), *head, *self.entity_boxes, *split, self.split_label,
-                *extra, self.form_error, w.HBox([self.validate_button, self.save_button, self.deploy_button]),
-                self.status, self.progress, self.result]
+        return [
+            w.HTML("<h3>Serving endpoint</h3>"),
+            *head,
+            *self.entity_boxes,
+            *split,
+            self.split_label,
+            *extra,
+            self.form_error,
+            w.HBox([self.validate_button, self.save_button, self.deploy_button]),
+            self.status,
+            self.progress,
+            self.result,
+        ]
 
     # ------------------------------------------------------------------ reading
 
@@ -271,8 +371,7 @@ class EndpointForm(w.VBox):
             for name in ENTITY_FIELDS[1:]:
                 _put(data, name, read(f[f"{prefix}.{name}"], keep_empty=name == "entity_name"))
             return data
-        ext: dict[str, Any] = {name: read(f[f"{prefix}.external_model.{name}"], keep_empty=True)
-                               for name in EXTERNAL_FIELDS}
+        ext: dict[str, Any] = {name: read(f[f"{prefix}.external_model.{name}"], keep_empty=True) for name in EXTERNAL_FIELDS}
         provider = ext["provider"]
         ext[PROVIDER_CONFIG_FIELD[provider]] = {}
         for rel, _, _ in provider_fields(provider):
@@ -295,28 +394,34 @@ class EndpointForm(w.VBox):
         limit = {n: read(self.fields[f"{prefix}.{n}"]) for n in RATE_LIMIT_FIELDS}
         if limit["calls"] is not None or limit["tokens"] is not None or limit["principal"] is not None:
             data["rate_limits"] = [{"renewal_period": "minute", **{k: v for k, v in limit.items() if v is not None}}]
-        data["usage_tracking_config"] = {
-            "enabled": self.fields["endpoint.ai_gateway.usage_tracking_config.enabled"].value}
+        data["usage_tracking_config"] = {"enabled": self.fields["endpoint.ai_gateway.usage_tracking_config.enabled"].value}
         return data
 
     def data(self) -> dict[str, Any]:
         """The project config the form describes, as plain data (tags text parsed)."""
         base = self.base
-        data: dict[str, Any] = {"backend": self.fields["backend"].value,
-                                "model": base.model.model_dump(exclude_unset=True),
-                                "evaluation": base.evaluation.model_dump(exclude_unset=True)}
+        data: dict[str, Any] = {
+            "backend": self.fields["backend"].value,
+            "model": base.model.model_dump(exclude_unset=True),
+            "evaluation": base.evaluation.model_dump(exclude_unset=True),
+        }
         if self.kind == FOUNDATION:
             data["foundation_endpoint"] = self.fields["foundation_endpoint"].value or ""
             return data
         entities = [self._entity(i) for i in ((0, 1) if self.split else (0,))]
-        endpoint: dict[str, Any] = {"name": read(self.fields["endpoint.name"], keep_empty=True),
-                                    "served_entities": entities,
-                                    "tags": parse_tags(self.fields["endpoint.tags"].value)}
+        endpoint: dict[str, Any] = {
+            "name": read(self.fields["endpoint.name"], keep_empty=True),
+            "served_entities": entities,
+            "tags": parse_tags(self.fields["endpoint.tags"].value),
+        }
         if self.split:
             champion = self.fields["endpoint.traffic_config"].value
-            endpoint["traffic_config"] = {"routes": [
-                {"served_entity_name": self._route_name(i, e), "traffic_percentage": p}
-                for i, (e, p) in enumerate(zip(entities, (champion, 100 - champion)))]}
+            endpoint["traffic_config"] = {
+                "routes": [
+                    {"served_entity_name": self._route_name(i, e), "traffic_percentage": p}
+                    for i, (e, p) in enumerate(zip(entities, (champion, 100 - champion)))
+                ]
+            }
         endpoint["ai_gateway"] = self._gateway()
         _put(endpoint, "description", read(self.fields["endpoint.description"]))
         data["endpoint"] = endpoint
@@ -337,8 +442,7 @@ class EndpointForm(w.VBox):
             found.append(exc)
         # The parts on their own too, so several fields can show their error at once.
         endpoint = data.get("endpoint") or {}
-        parts = [(f"endpoint.served_entities[{i}]", ServedEntity, e)
-                 for i, e in enumerate(endpoint.get("served_entities", []))]
+        parts = [(f"endpoint.served_entities[{i}]", ServedEntity, e) for i, e in enumerate(endpoint.get("served_entities", []))]
         for i, entity in enumerate(endpoint.get("served_entities", [])):
             ext = entity.get("external_model") or {}
             attr = PROVIDER_CONFIG_FIELD.get(str(ext.get("provider")), "")
@@ -381,8 +485,9 @@ class EndpointForm(w.VBox):
                 i = int(path[len("endpoint.served_entities[")])
                 rel = path.split("].", 1)[1]
                 if rel.startswith("external_model."):
-                    visible = kind == EXTERNAL and (rel.count(".") == 1 or any(
-                        rel == f"external_model.{r}" for r, _, _ in provider_fields(provider[i])))
+                    visible = kind == EXTERNAL and (
+                        rel.count(".") == 1 or any(rel == f"external_model.{r}" for r, _, _ in provider_fields(provider[i]))
+                    )
                 else:
                     visible = rel == "name" or kind == REGISTERED
             elif path.startswith("endpoint."):
@@ -397,8 +502,7 @@ class EndpointForm(w.VBox):
         share = self.fields["endpoint.traffic_config"].value
         self.split_label.value = f"champion {share}% / challenger {100 - share}%" if split else ""
         for i in (0, 1):
-            versions = self.registered_models.get(
-                self.fields[f"endpoint.served_entities[{i}].entity_name"].value.strip(), [])
+            versions = self.registered_models.get(self.fields[f"endpoint.served_entities[{i}].entity_name"].value.strip(), [])
             version_widget = self.fields[f"endpoint.served_entities[{i}].entity_version"]
             if list(version_widget.options) != versions:
                 version_widget.options = versions
@@ -450,8 +554,8 @@ class EndpointForm(w.VBox):
 
     def deploy(self) -> dict[str, Any] | None:
         """Create or update the endpoint on ``client``, wait for READY; show state and URL."""
-        from llmops_nb.steps.deploy import deploy_endpoint
         from llmops_nb.endpoints.ops import endpoint_url, get_endpoint, state_of
+        from llmops_nb.steps.deploy import deploy_endpoint
 
         config = self.validate()
         if config is None:
@@ -470,8 +574,14 @@ class EndpointForm(w.VBox):
                 (ready, update), url = state_of(endpoint), endpoint_url(self.client, config.endpoint_name)
             else:
                 cfg = config.endpoint.with_resolved_versions(self._resolve)
-                deployed = deploy_endpoint(self.client, cfg, backend=self.backend, timeout=self.timeout,
-                                                 poll_interval=self.poll_interval, on_progress=self._on_progress)
+                deployed = deploy_endpoint(
+                    self.client,
+                    cfg,
+                    backend=self.backend,
+                    timeout=self.timeout,
+                    poll_interval=self.poll_interval,
+                    on_progress=self._on_progress,
+                )
                 action, messages = deployed.action, deployed.messages()
                 ready, update, url = deployed.ready, deployed.config_update, deployed.endpoint_url
         except Exception as exc:  # shown in the form, not raised into the kernel
@@ -482,12 +592,19 @@ class EndpointForm(w.VBox):
             self.progress.bar_style = "danger"
             self.status.value = f"<span style='{ERROR_STYLE}'>{html.escape(str(exc).splitlines()[0])}</span>"
             return None
-        self.last_deploy = {"name": config.endpoint_name, "action": action, "ready": ready,
-                            "config_update": update, "endpoint_url": url, "messages": messages}
+        self.last_deploy = {
+            "name": config.endpoint_name,
+            "action": action,
+            "ready": ready,
+            "config_update": update,
+            "endpoint_url": url,
+            "messages": messages,
+        }
         self.progress.value, self.progress.bar_style = DEPLOY_STEPS, "success"
         self.status.value = html.escape(f"{config.endpoint_name}: {action}, {update}, {ready}")
-        self.result.value = (f"<b>{html.escape(ready)}</b> &nbsp; <code>{html.escape(url)}</code>"
-                             + "".join(f"<div class='llmops-message'>{html.escape(m)}</div>" for m in messages))
+        self.result.value = f"<b>{html.escape(ready)}</b> &nbsp; <code>{html.escape(url)}</code>" + "".join(
+            f"<div class='llmops-message'>{html.escape(m)}</div>" for m in messages
+        )
         return self.last_deploy
 
 
@@ -497,8 +614,7 @@ def _dig(model: Any, path: str) -> Any:
     return model
 
 
-def endpoint_form(config_path: str = "", backend: str = "", *,
-                  output_path: str = "configs/my-endpoint.yml") -> EndpointForm:
+def endpoint_form(config_path: str = "", backend: str = "", *, output_path: str = "configs/my-endpoint.yml") -> EndpointForm:
     """The form for a notebook: base config, workspace client and registry of the backend."""
     from llmops_nb.backends import load_project
     from llmops_nb.models import registry
@@ -506,10 +622,12 @@ def endpoint_form(config_path: str = "", backend: str = "", *,
 
     project, be = load_project(config_path, backend)
     form = EndpointForm(
-        project, client=be.workspace_client(),
+        project,
+        client=be.workspace_client(),
         registered_models=registered_models(be.tracking_uri, be.registry_uri),
-        resolver=lambda name: registry.latest_version(name, tracking_uri=be.tracking_uri,
-                                                      registry_uri=be.registry_uri),
-        output_path=output_path, backend=be)
+        resolver=lambda name: registry.latest_version(name, tracking_uri=be.tracking_uri, registry_uri=be.registry_uri),
+        output_path=output_path,
+        backend=be,
+    )
     form.fields["backend"].value = be.kind
     return form

@@ -61,36 +61,53 @@ class ChatPlayground(w.VBox):
     ``stream``: stream answers (None: when the client can).
     """
 
-    def __init__(self, client: WorkspaceClient, endpoint_name: str, *, max_tokens: int = 64,
-                 temperature: float = 0.0, system: str | None = None, stream: bool | None = None) -> None:
+    def __init__(
+        self,
+        client: WorkspaceClient,
+        endpoint_name: str,
+        *,
+        max_tokens: int = 64,
+        temperature: float = 0.0,
+        system: str | None = None,
+        stream: bool | None = None,
+    ) -> None:
         self.client, self.endpoint_name, self.system = client, endpoint_name, system
         self.stream = _chat_stream is not None if stream is None else bool(stream and _chat_stream is not None)
         self.messages: list[dict[str, str]] = []
         self.results: list[ChatResult] = []
         self._turn: _Turn | None = None
         self._lock = threading.Lock()
-        self.prompt = w.Textarea(placeholder="Ask something...",
-                                 layout=w.Layout(width="100%", max_width="600px", height="70px"))
+        self.prompt = w.Textarea(placeholder="Ask something...", layout=w.Layout(width="100%", max_width="600px", height="70px"))
         label = {"style": {"description_width": "90px"}, "layout": w.Layout(width="340px")}
         self.max_tokens = w.IntSlider(value=max_tokens, min=1, max=1024, description="max tokens", **label)
-        self.temperature = w.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.1, description="temperature",
-                                         **label)
+        self.temperature = w.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.1, description="temperature", **label)
         self.send_button = w.Button(description="Send", icon="paper-plane", button_style="primary")
-        self.stop_button = w.Button(description="Stop", icon="stop", button_style="warning",
-                                    layout=w.Layout(display="none"))
+        self.stop_button = w.Button(description="Stop", icon="stop", button_style="warning", layout=w.Layout(display="none"))
         self.clear_button = w.Button(description="Clear", icon="trash")
         self.transcript = w.HTML("", layout=w.Layout(max_width="760px"))
         self.status = w.HTML("")
         self.send_button.on_click(lambda _: self.send(wait=False))
         self.stop_button.on_click(lambda _: self.stop())
         self.clear_button.on_click(lambda _: self.clear())
-        for widget, name in ((self.prompt, "prompt"), (self.send_button, "send"), (self.stop_button, "stop"),
-                             (self.clear_button, "clear"), (self.transcript, "transcript"),
-                             (self.status, "chat-status")):
+        for widget, name in (
+            (self.prompt, "prompt"),
+            (self.send_button, "send"),
+            (self.stop_button, "stop"),
+            (self.clear_button, "clear"),
+            (self.transcript, "transcript"),
+            (self.status, "chat-status"),
+        ):
             widget.add_class(f"llmops-{name}")
-        super().__init__([w.HTML(f"<b>Chat with {html.escape(endpoint_name)}</b>"), self.transcript, self.prompt,
-                          w.HBox([self.max_tokens, self.temperature], layout=w.Layout(flex_flow="row wrap")),
-                          w.HBox([self.send_button, self.stop_button, self.clear_button]), self.status])
+        super().__init__(
+            [
+                w.HTML(f"<b>Chat with {html.escape(endpoint_name)}</b>"),
+                self.transcript,
+                self.prompt,
+                w.HBox([self.max_tokens, self.temperature], layout=w.Layout(flex_flow="row wrap")),
+                w.HBox([self.send_button, self.stop_button, self.clear_button]),
+                self.status,
+            ]
+        )
         self.add_class("llmops-playground")
 
     # ------------------------------------------------------------------ actions
@@ -159,8 +176,7 @@ class ChatPlayground(w.VBox):
     def _ask(self, turn: _Turn) -> ChatResult | None:
         from llmops_nb.chat import client
 
-        generation = {"max_tokens": self.max_tokens.value, "temperature": round(self.temperature.value, 2),
-                      "system": self.system}
+        generation = {"max_tokens": self.max_tokens.value, "temperature": round(self.temperature.value, 2), "system": self.system}
         if not self.stream:
             return client.chat(self.client, self.endpoint_name, turn.messages, **generation)
         turn.stream = _chat_stream(self.client, self.endpoint_name, turn.messages, **generation)
@@ -222,17 +238,24 @@ class ChatPlayground(w.VBox):
                 continue
             r = next(answers)
             ttft = getattr(r, "ttft_ms", None)  # a streamed answer's time to its first token
-            stats = (f"{r.latency_ms:.0f} ms" + (f" (first token {ttft:.0f} ms)" if ttft is not None else "")
-                     + f" · {r.prompt_tokens} prompt + {r.completion_tokens} completion tokens"
-                     + (f" · {html.escape(r.served_entity)}" if r.served_entity else ""))
-            rows.append(f"<div class='llmops-answer' style='margin:4px 0 8px 0'><b>{name}:</b> {text}"
-                        f"<br><small class='llmops-stats' style='color:#666'>{stats}</small></div>")
+            stats = (
+                f"{r.latency_ms:.0f} ms"
+                + (f" (first token {ttft:.0f} ms)" if ttft is not None else "")
+                + f" · {r.prompt_tokens} prompt + {r.completion_tokens} completion tokens"
+                + (f" · {html.escape(r.served_entity)}" if r.served_entity else "")
+            )
+            rows.append(
+                f"<div class='llmops-answer' style='margin:4px 0 8px 0'><b>{name}:</b> {text}"
+                f"<br><small class='llmops-stats' style='color:#666'>{stats}</small></div>"
+            )
         if turn is not None:
             asked = html.escape(turn.messages[-1]["content"]).replace("\n", "<br>")
             partial = html.escape(turn.partial).replace("\n", "<br>")
-            rows.append(f"<div class='llmops-user' style='margin:4px 0'><b>you:</b> {asked}</div>"
-                        f"<div class='llmops-pending' style='margin:4px 0 8px 0'><b>{name}:</b> {partial}"
-                        f"<span style='color:#666'> …</span></div>")
+            rows.append(
+                f"<div class='llmops-user' style='margin:4px 0'><b>you:</b> {asked}</div>"
+                f"<div class='llmops-pending' style='margin:4px 0 8px 0'><b>{name}:</b> {partial}"
+                f"<span style='color:#666'> …</span></div>"
+            )
         self.transcript.value = "".join(rows)
 
 

@@ -38,14 +38,23 @@ def field_default(model: type[BaseModel], name: str) -> Any:
     return None if field.is_required() else field.get_default(call_default_factory=True)
 
 
-def field_widget(model: type[BaseModel], name: str, *, value: Any = None, label: str | None = None,
-                 options: Sequence[str] | None = None, placeholder: str = "") -> w.Widget:
+def field_widget(
+    model: type[BaseModel],
+    name: str,
+    *,
+    value: Any = None,
+    label: str | None = None,
+    options: Sequence[str] | None = None,
+    placeholder: str = "",
+) -> w.Widget:
     """The widget for ``model.<name>``, holding ``value`` (else the field's default)."""
     inner, optional = unwrap(model.model_fields[name].annotation)
     value = field_default(model, name) if value is None else value
-    common: dict[str, Any] = {"description": label or name.replace("_", " "),
-                              "style": {"description_width": LABEL_WIDTH},
-                              "layout": w.Layout(width=FIELD_WIDTH)}
+    common: dict[str, Any] = {
+        "description": label or name.replace("_", " "),
+        "style": {"description_width": LABEL_WIDTH},
+        "layout": w.Layout(width=FIELD_WIDTH),
+    }
     allowed = choices(model, name)
     if allowed:
         if optional:  # "" = unset: the workspace's default applies, nothing is sent
@@ -57,8 +66,7 @@ def field_widget(model: type[BaseModel], name: str, *, value: Any = None, label:
         return w.IntText(value=int(value or 0), **common)
     text = "" if value is None else str(value)
     if options is not None:
-        return w.Combobox(value=text, options=list(options), ensure_option=False,
-                          placeholder=placeholder, **common)
+        return w.Combobox(value=text, options=list(options), ensure_option=False, placeholder=placeholder, **common)
     return w.Text(value=text, placeholder=placeholder, **common)
 
 

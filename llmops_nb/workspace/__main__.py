@@ -22,9 +22,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from llmops_nb.workspace.server import serve
 
-    serve(args.home, port=args.port, host=args.host, fake=args.fake, token=args.token or None,
-          tracking_uri=args.tracking_uri, fake_latency_ms=args.fake_latency_ms,
-          fake_ready_seconds=args.fake_ready_seconds)
+    serve(
+        args.home,
+        port=args.port,
+        host=args.host,
+        fake=args.fake,
+        token=args.token or None,
+        tracking_uri=args.tracking_uri,
+        fake_latency_ms=args.fake_latency_ms,
+        fake_ready_seconds=args.fake_ready_seconds,
+    )
 
 
 if __name__ == "__main__":

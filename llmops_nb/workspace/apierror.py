@@ -6,8 +6,7 @@ from __future__ import annotations
 class ApiError(Exception):
     """An HTTP error answered as Databricks does: status, ``error_code``, one-line message."""
 
-    def __init__(self, status: int, error_code: str, message: str,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, error_code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.error_code, self.message = status, error_code, message
         self.headers = headers or {}
@@ -29,10 +28,8 @@ def conflict(message: str) -> ApiError:
 
 
 def too_many(message: str, retry_after: float) -> ApiError:
-    return ApiError(429, "REQUEST_LIMIT_EXCEEDED", message,
-                    {"Retry-After": str(max(1, int(round(retry_after))))})
+    return ApiError(429, "REQUEST_LIMIT_EXCEEDED", message, {"Retry-After": str(max(1, round(retry_after)))})
 
 
 def unavailable(message: str, retry_after: float = 1) -> ApiError:
-    return ApiError(503, "TEMPORARILY_UNAVAILABLE", message,
-                    {"Retry-After": str(max(1, int(round(retry_after))))})
+    return ApiError(503, "TEMPORARILY_UNAVAILABLE", message, {"Retry-After": str(max(1, round(retry_after)))})

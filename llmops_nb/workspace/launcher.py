@@ -19,7 +19,6 @@ from pathlib import Path
 from llmops_nb.errors import WorkspaceError
 from llmops_nb.util.paths import private_dir
 from llmops_nb.util.processes import kill_group
-
 from llmops_nb.workspace.api.token import check_token
 
 SERVER_JSON = "server.json"
@@ -71,8 +70,14 @@ def _answers(host: str, timeout: float = 2.0) -> bool:
 
 
 def _info(data: dict, home: Path) -> WorkspaceInfo:
-    return WorkspaceInfo(host=data["host"], port=int(data["port"]), pid=int(data["pid"]),
-                         token=data.get("token"), home=Path(home), fake=bool(data.get("fake")))
+    return WorkspaceInfo(
+        host=data["host"],
+        port=int(data["port"]),
+        pid=int(data["pid"]),
+        token=data.get("token"),
+        home=Path(home),
+        fake=bool(data.get("fake")),
+    )
 
 
 def status(home: Path) -> WorkspaceInfo | None:
@@ -83,9 +88,17 @@ def status(home: Path) -> WorkspaceInfo | None:
     return _info(data, home)
 
 
-def ensure_running(home: Path, tracking_uri: str | None, *, fake: bool | None = False,
-                   token: str | None = None, port: int = 0, fake_options: dict | None = None,
-                   timeout: float = 60.0, refuse_fake: bool = False) -> WorkspaceInfo:
+def ensure_running(
+    home: Path,
+    tracking_uri: str | None,
+    *,
+    fake: bool | None = False,
+    token: str | None = None,
+    port: int = 0,
+    fake_options: dict | None = None,
+    timeout: float = 60.0,
+    refuse_fake: bool = False,
+) -> WorkspaceInfo:
     """Reuse the workspace running in ``home`` (same fake/token), or start one detached.
 
     ``fake=None`` reuses whichever workspace runs there (a fake one started by
@@ -106,8 +119,9 @@ def ensure_running(home: Path, tracking_uri: str | None, *, fake: bool | None = 
             if fake in (None, info.fake) and (token is None or info.token == token):
                 return info
             stop(home)
-        return _start(home, tracking_uri, fake=bool(fake), token=token, port=port,
-                      fake_options=fake_options or {}, timeout=timeout)
+        return _start(
+            home, tracking_uri, fake=bool(fake), token=token, port=port, fake_options=fake_options or {}, timeout=timeout
+        )
 
 
 def fake_refused(info: WorkspaceInfo) -> WorkspaceError:
@@ -116,14 +130,15 @@ def fake_refused(info: WorkspaceInfo) -> WorkspaceError:
         f"the workspace running in {info.home} is the fake one (deterministic echo answers, "
         f"pid {info.pid}): the local backend will not use it; stop it with `llmops-nb "
         f"workspace stop`, or set LLMOPS_HOME to another folder, or to use the fake on purpose "
-        f"run with --backend databricks and DATABRICKS_HOST={info.host}")
+        f"run with --backend databricks and DATABRICKS_HOST={info.host}"
+    )
 
 
-def _start(home: Path, tracking_uri: str | None, *, fake: bool, token: str | None, port: int,
-           fake_options: dict, timeout: float) -> WorkspaceInfo:
+def _start(
+    home: Path, tracking_uri: str | None, *, fake: bool, token: str | None, port: int, fake_options: dict, timeout: float
+) -> WorkspaceInfo:
     (home / SERVER_JSON).unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "llmops_nb.workspace", "serve", "--home", str(home),
-           "--port", str(port)]
+    cmd = [sys.executable, "-m", "llmops_nb.workspace", "serve", "--home", str(home), "--port", str(port)]
     if tracking_uri:
         cmd += ["--tracking-uri", tracking_uri]
     if fake:
@@ -139,15 +154,18 @@ def _start(home: Path, tracking_uri: str | None, *, fake: bool, token: str | Non
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
     _spawned[proc.pid] = proc
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log.read_text(encoding="utf-8", errors="replace")[-800:]
-            raise WorkspaceError(f"the local workspace exited with code {proc.returncode} while "
-                                 f"starting; see {log}: {tail.strip().splitlines()[-1:]}")
+            raise WorkspaceError(
+                f"the local workspace exited with code {proc.returncode} while "
+                f"starting; see {log}: {tail.strip().splitlines()[-1:]}"
+            )
         data = _read(home)
         if data and data.get("pid") == proc.pid and _answers(data["host"], 1.0):
             return _info(data, home)

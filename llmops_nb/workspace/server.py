@@ -8,18 +8,25 @@ from pathlib import Path
 
 from llmops_nb.util.paths import make_private
 from llmops_nb.util.processes import kill_group
-
+from llmops_nb.workspace.api.token import ensure_token
 from llmops_nb.workspace.runners.base import RunnerContext
 from llmops_nb.workspace.runners.faults import FaultInjector
 from llmops_nb.workspace.store import atomic_write_json
-from llmops_nb.workspace.api.token import ensure_token
 
 SERVER_JSON = "server.json"
 
 
-def serve(home: Path, *, port: int = 0, host: str = "127.0.0.1", fake: bool = False,
-          token: str | None = None, tracking_uri: str | None = None,
-          fake_latency_ms: float = 0.0, fake_ready_seconds: float = 0.3) -> None:
+def serve(
+    home: Path,
+    *,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    fake: bool = False,
+    token: str | None = None,
+    tracking_uri: str | None = None,
+    fake_latency_ms: float = 0.0,
+    fake_ready_seconds: float = 0.3,
+) -> None:
     """Serve in the foreground until SIGTERM/SIGINT; every child process group is stopped.
 
     ``home`` and everything in it are private to the user (0700 folders, 0600 files: the
@@ -40,11 +47,24 @@ def serve(home: Path, *, port: int = 0, host: str = "127.0.0.1", fake: bool = Fa
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     real_port = sock.getsockname()[1]
-    ctx = RunnerContext(home=home, tracking_uri=tracking_uri, faults=FaultInjector(), fake=fake,
-                        fake_latency_ms=fake_latency_ms, fake_ready_seconds=fake_ready_seconds)
-    info = {"pid": os.getpid(), "port": real_port, "host": f"http://{host}:{real_port}",
-            "token": token, "fake": fake, "tracking_uri": tracking_uri, "home": str(home),
-            "children": []}
+    ctx = RunnerContext(
+        home=home,
+        tracking_uri=tracking_uri,
+        faults=FaultInjector(),
+        fake=fake,
+        fake_latency_ms=fake_latency_ms,
+        fake_ready_seconds=fake_ready_seconds,
+    )
+    info = {
+        "pid": os.getpid(),
+        "port": real_port,
+        "host": f"http://{host}:{real_port}",
+        "token": token,
+        "fake": fake,
+        "tracking_uri": tracking_uri,
+        "home": str(home),
+        "children": [],
+    }
     info_path = home / SERVER_JSON
 
     def publish() -> None:
@@ -54,8 +74,7 @@ def serve(home: Path, *, port: int = 0, host: str = "127.0.0.1", fake: bool = Fa
 
     ctx.on_children_changed = publish
     app = create_app(ctx, token=token, on_started=publish)
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False,
-                            timeout_graceful_shutdown=5)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=5)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

@@ -29,16 +29,21 @@ from llmops_nb.config import providers as _providers
 from llmops_nb.config import served_entities as _entities
 
 #: our config models by class name, looked up by the SDK's class name
-ours = types.SimpleNamespace(**{k: v for m in (_endpoint, _gateway, _providers, _entities)
-                                for k, v in vars(m).items() if isinstance(v, type)})
-from llmops_nb.errors import ConfigError
+ours = types.SimpleNamespace(
+    **{k: v for m in (_endpoint, _gateway, _providers, _entities) for k, v in vars(m).items() if isinstance(v, type)}
+)
+from llmops_nb.errors import ConfigError  # noqa: E402
 
 serving = pytest.importorskip("databricks.sdk.service.serving")
 
 # The requests we make: (request dataclass in older SDKs, API method in newer ones).
-ROOTS = [("CreateServingEndpoint", "create"), ("EndpointCoreConfigInput", "update_config"),
-         ("PutAiGatewayRequest", "put_ai_gateway"), ("PatchServingEndpointTags", "patch"),
-         ("UpdateInferenceEndpointNotifications", "update_notifications")]
+ROOTS = [
+    ("CreateServingEndpoint", "create"),
+    ("EndpointCoreConfigInput", "update_config"),
+    ("PutAiGatewayRequest", "put_ai_gateway"),
+    ("PatchServingEndpointTags", "patch"),
+    ("UpdateInferenceEndpointNotifications", "update_notifications"),
+]
 # Path parameters and waiter options of the API methods: not part of a body.
 METHOD_ONLY = {"self", "return", "timeout"}
 
@@ -135,9 +140,10 @@ def _sdk_fields(root: str, method: str) -> tuple[str, list[tuple[str, Any, bool]
 
 def _dataclass_fields(cls: type) -> list[tuple[str, Any, bool]]:
     hints = typing.get_type_hints(cls)
-    return [(f.name, hints[f.name],
-             f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
-            for f in dataclasses.fields(cls)]
+    return [
+        (f.name, hints[f.name], f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+        for f in dataclasses.fields(cls)
+    ]
 
 
 class Walk:
@@ -180,9 +186,8 @@ class Walk:
                 continue
             if required and not ours_field.is_required():
                 self.problems.append(f"{where}: required in the SDK, optional in ours")
-            our_inner, our_list = _strip(ours_field.annotation)
-            if sdk_list and not our_list and not (sdk_name, field) == ("create", "tags") \
-                    and not (sdk_name, field) == ("CreateServingEndpoint", "tags"):
+            _our_inner, our_list = _strip(ours_field.annotation)
+            if sdk_list and not our_list and (sdk_name, field) not in {("create", "tags"), ("CreateServingEndpoint", "tags")}:
                 self.problems.append(f"{where}: a list in the SDK, not in ours")
             if isinstance(inner, type) and issubclass(inner, enum.Enum):
                 allowed = _literal_values(ours_field.annotation)
@@ -200,8 +205,7 @@ class Walk:
             known |= {f for f, _, _ in _dataclass_fields(serving.EndpointCoreConfigInput)}
         for name in model.model_fields:
             if name not in known and (model.__name__, name) not in OURS_ONLY:
-                self.problems.append(f"{model.__name__}.{name}: not a field of the SDK's {sdk_name} "
-                                     "(the SDK would not send it)")
+                self.problems.append(f"{model.__name__}.{name}: not a field of the SDK's {sdk_name} (the SDK would not send it)")
 
 
 @pytest.fixture(scope="module")
@@ -220,8 +224,16 @@ def test_our_models_take_every_sdk_field_and_enum_value(walk: Walk, record_prope
 
 
 def test_every_sdk_class_we_reach_has_a_model(walk: Walk) -> None:
-    for name in ("ServedEntityInput", "ExternalModel", "AmazonBedrockConfig", "AiGatewayRateLimit",
-                 "AiGatewayGuardrailParameters", "TrafficConfig", "Route", "EndpointTag"):
+    for name in (
+        "ServedEntityInput",
+        "ExternalModel",
+        "AmazonBedrockConfig",
+        "AiGatewayRateLimit",
+        "AiGatewayGuardrailParameters",
+        "TrafficConfig",
+        "Route",
+        "EndpointTag",
+    ):
         assert name in walk.seen
 
 
@@ -259,10 +271,16 @@ def test_the_walk_fails_on_a_field_or_enum_value_we_lack() -> None:
         key: Key | None = None
 
     w = Walk()
-    w.compare("Route", [(f.name, typing.get_type_hints(Route, localns={"Key": Key})[f.name], False)
-                        for f in dataclasses.fields(Route)])
-    w.compare("AiGatewayRateLimit", [(f.name, typing.get_type_hints(AiGatewayRateLimit, localns={"Key": Key})[f.name],
-                                      f.name == "renewal_period") for f in dataclasses.fields(AiGatewayRateLimit)])
+    w.compare(
+        "Route", [(f.name, typing.get_type_hints(Route, localns={"Key": Key})[f.name], False) for f in dataclasses.fields(Route)]
+    )
+    w.compare(
+        "AiGatewayRateLimit",
+        [
+            (f.name, typing.get_type_hints(AiGatewayRateLimit, localns={"Key": Key})[f.name], f.name == "renewal_period")
+            for f in dataclasses.fields(AiGatewayRateLimit)
+        ],
+    )
     assert "Route.weight (ours: Route): field missing" in w.problems
     assert "AiGatewayRateLimit.key (ours: AiGatewayRateLimit): enum value 'ip' of Key missing" in w.problems
     assert any(p.startswith("AiGatewayRateLimit.calls: not a field") for p in w.problems)

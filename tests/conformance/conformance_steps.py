@@ -12,8 +12,7 @@ def core(name: str, *entities: dict, routes: dict[str, int] | None = None) -> En
     """The SDK config of ``entities`` (dict bodies), with explicit routes if given."""
     body: dict = {"name": name, "served_entities": list(entities)}
     if routes:
-        body["traffic_config"] = {"routes": [{"served_entity_name": k, "traffic_percentage": v}
-                                             for k, v in routes.items()]}
+        body["traffic_config"] = {"routes": [{"served_entity_name": k, "traffic_percentage": v} for k, v in routes.items()]}
     return EndpointCoreConfigInput.from_dict(body)
 
 
@@ -26,7 +25,8 @@ def create(target: Target, name: str, *entities: dict, **kwargs) -> dict:
 def ask(target: Target, name: str, text: str = "Say hello.") -> object:
     """One chat query through the SDK (OpenAI-style body)."""
     return target.client().serving_endpoints.query(
-        name=name, messages=[ChatMessage(role=ChatMessageRole.USER, content=text)], max_tokens=16)
+        name=name, messages=[ChatMessage(role=ChatMessageRole.USER, content=text)], max_tokens=16
+    )
 
 
 def assert_chat_answer(r) -> None:
@@ -39,8 +39,7 @@ def assert_chat_answer(r) -> None:
 
 
 def routes_of(config: dict) -> dict[str, int]:
-    return {r["served_entity_name"]: r["traffic_percentage"]
-            for r in config["traffic_config"]["routes"]}
+    return {r["served_entity_name"]: r["traffic_percentage"] for r in config["traffic_config"]["routes"]}
 
 
 def entity_names(ep: dict) -> list[str]:

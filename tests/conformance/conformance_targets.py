@@ -30,8 +30,8 @@ LOCAL_MODEL = "smollm2-135m-instruct"
 
 # Live: what the user names (README, "conformance").
 LIVE_FLAG = "LLMOPS_LIVE_DATABRICKS"
-LIVE_SECRET = "LLMOPS_LIVE_SECRET"                   # {{secrets/<scope>/<key>}} of an OpenAI key
-LIVE_OPENAI_MODEL = "LLMOPS_LIVE_OPENAI_MODEL"       # default gpt-4o-mini
+LIVE_SECRET = "LLMOPS_LIVE_SECRET"  # {{secrets/<scope>/<key>}} of an OpenAI key
+LIVE_OPENAI_MODEL = "LLMOPS_LIVE_OPENAI_MODEL"  # default gpt-4o-mini
 LIVE_FOUNDATION = "LLMOPS_LIVE_FOUNDATION_ENDPOINT"  # a pay-per-token endpoint of the workspace
 DEFAULT_LIVE_FOUNDATION = "databricks-meta-llama-3-3-70b-instruct"
 
@@ -46,8 +46,8 @@ class Target:
     secret_ref: str
     external_model: str
     foundation_endpoint: str
-    provider_base: str | None = None      # fake provider's /v1 (fake, local); None: the real one
-    fake: Any = None                      # llmops_nb.testing.FakeWorkspace (fake only)
+    provider_base: str | None = None  # fake provider's /v1 (fake, local); None: the real one
+    fake: Any = None  # llmops_nb.testing.FakeWorkspace (fake only)
     register: Callable[[], tuple[str, str]] | None = None  # (entity_name, version), lazily
     poll_seconds: float = 0.05
     ready_timeout: float = 30.0
@@ -73,8 +73,7 @@ class Target:
 
     def http(self, method: str, path: str, body: Any = None, *, timeout: float = 60) -> requests.Response:
         """One raw request, no retries: the status code and error body exactly as sent."""
-        return requests.request(method, self.host + path, json=body, headers=self.headers(),
-                                timeout=timeout)
+        return requests.request(method, self.host + path, json=body, headers=self.headers(), timeout=timeout)
 
     def token(self) -> str:
         """The bearer token the SDK sends (for clients that take a key: OpenAI)."""
@@ -94,9 +93,14 @@ class Target:
         openai_config: dict[str, str] = {"openai_api_key": self.secret_ref}
         if self.provider_base:
             openai_config["openai_api_base"] = self.provider_base
-        entity: dict[str, Any] = {"external_model": {
-            "name": model or self.external_model, "provider": "openai", "task": "llm/v1/chat",
-            "openai_config": openai_config}}
+        entity: dict[str, Any] = {
+            "external_model": {
+                "name": model or self.external_model,
+                "provider": "openai",
+                "task": "llm/v1/chat",
+                "openai_config": openai_config,
+            }
+        }
         if name:
             entity["name"] = name
         return entity
@@ -107,8 +111,12 @@ class Target:
             assert self.register is not None, f"{self.kind}: no registered model"
             self._registered = self.register()
         model, version = self._registered
-        entity: dict[str, Any] = {"entity_name": model, "entity_version": version,
-                                  "workload_size": "Small", "scale_to_zero_enabled": True}
+        entity: dict[str, Any] = {
+            "entity_name": model,
+            "entity_version": version,
+            "workload_size": "Small",
+            "scale_to_zero_enabled": True,
+        }
         if name:
             entity["name"] = name
         return entity
@@ -123,8 +131,7 @@ class Target:
         return self.registered_entity(name) if kind == "registered" else self.external_entity(name)
 
     # ---- waiting -----------------------------------------------------------------------
-    def wait(self, name: str, predicate: Callable[[dict], bool], what: str,
-             timeout: float | None = None) -> dict:
+    def wait(self, name: str, predicate: Callable[[dict], bool], what: str, timeout: float | None = None) -> dict:
         """GET ``name`` until ``predicate(json)``; AssertionError with the last state if not."""
         deadline = time.monotonic() + (timeout or self.ready_timeout)
         while True:
@@ -134,21 +141,21 @@ class Target:
             if predicate(ep):
                 return ep
             if time.monotonic() > deadline:
-                raise AssertionError(f"{name}: not {what} after {timeout or self.ready_timeout} s; "
-                                     f"state {ep.get('state')}")
+                raise AssertionError(f"{name}: not {what} after {timeout or self.ready_timeout} s; state {ep.get('state')}")
             time.sleep(self.poll_seconds)
 
     def wait_ready(self, name: str, timeout: float | None = None) -> dict:
         """READY and NOT_UPDATING (an UPDATE_FAILED fails at once)."""
+
         def done(ep: dict) -> bool:
             state = ep.get("state") or {}
             assert state.get("config_update") != "UPDATE_FAILED", f"{name}: {ep}"
             return state.get("ready") == "READY" and state.get("config_update") == "NOT_UPDATING"
+
         return self.wait(name, done, "READY and NOT_UPDATING", timeout)
 
     def wait_not_updating(self, name: str, timeout: float | None = None) -> dict:
-        return self.wait(name, lambda ep: ep["state"]["config_update"] != "IN_PROGRESS",
-                         "done updating", timeout)
+        return self.wait(name, lambda ep: ep["state"]["config_update"] != "IN_PROGRESS", "done updating", timeout)
 
     def delete_quietly(self, name: str) -> None:
         """Delete ``name`` if it exists (finalizers: never raises)."""
@@ -171,13 +178,18 @@ def fake_target(root: Path, provider_base: str) -> Iterator[Target]:
     home = root / "fake-ws"
     _write_secret(home)
     with fake_workspace(home, ready_seconds=0.2) as ws:
-        yield Target(kind=FAKE, host=ws.host, fake=ws, provider_base=provider_base,
-                     config_kwargs=dict(host=ws.host, token=ws.token, auth_type="pat",
-                                        retry_timeout_seconds=10, http_timeout_seconds=10),
-                     secret_ref=SECRET_REF, external_model="gpt-4o-mini",
-                     foundation_endpoint=FOUNDATION_ENDPOINT,
-                     # the fake does not look into a registry: any UC name serves
-                     register=lambda: ("main.conformance.chat", "1"))
+        yield Target(
+            kind=FAKE,
+            host=ws.host,
+            fake=ws,
+            provider_base=provider_base,
+            config_kwargs=dict(host=ws.host, token=ws.token, auth_type="pat", retry_timeout_seconds=10, http_timeout_seconds=10),
+            secret_ref=SECRET_REF,
+            external_model="gpt-4o-mini",
+            foundation_endpoint=FOUNDATION_ENDPOINT,
+            # the fake does not look into a registry: any UC name serves
+            register=lambda: ("main.conformance.chat", "1"),
+        )
 
 
 @contextlib.contextmanager
@@ -198,12 +210,20 @@ def local_target(root: Path, provider_base: str) -> Iterator[Target]:
 
     info = launcher.ensure_running(home, uri)
     try:
-        yield Target(kind=LOCAL, host=info.host, provider_base=provider_base,
-                     config_kwargs=dict(host=info.host, token=info.token or "local", auth_type="pat",
-                                        retry_timeout_seconds=120, http_timeout_seconds=300),
-                     secret_ref=SECRET_REF, external_model="gpt-4o-mini",
-                     foundation_endpoint=FOUNDATION_ENDPOINT, register=register,
-                     poll_seconds=0.2, ready_timeout=600.0)
+        yield Target(
+            kind=LOCAL,
+            host=info.host,
+            provider_base=provider_base,
+            config_kwargs=dict(
+                host=info.host, token=info.token or "local", auth_type="pat", retry_timeout_seconds=120, http_timeout_seconds=300
+            ),
+            secret_ref=SECRET_REF,
+            external_model="gpt-4o-mini",
+            foundation_endpoint=FOUNDATION_ENDPOINT,
+            register=register,
+            poll_seconds=0.2,
+            ready_timeout=600.0,
+        )
     finally:
         launcher.stop(home)
 
@@ -211,8 +231,10 @@ def local_target(root: Path, provider_base: str) -> Iterator[Target]:
 def live_unavailable() -> str | None:
     """Why the live target cannot run (one line), or None when it can."""
     if os.environ.get(LIVE_FLAG) != "1":
-        return f"live Databricks target: set {LIVE_FLAG}=1 with DATABRICKS_HOST/DATABRICKS_TOKEN " \
-               f"(or a profile) and {LIVE_SECRET}={{{{secrets/<scope>/<key>}}}} to run it"
+        return (
+            f"live Databricks target: set {LIVE_FLAG}=1 with DATABRICKS_HOST/DATABRICKS_TOKEN "
+            f"(or a profile) and {LIVE_SECRET}={{{{secrets/<scope>/<key>}}}} to run it"
+        )
     try:
         from databricks.sdk.config import Config
 
@@ -221,8 +243,10 @@ def live_unavailable() -> str | None:
     except Exception as e:  # noqa: BLE001 - any auth failure means: not configured
         return f"live Databricks target: {LIVE_FLAG}=1 but no credentials resolve ({type(e).__name__})"
     if not os.environ.get(LIVE_SECRET):
-        return f"live Databricks target: set {LIVE_SECRET} to the {{{{secrets/<scope>/<key>}}}} " \
-               "of an OpenAI key for the external-model endpoints"
+        return (
+            f"live Databricks target: set {LIVE_SECRET} to the {{{{secrets/<scope>/<key>}}}} "
+            "of an OpenAI key for the external-model endpoints"
+        )
     return None
 
 
@@ -232,12 +256,16 @@ def live_target() -> Iterator[Target]:
     from databricks.sdk.config import Config
 
     cfg = Config(retry_timeout_seconds=60, http_timeout_seconds=60)
-    target = Target(kind=LIVE, host=cfg.host.rstrip("/"),
-                    config_kwargs=dict(retry_timeout_seconds=60, http_timeout_seconds=60),
-                    secret_ref=os.environ[LIVE_SECRET],
-                    external_model=os.environ.get(LIVE_OPENAI_MODEL, "gpt-4o-mini"),
-                    foundation_endpoint=os.environ.get(LIVE_FOUNDATION, DEFAULT_LIVE_FOUNDATION),
-                    poll_seconds=3.0, ready_timeout=900.0)
+    target = Target(
+        kind=LIVE,
+        host=cfg.host.rstrip("/"),
+        config_kwargs=dict(retry_timeout_seconds=60, http_timeout_seconds=60),
+        secret_ref=os.environ[LIVE_SECRET],
+        external_model=os.environ.get(LIVE_OPENAI_MODEL, "gpt-4o-mini"),
+        foundation_endpoint=os.environ.get(LIVE_FOUNDATION, DEFAULT_LIVE_FOUNDATION),
+        poll_seconds=3.0,
+        ready_timeout=900.0,
+    )
     try:
         yield target
     finally:

@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conformance_targets import (ALL_TARGETS, FAKE, LOCAL, Target, fake_target,
-                                 live_target, live_unavailable, local_target)
+from conformance_targets import ALL_TARGETS, FAKE, LOCAL, Target, fake_target, live_target, live_unavailable, local_target
 
 from llmops_nb.testing import fake_provider
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "targets(*names, reason): the conformance targets a "
-                                       "scenario runs on, and why not the others")
+    config.addinivalue_line(
+        "markers", "targets(*names, reason): the conformance targets a scenario runs on, and why not the others"
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -82,4 +82,3 @@ def provider(conformance_provider):
     conformance_provider.requests.clear()
     conformance_provider.fail_status = None
     return conformance_provider
-

@@ -11,19 +11,20 @@ import pytest
 import requests
 from conformance_steps import API, routes_of
 from conformance_targets import FAKE, LOCAL, Target
-from databricks.sdk.service.serving import (EndpointCoreConfigInput, ServedEntityInput,
-                                            TrafficConfig)
+from databricks.sdk.service.serving import EndpointCoreConfigInput, ServedEntityInput, TrafficConfig
 
-CLIENTS = pytest.mark.targets(FAKE, LOCAL, reason="these check third-party clients against our "
-                              "workspaces; against Databricks they are the vendors' own concern")
+CLIENTS = pytest.mark.targets(
+    FAKE,
+    LOCAL,
+    reason="these check third-party clients against our workspaces; against Databricks they are the vendors' own concern",
+)
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 
 
 @pytest.fixture
 def databricks_env(target: Target, monkeypatch) -> None:
     """DATABRICKS_HOST/TOKEN for clients that read the environment (MLflow), nothing else."""
-    for var in ("DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET",
-                "DATABRICKS_AUTH_TYPE"):
+    for var in ("DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET", "DATABRICKS_AUTH_TYPE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("DATABRICKS_HOST", target.host)
     monkeypatch.setenv("DATABRICKS_TOKEN", target.token())
@@ -39,19 +40,30 @@ def test_mlflow_databricks_deployment_client(target: Target, names, databricks_e
     client = get_deploy_client("databricks")
     name = names("mlflow")
     # the full request payload, as MLflow documents it
-    created = client.create_endpoint(config={
-        "name": name,
-        "config": {"served_entities": [target.external_entity("a")]},
-        "tags": [{"key": "client", "value": "mlflow"}]})
+    created = client.create_endpoint(
+        config={
+            "name": name,
+            "config": {"served_entities": [target.external_entity("a")]},
+            "tags": [{"key": "client", "value": "mlflow"}],
+        }
+    )
     assert created["name"] == name
     target.wait_ready(name)
     got = client.get_endpoint(endpoint=name)
     assert got["name"] == name and got["state"]["ready"] == "READY"
     assert name in {e["name"] for e in client.list_endpoints()}
-    client.update_endpoint_config(endpoint=name, config={
-        "served_entities": [target.external_entity("a"), target.external_entity("b")],
-        "traffic_config": {"routes": [{"served_entity_name": "a", "traffic_percentage": 80},
-                                      {"served_entity_name": "b", "traffic_percentage": 20}]}})
+    client.update_endpoint_config(
+        endpoint=name,
+        config={
+            "served_entities": [target.external_entity("a"), target.external_entity("b")],
+            "traffic_config": {
+                "routes": [
+                    {"served_entity_name": "a", "traffic_percentage": 80},
+                    {"served_entity_name": "b", "traffic_percentage": 20},
+                ]
+            },
+        },
+    )
     ep = target.wait_ready(name)
     assert routes_of(ep["config"]) == {"a": 80, "b": 20}
     answer = client.predict(endpoint=name, inputs={"messages": MESSAGES, "max_tokens": 8})
@@ -71,8 +83,7 @@ def test_mlflow_legacy_create_sends_route_optimized(target: Target, names, datab
     name = names("mlflowlegacy")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        get_deploy_client("databricks").create_endpoint(
-            name=name, config={"served_entities": [target.external_entity()]})
+        get_deploy_client("databricks").create_endpoint(name=name, config={"served_entities": [target.external_entity()]})
     assert target.wait_ready(name)["name"] == name
 
 
@@ -81,18 +92,27 @@ def test_databricks_sdk_waiters_and_its_openai_client(target: Target, names) -> 
     w = target.client()
     name = names("sdk")
     ep = w.serving_endpoints.create_and_wait(
-        name=name, config=EndpointCoreConfigInput(
-            name=name, served_entities=[ServedEntityInput.from_dict(target.external_entity("a"))]),
-        timeout=timedelta(seconds=60))
+        name=name,
+        config=EndpointCoreConfigInput(name=name, served_entities=[ServedEntityInput.from_dict(target.external_entity("a"))]),
+        timeout=timedelta(seconds=60),
+    )
     assert ep.state.config_update.value == "NOT_UPDATING"
     ep = w.serving_endpoints.update_config_and_wait(
         name=name,
-        served_entities=[ServedEntityInput.from_dict(target.external_entity("a")),
-                         ServedEntityInput.from_dict(target.external_entity("b"))],
-        traffic_config=TrafficConfig.from_dict({"routes": [
-            {"served_entity_name": "a", "traffic_percentage": 50},
-            {"served_entity_name": "b", "traffic_percentage": 50}]}),
-        timeout=timedelta(seconds=60))
+        served_entities=[
+            ServedEntityInput.from_dict(target.external_entity("a")),
+            ServedEntityInput.from_dict(target.external_entity("b")),
+        ],
+        traffic_config=TrafficConfig.from_dict(
+            {
+                "routes": [
+                    {"served_entity_name": "a", "traffic_percentage": 50},
+                    {"served_entity_name": "b", "traffic_percentage": 50},
+                ]
+            }
+        ),
+        timeout=timedelta(seconds=60),
+    )
     assert ep.state.config_update.value == "NOT_UPDATING"
     assert sorted(e.name for e in ep.config.served_entities) == ["a", "b"]
     # get_open_ai_client needs the openai package and httpx (databricks-sdk[openai])
@@ -109,11 +129,11 @@ def test_openai_client_on_serving_endpoints(target: Target, names) -> None:
 
     name = names("openai")
     target.client().serving_endpoints.create(
-        name=name, config=EndpointCoreConfigInput(
-            name=name, served_entities=[ServedEntityInput.from_dict(target.external_entity())]))
+        name=name,
+        config=EndpointCoreConfigInput(name=name, served_entities=[ServedEntityInput.from_dict(target.external_entity())]),
+    )
     target.wait_ready(name)
-    client = OpenAI(base_url=f"{target.host}/serving-endpoints", api_key=target.token(),
-                    timeout=300.0, max_retries=10)
+    client = OpenAI(base_url=f"{target.host}/serving-endpoints", api_key=target.token(), timeout=300.0, max_retries=10)
     # an external model, then the workspace's foundation model (local: the real SmolLM2, which
     # answers 503 + Retry-After while it loads at the first request: the client retries)
     for model in (name, target.foundation()):

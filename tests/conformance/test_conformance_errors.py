@@ -4,8 +4,8 @@ request; a conflicting update; a failed update and its recovery."""
 from __future__ import annotations
 
 import pytest
+from conformance_steps import API, ask, assert_chat_answer, assert_serves_only, create, entity_names
 from conformance_targets import FAKE, LIVE, LOCAL, Target
-from conformance_steps import API, assert_chat_answer, assert_serves_only, ask, create, entity_names
 
 
 def _error(r, status: int, code: str) -> str:
@@ -26,11 +26,12 @@ def test_unknown_endpoint_is_404_resource_does_not_exist(target: Target, names) 
     name = names("missing")  # never created
     entity = target.external_entity()
     for method, path, body in [
-            ("GET", f"{API}/{name}", None),
-            ("PUT", f"{API}/{name}/config", {"served_entities": [entity]}),
-            ("PUT", f"{API}/{name}/ai-gateway", {"usage_tracking_config": {"enabled": True}}),
-            ("PATCH", f"{API}/{name}/tags", {"add_tags": [{"key": "k", "value": "v"}]}),
-            ("DELETE", f"{API}/{name}", None)]:
+        ("GET", f"{API}/{name}", None),
+        ("PUT", f"{API}/{name}/config", {"served_entities": [entity]}),
+        ("PUT", f"{API}/{name}/ai-gateway", {"usage_tracking_config": {"enabled": True}}),
+        ("PATCH", f"{API}/{name}/tags", {"add_tags": [{"key": "k", "value": "v"}]}),
+        ("DELETE", f"{API}/{name}", None),
+    ]:
         # databricks/cli libs/testserver/serving_endpoints.go: 404 RESOURCE_DOES_NOT_EXIST
         _error(target.http(method, path, body), 404, "RESOURCE_DOES_NOT_EXIST")
     _absent(target, name)
@@ -51,13 +52,22 @@ def test_bad_body_is_400_invalid_parameter_value_and_creates_nothing(target: Tar
     name = names("badbody")
     a, b = target.external_entity("a"), target.external_entity("b")
     bad_bodies = {
-        "traffic does not sum to 100": {"served_entities": [a, b], "traffic_config": {"routes": [
-            {"served_entity_name": "a", "traffic_percentage": 30},
-            {"served_entity_name": "b", "traffic_percentage": 30}]}},
-        "route to an unknown entity": {"served_entities": [a], "traffic_config": {"routes": [
-            {"served_entity_name": "nope", "traffic_percentage": 100}]}},
-        "external model without a provider": {"served_entities": [
-            {"name": "c", "external_model": {"name": "gpt", "task": "llm/v1/chat"}}]},
+        "traffic does not sum to 100": {
+            "served_entities": [a, b],
+            "traffic_config": {
+                "routes": [
+                    {"served_entity_name": "a", "traffic_percentage": 30},
+                    {"served_entity_name": "b", "traffic_percentage": 30},
+                ]
+            },
+        },
+        "route to an unknown entity": {
+            "served_entities": [a],
+            "traffic_config": {"routes": [{"served_entity_name": "nope", "traffic_percentage": 100}]},
+        },
+        "external model without a provider": {
+            "served_entities": [{"name": "c", "external_model": {"name": "gpt", "task": "llm/v1/chat"}}]
+        },
     }
     for why, config in bad_bodies.items():
         r = target.http("POST", API, {"name": name, "config": config})
@@ -69,8 +79,10 @@ def test_bad_body_is_400_invalid_parameter_value_and_creates_nothing(target: Tar
 def test_a_refused_update_leaves_the_endpoint_as_it_was(target: Target, names) -> None:
     name = names("badupdate")
     before = create(target, name, target.external_entity("a"))
-    bad = {"served_entities": [target.external_entity("a"), target.external_entity("b")],
-           "traffic_config": {"routes": [{"served_entity_name": "a", "traffic_percentage": 10}]}}
+    bad = {
+        "served_entities": [target.external_entity("a"), target.external_entity("b")],
+        "traffic_config": {"routes": [{"served_entity_name": "a", "traffic_percentage": 10}]},
+    }
     _error(target.http("PUT", f"{API}/{name}/config", bad), 400, "INVALID_PARAMETER_VALUE")
     after = target.http("GET", f"{API}/{name}").json()
     assert after["state"]["config_update"] == "NOT_UPDATING" and "pending_config" not in after
@@ -83,13 +95,13 @@ def test_bad_ai_gateway_is_400_and_creates_nothing(target: Target, names) -> Non
     bad_gateways = {
         # renewal_period is required (AiGatewayRateLimit docs, databricks-sdk serving.py)
         "rate limit without renewal_period": {"rate_limits": [{"calls": 10, "key": "endpoint"}]},
-        "rate limit with an unknown key": {"rate_limits": [
-            {"calls": 10, "key": "planet", "renewal_period": "minute"}]},
+        "rate limit with an unknown key": {"rate_limits": [{"calls": 10, "key": "planet", "renewal_period": "minute"}]},
         "guardrail with an unknown behavior": {"guardrails": {"input": {"pii": {"behavior": "EXPLODE"}}}},
     }
     for why, gateway in bad_gateways.items():
-        r = target.http("POST", API, {"name": name, "ai_gateway": gateway,
-                                      "config": {"served_entities": [target.external_entity()]}})
+        r = target.http(
+            "POST", API, {"name": name, "ai_gateway": gateway, "config": {"served_entities": [target.external_entity()]}}
+        )
         assert r.status_code == 400, (why, r.status_code, r.text[:300])
         _absent(target, name)
 
@@ -123,8 +135,11 @@ def test_update_while_one_is_in_progress_is_409_resource_conflict(target: Target
     assert entity_names(ep) == ["b"]  # the refused one left no trace
 
 
-@pytest.mark.targets(FAKE, reason="a failed update is forced with the fake's fault injection "
-                     "(fail_next_update); a real workspace or model cannot be told to fail")
+@pytest.mark.targets(
+    FAKE,
+    reason="a failed update is forced with the fake's fault injection "
+    "(fail_next_update); a real workspace or model cannot be told to fail",
+)
 def test_failed_update_keeps_the_old_config_serving_then_recovers(target: Target, names) -> None:
     name = names("failed")
     create(target, name, target.registered_entity("a"))
@@ -139,15 +154,13 @@ def test_failed_update_keeps_the_old_config_serving_then_recovers(target: Target
     assert_chat_answer(r)
     assert r.served_model_name in (None, "a")
     # recovery: the same update again succeeds, and so does a tags change meanwhile
-    assert target.http("PATCH", f"{API}/{name}/tags",
-                       {"add_tags": [{"key": "recovered", "value": "yes"}]}).status_code == 200
+    assert target.http("PATCH", f"{API}/{name}/tags", {"add_tags": [{"key": "recovered", "value": "yes"}]}).status_code == 200
     r = target.http("PUT", f"{API}/{name}/config", {"served_entities": [target.registered_entity("b")]})
     assert r.status_code == 200, r.text
     assert_serves_only(target, name, "b")
 
 
-@pytest.mark.targets(FAKE, LOCAL, reason="needs a registered model version; the live run "
-                     "creates external-model endpoints only")
+@pytest.mark.targets(FAKE, LOCAL, reason="needs a registered model version; the live run creates external-model endpoints only")
 def test_switching_between_registered_and_external_model_is_400(target: Target, names) -> None:
     # "an endpoint cannot switch between external and non-external entities" (ServedEntityInput
     # docs, databricks-sdk serving.py; the CLI's resources.yml recreates on this change)
@@ -160,15 +173,15 @@ def test_switching_between_registered_and_external_model_is_400(target: Target, 
     assert entity_names(ep) == ["a"]
 
 
-@pytest.mark.targets(FAKE, LOCAL, reason="inference tables on Databricks write to a Unity Catalog "
-                     "schema of the user's; the live run creates none")
+@pytest.mark.targets(
+    FAKE, LOCAL, reason="inference tables on Databricks write to a Unity Catalog schema of the user's; the live run creates none"
+)
 def test_inference_table_location_change_while_enabled_is_400(target: Target, names) -> None:
     # "On update, you have to disable inference table first in order to change the catalog name /
     # schema name / prefix" (AiGatewayInferenceTableConfig, databricks-sdk serving.py)
     name = names("inftable")
     create(target, name, target.external_entity())
-    table = {"catalog_name": "main", "schema_name": "conformance", "table_name_prefix": "one",
-             "enabled": True}
+    table = {"catalog_name": "main", "schema_name": "conformance", "table_name_prefix": "one", "enabled": True}
     gateway = f"{API}/{name}/ai-gateway"
     assert target.http("PUT", gateway, {"inference_table_config": table}).status_code == 200
     moved = {**table, "table_name_prefix": "two"}

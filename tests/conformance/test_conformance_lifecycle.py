@@ -6,13 +6,17 @@ from __future__ import annotations
 import time
 
 import pytest
-from conformance_steps import (API, assert_chat_answer, assert_serves_only, ask, create,
-                               entity_names, routes_of)
+from conformance_steps import API, ask, assert_chat_answer, assert_serves_only, create, entity_names, routes_of
 from conformance_targets import FAKE, LIVE, LOCAL, SECRET_VALUE, Target
-from databricks.sdk.service.serving import (AiGatewayRateLimit, AiGatewayRateLimitKey,
-                                            AiGatewayRateLimitRenewalPeriod,
-                                            AiGatewayUsageTrackingConfig, EndpointTag,
-                                            ServedEntityInput, TrafficConfig)
+from databricks.sdk.service.serving import (
+    AiGatewayRateLimit,
+    AiGatewayRateLimitKey,
+    AiGatewayRateLimitRenewalPeriod,
+    AiGatewayUsageTrackingConfig,
+    EndpointTag,
+    ServedEntityInput,
+    TrafficConfig,
+)
 
 
 def _lifecycle(target: Target, name: str, entity: dict) -> dict:
@@ -39,9 +43,13 @@ def _lifecycle(target: Target, name: str, entity: dict) -> dict:
     return ep
 
 
-@pytest.mark.targets(FAKE, LOCAL, reason="a custom-model endpoint on Databricks needs a registered "
-                     "UC model and provisions billed compute for many minutes; the live run "
-                     "creates external-model endpoints only")
+@pytest.mark.targets(
+    FAKE,
+    LOCAL,
+    reason="a custom-model endpoint on Databricks needs a registered "
+    "UC model and provisions billed compute for many minutes; the live run "
+    "creates external-model endpoints only",
+)
 def test_registered_model_endpoint_lifecycle(target: Target, names) -> None:
     entity = target.registered_entity()
     ep = _lifecycle(target, names("custom"), entity)
@@ -67,11 +75,15 @@ def test_external_model_endpoint_lifecycle(target: Target, names, provider) -> N
 def test_create_accepts_every_documented_top_level_field(target: Target, names) -> None:
     """POST body fields of the serving API (databricks-sdk serving.py create(); issue 14 point 10)."""
     name = names("fields")
-    body = {"name": name, "config": {"served_entities": [target.external_entity()]},
-            "description": "conformance: every field", "route_optimized": False,
-            "email_notifications": {"on_update_failure": ["nobody@example.com"]},
-            "tags": [{"key": "suite", "value": "conformance"}],
-            "ai_gateway": {"usage_tracking_config": {"enabled": True}}}
+    body = {
+        "name": name,
+        "config": {"served_entities": [target.external_entity()]},
+        "description": "conformance: every field",
+        "route_optimized": False,
+        "email_notifications": {"on_update_failure": ["nobody@example.com"]},
+        "tags": [{"key": "suite", "value": "conformance"}],
+        "ai_gateway": {"usage_tracking_config": {"enabled": True}},
+    }
     if target.kind != LIVE:  # a real workspace only takes a budget policy that exists there
         body["budget_policy_id"] = "conformance-policy"
     r = target.http("POST", API, body)
@@ -102,18 +114,26 @@ def test_update_config_adds_then_removes_a_served_entity(target: Target, names) 
     first = create(target, name, target.external_entity("a"))
     w = target.client()
     w.serving_endpoints.update_config(
-        name=name, served_entities=[ServedEntityInput.from_dict(target.external_entity("a")),
-                                    ServedEntityInput.from_dict(target.external_entity("b"))],
-        traffic_config=TrafficConfig.from_dict({"routes": [
-            {"served_entity_name": "a", "traffic_percentage": 50},
-            {"served_entity_name": "b", "traffic_percentage": 50}]}))
+        name=name,
+        served_entities=[
+            ServedEntityInput.from_dict(target.external_entity("a")),
+            ServedEntityInput.from_dict(target.external_entity("b")),
+        ],
+        traffic_config=TrafficConfig.from_dict(
+            {
+                "routes": [
+                    {"served_entity_name": "a", "traffic_percentage": 50},
+                    {"served_entity_name": "b", "traffic_percentage": 50},
+                ]
+            }
+        ),
+    )
     ep = target.wait_ready(name)
     assert entity_names(ep) == ["a", "b"]
     assert routes_of(ep["config"]) == {"a": 50, "b": 50}
     assert ep["config"]["config_version"] > first["config"]["config_version"]
     # removal: an update without "a" removes it, and the single entity gets 100% again
-    w.serving_endpoints.update_config(
-        name=name, served_entities=[ServedEntityInput.from_dict(target.external_entity("b"))])
+    w.serving_endpoints.update_config(name=name, served_entities=[ServedEntityInput.from_dict(target.external_entity("b"))])
     assert_serves_only(target, name, "b")
 
 
@@ -121,10 +141,12 @@ def test_ai_gateway_put_then_removed(target: Target, names) -> None:
     name = names("gateway")
     create(target, name, target.external_entity())
     w = target.client()
-    limit = AiGatewayRateLimit(calls=100, key=AiGatewayRateLimitKey.ENDPOINT,
-                               renewal_period=AiGatewayRateLimitRenewalPeriod.MINUTE)
+    limit = AiGatewayRateLimit(
+        calls=100, key=AiGatewayRateLimitKey.ENDPOINT, renewal_period=AiGatewayRateLimitRenewalPeriod.MINUTE
+    )
     out = w.serving_endpoints.put_ai_gateway(
-        name, rate_limits=[limit], usage_tracking_config=AiGatewayUsageTrackingConfig(enabled=True))
+        name, rate_limits=[limit], usage_tracking_config=AiGatewayUsageTrackingConfig(enabled=True)
+    )
     assert out.rate_limits == [limit] and out.usage_tracking_config.enabled is True
     gw = target.http("GET", f"{API}/{name}").json()["ai_gateway"]
     assert gw["rate_limits"] == [{"calls": 100, "key": "endpoint", "renewal_period": "minute"}]
@@ -141,8 +163,12 @@ def test_ai_gateway_put_then_removed(target: Target, names) -> None:
 def test_ai_gateway_rate_limit_is_enforced_with_429(target: Target, names) -> None:
     name = names("limited")
     create(target, name, target.external_entity())
-    target.client().serving_endpoints.put_ai_gateway(name, rate_limits=[AiGatewayRateLimit(
-        calls=1, key=AiGatewayRateLimitKey.ENDPOINT, renewal_period=AiGatewayRateLimitRenewalPeriod.MINUTE)])
+    target.client().serving_endpoints.put_ai_gateway(
+        name,
+        rate_limits=[
+            AiGatewayRateLimit(calls=1, key=AiGatewayRateLimitKey.ENDPOINT, renewal_period=AiGatewayRateLimitRenewalPeriod.MINUTE)
+        ],
+    )
     body = {"messages": [{"role": "user", "content": "one"}], "max_tokens": 4}
     statuses = []
     for _ in range(5):  # a live gateway may take a moment to apply the limit
@@ -155,12 +181,15 @@ def test_ai_gateway_rate_limit_is_enforced_with_429(target: Target, names) -> No
 
 def test_tags_patch_adds_and_deletes(target: Target, names) -> None:
     name = names("tags")
-    create(target, name, target.external_entity(),
-           tags=[EndpointTag(key="team", value="ml"), EndpointTag(key="stage", value="dev")])
+    create(
+        target, name, target.external_entity(), tags=[EndpointTag(key="team", value="ml"), EndpointTag(key="stage", value="dev")]
+    )
     w = target.client()
-    out = w.serving_endpoints.patch(name, add_tags=[EndpointTag(key="stage", value="prod"),
-                                                    EndpointTag(key="owner", value="conformance")],
-                                    delete_tags=["team"])
+    out = w.serving_endpoints.patch(
+        name,
+        add_tags=[EndpointTag(key="stage", value="prod"), EndpointTag(key="owner", value="conformance")],
+        delete_tags=["team"],
+    )
     expected = {"stage": "prod", "owner": "conformance"}
     assert {t.key: t.value for t in out.tags} == expected
     tags = target.http("GET", f"{API}/{name}").json()["tags"]
@@ -170,9 +199,11 @@ def test_tags_patch_adds_and_deletes(target: Target, names) -> None:
 def test_query_answers_the_openai_chat_shape_over_raw_http(target: Target, names) -> None:
     name = names("query")
     create(target, name, target.external_entity())
-    r = target.http("POST", f"/serving-endpoints/{name}/invocations",
-                    {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 8,
-                     "temperature": 0})
+    r = target.http(
+        "POST",
+        f"/serving-endpoints/{name}/invocations",
+        {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 8, "temperature": 0},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["object"] == "chat.completion" and body["choices"][0]["message"]["content"]
@@ -181,8 +212,11 @@ def test_query_answers_the_openai_chat_shape_over_raw_http(target: Target, names
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
 
 
-@pytest.mark.targets(FAKE, LOCAL, reason="the suite never sends a plaintext API key to a real "
-                     "workspace (Databricks would store it as a managed secret)")
+@pytest.mark.targets(
+    FAKE,
+    LOCAL,
+    reason="the suite never sends a plaintext API key to a real workspace (Databricks would store it as a managed secret)",
+)
 def test_a_plaintext_key_is_never_echoed(target: Target, names, provider) -> None:
     name = names("plain")
     entity = target.external_entity()
@@ -198,16 +232,33 @@ def test_a_plaintext_key_is_never_echoed(target: Target, names, provider) -> Non
     assert provider.authorizations() == [f"Bearer {SECRET_VALUE}"]
 
 
-@pytest.mark.targets(FAKE, reason="body parsing is shared by both workspaces: the fake checks the "
-                     "legacy form without starting another scoring server; live would need a "
-                     "registered UC model")
+@pytest.mark.targets(
+    FAKE,
+    reason="body parsing is shared by both workspaces: the fake checks the "
+    "legacy form without starting another scoring server; live would need a "
+    "registered UC model",
+)
 def test_legacy_served_models_are_accepted(target: Target, names) -> None:
     """``served_models`` (deprecated, still accepted: EndpointCoreConfigInput.served_models)."""
     name = names("legacy")
     entity = target.registered_entity()
-    r = target.http("POST", API, {"name": name, "config": {"served_models": [{
-        "model_name": entity["entity_name"], "model_version": entity["entity_version"],
-        "workload_size": "Small", "scale_to_zero_enabled": True}]}})
+    r = target.http(
+        "POST",
+        API,
+        {
+            "name": name,
+            "config": {
+                "served_models": [
+                    {
+                        "model_name": entity["entity_name"],
+                        "model_version": entity["entity_version"],
+                        "workload_size": "Small",
+                        "scale_to_zero_enabled": True,
+                    }
+                ]
+            },
+        },
+    )
     assert r.status_code == 200, r.text[:300]
     target.wait_ready(name)
     assert_chat_answer(ask(target, name))

@@ -17,9 +17,13 @@ MESSAGES = [{"role": "user", "content": "Say hello."}]
 
 
 def _raw_stream(target: Target, model: str) -> list:
-    r = requests.post(f"{target.host}/serving-endpoints/{model}/invocations",
-                      json={"messages": MESSAGES, "max_tokens": 8, "stream": True},
-                      headers=target.headers(), stream=True, timeout=300)
+    r = requests.post(
+        f"{target.host}/serving-endpoints/{model}/invocations",
+        json={"messages": MESSAGES, "max_tokens": 8, "stream": True},
+        headers=target.headers(),
+        stream=True,
+        timeout=300,
+    )
     assert r.status_code == 200, r.text[:300]
     assert r.headers["content-type"].startswith("text/event-stream")
     return [line[6:].decode() for line in r.iter_lines() if line.startswith(b"data: ")]
@@ -30,11 +34,11 @@ def test_streaming_on_external_and_foundation_endpoints(target: Target, names) -
 
     name = names("stream")
     target.client().serving_endpoints.create(
-        name=name, config=EndpointCoreConfigInput(
-            name=name, served_entities=[ServedEntityInput.from_dict(target.external_entity())]))
+        name=name,
+        config=EndpointCoreConfigInput(name=name, served_entities=[ServedEntityInput.from_dict(target.external_entity())]),
+    )
     target.wait_ready(name)
-    client = OpenAI(base_url=f"{target.host}/serving-endpoints", api_key=target.token(),
-                    timeout=300.0, max_retries=10)
+    client = OpenAI(base_url=f"{target.host}/serving-endpoints", api_key=target.token(), timeout=300.0, max_retries=10)
     w = target.client()
     for model in (name, target.foundation()):
         data = _raw_stream(target, model)
@@ -44,8 +48,11 @@ def test_streaming_on_external_and_foundation_endpoints(target: Target, names) -
         answer = assemble(chunks)
         assert answer["choices"][0]["message"]["content"]
         assert answer["choices"][0]["finish_reason"] in ("stop", "length")
-        text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
-            model=model, messages=MESSAGES, max_tokens=8, stream=True) if c.choices)
+        text = "".join(
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(model=model, messages=MESSAGES, max_tokens=8, stream=True)
+            if c.choices
+        )
         assert text
         stream = chat_stream(w, model, "Say hello.", max_tokens=8)
         assert "".join(stream) == stream.result.content and stream.result.content

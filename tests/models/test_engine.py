@@ -14,8 +14,12 @@ import pytest
 pytestmark = pytest.mark.model
 
 PROMPTS = [
-    "What is MLflow?", "Name three colors.", "What is the capital of France?",
-    "Explain model serving in one sentence.", "Write a haiku about data.", "Who wrote Hamlet?",
+    "What is MLflow?",
+    "Name three colors.",
+    "What is the capital of France?",
+    "Explain model serving in one sentence.",
+    "Write a haiku about data.",
+    "Who wrote Hamlet?",
 ]
 MAX_TOKENS = 24
 
@@ -68,8 +72,7 @@ def test_requests_joining_a_running_batch_keep_their_answers(engine, unbatched) 
 def test_sequences_moved_to_close_gaps_keep_their_answers(engine, unbatched) -> None:
     lengths = [4, MAX_TOKENS, 8, MAX_TOKENS, 12, MAX_TOKENS]  # low ids finish first
     moves = engine.moves
-    results = concurrently(engine, [request(engine, p, max_tokens=n)
-                                    for p, n in zip(PROMPTS, lengths)])
+    results = concurrently(engine, [request(engine, p, max_tokens=n) for p, n in zip(PROMPTS, lengths)])
     assert engine.moves > moves
     for ours, full, n in zip(results, unbatched, lengths):
         assert ours.tokens == full.tokens[:n]
@@ -83,8 +86,7 @@ def test_greedy_equals_llama_create_chat_completion(unbatched) -> None:
 
     llm = Llama(model_path=str(bundled_gguf_path()), **llama_kwargs(DEFAULT_CONFIG))
     for prompt, ours in zip(PROMPTS, unbatched):
-        out = llm.create_chat_completion(messages=[{"role": "user", "content": prompt}],
-                                         max_tokens=MAX_TOKENS, temperature=0.0)
+        out = llm.create_chat_completion(messages=[{"role": "user", "content": prompt}], max_tokens=MAX_TOKENS, temperature=0.0)
         assert out["choices"][0]["message"]["content"] == ours.text
         assert out["choices"][0]["finish_reason"] == ours.finish_reason
         assert out["usage"]["prompt_tokens"] == ours.prompt_tokens
@@ -107,8 +109,11 @@ def test_stop_string_cuts_the_answer_in_a_batch(engine, unbatched) -> None:
 
 def test_sampling_depends_on_the_seed_not_on_the_batch(engine) -> None:
     alone = engine.generate(request(engine, PROMPTS[3], temperature=0.9, seed=7))
-    mixed = concurrently(engine, [request(engine, PROMPTS[3], temperature=0.9, seed=7)]
-                         + [request(engine, p, temperature=0.9, seed=i) for i, p in enumerate(PROMPTS)])
+    mixed = concurrently(
+        engine,
+        [request(engine, PROMPTS[3], temperature=0.9, seed=7)]
+        + [request(engine, p, temperature=0.9, seed=i) for i, p in enumerate(PROMPTS)],
+    )
     assert mixed[0].tokens == alone.tokens
 
 
@@ -144,8 +149,7 @@ def test_logged_model_serves_without_llmops_nb(tmp_path: Path) -> None:
         "assert 'llmops_nb.models.engine' not in sys.modules\n"
         "print(json.dumps(out))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(out) == {"id", "object", "created", "model", "choices", "usage"}

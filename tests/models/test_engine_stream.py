@@ -9,8 +9,7 @@ import pytest
 
 pytestmark = pytest.mark.model
 
-PROMPTS = ["What is MLflow?", "Name three colors.", "Write a haiku about data.",
-           "Who wrote Hamlet?"]
+PROMPTS = ["What is MLflow?", "Name three colors.", "Write a haiku about data.", "Who wrote Hamlet?"]
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +62,7 @@ def test_a_stop_string_is_never_streamed(engine) -> None:
 
 def test_a_cancelled_stream_frees_its_slot_at_once(engine) -> None:
     cancelled = engine.cancelled
-    stream = engine.submit_stream(request(engine, "Write a very long story about a dragon.",
-                                          max_tokens=1500))
+    stream = engine.submit_stream(request(engine, "Write a very long story about a dragon.", max_tokens=1500))
     it = iter(stream)
     first = [next(it) for _ in range(3)]
     assert all(first)

@@ -28,11 +28,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from llmops_nb.models import registry
 from llmops_nb.errors import ModelError
-from llmops_nb.models import environment, runtime
+from llmops_nb.models import environment, registry, runtime
 from llmops_nb.models.pyfunc import (
-    CHAT_MODEL_FILE, CPU_QUOTA_FILE, ENGINE_FILE, pip_requirements, pyfunc_kwargs,
+    CHAT_MODEL_FILE,
+    CPU_QUOTA_FILE,
+    ENGINE_FILE,
+    pip_requirements,
+    pyfunc_kwargs,
 )
 from llmops_nb.util.ports import free_port
 
@@ -64,8 +67,7 @@ def test_every_import_of_the_logged_code_is_declared() -> None:
     declared = {_canonical(req.split("==")[0]) for req in pip_requirements() if "==" in req}
     declared.add("llama-cpp-python")  # the wheel line: checked against the wheel below
     dists = packages_distributions()
-    missing = {m: dists.get(m) for m in third_party
-               if not {_canonical(d) for d in dists.get(m, [])} & declared}
+    missing = {m: dists.get(m) for m in third_party if not {_canonical(d) for d in dists.get(m, [])} & declared}
     assert not missing, f"imported by the logged model but not declared: {missing}"
 
 
@@ -80,9 +82,7 @@ def test_requirements_name_our_wheel_never_the_pypi_sdist() -> None:
     assert kwargs["code_paths"] == [str(ENGINE_FILE), str(CPU_QUOTA_FILE)]
 
 
-def test_a_wheelhouse_from_elsewhere_is_found_under_another_key(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_wheelhouse_from_elsewhere_is_found_under_another_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     wheel = runtime.built_wheel()
     assert wheel is not None
     (tmp_path / "0123456789abcdef").mkdir()
@@ -92,9 +92,7 @@ def test_a_wheelhouse_from_elsewhere_is_found_under_another_key(
     assert environment.find_wheel("0.0.1") is None
 
 
-def test_no_wheel_local_registry_pins_pypi_with_a_warning(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_no_wheel_local_registry_pins_pypi_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLMOPS_WHEELHOUSE", str(tmp_path / "empty"))
     version = environment.llama_cpp_version()
     with pytest.warns(UserWarning, match="no portable wheel") as caught:
@@ -113,8 +111,12 @@ def test_no_wheel_databricks_registry_refuses_in_one_line_before_anything(
     monkeypatch.setenv("LLMOPS_WHEELHOUSE", str(tmp_path / "empty"))
     before = mlflow.get_tracking_uri()
     with pytest.raises(ModelError, match=r"python -m llmops_nb\.models\.runtime wheel") as err:
-        registry.register_model("main.llmops.smollm2", tracking_uri="databricks",
-                                registry_uri="databricks-uc", experiment="/Users/me@example.com/llmops-nb")
+        registry.register_model(
+            "main.llmops.smollm2",
+            tracking_uri="databricks",
+            registry_uri="databricks-uc",
+            experiment="/Users/me@example.com/llmops-nb",
+        )
     assert "\n" not in str(err.value) and "no portable wheel" in str(err.value)
     assert mlflow.get_tracking_uri() == before  # refused before MLflow was pointed anywhere
 
@@ -142,13 +144,22 @@ def _no_compiler_env(tmp: Path, tracking_uri: str) -> dict[str, str]:
         (tools / name).symlink_to(sys._base_executable)  # the real interpreter, not our venv's
     (tools / "bash").symlink_to(shutil.which("bash"))
     (tools / "uv").symlink_to(Path(sys.executable).parent / "uv")
-    keep = {k: v for k, v in os.environ.items()
-            if not k.startswith(("MLFLOW_", "PYTHON", "VIRTUAL_ENV", "CONDA", "PIP_", "UV_"))
-            and k not in ("PATH", "CC", "CXX", "CMAKE_ARGS")}
-    return {**keep, "PATH": str(tools), "CC": str(tmp / "no-compiler" / "cc"),
-            "CXX": str(tmp / "no-compiler" / "c++"), "MLFLOW_ENV_ROOT": str(tmp / "envs"),
-            "MLFLOW_TRACKING_URI": tracking_uri, "UV_PYTHON_DOWNLOADS": "never",
-            "UV_NATIVE_TLS": "1"}  # the system's CA store, as pip here
+    keep = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLFLOW_", "PYTHON", "VIRTUAL_ENV", "CONDA", "PIP_", "UV_"))
+        and k not in ("PATH", "CC", "CXX", "CMAKE_ARGS")
+    }
+    return {
+        **keep,
+        "PATH": str(tools),
+        "CC": str(tmp / "no-compiler" / "cc"),
+        "CXX": str(tmp / "no-compiler" / "c++"),
+        "MLFLOW_ENV_ROOT": str(tmp / "envs"),
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_NATIVE_TLS": "1",
+    }  # the system's CA store, as pip here
 
 
 def _sha256_in_wheel(wheel: Path, member: str) -> str:
@@ -166,8 +177,11 @@ def test_registered_model_builds_without_a_compiler_and_serves(
     model, tracking_uri = registered
     wheel = runtime.built_wheel()
     assert wheel is not None
-    requirements = Path(mlflow.artifacts.download_artifacts(
-        f"{model.uri}/requirements.txt", tracking_uri=tracking_uri, dst_path=str(tmp_path / "req")))
+    requirements = Path(
+        mlflow.artifacts.download_artifacts(
+            f"{model.uri}/requirements.txt", tracking_uri=tracking_uri, dst_path=str(tmp_path / "req")
+        )
+    )
     print(f"\nrequirements.txt of {model.uri}:\n{requirements.read_text().strip()}")
 
     env = _no_compiler_env(tmp_path, tracking_uri)
@@ -176,8 +190,14 @@ def test_registered_model_builds_without_a_compiler_and_serves(
     work.mkdir()
     mlflow_cli = [sys.executable, "-m", "mlflow", "models"]
     started = time.monotonic()
-    prep = subprocess.run([*mlflow_cli, "prepare-env", "-m", model.uri, "--env-manager", "uv"],
-                          cwd=work, env=env, capture_output=True, text=True, timeout=1200)
+    prep = subprocess.run(
+        [*mlflow_cli, "prepare-env", "-m", model.uri, "--env-manager", "uv"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     build_s = time.monotonic() - started
     log = prep.stdout + prep.stderr
     assert prep.returncode == 0, log[-4000:]
@@ -191,34 +211,58 @@ def test_registered_model_builds_without_a_compiler_and_serves(
     for lib in ("libggml-cpu.so", "libllama.so"):  # the very binaries of our portable build
         installed = hashlib.sha256((site / "llama_cpp" / "lib" / lib).read_bytes()).hexdigest()
         assert installed == _sha256_in_wheel(wheel, f"llama_cpp/lib/{lib}")
-    assert subprocess.run([str(venv / "bin" / "python"), "-c", "import llmops_nb"], cwd=work,
-                          env=env, capture_output=True).returncode != 0
+    assert (
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-c", "import llmops_nb"], cwd=work, env=env, capture_output=True
+        ).returncode
+        != 0
+    )
 
     port = free_port()
     with open(tmp_path / "serve.log", "wb") as serve_log:
-        proc = subprocess.Popen([*mlflow_cli, "serve", "-m", model.uri, "-p", str(port),
-                                 "--env-manager", "uv"], cwd=work, env=env, stdout=serve_log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [*mlflow_cli, "serve", "-m", model.uri, "-p", str(port), "--env-manager", "uv"],
+            cwd=work,
+            env=env,
+            stdout=serve_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             answer = _chat_when_up(f"http://127.0.0.1:{port}", proc, timeout=300)
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
     # The control: in this same environment, the PyPI requirement (an sdist) cannot be built.
-    sdist = subprocess.run([str(Path(env["PATH"]) / "uv"), "pip", "install", "--python",
-                            str(venv / "bin" / "python"), "--reinstall-package", "llama-cpp-python",
-                            f"llama-cpp-python=={environment.llama_cpp_version()}"],
-                           cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    sdist = subprocess.run(
+        [
+            str(Path(env["PATH"]) / "uv"),
+            "pip",
+            "install",
+            "--python",
+            str(venv / "bin" / "python"),
+            "--reinstall-package",
+            "llama-cpp-python",
+            f"llama-cpp-python=={environment.llama_cpp_version()}",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert sdist.returncode != 0 and "Could not find the compiler" in sdist.stderr, sdist.stderr[-3000:]
     served = (tmp_path / "serve.log").read_text(errors="replace")
     assert "already exists" in served  # the server ran in the environment built above
     content = answer["choices"][0]["message"]["content"]
     assert isinstance(content, str) and content.strip()
     assert answer["usage"]["completion_tokens"] > 0
-    print(f"environment built with no compiler (uv, PATH={env['PATH']}, CC={env['CC']}) "
-          f"in {build_s:.1f} s: {venv}\nllama-cpp-python from {source}\nanswer: {content!r}\n"
-          f"control: llama-cpp-python from PyPI in the same environment fails: "
-          f"{next(x.strip() for x in sdist.stderr.splitlines() if 'Could not find the compiler' in x)!r}")
+    print(
+        f"environment built with no compiler (uv, PATH={env['PATH']}, CC={env['CC']}) "
+        f"in {build_s:.1f} s: {venv}\nllama-cpp-python from {source}\nanswer: {content!r}\n"
+        f"control: llama-cpp-python from PyPI in the same environment fails: "
+        f"{next(x.strip() for x in sdist.stderr.splitlines() if 'Could not find the compiler' in x)!r}"
+    )
 
 
 def _chat_when_up(base: str, proc: subprocess.Popen, timeout: float) -> dict:
@@ -233,8 +277,7 @@ def _chat_when_up(base: str, proc: subprocess.Popen, timeout: float) -> dict:
             pass
         assert time.monotonic() < deadline, f"no answer on {base}/ping in {timeout:.0f} s"
         time.sleep(0.5)
-    body = {"messages": [{"role": "user", "content": "Say hello in five words."}],
-            "max_tokens": 16, "temperature": 0}
+    body = {"messages": [{"role": "user", "content": "Say hello in five words."}], "max_tokens": 16, "temperature": 0}
     response = requests.post(f"{base}/invocations", json=body, timeout=120)
     assert response.status_code == 200, response.text
     return response.json()

@@ -104,7 +104,8 @@ def test_audit_finds_amx_in_a_real_compiled_library(tmp_path) -> None:
     assert compiler, "a C compiler is needed (the llama.cpp build needs one too)"
     source = tmp_path / "amx.c"
     source.write_text("#include <immintrin.h>\nvoid zero_tile(void) { _tile_zero(4); _tile_release(); }\n")
-    subprocess.run([compiler, "-O2", "-mamx-tile", "-shared", "-fPIC", "-o", str(tmp_path / "libggml-cpu.so"),
-                    str(source)], check=True)
+    subprocess.run(
+        [compiler, "-O2", "-mamx-tile", "-shared", "-fPIC", "-o", str(tmp_path / "libggml-cpu.so"), str(source)], check=True
+    )
     counts = runtime.audit(tmp_path)
     assert counts["AMX"] >= 2, counts

@@ -16,27 +16,32 @@ def write(root: Path, relative: str, text: str) -> None:
     path.write_text(text + "\n")
 
 
-@pytest.mark.parametrize(("content", "limit"), [
-    ("200000 100000", 2.0),
-    ("150000 100000", 1.5),
-    ("50000 100000", 0.5),
-    ("max 100000", None),
-    ("400000", 4.0),  # period omitted: the kernel's default 100000
-    ("garbage 100000", None),
-])
+@pytest.mark.parametrize(
+    ("content", "limit"),
+    [
+        ("200000 100000", 2.0),
+        ("150000 100000", 1.5),
+        ("50000 100000", 0.5),
+        ("max 100000", None),
+        ("400000", 4.0),  # period omitted: the kernel's default 100000
+        ("garbage 100000", None),
+    ],
+)
 def test_cgroup_v2_cpu_max(tmp_path: Path, content: str, limit: float | None) -> None:
     write(tmp_path, "cpu.max", content)
     assert cgroup_cpu_limit(tmp_path) == limit
 
 
 @pytest.mark.parametrize("folder", ["cpu", "cpu,cpuacct"])
-@pytest.mark.parametrize(("quota", "period", "limit"), [
-    ("300000", "100000", 3.0),
-    ("-1", "100000", None),
-    ("25000", "50000", 0.5),
-])
-def test_cgroup_v1_cfs_quota(tmp_path: Path, folder: str, quota: str, period: str,
-                             limit: float | None) -> None:
+@pytest.mark.parametrize(
+    ("quota", "period", "limit"),
+    [
+        ("300000", "100000", 3.0),
+        ("-1", "100000", None),
+        ("25000", "50000", 0.5),
+    ],
+)
+def test_cgroup_v1_cfs_quota(tmp_path: Path, folder: str, quota: str, period: str, limit: float | None) -> None:
     write(tmp_path, f"{folder}/cpu.cfs_quota_us", quota)
     write(tmp_path, f"{folder}/cpu.cfs_period_us", period)
     assert cgroup_cpu_limit(tmp_path) == limit

@@ -56,8 +56,12 @@ def test_a_failing_task_is_retried_and_its_downstream_tasks_do_not_run(tmp_path:
     data = bundle.load(BUNDLE)
     data["resources"]["jobs"][bundle.JOB_KEY]["tasks"][0]["max_retries"] = 1
     (tmp_path / "databricks.yml").write_text(__import__("yaml").safe_dump(data, sort_keys=False))
-    run = run_job(tmp_path / "databricks.yml", variables={"config_path": str(tmp_path / "missing.yml")},
-                  out=tmp_path / "run", log=lambda _: None)
+    run = run_job(
+        tmp_path / "databricks.yml",
+        variables={"config_path": str(tmp_path / "missing.yml")},
+        out=tmp_path / "run",
+        log=lambda _: None,
+    )
     assert run.state == "FAILED"
     register = run.tasks["register"]
     assert register.state == "FAILED" and register.attempts == 2 and "missing.yml" in (register.error or "")
@@ -70,12 +74,19 @@ def test_a_failing_task_is_retried_and_its_downstream_tasks_do_not_run(tmp_path:
 
 @pytest.mark.model  # the register step logs the real GGUF
 def test_the_bundle_job_runs_end_to_end_against_the_fake_workspace(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_workspace  # noqa: ANN001
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_workspace,  # noqa: ANN001
 ) -> None:
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
     db = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    for key, value in {**fake_workspace.env(), "LLMOPS_PROJECT_DIR": str(tmp_path), "MLFLOW_TRACKING_URI": db,
-                       "MLFLOW_REGISTRY_URI": db, "LLMOPS_RETRY_TIMEOUT_SECONDS": "60"}.items():
+    for key, value in {
+        **fake_workspace.env(),
+        "LLMOPS_PROJECT_DIR": str(tmp_path),
+        "MLFLOW_TRACKING_URI": db,
+        "MLFLOW_REGISTRY_URI": db,
+        "LLMOPS_RETRY_TIMEOUT_SECONDS": "60",
+    }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("DATABRICKS_CONFIG_PROFILE", raising=False)
 

@@ -36,8 +36,10 @@ NEW_ENDPOINT = "browser-chat"  # the endpoint the user creates from the form on 
 GONE = "browser-gone"  # a fake endpoint deleted while its playground is open
 STATS = re.compile(r"(\d+) ms(?: \(first token \d+ ms\))? · (\d+) prompt \+ (\d+) completion tokens")
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium and chromium-driver "
-                                "(/usr/bin/chromium missing; apt-get install chromium chromium-driver)")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="needs Debian's chromium and chromium-driver (/usr/bin/chromium missing; apt-get install chromium chromium-driver)",
+)
 
 
 @dataclass(frozen=True)
@@ -82,26 +84,64 @@ def voila(tmp_path_factory, fake) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("voila")
     pages, home, db = tmp / "pages", tmp / "home", f"sqlite:///{tmp}/mlflow.db"
     pages.mkdir()
-    _parameterized("00_configure_endpoint.ipynb", pages / "form_local.ipynb", config_path=str(LOCAL_CONFIG),
-                   backend="local")  # the default YAML file (not saved here): the screenshot shows it
-    _parameterized("03_serve.ipynb", pages / "serve_local.ipynb", config_path=str(LOCAL_CONFIG), backend="local",
-                   endpoint_name=NEW_ENDPOINT, prompts=["Say hi."], max_tokens=24, playground=True)
-    _parameterized("00_configure_endpoint.ipynb", pages / "form_fake.ipynb", config_path=str(FAKE_CONFIG),
-                   backend="databricks", output_path=str(tmp / "fake-endpoint.yml"))
-    _parameterized("03_serve.ipynb", pages / "serve_fake.ipynb", config_path=str(FAKE_CONFIG),
-                   backend="databricks", endpoint_name=GONE, prompts=["Say hi."], playground=True)
+    _parameterized(
+        "00_configure_endpoint.ipynb", pages / "form_local.ipynb", config_path=str(LOCAL_CONFIG), backend="local"
+    )  # the default YAML file (not saved here): the screenshot shows it
+    _parameterized(
+        "03_serve.ipynb",
+        pages / "serve_local.ipynb",
+        config_path=str(LOCAL_CONFIG),
+        backend="local",
+        endpoint_name=NEW_ENDPOINT,
+        prompts=["Say hi."],
+        max_tokens=24,
+        playground=True,
+    )
+    _parameterized(
+        "00_configure_endpoint.ipynb",
+        pages / "form_fake.ipynb",
+        config_path=str(FAKE_CONFIG),
+        backend="databricks",
+        output_path=str(tmp / "fake-endpoint.yml"),
+    )
+    _parameterized(
+        "03_serve.ipynb",
+        pages / "serve_fake.ipynb",
+        config_path=str(FAKE_CONFIG),
+        backend="databricks",
+        endpoint_name=GONE,
+        prompts=["Say hi."],
+        playground=True,
+    )
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLFLOW_", "LLMOPS_"))}
-    env.update(fake.env(), LLMOPS_HOME=str(home), MLFLOW_TRACKING_URI=db, MLFLOW_REGISTRY_URI=db,
-               LLMOPS_PROJECT_DIR=str(ROOT), LLMOPS_RETRY_TIMEOUT_SECONDS="30")
+    env.update(
+        fake.env(),
+        LLMOPS_HOME=str(home),
+        MLFLOW_TRACKING_URI=db,
+        MLFLOW_REGISTRY_URI=db,
+        LLMOPS_PROJECT_DIR=str(ROOT),
+        LLMOPS_RETRY_TIMEOUT_SECONDS="30",
+    )
     from mlflow import MlflowClient
 
     MlflowClient(db).search_registered_models()  # create the store once, up front
     log = (tmp / "voila.log").open("w")
     voila_bin = Path(sys.executable).with_name("voila")
-    proc = subprocess.Popen([str(voila_bin), str(pages), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
-                             "--show_tracebacks=True"],  # a traceback would show (and fail the test)
-                            cwd=pages, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            str(voila_bin),
+            str(pages),
+            "--no-browser",
+            f"--port={port}",
+            "--Voila.ip=127.0.0.1",
+            "--show_tracebacks=True",
+        ],  # a traceback would show (and fail the test)
+        cwd=pages,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 60
@@ -133,13 +173,21 @@ def browser(tmp_path_factory):
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
-                 "--window-size=1280,1900"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+        "--window-size=1280,1900",
+    ):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER) if CHROMEDRIVER.exists() else None),
-                              options=options)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER) if CHROMEDRIVER.exists() else None), options=options)
     try:
         yield driver
     finally:
@@ -158,6 +206,7 @@ def page(voila, browser, request):
 
 
 # ---------------------------------------------------------------------------- helpers
+
 
 def _wait(browser, seconds: float = 120):
     from selenium.webdriver.support.ui import WebDriverWait
@@ -212,6 +261,7 @@ def _stats(browser) -> list[tuple[int, int, int]]:
 
 # ---------------------------------------------------------------------------- local: deploy, then chat
 
+
 @pytest.fixture(scope="module")
 def registered(voila):
     """SmolLM2 registered in the registry the pages read (the register step, done up front)."""
@@ -235,8 +285,9 @@ def test_deploy_from_the_form_then_chat_in_the_playground(voila, browser, page, 
     started = time.monotonic()
     deploy.click()
     url = f"/serving-endpoints/{NEW_ENDPOINT}/invocations"
-    _wait(browser, 600).until(lambda d: "READY" in _el(d, ".llmops-result").text
-                              or "#b00020" in _el(d, ".llmops-status").get_attribute("innerHTML"))
+    _wait(browser, 600).until(
+        lambda d: "READY" in _el(d, ".llmops-result").text or "#b00020" in _el(d, ".llmops-status").get_attribute("innerHTML")
+    )
     seconds = time.monotonic() - started
     result = _el(browser, ".llmops-result").text
     assert "READY" in result and url in result, _el(browser, ".llmops-status").text
@@ -269,6 +320,7 @@ def test_deploy_from_the_form_then_chat_in_the_playground(voila, browser, page, 
 
 # ---------------------------------------------------------------------------- fake: errors, layout, Stop
 
+
 def _overflowing(browser) -> dict[str, list[str]]:
     """Visible widget labels cut short (scrollWidth > clientWidth), textareas hiding lines."""
     return browser.execute_script("""
@@ -298,7 +350,7 @@ def _check_layout(browser, tags) -> None:
     _wait(browser, 30).until(lambda d: tags.get_property("rows") >= 5)
     for width in (1280, 800):
         browser.set_window_size(width, 1900)
-        _wait(browser, 10).until(lambda d: d.execute_script("return window.innerWidth") <= width)
+        _wait(browser, 10).until(lambda d, width=width: d.execute_script("return window.innerWidth") <= width)
         assert _overflowing(browser) == {"labels": [], "textareas": [], "page": []}, width
         assert "split traffic between a champion and a challenger" in _page_text(browser)
     browser.set_window_size(1280, 1900)
@@ -348,15 +400,19 @@ def _check_failed_deploy(fake, browser) -> None:
 
 
 def test_stop_then_a_query_to_a_stopped_endpoint(fake, browser, page):
-    from llmops_nb.endpoints.apply import deploy as apply_deploy
-    from llmops_nb.endpoints.ops import delete_endpoint
     from llmops_nb.chat import client
     from llmops_nb.config.endpoint import EndpointConfig
+    from llmops_nb.endpoints.apply import deploy as apply_deploy
+    from llmops_nb.endpoints.ops import delete_endpoint
     from llmops_nb.errors import QueryError
 
     w = fake.client()
-    apply_deploy(w, EndpointConfig(name=GONE, served_entities=[{"entity_name": "m", "entity_version": "1"}]),
-                     progress=False, poll_interval=0.1)
+    apply_deploy(
+        w,
+        EndpointConfig(name=GONE, served_entities=[{"entity_name": "m", "entity_version": "1"}]),
+        progress=False,
+        poll_interval=0.1,
+    )
     page("serve_fake")
     prompt = _loaded(browser, ".llmops-prompt textarea")
     for width in (1280, 800):  # the playground's labels fit too

@@ -14,8 +14,9 @@ E0 = "endpoint.served_entities[0]"
 
 def make_form(ws) -> EndpointForm:
     base = load_project_config(ROOT / "configs" / "local.yml")
-    return EndpointForm(base, client=ws.client(), registered_models={"smollm2-135m-instruct": ["3", "1"]},
-                        poll_interval=0.1, timeout=30)
+    return EndpointForm(
+        base, client=ws.client(), registered_models={"smollm2-135m-instruct": ["3", "1"]}, poll_interval=0.1, timeout=30
+    )
 
 
 def test_deploy_stays_disabled_while_invalid_then_reaches_the_workspace(fake_workspace):
@@ -62,14 +63,21 @@ def test_the_form_deploys_through_the_one_path_under_the_deploy_lock(fake_worksp
     """The form waits for the deploy lock the CLI and the notebook take, then deploys and shows progress."""
     import threading
 
-    from llmops_nb.steps.deploy import _deploy_lock
     from llmops_nb.backends import Backend
+    from llmops_nb.steps.deploy import _deploy_lock
 
-    backend = Backend(kind="local", host=fake_workspace.host, token="unused", tracking_uri="", registry_uri="",
-                      home=tmp_path / "home")
+    backend = Backend(
+        kind="local", host=fake_workspace.host, token="unused", tracking_uri="", registry_uri="", home=tmp_path / "home"
+    )
     base = load_project_config(ROOT / "configs" / "local.yml")
-    form = EndpointForm(base, client=fake_workspace.client(), registered_models={"smollm2-135m-instruct": ["1"]},
-                        poll_interval=0.1, timeout=30, backend=backend)
+    form = EndpointForm(
+        base,
+        client=fake_workspace.client(),
+        registered_models={"smollm2-135m-instruct": ["1"]},
+        poll_interval=0.1,
+        timeout=30,
+        backend=backend,
+    )
     form.set(**{"endpoint.name": "form-locked"})
     seen: list[int] = []
     form.progress.observe(lambda change: seen.append(change["new"]), names="value")

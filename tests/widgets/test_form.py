@@ -9,10 +9,11 @@ from pathlib import Path
 
 import ipywidgets as w
 import pytest
+import traitlets
 
-from llmops_nb.config.providers import ExternalModel, Provider
-from llmops_nb.config.project import ProjectConfig, load_project_config
 from llmops_nb.config.gateway import RateLimit
+from llmops_nb.config.project import ProjectConfig, load_project_config
+from llmops_nb.config.providers import ExternalModel, Provider
 from llmops_nb.config.served_entities import WorkloadSize, WorkloadType
 from llmops_nb.widgets import EndpointForm
 from llmops_nb.widgets.form import EXTERNAL, FOUNDATION, parse_tags
@@ -49,16 +50,17 @@ def test_widgets_follow_the_schema(form):
     assert list(f[f"{E0}.workload_size"].options) == list(typing.get_args(WorkloadSize))  # a Combobox: custom sizes too
     assert list(f[f"{E0}.workload_type"].options) == ["", *typing.get_args(WorkloadType)]  # "": Databricks' default
     assert list(f[f"{E0}.external_model.provider"].options) == list(typing.get_args(Provider))
-    assert list(f[f"{E0}.external_model.task"].options) == list(typing.get_args(
-        ExternalModel.model_fields["task"].annotation))
-    assert list(f[f"{GW}.rate_limits[0].key"].options) == ["", *typing.get_args(typing.get_args(
-        RateLimit.model_fields["key"].annotation)[0])]
+    assert list(f[f"{E0}.external_model.task"].options) == list(typing.get_args(ExternalModel.model_fields["task"].annotation))
+    assert list(f[f"{GW}.rate_limits[0].key"].options) == [
+        "",
+        *typing.get_args(typing.get_args(RateLimit.model_fields["key"].annotation)[0]),
+    ]
     assert isinstance(f[f"{E0}.scale_to_zero_enabled"], w.Checkbox)
     assert isinstance(f[f"{E0}.entity_name"], w.Combobox) and "other-model" in f[f"{E0}.entity_name"].options
     assert list(f[f"{E0}.entity_version"].options) == ["2", "1"]
     f[f"{E0}.entity_name"].value = "other-model"
     assert list(f[f"{E0}.entity_version"].options) == ["7"]
-    with pytest.raises(Exception):  # a dropdown refuses values outside the schema (traitlets.TraitError)
+    with pytest.raises(traitlets.TraitError):  # a dropdown refuses values outside the schema
         f[f"{E0}.workload_type"].value = "TPU"
     f[f"{E0}.workload_size"].value = "my-custom-size"  # Databricks takes custom sizes (SDK docstring)
     assert form.errors == {}
@@ -81,25 +83,52 @@ BAD_VALUES = [
     ({"split": True, f"{E0}.name": "a", f"{E1}.name": "a"}, f"{E1}.name", "must be unique"),
     ({"backend": "databricks"}, "form", "model.name: 'smollm2-135m-instruct' is not allowed; Unity Catalog"),
     ({"kind": EXTERNAL}, f"{E0}.external_model.name", "at least 1 character"),
-    ({"kind": EXTERNAL, f"{E0}.external_model.name": "gpt-4o-mini"},
-     f"{E0}.external_model.openai_config.openai_api_key", "required"),
-    ({"kind": EXTERNAL, f"{E0}.external_model.name": "gpt-4o-mini",
-      f"{E0}.external_model.openai_config.openai_api_key": "sk-proj-abcdefghijklmnopqrstuvwxyz0123"},
-     f"{E0}.external_model.openai_config.openai_api_key", "must be a secret reference"),
-    ({"kind": EXTERNAL, f"{E0}.external_model.name": "claude", f"{E0}.external_model.provider": "amazon-bedrock",
-      f"{E0}.external_model.amazon_bedrock_config.aws_access_key_id": "{{secrets/aws/id}}",
-      f"{E0}.external_model.amazon_bedrock_config.aws_secret_access_key": "{{secrets/aws/key}}"},
-     f"{E0}.external_model.amazon_bedrock_config.aws_region", "required"),
-    ({"kind": EXTERNAL, "split": True, f"{E0}.external_model.name": "a", f"{E1}.external_model.name": "b",
-      f"{E0}.external_model.openai_config.openai_api_key": "{{secrets/s/k}}",
-      f"{E1}.external_model.openai_config.openai_api_key": "{{secrets/s/k}}",
-      f"{E1}.external_model.task": "llm/v1/embeddings"}, f"{E1}.external_model.task", "share one task"),
+    (
+        {"kind": EXTERNAL, f"{E0}.external_model.name": "gpt-4o-mini"},
+        f"{E0}.external_model.openai_config.openai_api_key",
+        "required",
+    ),
+    (
+        {
+            "kind": EXTERNAL,
+            f"{E0}.external_model.name": "gpt-4o-mini",
+            f"{E0}.external_model.openai_config.openai_api_key": "sk-proj-abcdefghijklmnopqrstuvwxyz0123",
+        },
+        f"{E0}.external_model.openai_config.openai_api_key",
+        "must be a secret reference",
+    ),
+    (
+        {
+            "kind": EXTERNAL,
+            f"{E0}.external_model.name": "claude",
+            f"{E0}.external_model.provider": "amazon-bedrock",
+            f"{E0}.external_model.amazon_bedrock_config.aws_access_key_id": "{{secrets/aws/id}}",
+            f"{E0}.external_model.amazon_bedrock_config.aws_secret_access_key": "{{secrets/aws/key}}",
+        },
+        f"{E0}.external_model.amazon_bedrock_config.aws_region",
+        "required",
+    ),
+    (
+        {
+            "kind": EXTERNAL,
+            "split": True,
+            f"{E0}.external_model.name": "a",
+            f"{E1}.external_model.name": "b",
+            f"{E0}.external_model.openai_config.openai_api_key": "{{secrets/s/k}}",
+            f"{E1}.external_model.openai_config.openai_api_key": "{{secrets/s/k}}",
+            f"{E1}.external_model.task": "llm/v1/embeddings",
+        },
+        f"{E1}.external_model.task",
+        "share one task",
+    ),
     ({f"{GW}.rate_limits[0].calls": "many"}, f"{GW}.rate_limits[0].calls", "integer"),
     ({f"{GW}.rate_limits[0].calls": "0"}, f"{GW}.rate_limits[0].calls", "greater than or equal to 1"),
-    ({f"{GW}.rate_limits[0].calls": "", f"{GW}.rate_limits[0].tokens": "-5"},
-     f"{GW}.rate_limits[0].tokens", "greater than or equal to 1"),
-    ({f"{GW}.rate_limits[0].principal": "alice"}, f"{GW}.rate_limits[0].principal",
-     "only with key user"),
+    (
+        {f"{GW}.rate_limits[0].calls": "", f"{GW}.rate_limits[0].tokens": "-5"},
+        f"{GW}.rate_limits[0].tokens",
+        "greater than or equal to 1",
+    ),
+    ({f"{GW}.rate_limits[0].principal": "alice"}, f"{GW}.rate_limits[0].principal", "only with key user"),
     ({"endpoint.tags": "project=llmops\nno-equals-sign"}, "endpoint.tags", "one key=value per line"),
     ({"endpoint.tags": "a=1\na=2"}, "endpoint.tags", "each tag key once"),
     ({"kind": FOUNDATION, "foundation_endpoint": None}, "foundation_endpoint", "an endpoint name"),
@@ -134,22 +163,36 @@ def test_fixing_the_value_clears_the_error(form):
 
 
 def test_champion_challenger_split(form):
-    form.set(**{"split": True, f"{E0}.entity_version": "1", f"{E1}.entity_version": "2",
-                f"{E1}.entity_name": "smollm2-135m-instruct", "endpoint.traffic_config": 70})
+    form.set(
+        **{
+            "split": True,
+            f"{E0}.entity_version": "1",
+            f"{E1}.entity_version": "2",
+            f"{E1}.entity_name": "smollm2-135m-instruct",
+            "endpoint.traffic_config": 70,
+        }
+    )
     assert form.errors == {}
     ep = form.config.endpoint
     assert [e.name for e in ep.served_entities] == ["smollm2-135m-instruct-1", "smollm2-135m-instruct-2"]
     assert [(r.served_entity_name, r.traffic_percentage) for r in ep.traffic_config.routes] == [
-        ("smollm2-135m-instruct-1", 70), ("smollm2-135m-instruct-2", 30)]
+        ("smollm2-135m-instruct-1", 70),
+        ("smollm2-135m-instruct-2", 30),
+    ]
     assert "70% / challenger 30%" in form.split_label.value
     form.set(split=False)
     assert len(form.config.endpoint.served_entities) == 1 and form.config.endpoint.traffic_config is None
 
 
 def test_external_model_shows_the_providers_fields(form):
-    form.set(**{"kind": EXTERNAL, f"{E0}.external_model.name": "claude-3-5-haiku",
-                f"{E0}.external_model.provider": "anthropic",
-                f"{E0}.external_model.anthropic_config.anthropic_api_key": "{{secrets/llm/anthropic}}"})
+    form.set(
+        **{
+            "kind": EXTERNAL,
+            f"{E0}.external_model.name": "claude-3-5-haiku",
+            f"{E0}.external_model.provider": "anthropic",
+            f"{E0}.external_model.anthropic_config.anthropic_api_key": "{{secrets/llm/anthropic}}",
+        }
+    )
     assert form.errors == {}
     ext = form.config.endpoint.served_entities[0].external_model
     assert ext.provider == "anthropic" and ext.anthropic_config.anthropic_api_key == "{{secrets/llm/anthropic}}"
@@ -159,10 +202,18 @@ def test_external_model_shows_the_providers_fields(form):
 
 
 def test_workload_and_gateway_fields(form):
-    form.set(**{f"{E0}.workload_size": "Large", f"{E0}.workload_type": "GPU_SMALL",
-                f"{E0}.scale_to_zero_enabled": True, f"{GW}.rate_limits[0].calls": "",
-                f"{GW}.rate_limits[0].tokens": "5000", f"{GW}.rate_limits[0].key": "user",
-                f"{GW}.usage_tracking_config.enabled": False, "endpoint.tags": "team=ml\n\ncost-center = 42"})
+    form.set(
+        **{
+            f"{E0}.workload_size": "Large",
+            f"{E0}.workload_type": "GPU_SMALL",
+            f"{E0}.scale_to_zero_enabled": True,
+            f"{GW}.rate_limits[0].calls": "",
+            f"{GW}.rate_limits[0].tokens": "5000",
+            f"{GW}.rate_limits[0].key": "user",
+            f"{GW}.usage_tracking_config.enabled": False,
+            "endpoint.tags": "team=ml\n\ncost-center = 42",
+        }
+    )
     assert form.errors == {}
     ep = form.config.endpoint
     e = ep.served_entities[0]

@@ -13,8 +13,9 @@ E0 = "endpoint.served_entities[0]"
 
 def make_form(ws) -> EndpointForm:  # noqa: ANN001
     base = load_project_config(ROOT / "configs" / "local.yml")
-    return EndpointForm(base, client=ws.client(), registered_models={"smollm2-135m-instruct": ["1", "2"]},
-                        poll_interval=0.1, timeout=30)
+    return EndpointForm(
+        base, client=ws.client(), registered_models={"smollm2-135m-instruct": ["1", "2"]}, poll_interval=0.1, timeout=30
+    )
 
 
 def test_a_gpu_workload_shows_one_warning_line_in_the_result(fake_workspace) -> None:  # noqa: ANN001
@@ -23,8 +24,7 @@ def test_a_gpu_workload_shows_one_warning_line_in_the_result(fake_workspace) -> 
     form.deploy_button.click()
     assert form.last_deploy is not None and form.last_deploy["action"] == "created"
     messages = form.last_deploy["messages"]
-    assert len(messages) == 1 and messages[0].startswith(
-        "warning: config.served_entities[0].workload_type='GPU_SMALL': accepted")
+    assert len(messages) == 1 and messages[0].startswith("warning: config.served_entities[0].workload_type='GPU_SMALL': accepted")
     assert "workload_type=&#x27;GPU_SMALL&#x27;: accepted" in form.result.value  # shown, escaped
     form.set(**{f"{E0}.workload_type": "CPU"})
     form.deploy_button.click()  # a config update without the GPU workload: nothing to warn about

@@ -21,8 +21,11 @@ def ext_ws(tmp_path, monkeypatch, fake_provider):
 
 
 def _create(ws, name, external_model):
-    body = {"name": name, "config": {"served_entities": [{"external_model": external_model}]},
-            "ai_gateway": {"usage_tracking_config": {"enabled": True}}}
+    body = {
+        "name": name,
+        "config": {"served_entities": [{"external_model": external_model}]},
+        "ai_gateway": {"usage_tracking_config": {"enabled": True}},
+    }
     r = post(ws, "/api/2.0/serving-endpoints", body)
     assert r.status_code == 200, r.text
     ep = ws.client().serving_endpoints.wait_get_serving_endpoint_not_updating(name)
@@ -30,9 +33,16 @@ def _create(ws, name, external_model):
 
 
 def test_openai_external_model(ext_ws, fake_provider):
-    _create(ext_ws, "ext-openai", {
-        "name": "gpt-4o-mini", "provider": "openai", "task": "llm/v1/chat",
-        "openai_config": {"openai_api_key": REF, "openai_api_base": fake_provider.base_url}})
+    _create(
+        ext_ws,
+        "ext-openai",
+        {
+            "name": "gpt-4o-mini",
+            "provider": "openai",
+            "task": "llm/v1/chat",
+            "openai_config": {"openai_api_key": REF, "openai_api_base": fake_provider.base_url},
+        },
+    )
     r = post(ext_ws, "/serving-endpoints/ext-openai/invocations", chat("ping pong"))
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["message"]["content"] == "[provider:gpt-4o-mini] ping pong"
@@ -43,11 +53,17 @@ def test_openai_external_model(ext_ws, fake_provider):
 
 
 def test_anthropic_external_model(ext_ws, fake_provider):
-    _create(ext_ws, "ext-claude", {
-        "name": "claude-x", "provider": "anthropic", "task": "llm/v1/chat",
-        "anthropic_config": {"anthropic_api_key": "{{secrets/llm/anthropic}}"}})
-    body = {"messages": [{"role": "system", "content": "be nice"},
-                         {"role": "user", "content": "hello"}], "max_tokens": 10}
+    _create(
+        ext_ws,
+        "ext-claude",
+        {
+            "name": "claude-x",
+            "provider": "anthropic",
+            "task": "llm/v1/chat",
+            "anthropic_config": {"anthropic_api_key": "{{secrets/llm/anthropic}}"},
+        },
+    )
+    body = {"messages": [{"role": "system", "content": "be nice"}, {"role": "user", "content": "hello"}], "max_tokens": 10}
     r = post(ext_ws, "/serving-endpoints/ext-claude/invocations", body)
     assert r.status_code == 200, r.text
     out = r.json()
@@ -61,10 +77,16 @@ def test_anthropic_external_model(ext_ws, fake_provider):
 
 
 def test_missing_secret_is_a_clear_400(ext_ws, fake_provider, monkeypatch):
-    _create(ext_ws, "ext-nokey", {
-        "name": "gpt", "provider": "openai", "task": "llm/v1/chat",
-        "openai_config": {"openai_api_key": "{{secrets/llm/missing}}",
-                          "openai_api_base": fake_provider.base_url}})
+    _create(
+        ext_ws,
+        "ext-nokey",
+        {
+            "name": "gpt",
+            "provider": "openai",
+            "task": "llm/v1/chat",
+            "openai_config": {"openai_api_key": "{{secrets/llm/missing}}", "openai_api_base": fake_provider.base_url},
+        },
+    )
     r = post(ext_ws, "/serving-endpoints/ext-nokey/invocations", chat())
     assert r.status_code == 400
     assert "LLMOPS_SECRET_LLM_MISSING" in r.json()["message"]
@@ -72,9 +94,16 @@ def test_missing_secret_is_a_clear_400(ext_ws, fake_provider, monkeypatch):
 
 
 def test_provider_errors_map_to_databricks_errors(ext_ws, fake_provider):
-    _create(ext_ws, "ext-err", {
-        "name": "gpt", "provider": "openai", "task": "llm/v1/chat",
-        "openai_config": {"openai_api_key": REF, "openai_api_base": fake_provider.base_url}})
+    _create(
+        ext_ws,
+        "ext-err",
+        {
+            "name": "gpt",
+            "provider": "openai",
+            "task": "llm/v1/chat",
+            "openai_config": {"openai_api_key": REF, "openai_api_base": fake_provider.base_url},
+        },
+    )
     fake_provider.fail_status = 429
     r = post(ext_ws, "/serving-endpoints/ext-err/invocations", chat())
     assert r.status_code == 429 and "Retry-After" in r.headers

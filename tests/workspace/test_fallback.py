@@ -33,22 +33,33 @@ def ws(tmp_path, monkeypatch):
 
 
 def _external(name: str, base: str) -> dict:
-    return {"name": name, "external_model": {
-        "name": name, "provider": "openai", "task": "llm/v1/chat",
-        "openai_config": {"openai_api_key": REF, "openai_api_base": base}}}
+    return {
+        "name": name,
+        "external_model": {
+            "name": name,
+            "provider": "openai",
+            "task": "llm/v1/chat",
+            "openai_config": {"openai_api_key": REF, "openai_api_base": base},
+        },
+    }
 
 
 def _create(ws, name: str, providers, *, fallback: bool) -> None:
     first, second = providers
-    body = {"name": name,
-            "config": {"served_entities": [_external("gpt-a", first.base_url),
-                                           _external("gpt-b", second.base_url)],
-                       # all traffic to the first: the second only ever answers as a fallback
-                       "traffic_config": {"routes": [
-                           {"served_entity_name": "gpt-a", "traffic_percentage": 100},
-                           {"served_entity_name": "gpt-b", "traffic_percentage": 0}]}},
-            "ai_gateway": {"usage_tracking_config": {"enabled": True},
-                           "fallback_config": {"enabled": fallback}}}
+    body = {
+        "name": name,
+        "config": {
+            "served_entities": [_external("gpt-a", first.base_url), _external("gpt-b", second.base_url)],
+            # all traffic to the first: the second only ever answers as a fallback
+            "traffic_config": {
+                "routes": [
+                    {"served_entity_name": "gpt-a", "traffic_percentage": 100},
+                    {"served_entity_name": "gpt-b", "traffic_percentage": 0},
+                ]
+            },
+        },
+        "ai_gateway": {"usage_tracking_config": {"enabled": True}, "fallback_config": {"enabled": fallback}},
+    }
     r = post(ws, "/api/2.0/serving-endpoints", body)
     assert r.status_code == 200, r.text
     assert not [w for w in r.json().get("warnings", []) if "fallback" in w]
@@ -121,10 +132,11 @@ def test_a_stream_falls_back_before_its_first_chunk(ws, providers):
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/event-stream")
     assert r.headers["served-model-name"] == "gpt-b"
-    events = [line[len("data: "):] for line in r.text.splitlines() if line.startswith("data: ")]
+    events = [line[len("data: ") :] for line in r.text.splitlines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
-    text = "".join((json.loads(e)["choices"][0]["delta"].get("content") or "")
-                   for e in events[:-1] if json.loads(e).get("choices"))
+    text = "".join(
+        (json.loads(e)["choices"][0]["delta"].get("content") or "") for e in events[:-1] if json.loads(e).get("choices")
+    )
     assert text == "[provider:gpt-b] ping"
     assert len(first.requests) == 1 and len(second.requests) == 1
     assert [(u["served_entity"], u["status"]) for u in _usage(ws, "fb-stream")] == [("gpt-b", 200)]

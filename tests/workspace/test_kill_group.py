@@ -9,15 +9,16 @@ import sys
 from llmops_nb.util.processes import _group_alive, kill_group
 
 # a leader with a grandchild in its group; the leader ignores SIGTERM when asked to
-LEADER = "import signal, subprocess, sys, time\n" \
-         "if sys.argv[1] == 'stubborn': signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" \
-         "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n" \
-         "print('up', flush=True)\ntime.sleep(60)\n"
+LEADER = (
+    "import signal, subprocess, sys, time\n"
+    "if sys.argv[1] == 'stubborn': signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+    "print('up', flush=True)\ntime.sleep(60)\n"
+)
 
 
 def _start(kind: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", LEADER, kind], stdout=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-c", LEADER, kind], stdout=subprocess.PIPE, text=True, start_new_session=True)
     assert proc.stdout.readline().strip() == "up"
     return proc
 

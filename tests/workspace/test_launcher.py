@@ -41,8 +41,7 @@ def test_state_survives_restart(tmp_path):
 def test_ensure_running_reuses_and_stop_leaves_nothing(tmp_path):
     home = tmp_path / "ws"
     infos: list = []
-    threads = [threading.Thread(target=lambda: infos.append(
-        launcher.ensure_running(home, None, fake=True))) for _ in range(3)]
+    threads = [threading.Thread(target=lambda: infos.append(launcher.ensure_running(home, None, fake=True))) for _ in range(3)]
     for t in threads:
         t.start()
     for t in threads:
@@ -63,15 +62,14 @@ def test_fake_workspace_leaves_no_process(tmp_path):
         pid = ws.info.pid
         assert psutil.pid_exists(pid)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    leftovers = [p for p in psutil.process_iter(["cmdline"])
-                 if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
     assert leftovers == []
 
 
 def test_start_failure_is_reported(tmp_path):
-    from llmops_nb.errors import WorkspaceError
-
     import socket
+
+    from llmops_nb.errors import WorkspaceError
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import pytest
 from databricks.sdk.errors import NotFound, OperationFailed, ResourceConflict
-from databricks.sdk.service.serving import (AiGatewayRateLimit, AiGatewayRateLimitKey,
-                                            AiGatewayRateLimitRenewalPeriod,
-                                            AiGatewayUsageTrackingConfig, ChatMessage,
-                                            ChatMessageRole, EndpointTag,
-                                            ServingEndpointDetailed)
+from databricks.sdk.service.serving import (
+    AiGatewayRateLimit,
+    AiGatewayRateLimitKey,
+    AiGatewayRateLimitRenewalPeriod,
+    AiGatewayUsageTrackingConfig,
+    ChatMessage,
+    ChatMessageRole,
+    EndpointTag,
+    ServingEndpointDetailed,
+)
 from ws_helpers import core, entity, ready, wait_until
 
 
 def _ask(w, name: str) -> str:
-    r = w.serving_endpoints.query(name=name, messages=[
-        ChatMessage(role=ChatMessageRole.USER, content="which one?")], max_tokens=16)
+    r = w.serving_endpoints.query(
+        name=name, messages=[ChatMessage(role=ChatMessageRole.USER, content="which one?")], max_tokens=16
+    )
     return r.served_model_name
 
 
 def test_create_is_in_progress_then_ready(w, ws):
-    ep = w.serving_endpoints.create(name="life-create", config=core("life-create",
-                                                                    entity("m", "1")),
-                                    tags=[EndpointTag(key="team", value="x")]).response
+    ep = w.serving_endpoints.create(
+        name="life-create", config=core("life-create", entity("m", "1")), tags=[EndpointTag(key="team", value="x")]
+    ).response
     assert ep.state.config_update.value == "IN_PROGRESS"
     assert ep.state.ready.value == "NOT_READY"
     assert ep.pending_config.served_entities[0].name == "m-1"
@@ -43,8 +49,7 @@ def test_create_is_in_progress_then_ready(w, ws):
 
 
 def test_create_and_wait_and_duplicate(w):
-    ep = w.serving_endpoints.create_and_wait(name="life-dup", config=core("life-dup",
-                                                                         entity("m", "2")))
+    ep = w.serving_endpoints.create_and_wait(name="life-dup", config=core("life-dup", entity("m", "2")))
     assert ep.state.config_update.value == "NOT_UPDATING"
     with pytest.raises(Exception) as err:
         w.serving_endpoints.create(name="life-dup", config=core("life-dup", entity("m", "2")))
@@ -53,11 +58,9 @@ def test_create_and_wait_and_duplicate(w):
 
 def test_update_keeps_old_config_serving_and_conflicts(w, ws):
     ws.set_faults(ready_seconds=0.3)
-    w.serving_endpoints.create_and_wait(name="life-upd", config=core("life-upd",
-                                                                     entity("m", "1", "a")))
+    w.serving_endpoints.create_and_wait(name="life-upd", config=core("life-upd", entity("m", "1", "a")))
     ws.set_faults(ready_seconds=2.0)
-    ep = w.serving_endpoints.update_config(name="life-upd",
-                                           served_entities=[entity("m", "2", "b")]).response
+    ep = w.serving_endpoints.update_config(name="life-upd", served_entities=[entity("m", "2", "b")]).response
     assert ep.state.config_update.value == "IN_PROGRESS"
     ep = w.serving_endpoints.get("life-upd")
     assert ep.pending_config.served_entities[0].name == "b"
@@ -76,12 +79,10 @@ def test_update_keeps_old_config_serving_and_conflicts(w, ws):
 
 
 def test_failed_update_keeps_previous_config(w, ws):
-    w.serving_endpoints.create_and_wait(name="life-fail", config=core("life-fail",
-                                                                      entity("m", "1", "good")))
+    w.serving_endpoints.create_and_wait(name="life-fail", config=core("life-fail", entity("m", "1", "good")))
     ws.set_faults(fail_next_update="bad")
     with pytest.raises(OperationFailed):
-        w.serving_endpoints.update_config_and_wait(name="life-fail",
-                                                   served_entities=[entity("m", "2", "bad")])
+        w.serving_endpoints.update_config_and_wait(name="life-fail", served_entities=[entity("m", "2", "bad")])
     ep = w.serving_endpoints.get("life-fail")
     assert ep.state.config_update.value == "UPDATE_FAILED"
     assert ep.state.ready.value == "READY"
@@ -92,8 +93,7 @@ def test_failed_update_keeps_previous_config(w, ws):
     assert [e.name for e in ep.config.served_entities] == ["good"]
     assert _ask(w, "life-fail") == "good"
     # a failed update does not block the next one
-    ep = w.serving_endpoints.update_config_and_wait(name="life-fail",
-                                                    served_entities=[entity("m", "3", "fixed")])
+    ep = w.serving_endpoints.update_config_and_wait(name="life-fail", served_entities=[entity("m", "3", "fixed")])
     assert [e.name for e in ep.config.served_entities] == ["fixed"]
 
 
@@ -107,12 +107,13 @@ def test_failed_create_is_not_ready(w, ws):
 
 
 def test_unchanged_entity_is_reused(w, ws):
-    w.serving_endpoints.create_and_wait(name="life-reuse", config=core("life-reuse",
-                                                                       entity("m", "1", "keep")))
+    w.serving_endpoints.create_and_wait(name="life-reuse", config=core("life-reuse", entity("m", "1", "keep")))
     ws.set_faults(fail_next_update="keep")  # would fail if "keep" were restarted
     ep = w.serving_endpoints.update_config_and_wait(
-        name="life-reuse", served_entities=[entity("m", "1", "keep"), entity("m", "2", "new")],
-        traffic_config=core("x", routes={"keep": 50, "new": 50}).traffic_config)
+        name="life-reuse",
+        served_entities=[entity("m", "1", "keep"), entity("m", "2", "new")],
+        traffic_config=core("x", routes={"keep": 50, "new": 50}).traffic_config,
+    )
     assert sorted(e.name for e in ep.config.served_entities) == ["keep", "new"]
 
 
@@ -120,13 +121,16 @@ def test_ai_gateway_tags_and_delete(w):
     w.serving_endpoints.create_and_wait(name="life-gw", config=core("life-gw", entity("m")))
     gw = w.serving_endpoints.put_ai_gateway(
         name="life-gw",
-        rate_limits=[AiGatewayRateLimit(renewal_period=AiGatewayRateLimitRenewalPeriod.MINUTE,
-                                        calls=100, key=AiGatewayRateLimitKey.ENDPOINT)],
-        usage_tracking_config=AiGatewayUsageTrackingConfig(enabled=True))
+        rate_limits=[
+            AiGatewayRateLimit(
+                renewal_period=AiGatewayRateLimitRenewalPeriod.MINUTE, calls=100, key=AiGatewayRateLimitKey.ENDPOINT
+            )
+        ],
+        usage_tracking_config=AiGatewayUsageTrackingConfig(enabled=True),
+    )
     assert gw.rate_limits[0].calls == 100 and gw.usage_tracking_config.enabled
     assert w.serving_endpoints.get("life-gw").ai_gateway.rate_limits[0].calls == 100
-    tags = w.serving_endpoints.patch("life-gw", add_tags=[EndpointTag(key="a", value="1"),
-                                                          EndpointTag(key="b", value="2")])
+    tags = w.serving_endpoints.patch("life-gw", add_tags=[EndpointTag(key="a", value="1"), EndpointTag(key="b", value="2")])
     assert {t.key for t in tags.tags} == {"a", "b"}
     tags = w.serving_endpoints.patch("life-gw", delete_tags=["a"])
     assert [t.key for t in tags.tags] == ["b"]
@@ -146,8 +150,7 @@ def test_system_endpoint_cannot_be_changed(w):
     with pytest.raises(Exception) as err:
         w.serving_endpoints.update_config(name=fm, served_entities=[entity("m")])
     assert err.value.error_code == "INVALID_PARAMETER_VALUE"
-    r = w.serving_endpoints.query(name=fm, messages=[
-        ChatMessage(role=ChatMessageRole.USER, content="hi")], max_tokens=8)
+    r = w.serving_endpoints.query(name=fm, messages=[ChatMessage(role=ChatMessageRole.USER, content="hi")], max_tokens=8)
     assert r.choices[0].message.content and r.served_model_name == fm
 
 

@@ -24,18 +24,18 @@ def test_registered_model_is_served_by_the_scoring_server(tmp_path):
     from llmops_nb.models.registry import register_model
 
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
-    model = register_model("smollm2-135m-instruct", tracking_uri=tracking_uri,
-                           registry_uri=tracking_uri)
+    model = register_model("smollm2-135m-instruct", tracking_uri=tracking_uri, registry_uri=tracking_uri)
     home = tmp_path / "ws"
     info = launcher.ensure_running(home, tracking_uri)
     try:
-        w = WorkspaceClient(config=Config(host=info.host, token=info.token, auth_type="pat",
-                                          retry_timeout_seconds=300, http_timeout_seconds=300))
-        ep = w.serving_endpoints.create_and_wait(
-            name="real", config=core("real", entity(model.name, model.version)))
+        w = WorkspaceClient(
+            config=Config(host=info.host, token=info.token, auth_type="pat", retry_timeout_seconds=300, http_timeout_seconds=300)
+        )
+        ep = w.serving_endpoints.create_and_wait(name="real", config=core("real", entity(model.name, model.version)))
         assert ep.state.ready.value == "READY", ep.config.served_entities[0].state
-        r = w.serving_endpoints.query(name="real", messages=[
-            ChatMessage(role=ChatMessageRole.USER, content="Say hello.")], max_tokens=16)
+        r = w.serving_endpoints.query(
+            name="real", messages=[ChatMessage(role=ChatMessageRole.USER, content="Say hello.")], max_tokens=16
+        )
         assert r.choices[0].message.content
         assert r.served_model_name == f"{model.name}-{model.version}"
         children = json.loads((home / "server.json").read_text())["children"]
@@ -44,8 +44,9 @@ def test_registered_model_is_served_by_the_scoring_server(tmp_path):
         os.killpg(children[0], signal.SIGKILL)
         ep = _wait(w, "real", lambda e: e.state.ready.value == "NOT_READY")
         assert ep.config.served_entities[0].state.deployment.value == "DEPLOYMENT_RECOVERING"
-        r = w.serving_endpoints.query(name="real", messages=[
-            ChatMessage(role=ChatMessageRole.USER, content="Again.")], max_tokens=8)
+        r = w.serving_endpoints.query(
+            name="real", messages=[ChatMessage(role=ChatMessageRole.USER, content="Again.")], max_tokens=8
+        )
         assert r.choices[0].message.content
         assert w.serving_endpoints.get("real").state.ready.value == "READY"
         children = json.loads((home / "server.json").read_text())["children"]

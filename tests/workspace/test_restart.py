@@ -32,8 +32,8 @@ def served(tmp_path_factory) -> Iterator[dict]:  # noqa: ANN001
     from databricks.sdk import WorkspaceClient
     from databricks.sdk.config import Config
 
-    from llmops_nb.endpoints.apply import deploy
     from llmops_nb.config.endpoint import EndpointConfig
+    from llmops_nb.endpoints.apply import deploy
     from llmops_nb.models.registry import register_model
 
     root = tmp_path_factory.mktemp("restart")
@@ -50,16 +50,25 @@ def served(tmp_path_factory) -> Iterator[dict]:  # noqa: ANN001
         else:
             os.environ["LLMOPS_SCORING_TIMEOUT"] = saved
     try:
-        w = WorkspaceClient(config=Config(host=info.host, token=info.token, auth_type="pat",
-                                          retry_timeout_seconds=300, http_timeout_seconds=300))
-        cfg = EndpointConfig.model_validate({"name": "chat", "served_entities": [
-            {"entity_name": model.name, "entity_version": model.version,
-             "scale_to_zero_enabled": False}]})
+        w = WorkspaceClient(
+            config=Config(host=info.host, token=info.token, auth_type="pat", retry_timeout_seconds=300, http_timeout_seconds=300)
+        )
+        cfg = EndpointConfig.model_validate(
+            {
+                "name": "chat",
+                "served_entities": [{"entity_name": model.name, "entity_version": model.version, "scale_to_zero_enabled": False}],
+            }
+        )
         deploy(w, cfg, progress=False, poll_interval=0.5, timeout=600)
         entity = w.serving_endpoints.get("chat").config.served_entities[0].name
-        yield {"w": w, "home": home, "info": info, "entity": entity,
-               "url": f"{info.host}/serving-endpoints/chat/invocations",
-               "auth": {"Authorization": f"Bearer {info.token}"}}
+        yield {
+            "w": w,
+            "home": home,
+            "info": info,
+            "entity": entity,
+            "url": f"{info.host}/serving-endpoints/chat/invocations",
+            "auth": {"Authorization": f"Bearer {info.token}"},
+        }
     finally:
         launcher.stop(home)
 
@@ -77,8 +86,12 @@ def _states(w) -> tuple[str, str, str]:  # noqa: ANN001
 
 
 def _ask(served: dict, content: str, timeout: float = 300) -> requests.Response:
-    return requests.post(served["url"], headers=served["auth"], timeout=timeout, json={
-        "messages": [{"role": "user", "content": content}], "max_tokens": 8, "temperature": 0})
+    return requests.post(
+        served["url"],
+        headers=served["auth"],
+        timeout=timeout,
+        json={"messages": [{"role": "user", "content": content}], "max_tokens": 8, "temperature": 0},
+    )
 
 
 def _wait_ready(w, deadline: float) -> None:  # noqa: ANN001
@@ -101,8 +114,7 @@ def test_a_killed_scoring_server_answers_503_with_retry_after_then_200_then_read
             try:
                 r = _ask(served, f"Say {i}.")
                 body = r.json() if r.headers.get("content-type", "").startswith("application/json") else None
-                entry = {"sent": sent, "status": r.status_code, "retry_after": r.headers.get("Retry-After"),
-                         "body": body}
+                entry = {"sent": sent, "status": r.status_code, "retry_after": r.headers.get("Retry-After"), "body": body}
             except requests.RequestException as e:
                 entry = {"sent": sent, "status": f"dropped: {type(e).__name__}", "retry_after": None, "body": None}
             with lock:
@@ -159,8 +171,7 @@ def test_a_killed_scoring_server_answers_503_with_retry_after_then_200_then_read
     logs = w.serving_endpoints.build_logs("chat", served["entity"]).logs
     assert "The scoring server was killed by SIGKILL; restarting it" in logs
     assert "Restarted in" in logs
-    starts = [json.loads(line) for line in
-              (home / "logs" / "chat" / f"{served['entity']}.starts.jsonl").read_text().splitlines()]
+    starts = [json.loads(line) for line in (home / "logs" / "chat" / f"{served['entity']}.starts.jsonl").read_text().splitlines()]
     restart = starts[-1]
     assert restart["reason"] == "The scoring server was killed by SIGKILL" and restart["ok"]
     assert restart["exited_at"] >= killed and restart["model_load_s"] is not None
@@ -202,7 +213,7 @@ def test_a_hung_scoring_server_is_killed_and_restarted(served: dict) -> None:
     assert "killed its process group" in logs and "Restarted in" in logs
 
 
-ECHO_MODEL = '''
+ECHO_MODEL = """
 import mlflow
 
 
@@ -212,7 +223,7 @@ class Echo(mlflow.pyfunc.PythonModel):
 
 
 mlflow.models.set_model(Echo())
-'''
+"""
 
 
 def test_restarts_that_keep_failing_back_off_and_say_so(tmp_path: Path) -> None:

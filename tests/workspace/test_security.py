@@ -26,8 +26,7 @@ from llmops_nb.workspace.api.token import read_token
 
 ROOT = Path(__file__).resolve().parents[2]
 API = "/api/2.0/serving-endpoints"
-CREATE = {"name": "csrf-made", "config": {"served_entities": [
-    {"entity_name": "main.default.m", "entity_version": "1"}]}}
+CREATE = {"name": "csrf-made", "config": {"served_entities": [{"entity_name": "main.default.m", "entity_version": "1"}]}}
 
 
 def names(ws) -> list[str]:
@@ -40,15 +39,23 @@ def auth(ws) -> dict[str, str]:
 
 # ---- the four findings, refused -------------------------------------------------------------
 
+
 def test_a_cross_site_text_plain_create_is_403_and_creates_nothing(ws):
     """A page in the browser can send this 'simple' request without a CORS preflight."""
-    r = requests.post(ws.host + API, data=json.dumps(CREATE), timeout=10, headers={
-        **auth(ws), "Content-Type": "text/plain", "Origin": "http://evil.example"})
+    r = requests.post(
+        ws.host + API,
+        data=json.dumps(CREATE),
+        timeout=10,
+        headers={**auth(ws), "Content-Type": "text/plain", "Origin": "http://evil.example"},
+    )
     assert r.status_code == 403 and r.json()["error_code"] == "PERMISSION_DENIED"
     assert "http://evil.example" in r.json()["message"] and "\n" not in r.json()["message"]
-    r = requests.post(f"{ws.host}/serving-endpoints/databricks-smollm2-135m-instruct/invocations",
-                      data=json.dumps(chat()), timeout=10,
-                      headers={**auth(ws), "Content-Type": "text/plain", "Origin": "null"})
+    r = requests.post(
+        f"{ws.host}/serving-endpoints/databricks-smollm2-135m-instruct/invocations",
+        data=json.dumps(chat()),
+        timeout=10,
+        headers={**auth(ws), "Content-Type": "text/plain", "Origin": "null"},
+    )
     assert r.status_code == 403
     assert "csrf-made" not in names(ws)
     assert [q for q in ws.requests() if q["method"] == "POST"] == []  # never ran
@@ -64,20 +71,28 @@ def test_a_foreign_host_header_is_403_even_with_the_token(ws):
     for path in (API, "/.well-known/databricks-config"):
         r = requests.get(ws.host + path, timeout=10, headers={**auth(ws), "Host": "evil.example"})
         assert r.status_code == 403 and "'evil.example' is not allowed" in r.json()["message"]
-    r = requests.post(ws.host + API, json=CREATE, timeout=10,
-                      headers={**auth(ws), "Host": f"evil.example:{ws.info.port}"})
+    r = requests.post(ws.host + API, json=CREATE, timeout=10, headers={**auth(ws), "Host": f"evil.example:{ws.info.port}"})
     assert r.status_code == 403 and "csrf-made" not in names(ws)
     for host in (f"localhost:{ws.info.port}", f"127.0.0.1:{ws.info.port}"):
         assert requests.get(ws.host + API, timeout=10, headers={**auth(ws), "Host": host}).ok
 
 
 def test_without_the_token_every_route_is_401_with_how_to_get_it(ws):
-    for method, path, body in (("GET", API, None), ("POST", API, CREATE),
-                               ("POST", "/serving-endpoints/x/invocations", chat()),
-                               ("POST", "/serving-endpoints/chat/completions", chat(model="x")),
-                               ("GET", "/_fake/requests", None), ("GET", "/nowhere", None)):
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {ws.token}"},
-                        {"Authorization": f"Bearer {ws.token}:"}, {"Authorization": f"Bearer {ws.token}x"}):
+    for method, path, body in (
+        ("GET", API, None),
+        ("POST", API, CREATE),
+        ("POST", "/serving-endpoints/x/invocations", chat()),
+        ("POST", "/serving-endpoints/chat/completions", chat(model="x")),
+        ("GET", "/_fake/requests", None),
+        ("GET", "/nowhere", None),
+    ):
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": f"Basic {ws.token}"},
+            {"Authorization": f"Bearer {ws.token}:"},
+            {"Authorization": f"Bearer {ws.token}x"},
+        ):
             r = requests.request(method, ws.host + path, json=body, headers=headers, timeout=10)
             assert r.status_code == 401, (method, path, headers)
             message = r.json()["message"]
@@ -86,8 +101,7 @@ def test_without_the_token_every_route_is_401_with_how_to_get_it(ws):
     # the discovery document databricks-sdk's Config fetches before it authenticates
     assert requests.get(ws.host + "/.well-known/databricks-config", timeout=10).status_code == 200
     # a requester name after the token is accepted (the `user` rate-limit key)
-    assert requests.get(ws.host + API, headers={"Authorization": f"Bearer {ws.token}:alice"},
-                        timeout=10).status_code == 200
+    assert requests.get(ws.host + API, headers={"Authorization": f"Bearer {ws.token}:alice"}, timeout=10).status_code == 200
 
 
 def test_a_body_without_content_type_is_json_as_on_databricks(ws):
@@ -148,13 +162,29 @@ def test_home_is_private_after_a_run_whatever_the_umask(tmp_path):
         with fake_workspace(home) as ws:
             w = ws.client()
             w.serving_endpoints.create_and_wait(name="sec-modes", config=core("sec-modes", entity("m")))
-            w.serving_endpoints.put_ai_gateway(
-                name="sec-modes", usage_tracking_config=AiGatewayUsageTrackingConfig(enabled=True))
+            w.serving_endpoints.put_ai_gateway(name="sec-modes", usage_tracking_config=AiGatewayUsageTrackingConfig(enabled=True))
             assert post(ws, "/serving-endpoints/sec-modes/invocations", chat()).status_code == 200
-            r = requests.post(ws.host + API, headers=auth(ws), timeout=10, json={
-                "name": "sec-plain", "config": {"served_entities": [{"name": "ext", "external_model": {
-                    "name": "gpt-4o-mini", "provider": "openai", "task": "llm/v1/chat",
-                    "openai_config": {"openai_api_key_plaintext": "sk-plain"}}}]}})
+            r = requests.post(
+                ws.host + API,
+                headers=auth(ws),
+                timeout=10,
+                json={
+                    "name": "sec-plain",
+                    "config": {
+                        "served_entities": [
+                            {
+                                "name": "ext",
+                                "external_model": {
+                                    "name": "gpt-4o-mini",
+                                    "provider": "openai",
+                                    "task": "llm/v1/chat",
+                                    "openai_config": {"openai_api_key_plaintext": "sk-plain"},
+                                },
+                            }
+                        ]
+                    },
+                },
+            )
             assert r.status_code == 200, r.text
             modes = _modes(home)
     finally:
@@ -169,6 +199,7 @@ def test_home_is_private_after_a_run_whatever_the_umask(tmp_path):
 
 # ---- every client works with the token `workspace env` prints --------------------------------
 
+
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[dict]:
     """A project folder and the CLI run in it, with no Databricks/MLflow/llmops settings."""
@@ -177,16 +208,21 @@ def project(tmp_path: Path) -> Iterator[dict]:
     env.update(LLMOPS_PROJECT_DIR=str(tmp_path), LLMOPS_RETRY_TIMEOUT_SECONDS="30")
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "llmops_nb.cli.main", *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=180)
+        return subprocess.run(
+            [sys.executable, "-m", "llmops_nb.cli.main", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
 
     yield {"root": tmp_path, "env": env, "cli": cli}
     cli("workspace", "stop")
 
 
 def exports(text: str) -> dict[str, str]:
-    return dict(line[len("export "):].split("=", 1) for line in text.splitlines()
-                if line.startswith("export "))
+    return dict(line[len("export ") :].split("=", 1) for line in text.splitlines() if line.startswith("export "))
 
 
 def test_third_party_clients_work_with_the_exported_token(project, monkeypatch):
@@ -197,8 +233,7 @@ def test_third_party_clients_work_with_the_exported_token(project, monkeypatch):
     env = exports(cli("workspace", "env").stdout)
     assert env == exports(started.stdout) and set(env) == {"DATABRICKS_HOST", "DATABRICKS_TOKEN"}
     assert env["DATABRICKS_TOKEN"] == read_token(project["root"] / ".llmops")
-    for var in ("DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET",
-                "DATABRICKS_AUTH_TYPE"):
+    for var in ("DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET", "DATABRICKS_AUTH_TYPE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     for key, value in env.items():
@@ -214,8 +249,7 @@ def test_third_party_clients_work_with_the_exported_token(project, monkeypatch):
     assert answer["choices"][0]["message"]["content"] == "[m-1] echo: hi mlflow"
     from openai import OpenAI
 
-    openai = OpenAI(base_url=f"{env['DATABRICKS_HOST']}/serving-endpoints",
-                    api_key=env["DATABRICKS_TOKEN"], max_retries=0)
+    openai = OpenAI(base_url=f"{env['DATABRICKS_HOST']}/serving-endpoints", api_key=env["DATABRICKS_TOKEN"], max_retries=0)
     r = openai.chat.completions.create(model="sec-clients", messages=chat("hi openai")["messages"])
     assert r.choices[0].message.content == "[m-1] echo: hi openai"
     # our CLI on the databricks backend reads the same variables
@@ -230,8 +264,9 @@ def test_third_party_clients_work_with_the_exported_token(project, monkeypatch):
     with pytest.raises(DatabricksError, match="llmops-nb workspace env"):
         WorkspaceClient().serving_endpoints.get("sec-clients")
     with pytest.raises(Exception, match="401|llmops-nb workspace env"):
-        OpenAI(base_url=f"{env['DATABRICKS_HOST']}/serving-endpoints", api_key="not-the-token",
-               max_retries=0).chat.completions.create(model="sec-clients", messages=chat()["messages"])
+        OpenAI(
+            base_url=f"{env['DATABRICKS_HOST']}/serving-endpoints", api_key="not-the-token", max_retries=0
+        ).chat.completions.create(model="sec-clients", messages=chat()["messages"])
 
 
 def test_our_clients_read_the_token_by_themselves(project, monkeypatch):
@@ -245,8 +280,8 @@ def test_our_clients_read_the_token_by_themselves(project, monkeypatch):
     for key in [k for k in os.environ if k.startswith(("DATABRICKS_", "LLMOPS_"))]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("LLMOPS_PROJECT_DIR", str(project["root"]))
-    from llmops_nb.steps.query import curl_command
     from llmops_nb.backends import resolve_backend
+    from llmops_nb.steps.query import curl_command
 
     backend = resolve_backend("local", start=False)
     assert backend.token == token

@@ -27,15 +27,14 @@ def local(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("stream")
     tracking_uri = f"sqlite:///{tmp}/mlflow.db"
-    model = register_model("smollm2-135m-instruct", tracking_uri=tracking_uri,
-                           registry_uri=tracking_uri)
+    model = register_model("smollm2-135m-instruct", tracking_uri=tracking_uri, registry_uri=tracking_uri)
     home = tmp / "ws"
     info = launcher.ensure_running(home, tracking_uri)
     try:
-        w = WorkspaceClient(config=Config(host=info.host, token=info.token, auth_type="pat",
-                                          retry_timeout_seconds=300, http_timeout_seconds=300))
-        ep = w.serving_endpoints.create_and_wait(
-            name="real", config=core("real", entity(model.name, model.version)))
+        w = WorkspaceClient(
+            config=Config(host=info.host, token=info.token, auth_type="pat", retry_timeout_seconds=300, http_timeout_seconds=300)
+        )
+        ep = w.serving_endpoints.create_and_wait(name="real", config=core("real", entity(model.name, model.version)))
         assert ep.state.ready.value == "READY"
         _engine.home = home
         yield info, w, f"{model.name}-{model.version}"
@@ -54,13 +53,12 @@ def _messages():
 
 
 def test_openai_stream_equals_the_greedy_answer(local) -> None:
-    info, _, served = local
+    info, _, _served = local
     client = _openai(info)
-    whole = client.chat.completions.create(model="real", messages=_messages(),
-                                           max_tokens=MAX_TOKENS, temperature=0.0)
-    chunks = list(client.chat.completions.create(model="real", messages=_messages(),
-                                                 max_tokens=MAX_TOKENS, temperature=0.0,
-                                                 stream=True))
+    whole = client.chat.completions.create(model="real", messages=_messages(), max_tokens=MAX_TOKENS, temperature=0.0)
+    chunks = list(
+        client.chat.completions.create(model="real", messages=_messages(), max_tokens=MAX_TOKENS, temperature=0.0, stream=True)
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert whole.choices[0].message.content and text == whole.choices[0].message.content
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) > 3
@@ -72,12 +70,16 @@ def test_openai_stream_equals_the_greedy_answer(local) -> None:
 def test_sdk_openai_client_and_chat_stream_on_both_routes(local) -> None:
     from llmops_nb.chat.client import chat, chat_stream
 
-    info, w, served = local
+    _info, w, served = local
     ref = chat(w, "real", QUESTION, max_tokens=MAX_TOKENS)
     oc = w.serving_endpoints.get_open_ai_client()
-    text = "".join(c.choices[0].delta.content or "" for c in oc.chat.completions.create(
-        model="real", messages=_messages(), max_tokens=MAX_TOKENS, temperature=0.0, stream=True)
-        if c.choices)
+    text = "".join(
+        c.choices[0].delta.content or ""
+        for c in oc.chat.completions.create(
+            model="real", messages=_messages(), max_tokens=MAX_TOKENS, temperature=0.0, stream=True
+        )
+        if c.choices
+    )
     assert text == ref.content
     stream = chat_stream(w, "real", QUESTION, max_tokens=MAX_TOKENS)
     parts = list(stream)
@@ -99,10 +101,9 @@ def _engine(w, served: str) -> dict:
 def test_a_client_that_goes_away_frees_its_sequence(local) -> None:
     from llmops_nb.chat.client import chat, chat_stream
 
-    info, w, served = local
+    _info, w, served = local
     before = _engine(w, served)
-    stream = chat_stream(w, "real", "Write a very long story about a dragon and a knight.",
-                         max_tokens=1500, temperature=0.0)
+    stream = chat_stream(w, "real", "Write a very long story about a dragon and a knight.", max_tokens=1500, temperature=0.0)
     it = iter(stream)
     got = [next(it) for _ in range(3)]
     stream.close()  # the connection drops: workspace -> scoring server -> engine

@@ -6,8 +6,7 @@ import pytest
 import requests
 
 API = "/api/2.0/serving-endpoints"
-BODY = {"name": "slash-raw", "config": {"served_entities": [{"entity_name": "m",
-                                                             "entity_version": "1"}]}}
+BODY = {"name": "slash-raw", "config": {"served_entities": [{"entity_name": "m", "entity_version": "1"}]}}
 
 
 def _headers(ws) -> dict:
@@ -23,8 +22,7 @@ def test_create_list_get_with_a_trailing_slash(ws):
     assert "slash-raw" in [e["name"] for e in listed.json()["endpoints"]]
     got = requests.get(f"{ws.host}{API}/slash-raw/", headers=_headers(ws), timeout=10)
     assert got.status_code == 200 and got.json()["name"] == "slash-raw"
-    tags = requests.patch(f"{ws.host}{API}/slash-raw/tags/", json={"add_tags": [{"key": "k"}]},
-                          headers=_headers(ws), timeout=10)
+    tags = requests.patch(f"{ws.host}{API}/slash-raw/tags/", json={"add_tags": [{"key": "k"}]}, headers=_headers(ws), timeout=10)
     assert tags.status_code == 200 and tags.json()["tags"] == [{"key": "k"}]
     # the request record keeps the path as it was sent
     assert [r["path"] for r in ws.requests()][:2] == [f"{API}/", f"{API}/"]
@@ -49,8 +47,9 @@ def mlflow_client(ws, monkeypatch):
 
 def test_mlflow_databricks_client_creates_lists_gets_and_deletes(ws, mlflow_client):
     ws.reset()
-    created = mlflow_client.create_endpoint(name="slash-mlflow", config={
-        "served_entities": [{"entity_name": "m", "entity_version": "1"}]})
+    created = mlflow_client.create_endpoint(
+        name="slash-mlflow", config={"served_entities": [{"entity_name": "m", "entity_version": "1"}]}
+    )
     assert created["name"] == "slash-mlflow"
     paths = [(r["method"], r["path"], r["status"]) for r in ws.requests()]
     # what MLflow sends, answered 200 (it was 404 before: issue 14, point 9)

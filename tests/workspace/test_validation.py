@@ -6,21 +6,44 @@ import pytest
 from ws_helpers import chat, post
 
 API = "/api/2.0/serving-endpoints"
-GOOD = {"name": "val-ok", "config": {"served_entities": [{"entity_name": "m",
-                                                          "entity_version": "1"}]}}
-OPENAI = {"name": "gpt", "provider": "openai", "task": "llm/v1/chat",
-          "openai_config": {"openai_api_key_plaintext": "sk-" "thisisnotarealkey0000000"}}
+GOOD = {"name": "val-ok", "config": {"served_entities": [{"entity_name": "m", "entity_version": "1"}]}}
+OPENAI = {
+    "name": "gpt",
+    "provider": "openai",
+    "task": "llm/v1/chat",
+    "openai_config": {"openai_api_key_plaintext": "sk-thisisnotarealkey0000000"},
+}
 BAD_CREATES = [
     {**GOOD, "colour": "red"},
     {**GOOD, "name": "bad name!"},
-    {"name": "val-x", "config": {"served_entities": [
-        {"entity_name": "m", "entity_version": "1", "name": "a"},
-        {"entity_name": "m", "entity_version": "2", "name": "b"}],
-        "traffic_config": {"routes": [{"served_entity_name": "a", "traffic_percentage": 60},
-                                      {"served_entity_name": "b", "traffic_percentage": 30}]}}},
-    {"name": "val-x", "config": {"served_entities": [{"external_model": {  # key and reference
-        **OPENAI, "openai_config": {**OPENAI["openai_config"],
-                                    "openai_api_key": "{{secrets/s/k}}"}}}]}},
+    {
+        "name": "val-x",
+        "config": {
+            "served_entities": [
+                {"entity_name": "m", "entity_version": "1", "name": "a"},
+                {"entity_name": "m", "entity_version": "2", "name": "b"},
+            ],
+            "traffic_config": {
+                "routes": [
+                    {"served_entity_name": "a", "traffic_percentage": 60},
+                    {"served_entity_name": "b", "traffic_percentage": 30},
+                ]
+            },
+        },
+    },
+    {
+        "name": "val-x",
+        "config": {
+            "served_entities": [
+                {
+                    "external_model": {  # key and reference
+                        **OPENAI,
+                        "openai_config": {**OPENAI["openai_config"], "openai_api_key": "{{secrets/s/k}}"},
+                    }
+                }
+            ]
+        },
+    },
     {"name": "val-x", "config": {"served_entities": [{"entity_name": "m"}]}},
     {"name": "val-x"},
 ]
@@ -50,14 +73,17 @@ def test_malformed_json_is_400(ws):
     assert r.status_code == 400 and "malformed JSON" in r.json()["message"]
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"max_tokens": 5}, "messages"),
-    (chat(max_tokens=0), "max_tokens"),
-    (chat(temperature=2.5), "temperature"),
-    (chat(n=6), "n"),
-    ({"messages": [{"role": "wizard", "content": "x"}]}, "role"),
-    ({"messages": "hello"}, "messages"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"max_tokens": 5}, "messages"),
+        (chat(max_tokens=0), "max_tokens"),
+        (chat(temperature=2.5), "temperature"),
+        (chat(n=6), "n"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "role"),
+        ({"messages": "hello"}, "messages"),
+    ],
+)
 def test_bad_chat_body_is_400(ws, body, field):
     post(ws, API, GOOD)
     r = post(ws, "/serving-endpoints/val-ok/invocations", body)
@@ -72,9 +98,12 @@ def test_bad_update_changes_nothing(ws):
     post(ws, API, {**GOOD, "name": "val-upd"})
     headers = {"Authorization": f"Bearer {ws.token}"}
     before = requests.get(f"{ws.host}{API}/val-upd", headers=headers, timeout=5).json()
-    r = requests.put(f"{ws.host}{API}/val-upd/config", headers=headers, timeout=5,
-                     json={"served_entities": [{"entity_name": "m", "entity_version": "1"}],
-                           "bogus": 1})
+    r = requests.put(
+        f"{ws.host}{API}/val-upd/config",
+        headers=headers,
+        timeout=5,
+        json={"served_entities": [{"entity_name": "m", "entity_version": "1"}], "bogus": 1},
+    )
     assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     after = requests.get(f"{ws.host}{API}/val-upd", headers=headers, timeout=5).json()
     assert after["last_updated_timestamp"] == before["last_updated_timestamp"]

@@ -5,22 +5,18 @@ from __future__ import annotations
 import time
 
 import requests
-from databricks.sdk.service.serving import (EndpointCoreConfigInput, Route, ServedEntityInput,
-                                            TrafficConfig)
+from databricks.sdk.service.serving import EndpointCoreConfigInput, Route, ServedEntityInput, TrafficConfig
 
 
 def entity(model: str, version: str = "1", name: str | None = None) -> ServedEntityInput:
     return ServedEntityInput(entity_name=model, entity_version=version, name=name)
 
 
-def core(name: str, *entities: ServedEntityInput,
-         routes: dict[str, int] | None = None) -> EndpointCoreConfigInput:
+def core(name: str, *entities: ServedEntityInput, routes: dict[str, int] | None = None) -> EndpointCoreConfigInput:
     traffic = None
     if routes:
-        traffic = TrafficConfig(routes=[Route(served_entity_name=k, traffic_percentage=v)
-                                        for k, v in routes.items()])
-    return EndpointCoreConfigInput(name=name, served_entities=list(entities),
-                                   traffic_config=traffic)
+        traffic = TrafficConfig(routes=[Route(served_entity_name=k, traffic_percentage=v) for k, v in routes.items()])
+    return EndpointCoreConfigInput(name=name, served_entities=list(entities), traffic_config=traffic)
 
 
 def wait_until(w, name: str, predicate, timeout: float = 20.0):
@@ -38,8 +34,7 @@ def ready(ep) -> bool:
     return ep.state.ready.value == "READY" and ep.state.config_update.value == "NOT_UPDATING"
 
 
-def post(ws, path: str, body=None, raw: str | None = None, token: str | None = None,
-         user: str | None = None):
+def post(ws, path: str, body=None, raw: str | None = None, token: str | None = None, user: str | None = None):
     """POST with the workspace's token (``token`` instead, or ``<token>:<user>`` for a requester)."""
     sent = token or (f"{ws.token}:{user}" if user else ws.token)
     headers = {"Authorization": f"Bearer {sent}", "Content-Type": "application/json"}

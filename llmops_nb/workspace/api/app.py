@@ -8,17 +8,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from llmops_nb.workspace.api import identity
-from llmops_nb.workspace.runners import notices
-from llmops_nb.workspace.runners import plaintext
-from llmops_nb.workspace.api import secret_scopes
-from llmops_nb.workspace.api import unity_catalog
+from llmops_nb.protocol.streaming import HEADERS as STREAM_HEADERS
+from llmops_nb.protocol.streaming import MEDIA_TYPE, encode
+from llmops_nb.workspace.api import identity, secret_scopes, unity_catalog
 from llmops_nb.workspace.api.guard import refusal, requester
 from llmops_nb.workspace.apierror import ApiError, invalid
-from llmops_nb.workspace.runners.chat import DATAFRAME_KEYS, check_stream, validate_chat
+from llmops_nb.workspace.runners import notices, plaintext
 from llmops_nb.workspace.runners.base import RunnerContext
+from llmops_nb.workspace.runners.chat import DATAFRAME_KEYS, check_stream, validate_chat
 from llmops_nb.workspace.serving.manager import Manager
-from llmops_nb.protocol.streaming import HEADERS as STREAM_HEADERS, MEDIA_TYPE, encode
 from llmops_nb.workspace.serving.validation import validate_ai_gateway, validate_create, validate_notifications, validate_update
 
 API = "/api/2.0/serving-endpoints"
@@ -35,8 +33,7 @@ async def _json(request: Request) -> object:
     try:
         return json.loads(raw)
     except ValueError as e:
-        raise invalid(f"request body: malformed JSON ({e.msg} at line {e.lineno} column "
-                      f"{e.colno})") from None
+        raise invalid(f"request body: malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
 
 
 def _host(request: Request) -> str:
@@ -198,8 +195,7 @@ def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
             if check_stream(body):
                 return await _stream(name, body, request)
         elif body.get("stream") is not None and body.get("stream") is not False:
-            raise invalid(f"stream: {body['stream']!r} is not allowed for a dataframe input; "
-                          "only chat bodies (messages) stream")
+            raise invalid(f"stream: {body['stream']!r} is not allowed for a dataframe input; only chat bodies (messages) stream")
         faults.enter()
         try:
             answer, entity = await manager.invoke(name, body, user=_bearer(request))
@@ -225,8 +221,7 @@ def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
                 await chunks.aclose()
                 faults.leave()
 
-        return StreamingResponse(events(), media_type=MEDIA_TYPE,
-                                 headers={"served-model-name": entity, **STREAM_HEADERS})
+        return StreamingResponse(events(), media_type=MEDIA_TYPE, headers={"served-model-name": entity, **STREAM_HEADERS})
 
     @app.post("/serving-endpoints/chat/completions")
     async def chat_completions(request: Request):
@@ -242,6 +237,7 @@ def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
 
     # ---- fake admin ------------------------------------------------------------------
     if ctx.fake:
+
         @app.post("/_fake/faults")
         async def set_faults(request: Request):
             body = await _json(request)
@@ -264,8 +260,7 @@ def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def unknown(path: str, request: Request):
-        return _error(ApiError(404, "ENDPOINT_NOT_FOUND",
-                               f"No API found for '{request.method} /{path}'"))
+        return _error(ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{request.method} /{path}'"))
 
     return app
 

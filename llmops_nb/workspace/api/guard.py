@@ -48,9 +48,8 @@ def _bearer(request: Request) -> str:
 
 def authorized(sent: str, token: str) -> bool:
     """True for ``token`` and ``token:<name>`` (constant-time comparison of the token part)."""
-    head, rest = sent[:len(token)], sent[len(token):]
-    return hmac.compare_digest(head.encode(), token.encode()) and (rest == "" or (
-        rest.startswith(":") and len(rest) > 1))
+    head, rest = sent[: len(token)], sent[len(token) :]
+    return hmac.compare_digest(head.encode(), token.encode()) and (rest == "" or (rest.startswith(":") and len(rest) > 1))
 
 
 def requester(request: Request) -> str:
@@ -63,16 +62,24 @@ def refusal(request: Request, token: str) -> JSONResponse | None:
     hosts = allowed_hosts(request)
     host = request.headers.get("host", "")
     if host.lower() not in hosts:
-        return _refused(403, "PERMISSION_DENIED",
-                        f"Host header {host[:_SHOWN]!r} is not allowed; the local workspace "
-                        f"answers only {', '.join(hosts)}")
+        return _refused(
+            403,
+            "PERMISSION_DENIED",
+            f"Host header {host[:_SHOWN]!r} is not allowed; the local workspace answers only {', '.join(hosts)}",
+        )
     origin = request.headers.get("origin")
     if origin is not None and origin.lower() not in {f"http://{h}" for h in hosts}:
-        return _refused(403, "PERMISSION_DENIED",
-                        f"Origin {origin[:_SHOWN]!r} is not allowed; the local workspace refuses "
-                        f"cross-site requests (only http://{hosts[0]} may send one)")
+        return _refused(
+            403,
+            "PERMISSION_DENIED",
+            f"Origin {origin[:_SHOWN]!r} is not allowed; the local workspace refuses "
+            f"cross-site requests (only http://{hosts[0]} may send one)",
+        )
     if request.scope["path"] in OPEN_PATHS or authorized(_bearer(request), token):
         return None
-    return _refused(401, "UNAUTHENTICATED",
-                    "Credential was not sent or was of an unsupported type for this API; send "
-                    "'Authorization: Bearer <token>' with the token `llmops-nb workspace env` prints")
+    return _refused(
+        401,
+        "UNAUTHENTICATED",
+        "Credential was not sent or was of an unsupported type for this API; send "
+        "'Authorization: Bearer <token>' with the token `llmops-nb workspace env` prints",
+    )

@@ -27,10 +27,10 @@ def me() -> dict:
         "active": True,
         "emails": [{"value": USER_NAME, "type": "work", "primary": True}],
         "name": {"givenName": "Local", "familyName": "User"},
-        "groups": [{"display": g, "value": str(1000 + i), "$ref": f"Groups/{1000 + i}", "type": "direct"}
-                   for i, g in enumerate(GROUPS)],
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
-                    "urn:ietf:params:scim:schemas:extension:workspace:2.0:User"],
+        "groups": [
+            {"display": g, "value": str(1000 + i), "$ref": f"Groups/{1000 + i}", "type": "direct"} for i, g in enumerate(GROUPS)
+        ],
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:workspace:2.0:User"],
     }
 
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 
-from llmops_nb.workspace.apierror import ApiError, invalid, not_found
 from llmops_nb.workspace.api.requestbody import json_object as _body
+from llmops_nb.workspace.apierror import ApiError, invalid, not_found
 from llmops_nb.workspace.store import atomic_write_json
 
 #: Scope and key names: letters, digits, '-', '_', '.'; at most 128 characters (Secrets API docs).
@@ -37,8 +37,7 @@ class SecretNames:
 
     def __init__(self, home: Path) -> None:
         self.path = Path(home) / "state" / "secret_scopes.json"
-        self.scopes: dict[str, dict[str, int]] = (
-            json.loads(self.path.read_text(encoding="utf-8")) if self.path.exists() else {})
+        self.scopes: dict[str, dict[str, int]] = json.loads(self.path.read_text(encoding="utf-8")) if self.path.exists() else {}
 
     def save(self) -> None:
         atomic_write_json(self.path, self.scopes)
@@ -52,8 +51,7 @@ class SecretNames:
 def _name(body: dict, field: str) -> str:
     value = body.get(field)
     if not isinstance(value, str) or not NAME_RE.match(value):
-        raise invalid(f"{field}: {value!r} is not allowed; letters, digits, '-', '_' or '.', "
-                      "at most 128 characters")
+        raise invalid(f"{field}: {value!r} is not allowed; letters, digits, '-', '_' or '.', at most 128 characters")
     return value
 
 

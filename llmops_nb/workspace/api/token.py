@@ -35,8 +35,7 @@ def read_token(home: Path) -> str | None:
 def check_token(token: str) -> str:
     """A token given by the user (``LLMOPS_WORKSPACE_TOKEN``): printable, no ``:`` and no space."""
     if not token or not token.isprintable() or any(c in token for c in ": \t") or len(token) > 512:
-        raise ConfigError("LLMOPS_WORKSPACE_TOKEN", "<hidden>",
-                          "1 to 512 printable characters without ':' or spaces")
+        raise ConfigError("LLMOPS_WORKSPACE_TOKEN", "<hidden>", "1 to 512 printable characters without ':' or spaces")
     return token
 
 

@@ -30,18 +30,35 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 
-from llmops_nb.workspace.apierror import ApiError, invalid
 from llmops_nb.workspace.api.identity import USER_NAME
 from llmops_nb.workspace.api.requestbody import json_object as _body
+from llmops_nb.workspace.apierror import ApiError, invalid
 from llmops_nb.workspace.store import atomic_write_json
 
 UC = "/api/2.1/unity-catalog"
 METASTORE_ID = "11111111-2222-3333-4444-555555555555"
-PRIVILEGES = frozenset({
-    "ALL_PRIVILEGES", "BROWSE", "MANAGE", "USE_CATALOG", "USE_SCHEMA", "CREATE_SCHEMA", "CREATE_TABLE",
-    "CREATE_MODEL", "CREATE_FUNCTION", "CREATE_VOLUME", "CREATE_MATERIALIZED_VIEW", "SELECT", "MODIFY",
-    "EXECUTE", "APPLY_TAG", "READ_VOLUME", "WRITE_VOLUME", "REFRESH",
-})
+PRIVILEGES = frozenset(
+    {
+        "ALL_PRIVILEGES",
+        "BROWSE",
+        "MANAGE",
+        "USE_CATALOG",
+        "USE_SCHEMA",
+        "CREATE_SCHEMA",
+        "CREATE_TABLE",
+        "CREATE_MODEL",
+        "CREATE_FUNCTION",
+        "CREATE_VOLUME",
+        "CREATE_MATERIALIZED_VIEW",
+        "SELECT",
+        "MODIFY",
+        "EXECUTE",
+        "APPLY_TAG",
+        "READ_VOLUME",
+        "WRITE_VOLUME",
+        "REFRESH",
+    }
+)
 SECURABLES = ("catalog", "schema", "function", "table", "volume")
 
 
@@ -119,14 +136,20 @@ class CatalogState:
                     if from_type:
                         item.update(inherited_from_type=from_type, inherited_from_name=from_name)
                     found.setdefault(who, []).append(item)
-        return [{"principal": p, "privileges": privs} for p, privs in sorted(found.items())
-                if principal in (None, "", p)]
+        return [{"principal": p, "privileges": privs} for p, privs in sorted(found.items()) if principal in (None, "", p)]
 
 
 def _audit(info: dict) -> dict:
     now = _now()
-    return {**info, "created_at": now, "created_by": USER_NAME, "updated_at": now, "updated_by": USER_NAME,
-            "owner": USER_NAME, "metastore_id": METASTORE_ID}
+    return {
+        **info,
+        "created_at": now,
+        "created_by": USER_NAME,
+        "updated_at": now,
+        "updated_by": USER_NAME,
+        "owner": USER_NAME,
+        "metastore_id": METASTORE_ID,
+    }
 
 
 def _text(body: dict, field: str) -> str:
@@ -155,8 +178,9 @@ def routes(app: FastAPI, ctx: object) -> None:  # noqa: C901 - one route table
         name = _text(body, "name")
         if name in uc.catalogs:
             raise ApiError(409, "CATALOG_ALREADY_EXISTS", f"Catalog '{name}' already exists.")
-        uc.catalogs[name] = _audit({"name": name, "full_name": name, "catalog_type": "MANAGED_CATALOG",
-                                    "comment": body.get("comment")})
+        uc.catalogs[name] = _audit(
+            {"name": name, "full_name": name, "catalog_type": "MANAGED_CATALOG", "comment": body.get("comment")}
+        )
         uc.save()
         return uc.catalogs[name]
 
@@ -178,8 +202,15 @@ def routes(app: FastAPI, ctx: object) -> None:  # noqa: C901 - one route table
         full_name = f"{catalog}.{name}"
         if full_name in uc.schemas:
             raise ApiError(409, "SCHEMA_ALREADY_EXISTS", f"Schema '{full_name}' already exists.")
-        uc.schemas[full_name] = _audit({"name": name, "catalog_name": catalog, "full_name": full_name,
-                                        "catalog_type": "MANAGED_CATALOG", "comment": body.get("comment")})
+        uc.schemas[full_name] = _audit(
+            {
+                "name": name,
+                "catalog_name": catalog,
+                "full_name": full_name,
+                "catalog_type": "MANAGED_CATALOG",
+                "comment": body.get("comment"),
+            }
+        )
         uc.save()
         return uc.schemas[full_name]
 
@@ -230,8 +261,9 @@ def routes(app: FastAPI, ctx: object) -> None:  # noqa: C901 - one route table
         full_name = f"{catalog}.{schema}.{name}"
         if full_name in uc.models:
             raise ApiError(409, "RESOURCE_ALREADY_EXISTS", f"Registered model '{full_name}' already exists.")
-        uc.models[full_name] = _audit({"name": name, "catalog_name": catalog, "schema_name": schema,
-                                       "full_name": full_name, "comment": body.get("comment")})
+        uc.models[full_name] = _audit(
+            {"name": name, "catalog_name": catalog, "schema_name": schema, "full_name": full_name, "comment": body.get("comment")}
+        )
         uc.save()
         return uc.models[full_name]
 
@@ -275,10 +307,18 @@ def routes(app: FastAPI, ctx: object) -> None:  # noqa: C901 - one route table
         if not isinstance(body.get("source"), str):
             raise invalid("source: required, the artifact location of the logged model")
         number = 1 + max((int(v["version"]) for v in uc.versions.get(full_name, [])), default=0)
-        info = _audit({"model_name": model["name"], "catalog_name": model["catalog_name"],
-                       "schema_name": model["schema_name"], "version": number, "source": body["source"],
-                       "run_id": body.get("run_id"), "status": "PENDING_REGISTRATION",
-                       "storage_location": f"dbfs:/uc/{full_name.replace('.', '/')}/{number}"})
+        info = _audit(
+            {
+                "model_name": model["name"],
+                "catalog_name": model["catalog_name"],
+                "schema_name": model["schema_name"],
+                "version": number,
+                "source": body["source"],
+                "run_id": body.get("run_id"),
+                "status": "PENDING_REGISTRATION",
+                "storage_location": f"dbfs:/uc/{full_name.replace('.', '/')}/{number}",
+            }
+        )
         uc.versions.setdefault(full_name, []).append(info)
         uc.save()
         return {"model_version": {**info, "name": full_name, "version": str(number)}}

@@ -18,16 +18,15 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from starlette.concurrency import run_in_threadpool
 
-from llmops_nb.util.ports import free_port
 from llmops_nb.util.paths import make_private
+from llmops_nb.util.ports import free_port
 from llmops_nb.util.processes import kill_group
-
 from llmops_nb.workspace.apierror import ApiError, invalid, unavailable
 from llmops_nb.workspace.runners.chat import count_tokens, prompt_tokens, text_of
 from llmops_nb.workspace.runners.faults import FaultInjector
@@ -42,10 +41,8 @@ WORKLOAD_NOTE = "not applied by the local workspace"
 
 def not_applied(entity: dict) -> list[str]:
     """The fields of ``entity`` the local workspace accepts but does not apply (see notices)."""
-    fields = [line.split(":", 1)[0].split("=", 1)[0].rsplit(".", 1)[-1]
-              for line in entity_notices(0, entity)]
-    if entity.get("workload_size") and "workload_size" not in fields \
-            and not entity.get("external_model"):
+    fields = [line.split(":", 1)[0].split("=", 1)[0].rsplit(".", 1)[-1] for line in entity_notices(0, entity)]
+    if entity.get("workload_size") and "workload_size" not in fields and not entity.get("external_model"):
         fields.insert(0, "workload_size")  # Small too: no concurrency is provisioned
     return fields
 
@@ -110,8 +107,9 @@ class Runner:
 
     def check_ready(self) -> None:
         if self.state != READY:
-            raise unavailable(f"Served entity {self.name} of endpoint {self.endpoint} is not "
-                              f"ready ({self.state}): {self.message}", 2)
+            raise unavailable(
+                f"Served entity {self.name} of endpoint {self.endpoint} is not ready ({self.state}): {self.message}", 2
+            )
 
     async def start(self) -> bool:
         raise NotImplementedError
@@ -132,8 +130,7 @@ class FakeRunner(Runner):
         ready = f.ready_seconds if f.ready_seconds is not None else self.ctx.fake_ready_seconds
         await asyncio.sleep(ready)
         if self.ctx.faults.take_failure(self.name):
-            self._failed(f"Served entity {self.name} failed to start: injected fault "
-                         "(fail_next_update).")
+            self._failed(f"Served entity {self.name} failed to start: injected fault (fail_next_update).")
             return False
         self._ready(f"Fake served entity {self.name}")
         return True
@@ -166,10 +163,13 @@ def fake_answer(model: str, body: dict) -> dict:
     c = count_tokens(content) * n
     digest = hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).hexdigest()
     return {
-        "id": f"chatcmpl-{digest[:24]}", "object": "chat.completion", "created": int(time.time()),
+        "id": f"chatcmpl-{digest[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
         "model": model,
-        "choices": [{"index": i, "message": {"role": "assistant", "content": content},
-                     "finish_reason": finish} for i in range(n)],
+        "choices": [
+            {"index": i, "message": {"role": "assistant", "content": content}, "finish_reason": finish} for i in range(n)
+        ],
         "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
     }
 
@@ -196,8 +196,7 @@ class ScoringServerRunner(Runner):
     PING_INTERVAL = 0.2
     HANG_PING_TIMEOUT = 5.0
 
-    def __init__(self, endpoint: str, entity: dict, ctx: RunnerContext,
-                 model_uri: str | None = None) -> None:
+    def __init__(self, endpoint: str, entity: dict, ctx: RunnerContext, model_uri: str | None = None) -> None:
         super().__init__(endpoint, entity, ctx)
         self.model_uri = model_uri or f"models:/{entity['entity_name']}/{entity['entity_version']}"
         self.proc: subprocess.Popen | None = None
@@ -231,9 +230,14 @@ class ScoringServerRunner(Runner):
                 # cwd (a new, empty store) whenever that was not the project folder.
                 mlflow.set_tracking_uri(self.ctx.tracking_uri)
                 mlflow.set_registry_uri(self.ctx.tracking_uri)
-            self.local_model = Path(mlflow.artifacts.download_artifacts(
-                artifact_uri=self.model_uri, dst_path=str(dest),
-                tracking_uri=self.ctx.tracking_uri, registry_uri=self.ctx.tracking_uri))
+            self.local_model = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=self.model_uri,
+                    dst_path=str(dest),
+                    tracking_uri=self.ctx.tracking_uri,
+                    registry_uri=self.ctx.tracking_uri,
+                )
+            )
             # the copy keeps the artifact store's modes (0644): the home stays private (issue 19)
             make_private(dest)
         return self.local_model
@@ -245,8 +249,9 @@ class ScoringServerRunner(Runner):
         restart skips one Python start, MLflow's import and the artifact download."""
         from mlflow.pyfunc.scoring_server import get_cmd
 
-        command, env = get_cmd(str(self._model_dir()), port=self.port, host="127.0.0.1",
-                               timeout=int(self.ctx.request_timeout), nworkers=1)
+        command, env = get_cmd(
+            str(self._model_dir()), port=self.port, host="127.0.0.1", timeout=int(self.ctx.request_timeout), nworkers=1
+        )
         argv = shlex.split(command)
         if argv[0] == "uvicorn":  # the same uvicorn, with the phases of its start marked
             argv = [sys.executable, "-m", "llmops_nb.workspace.runners.scoring_main", *argv[1:]]
@@ -265,8 +270,9 @@ class ScoringServerRunner(Runner):
             if "{{secrets/" not in str(v):
                 env[k] = str(v)
         self.log(f"Starting the MLflow scoring server for {self.model_uri} on port {self.port}.")
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
         self.proc = proc
         self._pump = OutputPump(proc.stdout, self.log_path, self.MARKERS)
         self._watch = ExitWatch(proc, loop, self._on_exit)
@@ -289,8 +295,7 @@ class ScoringServerRunner(Runner):
         while not self.stopping:
             if proc.returncode is not None:  # set by the ExitWatch thread
                 tail = self.logs(600).strip().splitlines()[-1:] or [""]
-                why = (f"the scoring server {exit_reason(proc.returncode)} while starting: "
-                       f"{tail[0][:300]}")
+                why = f"the scoring server {exit_reason(proc.returncode)} while starting: {tail[0][:300]}"
                 break
             if time.monotonic() > deadline:
                 why = f"the scoring server did not answer /ping within {self.ctx.start_timeout:.0f} s"
@@ -332,8 +337,7 @@ class ScoringServerRunner(Runner):
         self._recover(f"The scoring server {exit_reason(code)}", exited_at, uptime=True)
 
     def _recover(self, reason: str, exited_at: float, uptime: bool) -> None:
-        self.backoff.exited(time.monotonic() - self.ready_since
-                            if uptime and self.ready_since is not None else None)
+        self.backoff.exited(time.monotonic() - self.ready_since if uptime and self.ready_since is not None else None)
         self.state, self.ready_since = RECOVERING, None
         self.recovering_since = time.monotonic()
         self.message = f"{reason}; restarting it (a start takes about {self.expected_start_s:.0f} s)."
@@ -347,8 +351,10 @@ class ScoringServerRunner(Runner):
             delay = self.backoff.delay()
             if delay:
                 self.retry_at = time.monotonic() + delay
-                self.message = (f"{reason}; restarts keep failing ({self.backoff.failures} in a "
-                                f"row): backing off, next attempt in {delay:.0f} s.")
+                self.message = (
+                    f"{reason}; restarts keep failing ({self.backoff.failures} in a "
+                    f"row): backing off, next attempt in {delay:.0f} s."
+                )
                 self.log(self.message)
                 await asyncio.sleep(delay)
                 self.retry_at = 0.0
@@ -362,9 +368,11 @@ class ScoringServerRunner(Runner):
                 return
             if why is None:
                 self.ready_since = time.monotonic()
-                self.log(f"Restarted in {times.ready_at - exited_at:.1f} s "
-                         f"(process start {times.phases()['process_start_s']} s, model load "
-                         f"{times.phases()['model_load_s']} s).")
+                self.log(
+                    f"Restarted in {times.ready_at - exited_at:.1f} s "
+                    f"(process start {times.phases()['process_start_s']} s, model load "
+                    f"{times.phases()['model_load_s']} s)."
+                )
                 self._ready(f"Scoring server of {self.name} ({self.model_uri}) restarted and")
                 return
             self.backoff.failed()
@@ -383,8 +391,10 @@ class ScoringServerRunner(Runner):
 
     def check_ready(self) -> None:
         if self.state != READY:
-            raise unavailable(f"Served entity {self.name} of endpoint {self.endpoint} is not "
-                              f"ready ({self.state}): {self.message}", self.retry_after())
+            raise unavailable(
+                f"Served entity {self.name} of endpoint {self.endpoint} is not ready ({self.state}): {self.message}",
+                self.retry_after(),
+            )
 
     async def _kill(self, grace: float = 5.0) -> None:
         proc = self.proc
@@ -414,16 +424,17 @@ class ScoringServerRunner(Runner):
         if self.stopping or proc is not self.proc or self.state != READY:
             return
         try:
-            r = await run_in_threadpool(_http, "GET", f"http://127.0.0.1:{self.port}/ping",
-                                        self.HANG_PING_TIMEOUT)
+            r = await run_in_threadpool(_http, "GET", f"http://127.0.0.1:{self.port}/ping", self.HANG_PING_TIMEOUT)
             if r.status_code == 200:
                 return  # alive: this one request was slow
         except Exception:
             pass
         if proc is not self.proc or self.state != READY or proc.returncode is not None:
             return  # meanwhile restarted, or it died (the ExitWatch restarts it)
-        reason = (f"The scoring server hung: {why} and /ping did not answer within "
-                  f"{self.HANG_PING_TIMEOUT:.0f} s; killed its process group")
+        reason = (
+            f"The scoring server hung: {why} and /ping did not answer within "
+            f"{self.HANG_PING_TIMEOUT:.0f} s; killed its process group"
+        )
         self._recover(reason, time.time(), uptime=True)
 
     async def invoke(self, body: dict) -> dict:
@@ -436,12 +447,14 @@ class ScoringServerRunner(Runner):
             import requests
 
             if isinstance(e, requests.Timeout):
-                await self._hung(proc, f"an invocation got no answer within the request timeout "
-                                       f"({self.ctx.request_timeout:.0f} s)")
+                await self._hung(
+                    proc, f"an invocation got no answer within the request timeout ({self.ctx.request_timeout:.0f} s)"
+                )
             elif proc is not None and proc.returncode is None:
                 await asyncio.sleep(0.2)  # a dropped connection: let the ExitWatch see the exit
-            raise unavailable(f"The scoring server of {self.name} did not answer "
-                              f"({type(e).__name__}); {self.message}", self.retry_after()) from None
+            raise unavailable(
+                f"The scoring server of {self.name} did not answer ({type(e).__name__}); {self.message}", self.retry_after()
+            ) from None
         try:
             data = r.json()
         except ValueError:
@@ -452,8 +465,9 @@ class ScoringServerRunner(Runner):
             msg = _model_message(msg)
             if r.status_code == 400 or code in ("BAD_REQUEST", "INVALID_PARAMETER_VALUE"):
                 raise invalid(f"The model rejected the request: {msg}")
-            raise ApiError(r.status_code if r.status_code in (429, 503) else 500,
-                           code or "INTERNAL_ERROR", f"The model failed: {msg}")
+            raise ApiError(
+                r.status_code if r.status_code in (429, 503) else 500, code or "INTERNAL_ERROR", f"The model failed: {msg}"
+            )
         return data
 
 

@@ -19,8 +19,7 @@ def validate_chat(body: object) -> dict:
         raise invalid("request body: must be a JSON object")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise invalid(f"messages: {messages!r} is not allowed; a non-empty list of "
-                      "{role, content} objects is required")
+        raise invalid(f"messages: {messages!r} is not allowed; a non-empty list of {{role, content}} objects is required")
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
             raise invalid(f"messages[{i}]: {m!r} is not allowed; an object with role and content")
@@ -47,8 +46,7 @@ def check_stream(body: dict) -> bool:
         raise invalid(f"n: {body['n']!r} is not allowed with stream: true; 1")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
-        raise invalid(f"stream_options: {options!r} is not allowed; an object such as "
-                      "{\"include_usage\": true}")
+        raise invalid(f'stream_options: {options!r} is not allowed; an object such as {{"include_usage": true}}')
     return True
 
 

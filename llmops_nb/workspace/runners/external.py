@@ -18,11 +18,11 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 
 from starlette.concurrency import run_in_threadpool
 
+from llmops_nb.protocol.streaming import chunk, parse_sse_lines
 from llmops_nb.workspace.apierror import ApiError, invalid, too_many, unavailable
 from llmops_nb.workspace.runners.base import Runner
-from llmops_nb.workspace.runners.streamers import post_stream, relay
-from llmops_nb.protocol.streaming import chunk, parse_sse_lines
 from llmops_nb.workspace.runners.plaintext import lookup
+from llmops_nb.workspace.runners.streamers import post_stream, relay
 
 OPENAI_BASE = "https://api.openai.com/v1"
 ANTHROPIC_BASE = "https://api.anthropic.com/v1"
@@ -37,8 +37,8 @@ def _key(plain: str | None, ref: str | None, home) -> str:
         return kept
     if not ref:
         raise invalid("external_model: no API key (a {{secrets/scope/key}} reference) is configured")
-    from llmops_nb.errors import LlmopsError
     from llmops_nb.config.secrets import resolve_secret
+    from llmops_nb.errors import LlmopsError
 
     try:
         return resolve_secret(ref, home)
@@ -58,8 +58,10 @@ class ExternalModelRunner(Runner):
     async def start(self) -> bool:
         provider = self.entity["external_model"].get("provider")
         if provider not in SUPPORTED:
-            self._failed(f"External model provider {provider!r} is not supported by the local "
-                         f"workspace; supported: {', '.join(SUPPORTED)}.")
+            self._failed(
+                f"External model provider {provider!r} is not supported by the local "
+                f"workspace; supported: {', '.join(SUPPORTED)}."
+            )
             return False
         self._ready(f"External model {self.entity['external_model'].get('name')} ({provider})")
         return True
@@ -70,8 +72,7 @@ class ExternalModelRunner(Runner):
         if provider == "anthropic":
             cfg = ext.get("anthropic_config") or {}
             key = _key(cfg.get("anthropic_api_key_plaintext"), cfg.get("anthropic_api_key"), home)
-            base = (cfg.get("anthropic_api_base") or os.environ.get("LLMOPS_ANTHROPIC_API_BASE")
-                    or ANTHROPIC_BASE).rstrip("/")
+            base = (cfg.get("anthropic_api_base") or os.environ.get("LLMOPS_ANTHROPIC_API_BASE") or ANTHROPIC_BASE).rstrip("/")
             headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
             return f"{base}/messages", headers, to_anthropic(ext["name"], body)
         if provider == "custom":
@@ -85,8 +86,10 @@ class ExternalModelRunner(Runner):
             cfg = ext.get("openai_config") or {}
             key = _key(cfg.get("openai_api_key_plaintext"), cfg.get("openai_api_key"), home)
             if cfg.get("openai_api_type") in ("azure", "azuread"):
-                url = (f"{cfg['openai_api_base'].rstrip('/')}/openai/deployments/"
-                       f"{cfg['openai_deployment_name']}/chat/completions?api-version={cfg['openai_api_version']}")
+                url = (
+                    f"{cfg['openai_api_base'].rstrip('/')}/openai/deployments/"
+                    f"{cfg['openai_deployment_name']}/chat/completions?api-version={cfg['openai_api_version']}"
+                )
                 return url, {"api-key": key}, dict(body)
             base = cfg.get("openai_api_base") or os.environ.get("LLMOPS_OPENAI_API_BASE") or OPENAI_BASE
             url = base.rstrip("/") + "/chat/completions"
@@ -104,11 +107,9 @@ class ExternalModelRunner(Runner):
             if self.entity["external_model"]["provider"] == "openai":  # usage in the last chunk
                 out["stream_options"] = {"include_usage": True}
         try:
-            r = await run_in_threadpool(post_stream if stream else _post, url, headers, out,
-                                        self.ctx.request_timeout)
+            r = await run_in_threadpool(post_stream if stream else _post, url, headers, out, self.ctx.request_timeout)
         except Exception as e:
-            raise unavailable(f"The external model provider of {self.name} did not answer: "
-                              f"{type(e).__name__}.", 2) from None
+            raise unavailable(f"The external model provider of {self.name} did not answer: {type(e).__name__}.", 2) from None
         if r.status_code >= 400:
             try:
                 text = r.text[:300].replace(secret, "***").replace(secret.split()[-1], "***")
@@ -119,8 +120,7 @@ class ExternalModelRunner(Runner):
                 raise too_many(msg, float(r.headers.get("Retry-After", 1)))
             if r.status_code >= 500:
                 raise unavailable(msg, 2)
-            raise ApiError(400, "INVALID_PARAMETER_VALUE" if r.status_code == 400 else
-                           "EXTERNAL_MODEL_ERROR", msg)
+            raise ApiError(400, "INVALID_PARAMETER_VALUE" if r.status_code == 400 else "EXTERNAL_MODEL_ERROR", msg)
         return r
 
     async def stream(self, body: dict) -> AsyncIterator[dict]:
@@ -144,9 +144,13 @@ class ExternalModelRunner(Runner):
 def to_anthropic(model: str, body: dict) -> dict:
     """An OpenAI chat body as an Anthropic messages body (system messages lifted out)."""
     system = "\n".join(str(m["content"]) for m in body["messages"] if m["role"] == "system")
-    out = {"model": model, "max_tokens": body.get("max_tokens") or 1024,
-           "messages": [{"role": m["role"], "content": m["content"]}
-                        for m in body["messages"] if m["role"] in ("user", "assistant")]}
+    out = {
+        "model": model,
+        "max_tokens": body.get("max_tokens") or 1024,
+        "messages": [
+            {"role": m["role"], "content": m["content"]} for m in body["messages"] if m["role"] in ("user", "assistant")
+        ],
+    }
     if system:
         out["system"] = system
     for k in ("temperature", "top_p"):
@@ -163,11 +167,20 @@ def from_anthropic(data: dict) -> dict:
     usage = data.get("usage") or {}
     p, c = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
     finish = FINISH
-    return {"id": data.get("id"), "object": "chat.completion", "created": int(time.time()),
-            "model": data.get("model"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": finish.get(data.get("stop_reason"), "stop")}],
-            "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}}
+    return {
+        "id": data.get("id"),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": data.get("model"),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish.get(data.get("stop_reason"), "stop"),
+            }
+        ],
+        "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
+    }
 
 
 FINISH = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop"}
@@ -209,8 +222,16 @@ def from_anthropic_events(events: Iterable[dict]) -> Iterator[dict]:
             break
         elif kind == "error":
             err = ev.get("error") or {}
-            raise ApiError(502, "EXTERNAL_MODEL_ERROR", "The external model provider's stream "
-                           f"failed: {err.get('type')}: {err.get('message')}")
-    yield chunk(cid, model, created, {}, finish_reason=finish,
-                usage={"prompt_tokens": prompt, "completion_tokens": completion,
-                       "total_tokens": prompt + completion})
+            raise ApiError(
+                502,
+                "EXTERNAL_MODEL_ERROR",
+                f"The external model provider's stream failed: {err.get('type')}: {err.get('message')}",
+            )
+    yield chunk(
+        cid,
+        model,
+        created,
+        {},
+        finish_reason=finish,
+        usage={"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+    )

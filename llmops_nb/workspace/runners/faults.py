@@ -19,16 +19,16 @@ class Faults:
     rate_429: float = 0.0
     rate_503: float = 0.0
     retry_after: float = 1.0
-    latency_ms: float | None = None      # None: the server's --fake-latency-ms
-    max_concurrency: int | None = None   # in-flight invocations beyond this -> 429
+    latency_ms: float | None = None  # None: the server's --fake-latency-ms
+    max_concurrency: int | None = None  # in-flight invocations beyond this -> 429
     fail_next_update: str | None = None  # served entity name whose next start fails
-    ready_seconds: float | None = None   # None: the server's --fake-ready-seconds
-    hang_seconds: float = 0.0            # extra wait before answering an invocation
+    ready_seconds: float | None = None  # None: the server's --fake-ready-seconds
+    hang_seconds: float = 0.0  # extra wait before answering an invocation
     routes: list[str] = field(default_factory=lambda: ["invocations"])
     seed: int = 0
 
     @classmethod
-    def from_body(cls, body: dict) -> "Faults":
+    def from_body(cls, body: dict) -> Faults:
         known = {f.name for f in fields(cls)}
         for key in body:
             if key not in known:
@@ -65,8 +65,7 @@ class FaultInjector:
         self.recorded.clear()
 
     def record(self, method: str, path: str, body: object, status: int | None = None) -> dict:
-        entry = {"time": time.time(), "method": method, "path": path, "body": body,
-                 "status": status}
+        entry = {"time": time.time(), "method": method, "path": path, "body": body, "status": status}
         self.recorded.append(entry)
         return entry
 
@@ -86,8 +85,7 @@ class FaultInjector:
         """Count an in-flight invocation; 429 beyond ``max_concurrency``."""
         limit = self.faults.max_concurrency
         if limit is not None and self.in_flight >= limit:
-            raise too_many(f"Injected fault: more than {limit} concurrent requests.",
-                           self.faults.retry_after)
+            raise too_many(f"Injected fault: more than {limit} concurrent requests.", self.faults.retry_after)
         self.in_flight += 1
 
     def leave(self) -> None:

@@ -67,7 +67,7 @@ def _replace(section: dict, where: str, prefix: str, found: dict[str, str]) -> d
             name = f"{prefix}.{_safe(field)}"
             found[name] = value
             del out[key]
-            out[field] = "{{secrets/%s/%s}}" % (SCOPE, name)
+            out[field] = f"{{{{secrets/{SCOPE}/{name}}}}}"
     return out
 
 
@@ -85,10 +85,10 @@ def store(home: Path, values: dict[str, str]) -> None:
 
 def lookup(home: Path, ref: str | None) -> str | None:
     """The value behind a reference this module made, else None."""
-    prefix = "{{secrets/%s/" % SCOPE
+    prefix = f"{{{{secrets/{SCOPE}/"
     if not ref or not ref.startswith(prefix) or home is None:
         return None
-    return _read(Path(home) / _FILE).get(ref[len(prefix):-2])
+    return _read(Path(home) / _FILE).get(ref[len(prefix) : -2])
 
 
 def _read(path: Path) -> dict[str, str]:
@@ -105,8 +105,10 @@ def masked(body: Any) -> Any:
     """``body`` with every ``*_plaintext`` value, and a secret put's ``string_value`` /
     ``bytes_value`` (``POST /api/2.0/secrets/put``), shown as ``***`` (for the fake's request record)."""
     if isinstance(body, dict):
-        return {k: "***" if (k.endswith("_plaintext") or k in _SECRET_VALUES) and v is not None else masked(v)
-                for k, v in body.items()}
+        return {
+            k: "***" if (k.endswith("_plaintext") or k in _SECRET_VALUES) and v is not None else masked(v)
+            for k, v in body.items()
+        }
     if isinstance(body, list):
         return [masked(v) for v in body]
     return body

@@ -24,7 +24,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from llmops_nb.protocol.streaming import DONE, HEADERS, MEDIA_TYPE, SCORING_STREAM_ROUTE as ROUTE, chunks_of, sse
+from llmops_nb.protocol.streaming import DONE, HEADERS, MEDIA_TYPE, chunks_of, sse
+from llmops_nb.protocol.streaming import SCORING_STREAM_ROUTE as ROUTE
 
 
 def _body_and_params(model, raw: bytes) -> tuple[dict, dict | None]:
@@ -79,8 +80,7 @@ def stream_app(model):  # noqa: ANN001, ANN201 - an ASGI app
         try:
             chunks = await run_in_threadpool(_Chunks, model, raw)
         except MlflowException as e:
-            await Response(e.serialize_as_json(), e.get_http_status_code(),
-                           media_type="application/json")(scope, receive, send)
+            await Response(e.serialize_as_json(), e.get_http_status_code(), media_type="application/json")(scope, receive, send)
             return
         except Exception as e:  # noqa: BLE001 - the model failed: a 500 with its reason
             body = json.dumps({"error_code": "INTERNAL_ERROR", "message": str(e)[:500]})
@@ -95,8 +95,7 @@ def stream_app(model):  # noqa: ANN001, ANN201 - an ASGI app
             finally:  # the end, or the client went away: the sequence leaves the batch now
                 chunks.close()
 
-        await StreamingResponse(events(), media_type=MEDIA_TYPE, headers=HEADERS)(
-            scope, receive, send)
+        await StreamingResponse(events(), media_type=MEDIA_TYPE, headers=HEADERS)(scope, receive, send)
 
     return app
 
@@ -109,8 +108,7 @@ def engine_stats(model) -> dict:  # noqa: ANN001
         engine = None
     if engine is None:
         return {}
-    return {"active": engine.active, "cancelled": engine.cancelled, "steps": engine.steps,
-            "max_running": engine.max_running}
+    return {"active": engine.active, "cancelled": engine.cancelled, "steps": engine.steps, "max_running": engine.max_running}
 
 
 def with_streaming(mlflow_app, model):  # noqa: ANN001, ANN201
@@ -123,8 +121,7 @@ def with_streaming(mlflow_app, model):  # noqa: ANN001, ANN201
         if scope["type"] == "http" and scope["path"] == ROUTE:
             await streaming(scope, receive, send)
         elif scope["type"] == "http" and scope["path"] == "/llmops/engine":
-            await Response(json.dumps(engine_stats(model)), media_type="application/json")(
-                scope, receive, send)
+            await Response(json.dumps(engine_stats(model)), media_type="application/json")(scope, receive, send)
         else:
             await mlflow_app(scope, receive, send)
 
@@ -132,8 +129,7 @@ def with_streaming(mlflow_app, model):  # noqa: ANN001, ANN201
 
 
 def _build():  # noqa: ANN202
-    model = scoring_server.load_model_with_mlflow_config(
-        os.environ[scoring_server._SERVER_MODEL_PATH])
+    model = scoring_server.load_model_with_mlflow_config(os.environ[scoring_server._SERVER_MODEL_PATH])
     return with_streaming(scoring_server.init(model), model)
 
 

@@ -18,9 +18,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 from starlette.concurrency import run_in_threadpool
 
+from llmops_nb.protocol.streaming import SCORING_STREAM_ROUTE, chunks_of, parse_sse_lines
 from llmops_nb.workspace.apierror import ApiError, invalid, unavailable
 from llmops_nb.workspace.runners.base import FakeRunner, Runner, ScoringServerRunner, _model_message, fake_answer
-from llmops_nb.protocol.streaming import SCORING_STREAM_ROUTE, chunks_of, parse_sse_lines
 
 
 async def open_stream(runner: Runner, body: dict) -> AsyncIterator[dict]:
@@ -30,8 +30,7 @@ async def open_stream(runner: Runner, body: dict) -> AsyncIterator[dict]:
         return await _fake(runner, body)
     if isinstance(runner, ScoringServerRunner):
         url = f"http://127.0.0.1:{runner.port}{SCORING_STREAM_ROUTE}"
-        response = await open_sse(url, {}, body, runner.ctx.request_timeout,
-                                  f"The scoring server of {runner.name}")
+        response = await open_sse(url, {}, body, runner.ctx.request_timeout, f"The scoring server of {runner.name}")
         return relay(response, lambda r: parse_sse_lines(r.iter_lines()))
     stream = getattr(runner, "stream", None)
     if stream is None:
@@ -58,8 +57,7 @@ def post_stream(url: str, headers: dict, body: dict, timeout: float):
     up to ``timeout`` between bytes."""
     import requests
 
-    return requests.post(url, headers=headers, json=body, stream=True,
-                         timeout=(10, timeout))
+    return requests.post(url, headers=headers, json=body, stream=True, timeout=(10, timeout))
 
 
 async def open_sse(url: str, headers: dict, body: dict, timeout: float, who: str):
@@ -80,10 +78,11 @@ async def open_sse(url: str, headers: dict, body: dict, timeout: float, who: str
             msg = data.get("message") or data.get("error") or text
         except ValueError:
             msg = text
-        raise ApiError(400 if r.status_code == 400 else r.status_code if r.status_code in
-                       (429, 503) else 500, "INVALID_PARAMETER_VALUE" if r.status_code == 400
-                       else "INTERNAL_ERROR", f"{who} answered HTTP {r.status_code}: "
-                       f"{_model_message(msg)}")
+        raise ApiError(
+            400 if r.status_code == 400 else r.status_code if r.status_code in (429, 503) else 500,
+            "INVALID_PARAMETER_VALUE" if r.status_code == 400 else "INTERNAL_ERROR",
+            f"{who} answered HTTP {r.status_code}: {_model_message(msg)}",
+        )
     return r
 
 
@@ -118,8 +117,7 @@ def relay(response, events: Callable[[object], Iterator[dict]]) -> AsyncIterator
 
     async def gen() -> AsyncIterator[dict]:
         queue: asyncio.Queue = asyncio.Queue()
-        threading.Thread(target=pump, args=(asyncio.get_running_loop(), queue),
-                         name="llmops-relay", daemon=True).start()
+        threading.Thread(target=pump, args=(asyncio.get_running_loop(), queue), name="llmops-relay", daemon=True).start()
         try:
             while True:
                 kind, item = await queue.get()

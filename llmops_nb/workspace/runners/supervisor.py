@@ -18,16 +18,18 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 
 class ExitWatch:
     """Call ``on_exit(proc, returncode, exited_at)`` on ``loop`` as soon as ``proc`` exits."""
 
-    def __init__(self, proc: subprocess.Popen, loop: asyncio.AbstractEventLoop,
-                 on_exit: Callable[[subprocess.Popen, int, float], None]) -> None:
+    def __init__(
+        self, proc: subprocess.Popen, loop: asyncio.AbstractEventLoop, on_exit: Callable[[subprocess.Popen, int, float], None]
+    ) -> None:
         self.proc, self.loop, self.on_exit = proc, loop, on_exit
         self.exited = threading.Event()
         self.exited_at: float | None = None
@@ -118,14 +120,18 @@ class StartTimes:
 
     def phases(self) -> dict[str, float | None]:
         """Seconds spent in each phase (None where a timestamp is missing)."""
+
         def span(a: float | None, b: float | None) -> float | None:
             return round(b - a, 3) if a is not None and b is not None else None
-        return {"cleanup_s": span(self.exited_at, self.spawned_at),
-                "artifacts_s": span(self.spawned_at, self.launched_at),
-                "process_start_s": span(self.spawned_at, self.imported_at),
-                "model_load_s": span(self.imported_at, self.loaded_at),
-                "bind_s": span(self.loaded_at, self.ready_at),
-                "start_s": span(self.spawned_at, self.ready_at)}
+
+        return {
+            "cleanup_s": span(self.exited_at, self.spawned_at),
+            "artifacts_s": span(self.spawned_at, self.launched_at),
+            "process_start_s": span(self.spawned_at, self.imported_at),
+            "model_load_s": span(self.imported_at, self.loaded_at),
+            "bind_s": span(self.loaded_at, self.ready_at),
+            "start_s": span(self.spawned_at, self.ready_at),
+        }
 
     def append_to(self, path: Path) -> None:
         with path.open("a", encoding="utf-8") as f:

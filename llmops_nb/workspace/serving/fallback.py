@@ -49,8 +49,9 @@ def falls_back(error: ApiError, runner: Any) -> bool:
     return external and (error.status == 429 or error.status >= 500)
 
 
-async def call(runners: dict[str, Any], rec: dict, first: str, tried: list[str],
-               attempt: Callable[[Any], Awaitable[T]]) -> tuple[T, str]:
+async def call(
+    runners: dict[str, Any], rec: dict, first: str, tried: list[str], attempt: Callable[[Any], Awaitable[T]]
+) -> tuple[T, str]:
     """(what ``attempt(runner)`` returned, entity that answered): ``first``, then its fallbacks;
     each name tried goes into ``tried`` (its last one is the entity of the error when every
     attempt fails)."""
@@ -66,7 +67,6 @@ async def call(runners: dict[str, Any], rec: dict, first: str, tried: list[str],
     raise AssertionError("unreachable: order() always names the first entity")
 
 
-async def invoke(runners: dict[str, Any], rec: dict, first: str, body: dict,
-                 tried: list[str]) -> tuple[dict, str]:
+async def invoke(runners: dict[str, Any], rec: dict, first: str, body: dict, tried: list[str]) -> tuple[dict, str]:
     """A plain call through :func:`call`."""
     return await call(runners, rec, first, tried, lambda runner: runner.invoke(body))

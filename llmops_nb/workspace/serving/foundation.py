@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 
 FOUNDATION_ENDPOINT = "databricks-smollm2-135m-instruct"
-FOUNDATION_MODEL = {"name": FOUNDATION_ENDPOINT, "display_name": "SmolLM2 135M Instruct",
-                    "description": "SmolLM2-135M-Instruct (GGUF, llama.cpp) served locally.",
-                    "docs": "https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct"}
+FOUNDATION_MODEL = {
+    "name": FOUNDATION_ENDPOINT,
+    "display_name": "SmolLM2 135M Instruct",
+    "description": "SmolLM2-135M-Instruct (GGUF, llama.cpp) served locally.",
+    "docs": "https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct",
+}
 CANDIDATE_MODELS = ("smollm2-135m-instruct", "smollm2", "SmolLM2-135M-Instruct")
 
 
@@ -28,8 +31,7 @@ def find_registered_model(tracking_uri: str | None) -> str | None:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    names = [os.environ["LLMOPS_FOUNDATION_MODEL"]] if os.environ.get("LLMOPS_FOUNDATION_MODEL") \
-        else list(CANDIDATE_MODELS)
+    names = [os.environ["LLMOPS_FOUNDATION_MODEL"]] if os.environ.get("LLMOPS_FOUNDATION_MODEL") else list(CANDIDATE_MODELS)
     for name in names:
         try:
             versions = client.search_model_versions(f"name='{name}'")

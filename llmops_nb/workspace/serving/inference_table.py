@@ -49,8 +49,7 @@ _SECRET_KEY = re.compile(r'"[^"\\]*(?:' + "|".join(_SECRET_PARTS) + r')[^"\\]*"\
 def scrub(value: Any) -> Any:
     """``value`` with every field whose name says it holds a credential replaced by ``***``."""
     if isinstance(value, dict):
-        return {k: MASK if _is_secret_name(k) and v not in (None, "") else scrub(v)
-                for k, v in value.items()}
+        return {k: MASK if _is_secret_name(k) and v not in (None, "") else scrub(v) for k, v in value.items()}
     if isinstance(value, list):
         return [scrub(v) for v in value]
     return value
@@ -80,14 +79,14 @@ _facts: dict[tuple, dict] = {}
 
 
 def _entity_facts(rec: dict, entity: str) -> dict:
-    found = next((e for e in (rec.get("config") or {}).get("served_entities") or []
-                  if e.get("name") == entity), {})
+    found = next((e for e in (rec.get("config") or {}).get("served_entities") or [] if e.get("name") == entity), {})
     ext = found.get("external_model") or {}
-    what = [rec.get("id"), entity, found.get("entity_name"), found.get("entity_version"),
-            ext.get("provider"), ext.get("name")]
-    return {"id": hashlib.md5(json.dumps(what).encode(), usedforsecurity=False).hexdigest(),
-            "model_name": found.get("entity_name") or ext.get("name"),
-            "model_version": found.get("entity_version")}
+    what = [rec.get("id"), entity, found.get("entity_name"), found.get("entity_version"), ext.get("provider"), ext.get("name")]
+    return {
+        "id": hashlib.md5(json.dumps(what).encode(), usedforsecurity=False).hexdigest(),
+        "model_name": found.get("entity_name") or ext.get("name"),
+        "model_version": found.get("entity_version"),
+    }
 
 
 def _payload(value: Any, code: str, errors: list[str]) -> str | None:
@@ -107,30 +106,50 @@ def build_row(kind: str, endpoint: str, item: dict) -> dict:
     errors: list[str] = []
     request = _payload(item["request"], "MAX_REQUEST_SIZE_EXCEEDED", errors)
     response = _payload(item["response"], "MAX_RESPONSE_SIZE_EXCEEDED", errors)
-    when = dt.datetime.fromtimestamp(item["ts"], dt.timezone.utc)
+    when = dt.datetime.fromtimestamp(item["ts"], dt.UTC)
     facts = item["entity"]
-    common = {"databricks_request_id": item["request_id"],
-              "client_request_id": item["client_request_id"], "status_code": item["status"],
-              "sampling_fraction": 1.0, "request": request, "response": response}
+    common = {
+        "databricks_request_id": item["request_id"],
+        "client_request_id": item["client_request_id"],
+        "status_code": item["status"],
+        "sampling_fraction": 1.0,
+        "request": request,
+        "response": response,
+    }
     if kind == pt.GATEWAY:
-        return {**common, "request_date": when.date(), "request_time": when,
-                "execution_duration_ms": item["duration_ms"], "logging_error_codes": errors,
-                "served_entity_id": facts["id"], "requester": item["requester"]}
-    meta = {"endpoint_name": endpoint, "model_name": facts["model_name"],
-            "model_version": facts["model_version"]}
-    return {**common, "date": when.date(), "timestamp_ms": int(item["ts"] * 1000),
-            "execution_time_ms": item["duration_ms"],
-            "request_metadata": [(k, str(v)) for k, v in meta.items() if v is not None]}
+        return {
+            **common,
+            "request_date": when.date(),
+            "request_time": when,
+            "execution_duration_ms": item["duration_ms"],
+            "logging_error_codes": errors,
+            "served_entity_id": facts["id"],
+            "requester": item["requester"],
+        }
+    meta = {"endpoint_name": endpoint, "model_name": facts["model_name"], "model_version": facts["model_version"]}
+    return {
+        **common,
+        "date": when.date(),
+        "timestamp_ms": int(item["ts"] * 1000),
+        "execution_time_ms": item["duration_ms"],
+        "request_metadata": [(k, str(v)) for k, v in meta.items() if v is not None],
+    }
 
 
 def arrow_schema(kind: str):
     """The Arrow schema of a table of ``kind`` (Delta types of payload_table.COLUMNS)."""
     import pyarrow as pa
 
-    types = {"STRING": pa.string(), "DATE": pa.date32(), "TIMESTAMP": pa.timestamp("us", tz="UTC"),
-             "INT": pa.int32(), "DOUBLE": pa.float64(), "BIGINT": pa.int64(),
-             "ARRAY<STRING>": pa.list_(pa.string()),
-             "MAP<STRING,STRING>": pa.map_(pa.string(), pa.string())}
+    types = {
+        "STRING": pa.string(),
+        "DATE": pa.date32(),
+        "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+        "INT": pa.int32(),
+        "DOUBLE": pa.float64(),
+        "BIGINT": pa.int64(),
+        "ARRAY<STRING>": pa.list_(pa.string()),
+        "MAP<STRING,STRING>": pa.map_(pa.string(), pa.string()),
+    }
     return pa.schema([(name, types[t]) for name, t in pt.COLUMNS[kind].items()])
 
 
@@ -189,14 +208,15 @@ class PayloadWriter:
 
             path = pt.local_path(self.home, name)
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            write_deltalake(str(path), pa.Table.from_pylist(rows, schema=arrow_schema(kind)),
-                            mode="append")
+            write_deltalake(str(path), pa.Table.from_pylist(rows, schema=arrow_schema(kind)), mode="append")
         except Exception as e:  # noqa: BLE001 - logging must never fail an invocation
             if name not in self.failed:
                 self.failed.add(name)
-                print(f"WARNING inference table {name}: rows not written "
-                      f"({type(e).__name__}: {str(e).splitlines()[0][:200]})",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"WARNING inference table {name}: rows not written ({type(e).__name__}: {str(e).splitlines()[0][:200]})",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def close(self) -> None:
         """Flush what is queued and stop the thread."""
@@ -230,9 +250,19 @@ def close_all() -> None:
         w.close()
 
 
-def log_invocation(home: Path, endpoint: str, rec: dict, *, entity: str | None, status: int,
-                   duration_ms: float, request: Any, response: Any, requester: str | None,
-                   started: float | None = None) -> None:
+def log_invocation(
+    home: Path,
+    endpoint: str,
+    rec: dict,
+    *,
+    entity: str | None,
+    status: int,
+    duration_ms: float,
+    request: Any,
+    response: Any,
+    requester: str | None,
+    started: float | None = None,
+) -> None:
     """Queue one finished invocation for the endpoint's enabled inference tables, if any.
 
     ``response`` is the answer (a streamed one assembled into its ``chat.completion``) or the
@@ -242,8 +272,18 @@ def log_invocation(home: Path, endpoint: str, rec: dict, *, entity: str | None, 
     if not tables:
         return
     client_id = request.get("client_request_id") if isinstance(request, dict) else None
-    writer(home).add(endpoint, tables, {
-        "request_id": str(uuid.uuid4()), "client_request_id": client_id,
-        "ts": started if started is not None else time.time() - duration_ms / 1000,
-        "status": int(status), "duration_ms": int(round(duration_ms)), "request": request,
-        "response": response, "entity": entity_facts(rec, entity), "requester": requester})
+    writer(home).add(
+        endpoint,
+        tables,
+        {
+            "request_id": str(uuid.uuid4()),
+            "client_request_id": client_id,
+            "ts": started if started is not None else time.time() - duration_ms / 1000,
+            "status": int(status),
+            "duration_ms": round(duration_ms),
+            "request": request,
+            "response": response,
+            "entity": entity_facts(rec, entity),
+            "requester": requester,
+        },
+    )

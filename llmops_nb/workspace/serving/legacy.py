@@ -28,14 +28,12 @@ def to_entities(config: Any) -> tuple[Any, bool]:
     if legacy:
         models = config.pop("served_models")
         if config.get("served_entities"):
-            raise invalid("config.served_models: not allowed with served_entities; give one of "
-                          "the two (served_models is the legacy form)")
+            raise invalid(
+                "config.served_models: not allowed with served_entities; give one of the two (served_models is the legacy form)"
+            )
         if not isinstance(models, list):
-            raise invalid(f"config.served_models: {type(models).__name__} is not allowed; a "
-                          "list of served models")
-        config["served_entities"] = [
-            {_RENAMED.get(k, k): v for k, v in m.items()} if isinstance(m, dict) else m
-            for m in models]
+            raise invalid(f"config.served_models: {type(models).__name__} is not allowed; a list of served models")
+        config["served_entities"] = [{_RENAMED.get(k, k): v for k, v in m.items()} if isinstance(m, dict) else m for m in models]
     traffic = config.get("traffic_config")
     if isinstance(traffic, dict) and isinstance(traffic.get("routes"), list):
         routes = []
@@ -60,8 +58,7 @@ def legacy_message(message: str) -> str:
 def served_models_view(entities: list[dict]) -> list[dict]:
     """``ServedModelOutput`` items of stored (and viewed) served entities."""
     back = {v: k for k, v in _RENAMED.items()}
-    return [{back.get(k, k): v for k, v in e.items() if k != "external_model"}
-            for e in entities if not e.get("external_model")]
+    return [{back.get(k, k): v for k, v in e.items() if k != "external_model"} for e in entities if not e.get("external_model")]
 
 
 def routes_view(routes: list[dict]) -> list[dict]:

@@ -12,25 +12,24 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-from llmops_nb.workspace.serving import fallback
+from llmops_nb.protocol.streaming import assemble
 from llmops_nb.workspace.apierror import ApiError, conflict, invalid, not_found, unavailable
-from llmops_nb.workspace.runners.chat import prompt_tokens
 from llmops_nb.workspace.runners.base import READY, FakeRunner, Runner, RunnerContext, ScoringServerRunner, entity_signature
+from llmops_nb.workspace.runners.chat import prompt_tokens
 from llmops_nb.workspace.runners.external import ExternalModelRunner
+from llmops_nb.workspace.runners.streamers import open_stream
+from llmops_nb.workspace.serving import fallback
 from llmops_nb.workspace.serving.foundation import FOUNDATION_ENDPOINT, find_registered_model, foundation_entity
 from llmops_nb.workspace.serving.ratelimit import RateLimiter
 from llmops_nb.workspace.serving.routing import SmoothWeightedRoundRobin, weights_for
-from llmops_nb.workspace.store import EndpointStore
-from llmops_nb.workspace.runners.streamers import open_stream
-from llmops_nb.protocol.streaming import assemble
 from llmops_nb.workspace.serving.usage import invocation_done
-from llmops_nb.workspace.serving.views import endpoint_view, foundation_view
 from llmops_nb.workspace.serving.validation import check_not_system
+from llmops_nb.workspace.serving.views import endpoint_view, foundation_view
+from llmops_nb.workspace.store import EndpointStore
 
 SYSTEM = {FOUNDATION_ENDPOINT}
 #: Top-level create fields kept on the record (``rate_limits``, deprecated, is kept but not shown).
-STORED_TOP_LEVEL = ("description", "budget_policy_id", "email_notifications", "route_optimized",
-                    "rate_limits")
+STORED_TOP_LEVEL = ("description", "budget_policy_id", "email_notifications", "route_optimized", "rate_limits")
 
 
 def _now_ms() -> int:
@@ -74,8 +73,7 @@ class Manager:
 
     async def _restore(self, name: str, rec: dict) -> None:
         if rec.get("config"):
-            runners = {e["name"]: self.make_runner(name, e)
-                       for e in rec["config"]["served_entities"]}
+            runners = {e["name"]: self.make_runner(name, e) for e in rec["config"]["served_entities"]}
             self.active[name] = runners
             self.routers[name] = SmoothWeightedRoundRobin(weights_for(rec["config"]))
             await asyncio.gather(*(r.start() for r in runners.values()))
@@ -85,8 +83,7 @@ class Manager:
     async def shutdown(self) -> None:
         for task in list(self.tasks):
             task.cancel()
-        runners = [r for group in (*self.active.values(), *self.pending.values())
-                   for r in group.values()]
+        runners = [r for group in (*self.active.values(), *self.pending.values()) for r in group.values()]
         if self.foundation:
             runners.append(self.foundation)
         await asyncio.gather(*(r.stop() for r in runners), return_exceptions=True)
@@ -101,8 +98,7 @@ class Manager:
         return endpoint_view(rec, self.active.get(name, {}), self.pending.get(name, {}), host)
 
     def list(self, host: str) -> list[dict]:
-        return [foundation_view(host, self.started_ms)] + [
-            self.view(n, host) for n in sorted(self.store.records)]
+        return [foundation_view(host, self.started_ms)] + [self.view(n, host) for n in sorted(self.store.records)]
 
     def runner_for_logs(self, name: str, entity: str) -> Runner:
         self.view(name, "")  # 404 for unknown endpoints
@@ -128,15 +124,21 @@ class Manager:
         async with self.lock:
             if name in SYSTEM or self.store.get(name) is not None:
                 # 409, as the Databricks CLI's test server (libs/testserver/serving_endpoints.go)
-                raise ApiError(409, "RESOURCE_ALREADY_EXISTS",
-                               f"Serving endpoint with name {name} already exists")
+                raise ApiError(409, "RESOURCE_ALREADY_EXISTS", f"Serving endpoint with name {name} already exists")
             await self._check_registry(body["config"])
             now = _now_ms()
-            rec = {"name": name, "id": uuid.uuid4().hex, "creator": creator,
-                   "creation_timestamp": now, "last_updated_timestamp": now,
-                   "config": None, "config_update": "IN_PROGRESS",
-                   "pending_config": {**body["config"], "config_version": 1, "start_time": now},
-                   "tags": body.get("tags") or [], "ai_gateway": body.get("ai_gateway")}
+            rec = {
+                "name": name,
+                "id": uuid.uuid4().hex,
+                "creator": creator,
+                "creation_timestamp": now,
+                "last_updated_timestamp": now,
+                "config": None,
+                "config_update": "IN_PROGRESS",
+                "pending_config": {**body["config"], "config_version": 1, "start_time": now},
+                "tags": body.get("tags") or [],
+                "ai_gateway": body.get("ai_gateway"),
+            }
             for key in STORED_TOP_LEVEL:
                 if body.get(key) is not None:
                     rec[key] = body[key]
@@ -149,13 +151,18 @@ class Manager:
         async with self.lock:
             rec = self._get(name)
             if rec["config_update"] == "IN_PROGRESS":
-                raise conflict(f"Endpoint '{name}' is currently being updated; wait until "
-                               "config_update is NOT_UPDATING before updating it again.")
+                raise conflict(
+                    f"Endpoint '{name}' is currently being updated; wait until "
+                    "config_update is NOT_UPDATING before updating it again."
+                )
             await self._check_registry(config)
             version = (rec["config"] or {}).get("config_version", 0) + 1
             now = _now_ms()
-            rec.update(pending_config={**config, "config_version": version, "start_time": now},
-                       config_update="IN_PROGRESS", last_updated_timestamp=now)
+            rec.update(
+                pending_config={**config, "config_version": version, "start_time": now},
+                config_update="IN_PROGRESS",
+                last_updated_timestamp=now,
+            )
             rec.pop("pending_states", None)
             self.store.put(rec)
         self._spawn(self._deploy(name))
@@ -167,8 +174,7 @@ class Manager:
 
         for e in config["served_entities"]:
             if e.get("entity_name"):
-                await run_in_threadpool(_check_model_version, self.ctx.tracking_uri,
-                                        e["entity_name"], e["entity_version"])
+                await run_in_threadpool(_check_model_version, self.ctx.tracking_uri, e["entity_name"], e["entity_version"])
 
     async def _deploy(self, name: str) -> None:
         rec = self.store.get(name)
@@ -195,9 +201,8 @@ class Manager:
             if rec is None or rec.get("pending_config") is not pending:
                 to_stop = started  # deleted (or superseded) meanwhile
             elif ok:
-                config = {k: v for k, v in pending.items()}
-                rec.update(config=config, pending_config=None, config_update="NOT_UPDATING",
-                           last_updated_timestamp=_now_ms())
+                config = dict(pending.items())
+                rec.update(config=config, pending_config=None, config_update="NOT_UPDATING", last_updated_timestamp=_now_ms())
                 reused = set(map(id, runners.values()))
                 to_stop = [r for r in current.values() if id(r) not in reused]
                 self.active[name] = runners
@@ -241,8 +246,7 @@ class Manager:
                 tags.pop(key, None)
             for t in add:
                 tags[t["key"]] = t.get("value")
-            rec["tags"] = [{"key": k, "value": v} if v is not None else {"key": k}
-                           for k, v in tags.items()]
+            rec["tags"] = [{"key": k, "value": v} if v is not None else {"key": k} for k, v in tags.items()]
             self.store.put(rec)
             return rec["tags"]
 
@@ -280,21 +284,28 @@ class Manager:
         finally:
             usage = answer.get("usage") if isinstance(answer, dict) else None
             if answer is not None:
-                self.limiter.add_tokens(name, rec.get("ai_gateway"), user,
-                                        _total_tokens(usage, body))
-            invocation_done(self.ctx.home, name, rec, entity, status,
-                            (time.perf_counter() - started) * 1000, body,
-                            answer if answer is not None else failure, user)
+                self.limiter.add_tokens(name, rec.get("ai_gateway"), user, _total_tokens(usage, body))
+            invocation_done(
+                self.ctx.home,
+                name,
+                rec,
+                entity,
+                status,
+                (time.perf_counter() - started) * 1000,
+                body,
+                answer if answer is not None else failure,
+                user,
+            )
 
     def _route(self, name: str, user: str) -> tuple[dict, str, Runner]:
         """The record, entity name and runner that answer a call of ``user`` (rate limits first)."""
         rec = self._get(name)
         if not rec.get("config"):
             if rec["config_update"] == "IN_PROGRESS":
-                raise unavailable(f"Endpoint '{name}' is not ready yet: its first config is "
-                                  "being deployed.", 2)
-            raise invalid(f"Endpoint '{name}' has no served config: its creation failed "
-                          "(see the served entities' state and build logs).")
+                raise unavailable(f"Endpoint '{name}' is not ready yet: its first config is being deployed.", 2)
+            raise invalid(
+                f"Endpoint '{name}' has no served config: its creation failed (see the served entities' state and build logs)."
+            )
         self.limiter.check(name, rec.get("ai_gateway"), user)
         entity = self.routers[name].pick()
         return rec, entity, self.active[name][entity]
@@ -309,11 +320,11 @@ class Manager:
         started = time.perf_counter()
         tried = [entity]
         try:  # fallbacks apply until the first chunk, as for plain calls
-            chunks, entity = await fallback.call(self.active[name], rec, entity, tried,
-                                                 lambda runner: open_stream(runner, body))
+            chunks, entity = await fallback.call(self.active[name], rec, entity, tried, lambda runner: open_stream(runner, body))
         except ApiError as e:
-            invocation_done(self.ctx.home, name, rec, tried[-1], e.status,
-                            (time.perf_counter() - started) * 1000, body, e.body(), user)
+            invocation_done(
+                self.ctx.home, name, rec, tried[-1], e.status, (time.perf_counter() - started) * 1000, body, e.body(), user
+            )
             raise
 
         async def metered() -> AsyncIterator[dict]:
@@ -324,10 +335,8 @@ class Manager:
                     yield c
             finally:
                 answer = assemble(seen)  # what the inference table logs of a stream
-                self.limiter.add_tokens(name, rec.get("ai_gateway"), user,
-                                        _total_tokens(answer.get("usage"), body))
-                invocation_done(self.ctx.home, name, rec, entity, 200,
-                                (time.perf_counter() - started) * 1000, body, answer, user)
+                self.limiter.add_tokens(name, rec.get("ai_gateway"), user, _total_tokens(answer.get("usage"), body))
+                invocation_done(self.ctx.home, name, rec, entity, 200, (time.perf_counter() - started) * 1000, body, answer, user)
 
         return metered(), entity
 
@@ -346,14 +355,18 @@ class Manager:
 
                 uri = await run_in_threadpool(find_registered_model, self.ctx.tracking_uri)
                 if uri is None:
-                    raise not_found(f"{FOUNDATION_ENDPOINT}: no SmolLM2 model is registered in "
-                                    "the local registry; register it first (llmops-nb register).")
-                self.foundation = ScoringServerRunner(FOUNDATION_ENDPOINT, foundation_entity(),
-                                                      self.ctx, model_uri=uri)
-                self.foundation_task = asyncio.get_running_loop().create_task(
-                    self.foundation.start())
-        if self.foundation_task is not None and self.foundation_task.done() \
-                and self.foundation.state != READY and not self.foundation_task.result():
+                    raise not_found(
+                        f"{FOUNDATION_ENDPOINT}: no SmolLM2 model is registered in "
+                        "the local registry; register it first (llmops-nb register)."
+                    )
+                self.foundation = ScoringServerRunner(FOUNDATION_ENDPOINT, foundation_entity(), self.ctx, model_uri=uri)
+                self.foundation_task = asyncio.get_running_loop().create_task(self.foundation.start())
+        if (
+            self.foundation_task is not None
+            and self.foundation_task.done()
+            and self.foundation.state != READY
+            and not self.foundation_task.result()
+        ):
             self.foundation, self.foundation_task = None, None  # retry the start next time
             raise unavailable(f"{FOUNDATION_ENDPOINT} failed to start; retrying.", 5)
         if self.foundation.state != READY:
@@ -377,5 +390,4 @@ def _check_model_version(tracking_uri: str | None, name: str, version: str) -> N
     try:
         client.get_model_version(name, version)
     except MlflowException:
-        raise not_found(f"Model version {version} of registered model '{name}' does not exist "
-                        "in the registry.") from None
+        raise not_found(f"Model version {version} of registered model '{name}' does not exist in the registry.") from None

@@ -68,16 +68,17 @@ class RateLimiter:
             if calls is not None:
                 window = self._window(self.calls, bucket, period, now)
                 if len(window) >= int(calls):
-                    raise too_many(f"Exceeded the rate limit of {calls} calls {what}.",
-                                   window[0][0] + period - now)
+                    raise too_many(f"Exceeded the rate limit of {calls} calls {what}.", window[0][0] + period - now)
                 hits.append(window)
             tokens = limit.get("tokens")
             if tokens is not None:
                 window = self._window(self.tokens, bucket, period, now)
                 used = sum(n for _, n in window)
                 if used >= int(tokens):
-                    raise too_many(f"Exceeded the rate limit of {tokens} tokens {what}.",
-                                   _free_at(window, used - int(tokens) + 1) + period - now)
+                    raise too_many(
+                        f"Exceeded the rate limit of {tokens} tokens {what}.",
+                        _free_at(window, used - int(tokens) + 1) + period - now,
+                    )
         for window in hits:
             window.append((now, 1))
 

@@ -11,7 +11,7 @@ class SmoothWeightedRoundRobin:
 
     def __init__(self, weights: dict[str, int]) -> None:
         self.weights = {k: int(w) for k, w in weights.items() if int(w) > 0}
-        self.current = {k: 0 for k in self.weights}
+        self.current = dict.fromkeys(self.weights, 0)
 
     def pick(self) -> str:
         if not self.weights:
@@ -30,4 +30,4 @@ def weights_for(config: dict) -> dict[str, int]:
     if routes:
         return {r["served_entity_name"]: int(r["traffic_percentage"]) for r in routes}
     names = [e["name"] for e in config.get("served_entities", [])]
-    return {n: 1 for n in names}
+    return dict.fromkeys(names, 1)

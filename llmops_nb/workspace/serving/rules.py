@@ -35,10 +35,12 @@ def check_same_kind(name: str, current: dict | None, new: dict) -> None:
     for i, e in enumerate(new.get("served_entities") or []):
         kind = entity_kind(e)
         if kind not in old:
-            raise invalid(f"config.served_entities[{i}]: a {kind} is not allowed on endpoint "
-                          f"{name}, which serves {' and '.join(sorted(old))}s; an endpoint "
-                          "cannot switch between registered and external models (delete it "
-                          "and create it again)")
+            raise invalid(
+                f"config.served_entities[{i}]: a {kind} is not allowed on endpoint "
+                f"{name}, which serves {' and '.join(sorted(old))}s; an endpoint "
+                "cannot switch between registered and external models (delete it "
+                "and create it again)"
+            )
 
 
 def check_table_location(field: str, current: dict | None, new: dict | None) -> None:
@@ -47,9 +49,11 @@ def check_table_location(field: str, current: dict | None, new: dict | None) -> 
         return
     for key in LOCATION:
         if new.get(key) != current.get(key):
-            raise invalid(f"{field}.{key}: {new.get(key)!r} is not allowed while the inference "
-                          f"table is enabled at {current.get(key)!r}; disable it first "
-                          "(enabled: false), then set the new location")
+            raise invalid(
+                f"{field}.{key}: {new.get(key)!r} is not allowed while the inference "
+                f"table is enabled at {current.get(key)!r}; disable it first "
+                "(enabled: false), then set the new location"
+            )
 
 
 def current_config(rec: dict) -> dict | None:

@@ -20,8 +20,17 @@ from llmops_nb.workspace.serving.inference_table import log_invocation
 _lock = threading.Lock()
 
 
-def invocation_done(home: Path, endpoint: str, rec: dict, entity: str | None, status: int,
-                    latency_ms: float, request: Any, response: Any, requester: str | None) -> None:
+def invocation_done(
+    home: Path,
+    endpoint: str,
+    rec: dict,
+    entity: str | None,
+    status: int,
+    latency_ms: float,
+    request: Any,
+    response: Any,
+    requester: str | None,
+) -> None:
     """Record one finished invocation of ``endpoint`` (its stored record ``rec``).
 
     ``entity`` is the served entity that answered (after fallbacks), ``response`` the answer --
@@ -31,12 +40,22 @@ def invocation_done(home: Path, endpoint: str, rec: dict, entity: str | None, st
     if (((rec.get("ai_gateway") or {}).get("usage_tracking_config")) or {}).get("enabled"):
         usage = response.get("usage") if isinstance(response, dict) else None
         record_usage(home, endpoint, entity, status, latency_ms, usage)
-    log_invocation(home, endpoint, rec, entity=entity, status=status, duration_ms=latency_ms,
-                   request=request, response=response, requester=requester)
+    log_invocation(
+        home,
+        endpoint,
+        rec,
+        entity=entity,
+        status=status,
+        duration_ms=latency_ms,
+        request=request,
+        response=response,
+        requester=requester,
+    )
 
 
-def record_usage(home: Path, endpoint: str, served_entity: str | None, status: int,
-                 latency_ms: float, usage: dict | None) -> None:
+def record_usage(
+    home: Path, endpoint: str, served_entity: str | None, status: int, latency_ms: float, usage: dict | None
+) -> None:
     usage = usage or {}
     line = {
         "timestamp": time.time(),

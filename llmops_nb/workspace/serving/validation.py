@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmops_nb.workspace.serving import legacy
-from llmops_nb.workspace.serving import rules
 from llmops_nb.workspace.apierror import ApiError, invalid
+from llmops_nb.workspace.serving import legacy, rules
 
-AI_GATEWAY_FIELDS = ("rate_limits", "usage_tracking_config", "inference_table_config",
-                     "guardrails", "fallback_config")
+AI_GATEWAY_FIELDS = ("rate_limits", "usage_tracking_config", "inference_table_config", "guardrails", "fallback_config")
 
 
 def _parse(body: Any, was_legacy: bool = False):
@@ -66,9 +64,9 @@ def validate_update(name: str, body: Any, current: dict) -> dict:
     config = validate_create(full)["config"]
     old = rules.current_config(current)
     rules.check_same_kind(name, old, config)
-    rules.check_table_location("config.auto_capture_config",
-                               (old or {}).get("auto_capture_config"),
-                               config.get("auto_capture_config"))
+    rules.check_table_location(
+        "config.auto_capture_config", (old or {}).get("auto_capture_config"), config.get("auto_capture_config")
+    )
     return config
 
 
@@ -80,28 +78,37 @@ def validate_ai_gateway(name: str, body: Any, current: dict) -> dict:
     if not isinstance(body, dict):
         raise invalid("request body: must be a JSON object")
     config = rules.current_config(current) or {}
-    full = {"name": name, "ai_gateway": body,
-            "config": {k: config[k] for k in ("served_entities", "traffic_config") if k in config}}
+    full = {
+        "name": name,
+        "ai_gateway": body,
+        "config": {k: config[k] for k in ("served_entities", "traffic_config") if k in config},
+    }
     gateway = validate_create(full).get("ai_gateway") or {}
-    rules.check_table_location("ai_gateway.inference_table_config",
-                               (current.get("ai_gateway") or {}).get("inference_table_config"),
-                               gateway.get("inference_table_config"))
+    rules.check_table_location(
+        "ai_gateway.inference_table_config",
+        (current.get("ai_gateway") or {}).get("inference_table_config"),
+        gateway.get("inference_table_config"),
+    )
     return gateway
 
 
 def validate_notifications(name: str, body: Any, current: dict) -> dict | None:
     """Check a ``PATCH .../notifications`` body; return its ``email_notifications`` (or None)."""
     if not isinstance(body, dict) or set(body) - {"name", "email_notifications"}:
-        raise invalid("request body: an object with email_notifications "
-                      "{on_update_failure, on_update_success}")
+        raise invalid("request body: an object with email_notifications {on_update_failure, on_update_success}")
     config = rules.current_config(current) or {}
-    full = {"name": name, "email_notifications": body.get("email_notifications"),
-            "config": {k: config[k] for k in ("served_entities", "traffic_config") if k in config}}
+    full = {
+        "name": name,
+        "email_notifications": body.get("email_notifications"),
+        "config": {k: config[k] for k in ("served_entities", "traffic_config") if k in config},
+    }
     return validate_create(full).get("email_notifications")
 
 
 def check_not_system(name: str, system_names: set[str], action: str) -> None:
     if name in system_names:
-        raise ApiError(400, "INVALID_PARAMETER_VALUE",
-                       f"Endpoint {name} is a system (pay-per-token foundation model) endpoint "
-                       f"and cannot be {action}.")
+        raise ApiError(
+            400,
+            "INVALID_PARAMETER_VALUE",
+            f"Endpoint {name} is a system (pay-per-token foundation model) endpoint and cannot be {action}.",
+        )

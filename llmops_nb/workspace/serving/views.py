@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from llmops_nb.workspace.serving import legacy
 from llmops_nb.workspace.runners.base import CREATING, READY, Runner
+from llmops_nb.workspace.serving import legacy
 from llmops_nb.workspace.serving.foundation import FOUNDATION_ENDPOINT, foundation_entity
 
 TASK = "llm/v1/chat"
 
 
-def _entities(entities: list[dict], runners: dict[str, Runner], saved: dict | None,
-              creator: str, ts: int) -> list[dict]:
+def _entities(entities: list[dict], runners: dict[str, Runner], saved: dict | None, creator: str, ts: int) -> list[dict]:
     out = []
     for e in entities:
         r = runners.get(e["name"])
@@ -24,18 +23,19 @@ def _entities(entities: list[dict], runners: dict[str, Runner], saved: dict | No
     return out
 
 
-def endpoint_view(rec: dict, active: dict[str, Runner], pending: dict[str, Runner],
-                  host: str) -> dict:
+def endpoint_view(rec: dict, active: dict[str, Runner], pending: dict[str, Runner], host: str) -> dict:
     """The ``ServingEndpointDetailed`` JSON of a stored record and its runners."""
-    ready = bool(rec.get("config")) and bool(active) and all(
-        r.state == READY for r in active.values())
+    ready = bool(rec.get("config")) and bool(active) and all(r.state == READY for r in active.values())
     view = {
-        "name": rec["name"], "id": rec["id"], "creator": rec["creator"],
+        "name": rec["name"],
+        "id": rec["id"],
+        "creator": rec["creator"],
         "creation_timestamp": rec["creation_timestamp"],
         "last_updated_timestamp": rec["last_updated_timestamp"],
-        "state": {"ready": "READY" if ready else "NOT_READY",
-                  "config_update": rec["config_update"]},
-        "tags": rec.get("tags") or [], "task": TASK, "permission_level": "CAN_MANAGE",
+        "state": {"ready": "READY" if ready else "NOT_READY", "config_update": rec["config_update"]},
+        "tags": rec.get("tags") or [],
+        "task": TASK,
+        "permission_level": "CAN_MANAGE",
         "endpoint_url": f"{host}/serving-endpoints/{rec['name']}/invocations",
         # Always echoed, as the real backend does (CLI libs/testserver/serving_endpoints.go
         # force-sends both); budget_policy_id is never shown: GET does not populate it (CLI
@@ -48,21 +48,21 @@ def endpoint_view(rec: dict, active: dict[str, Runner], pending: dict[str, Runne
             view[key] = rec[key]
     if rec.get("config"):
         c = rec["config"]
-        view["config"] = _config(c, _entities(c["served_entities"], active, None, rec["creator"],
-                                              c.get("start_time", rec["creation_timestamp"])))
+        view["config"] = _config(
+            c, _entities(c["served_entities"], active, None, rec["creator"], c.get("start_time", rec["creation_timestamp"]))
+        )
     if rec.get("pending_config"):
         p = rec["pending_config"]
         view["pending_config"] = {
-            **_config(p, _entities(p["served_entities"], pending, rec.get("pending_states"),
-                                   rec["creator"], p["start_time"])),
-            "start_time": p["start_time"]}
+            **_config(p, _entities(p["served_entities"], pending, rec.get("pending_states"), rec["creator"], p["start_time"])),
+            "start_time": p["start_time"],
+        }
     return view
 
 
 def _config(stored: dict, entities: list[dict]) -> dict:
     """``EndpointCoreConfigOutput`` (or the pending one) of a stored config."""
-    out = {"served_entities": entities, "traffic_config": stored["traffic_config"],
-           "config_version": stored["config_version"]}
+    out = {"served_entities": entities, "traffic_config": stored["traffic_config"], "config_version": stored["config_version"]}
     if stored.get("auto_capture_config"):
         out["auto_capture_config"] = stored["auto_capture_config"]
     if stored.get(legacy.MARK):
@@ -73,15 +73,24 @@ def _config(stored: dict, entities: list[dict]) -> dict:
 
 def foundation_view(host: str, created: int) -> dict:
     """The always-READY pay-per-token foundation model endpoint."""
-    entity = {**foundation_entity(), "state": {
-        "deployment": READY, "deployment_state_message": "Pay-per-token foundation model."}}
+    entity = {
+        **foundation_entity(),
+        "state": {"deployment": READY, "deployment_state_message": "Pay-per-token foundation model."},
+    }
     return {
-        "name": FOUNDATION_ENDPOINT, "id": "foundation-smollm2-135m-instruct",
-        "creator": "system", "creation_timestamp": created, "last_updated_timestamp": created,
+        "name": FOUNDATION_ENDPOINT,
+        "id": "foundation-smollm2-135m-instruct",
+        "creator": "system",
+        "creation_timestamp": created,
+        "last_updated_timestamp": created,
         "state": {"ready": "READY", "config_update": "NOT_UPDATING"},
-        "config": {"served_entities": [entity], "config_version": 1,
-                   "traffic_config": {"routes": [{"served_entity_name": FOUNDATION_ENDPOINT,
-                                                  "traffic_percentage": 100}]}},
-        "tags": [], "task": TASK, "permission_level": "CAN_QUERY",
+        "config": {
+            "served_entities": [entity],
+            "config_version": 1,
+            "traffic_config": {"routes": [{"served_entity_name": FOUNDATION_ENDPOINT, "traffic_percentage": 100}]},
+        },
+        "tags": [],
+        "task": TASK,
+        "permission_level": "CAN_QUERY",
         "endpoint_url": f"{host}/serving-endpoints/{FOUNDATION_ENDPOINT}/invocations",
     }

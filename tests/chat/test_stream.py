@@ -1,0 +1,80 @@
+"""client.chat_stream against the fake workspace: deltas, result, close, errors, bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmops_nb.chat.client import ChatResult, chat, chat_stream
+from llmops_nb.errors import ConfigError, QueryError
+
+FOUNDATION = "databricks-smollm2-135m-instruct"
+
+
+def test_deltas_join_to_the_answer_and_result_matches_chat(fake_workspace) -> None:
+    w = fake_workspace.client()
+    with chat_stream(w, FOUNDATION, "red green blue", max_tokens=16, system="be brief", stop=["zzz"]) as stream:
+        assert stream.result is None  # not before the end
+        parts = list(stream)
+    ref = chat(w, FOUNDATION, "red green blue", max_tokens=16, system="be brief", stop=["zzz"])
+    assert parts == [f"[{FOUNDATION}]", " echo:", " red", " green", " blue"]
+    result = stream.result
+    assert isinstance(result, ChatResult) and result.content == ref.content
+    assert (result.prompt_tokens, result.completion_tokens, result.total_tokens) == (
+        ref.prompt_tokens,
+        ref.completion_tokens,
+        ref.total_tokens,
+    )
+    assert result.finish_reason == "stop" and result.served_entity == FOUNDATION
+    assert 0 < result.ttft_ms <= result.latency_ms
+    sent = next(r for r in fake_workspace.requests() if r["path"].endswith("/invocations"))
+    assert sent["body"]["stream"] is True and sent["body"]["stop"] == ["zzz"]
+    assert sent["body"]["messages"][0] == {"role": "system", "content": "be brief"}
+    with pytest.raises(QueryError, match="a stream can be read once"):
+        list(stream)
+
+
+def test_close_stops_early_and_keeps_what_arrived(fake_workspace) -> None:
+    stream = chat_stream(fake_workspace.client(), FOUNDATION, "a b c d e f g", max_tokens=32)
+    it = iter(stream)
+    first = next(it)
+    stream.close()
+    assert stream.result.content == first and stream.result.finish_reason is None
+    assert list(it) == []  # nothing more after close
+
+
+def test_errors_are_query_errors_and_bad_input_fails_before_any_call(fake_workspace) -> None:
+    w = fake_workspace.client()
+    with pytest.raises(QueryError, match="endpoint nope: ResourceDoesNotExist"):
+        chat_stream(w, "nope", "hi")
+    fake_workspace.reset()
+    with pytest.raises(ConfigError, match="max_tokens: 0 is not allowed"):
+        chat_stream(w, FOUNDATION, "hi", max_tokens=0)
+    with pytest.raises(ConfigError, match="prompt"):
+        chat_stream(w, FOUNDATION, "  ")
+    assert fake_workspace.requests() == []
+
+
+def test_close_from_another_thread_ends_the_reader_quietly(fake_workspace) -> None:
+    import threading
+
+    fake_workspace.set_faults(latency_ms=0)
+    stream = chat_stream(fake_workspace.client(), FOUNDATION, " ".join(["w"] * 40), max_tokens=64)
+    got: list[str] = []
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            for part in stream:
+                got.append(part)
+                if len(got) == 2:
+                    threading.Thread(target=stream.close).start()
+                    threading.Event().wait(0.2)
+        except BaseException as e:  # noqa: BLE001 - the test's finding
+            errors.append(e)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    t.join(30)
+    assert not t.is_alive() and errors == []
+    assert stream.result is not None and stream.result.content == "".join(got)
+    assert 2 <= len(got) < 42
