@@ -413,7 +413,10 @@ def _version_check(backend: Backend, w: WorkspaceClient, full_name: str, version
         if version:
             info = w.model_versions.get(full_name, int(version))
         else:
-            info = next(iter(w.model_versions.list(full_name)), None)
+            # "There is no guarantee of a specific ordering of the elements in the response"
+            # (databricks-sdk-py service/catalog.py, ModelVersionsAPI.list): the highest number, as
+            # models.registry.latest_version takes it, not the first item.
+            info = max(w.model_versions.list(full_name), key=lambda v: int(v.version or 0), default=None)
             if info is None:
                 return _problem(name, f"{full_name} has no version in Unity Catalog: {register}")
     except NotFound as exc:

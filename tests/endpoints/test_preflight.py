@@ -450,3 +450,19 @@ def test_a_read_the_workspace_refuses_is_a_problem_line_not_a_crash(fake_workspa
         "permission to list secret scopes): ask an admin for read access, or retry"
     )
     assert _by_name(report)[f"model version {MODEL} v1"].status == "ok"  # the other checks still ran
+
+
+def test_latest_is_the_highest_version_whatever_order_the_workspace_lists(fake_workspace: Any) -> None:
+    """model_versions.list has no guaranteed order (the fake lists oldest first): "latest" is the highest number."""
+    _seed(fake_workspace, finalize=False)  # v1 stays PENDING_REGISTRATION
+    w = fake_workspace.client()
+    for _ in range(2):
+        w.api_client.do("POST", "/api/2.0/mlflow/unity-catalog/model-versions/create", body={"name": MODEL, "source": "dbfs:/m"})
+    w.api_client.do("POST", "/api/2.0/mlflow/unity-catalog/model-versions/finalize", body={"name": MODEL, "version": "3"})
+    assert [v.version for v in w.model_versions.list(MODEL)] == [1, 2, 3]  # not newest first
+
+    def latest(data: dict) -> None:
+        del data["endpoint"]["served_entities"][0]["entity_version"]
+
+    found = _by_name(preflight.run(_project(latest), _backend(fake_workspace)))[f"model version {MODEL} (latest)"]
+    assert (found.status, found.message) == ("ok", "version 3 exists and is READY")

@@ -125,14 +125,14 @@ class CatalogState:
     def effective(self, kind: str, full_name: str, principal: str | None) -> list[dict]:
         """Direct grants, plus (for a schema) those inherited from its catalog."""
         found: dict[str, list[dict]] = {}
-        sources = [(self.securable(kind, full_name), None, None)]
+        sources: list[tuple[str, str | None, str | None]] = [(self.securable(kind, full_name), None, None)]
         if kind.lower() == "schema":
             catalog = full_name.split(".")[0]
             sources.append((f"catalog:{catalog}", "CATALOG", catalog))
         for key, from_type, from_name in sources:
             for who, privs in self.grants.get(key, {}).items():
                 for privilege in privs:
-                    item = {"privilege": privilege}
+                    item: dict[str, str | None] = {"privilege": privilege}
                     if from_type:
                         item.update(inherited_from_type=from_type, inherited_from_name=from_name)
                     found.setdefault(who, []).append(item)
@@ -277,7 +277,10 @@ def routes(app: FastAPI, ctx: object) -> None:  # noqa: C901 - one route table
     @app.get(UC + "/models/{full_name}/versions")
     async def list_versions(full_name: str):
         uc.model(full_name)
-        return {"model_versions": sorted(uc.versions.get(full_name, []), key=lambda v: -int(v["version"]))}
+        # Creation order, oldest first: "There is no guarantee of a specific ordering of the elements
+        # in the response" (databricks-sdk-py service/catalog.py, ModelVersionsAPI.list), so a client
+        # that takes the first item as the latest is caught here.
+        return {"model_versions": list(uc.versions.get(full_name, []))}
 
     @app.get(UC + "/models/{full_name}/versions/{version}")
     async def get_version(full_name: str, version: str):
@@ -286,6 +289,8 @@ def routes(app: FastAPI, ctx: object) -> None:  # noqa: C901 - one route table
     @app.put(UC + "/models/{full_name}/aliases/{alias}")
     async def set_alias(full_name: str, alias: str, request: Request):
         number = (await _body(request)).get("version_num")
+        if number is None:
+            raise invalid("version_num: required; the version number the alias points to")
         uc.version(full_name, str(number))
         uc.aliases.setdefault(full_name, {})[alias] = int(number)
         uc.save()
