@@ -28,6 +28,7 @@ OUTPUTS_MIME = "application/vnd.llmops-nb.outputs+json"
 CHOICES: dict[str, tuple[str, ...]] = {
     "backend": ("", "local", "databricks"),
     "dataset_source": ("bundled", "inference_table"),  # 04_evaluate: llmops_nb.evaluation.replay.SOURCES
+    "model_source": ("", "bundled", "gguf", "transformers", "code", "uc"),  # 01_register: config.project.MODEL_SOURCES
 }
 
 

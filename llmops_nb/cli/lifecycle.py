@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from llmops_nb.config.project import MODEL_SOURCES
 from llmops_nb.cli.common import backend_of, backend_option, config_option, echo_json, mlflow_backend, project_and_kind
 from llmops_nb.errors import ConfigError
 
@@ -17,16 +18,58 @@ from llmops_nb.errors import ConfigError
 @backend_option
 @click.option("--name", default=None, help="Registered model name (default: the config's model.name).")
 @click.option("--alias", default=None, help="Alias to set on the new version (default: the config's model.alias).")
-def register(config_path: Path | None, backend: str | None, name: str | None, alias: str | None) -> None:
-    """Log SmolLM2-135M-Instruct as an MLflow chat model and register a new version."""
+@click.option(
+    "--source",
+    type=click.Choice(MODEL_SOURCES),
+    default=None,
+    help="Where the model comes from (default: the config's model.source, else bundled): bundled (SmolLM2-135M), "
+    "gguf (a .gguf file), transformers (a Hugging Face model folder), code (an MLflow models-from-code file), "
+    "uc (an existing Unity Catalog model version, Databricks only).",
+)
+@click.option("--path", "model_path", default=None, help="gguf, transformers, code: the local file or folder.")
+@click.option("--hf-repo", default=None, help="gguf, transformers: a Hugging Face Hub repo (instead of --path).")
+@click.option("--hf-file", default=None, help="gguf with --hf-repo: the .gguf file in the repo.")
+@click.option("--revision", default=None, help="With --hf-repo: a branch, tag or commit (default: main).")
+@click.option("--requirement", "requirements", multiple=True, help="code: a pip requirement of the model (repeatable).")
+@click.option("--uc-version", default=None, help="uc: the Unity Catalog model version to serve.")
+def register(
+    config_path: Path | None,
+    backend: str | None,
+    name: str | None,
+    alias: str | None,
+    source: str | None = None,
+    model_path: str | None = None,
+    hf_repo: str | None = None,
+    hf_file: str | None = None,
+    revision: str | None = None,
+    requirements: tuple[str, ...] = (),
+    uc_version: str | None = None,
+) -> None:
+    """Register the LLM you want: log it as an MLflow chat model and register a new version.
+
+    By default the config's model section (model.source; bundled: SmolLM2-135M-Instruct). The
+    options override it, e.g. `llmops-nb register --name my-llm --source gguf --path my.Q4_K_M.gguf`.
+    A bad source is one line and creates nothing.
+    """
+    from llmops_nb.config.project import with_model
     from llmops_nb.steps.register import register as register_step
 
     project, kind = project_and_kind(config_path, backend)
-    if name:
-        project = project.model_copy(update={"model": project.model.model_copy(update={"name": name})})
+    project = with_model(
+        project,
+        name=name,
+        source=source,
+        path=str(Path(model_path).expanduser().resolve()) if model_path else None,
+        hf_repo=hf_repo,
+        hf_file=hf_file,
+        revision=revision,
+        requirements=list(requirements),
+        version=uc_version,
+    )
     target = mlflow_backend(kind)  # registering needs MLflow only, not the workspace server
     out = register_step(project, target, alias=alias)
-    click.echo(f"registered {out['model_name']} version {out['model_version']} ({out['model_uri']}), alias {out['model_alias']}")
+    aliased = f"alias {out['model_alias']}" if out["model_alias"] else "a Unity Catalog version: nothing logged, no alias set"
+    click.echo(f"registered {out['model_name']} version {out['model_version']} ({out['model_uri']}), {aliased}")
 
 
 @click.command()

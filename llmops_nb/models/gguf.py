@@ -22,3 +22,7 @@ def bundled_gguf_path() -> Path:
         if path.is_file():
             return path
     raise ModelError(f"the SmolLM2 GGUF ({_PACKAGE}/{_FILE}) is not installed; run: {_HINT}")
+
+
+#: The first four bytes of every GGUF file (ggml's gguf.h: GGUF_MAGIC "GGUF").
+GGUF_MAGIC = b"GGUF"

@@ -43,11 +43,15 @@ def pyfunc_kwargs(
     generation: dict[str, Any] | None = None,
     *,
     require_wheel: bool = False,
+    model_name: str | None = None,
+    context_length: int | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for ``mlflow.pyfunc.log_model`` / ``save_model``.
 
     ``require_wheel``: refuse (ModelError) rather than pin llama-cpp-python from PyPI when the
     wheelhouse has no portable wheel (for registries whose models a serving container builds).
+    ``model_name``: the ``model`` field of the answers; ``context_length``: the model's own (GGUF
+    metadata), which caps the context window ``n_ctx``.
     """
     from mlflow.models import ModelSignature
     from mlflow.types.llm import CHAT_MODEL_INPUT_SCHEMA, CHAT_MODEL_OUTPUT_SCHEMA
@@ -63,9 +67,42 @@ def pyfunc_kwargs(
         "python_model": str(CHAT_MODEL_FILE),
         "code_paths": [str(ENGINE_FILE), str(CPU_QUOTA_FILE)],
         "artifacts": artifacts,
-        "model_config": model_config(generation),
+        "model_config": _with_model(model_config(generation), model_name, context_length),
         "signature": ModelSignature(CHAT_MODEL_INPUT_SCHEMA, CHAT_MODEL_OUTPUT_SCHEMA),
         "input_example": INPUT_EXAMPLE,
         "pip_requirements": env.requirements,
         "metadata": {"task": "llm/v1/chat"},
     }
+
+
+def _with_model(config: dict[str, Any], model_name: str | None, context_length: int | None) -> dict[str, Any]:
+    out = dict(config)
+    if model_name:
+        out["model_name"] = model_name
+    if context_length:
+        out["n_ctx"] = min(int(out["n_ctx"]), int(context_length))
+    return out
+
+
+def code_kwargs(source: Any) -> dict[str, Any]:
+    """Keyword arguments for ``mlflow.pyfunc.log_model`` of a models-from-code file (``source``:
+    a checked :class:`llmops_nb.models.sources.PreparedSource` of kind ``code``).
+
+    Its requirements are the source's, with this MLflow pinned unless they name mlflow; MLflow
+    infers nothing (inference would load the model once more).
+    """
+    import mlflow
+
+    requirements = list(source.requirements)
+    if not any(r.split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip().lower() == "mlflow" for r in requirements):
+        requirements.insert(0, f"mlflow=={mlflow.__version__}")
+    kwargs: dict[str, Any] = {"python_model": str(source.location), "pip_requirements": requirements}
+    if source.params.get("model_interface") in ("PythonModel", "callable"):
+        # a plain pyfunc is served the chat body: say so in its signature (ChatModel, ChatAgent
+        # and ResponsesAgent bring their own)
+        from mlflow.models import ModelSignature
+        from mlflow.types.llm import CHAT_MODEL_INPUT_SCHEMA, CHAT_MODEL_OUTPUT_SCHEMA
+
+        kwargs["signature"] = ModelSignature(CHAT_MODEL_INPUT_SCHEMA, CHAT_MODEL_OUTPUT_SCHEMA)
+        kwargs["metadata"] = {"task": "llm/v1/chat"}
+    return kwargs

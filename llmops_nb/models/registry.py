@@ -26,8 +26,8 @@ from llmops_nb.tracking.uris import (
     tracking_setup,
 )
 
-if TYPE_CHECKING:
-    pass
+if TYPE_CHECKING:  # pragma: no cover
+    from llmops_nb.models.sources import PreparedSource
 
 
 @dataclass(frozen=True)
@@ -123,9 +123,47 @@ def _run_tags(kwargs: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def _base_tags() -> dict[str, str]:
+    import mlflow
+
+    from llmops_nb import __version__
+
+    return {"llmops_nb.version": __version__, "llmops_nb.step": "register", "mlflow.version": mlflow.__version__}
+
+
+def _log(name: str, source: PreparedSource, generation: dict[str, Any] | None, *, require_wheel: bool) -> Any:
+    """Log ``source`` as the run's model (registered as a new version of ``name``); the ModelInfo."""
+    import mlflow
+
+    from llmops_nb.models.pyfunc import code_kwargs, pyfunc_kwargs
+
+    params = {k: v for k, v in source.params.items() if v is not None}
+    if source.kind in ("bundled", "gguf"):
+        kwargs = pyfunc_kwargs(
+            source.location,
+            generation,
+            require_wheel=require_wheel,
+            model_name=source.model_label,
+            context_length=source.context_length,
+        )
+        mlflow.log_params({**_run_params(kwargs), **params})
+        mlflow.set_tags({**_run_tags(kwargs), **source.tags})
+        return mlflow.pyfunc.log_model(name="model", registered_model_name=name, **kwargs)
+    mlflow.log_params(params)
+    mlflow.set_tags({**_base_tags(), **source.tags})
+    if source.kind == "code":
+        return mlflow.pyfunc.log_model(name="model", registered_model_name=name, **code_kwargs(source))
+    if source.kind == "transformers":
+        from llmops_nb.models.hf import log_transformers
+
+        return log_transformers(name, source, generation)
+    raise ConfigError("model.source", source.kind, "bundled, gguf, transformers or code (uc logs nothing)")
+
+
 def register_model(
     name: str = DEFAULT_MODEL_NAME,
     *,
+    source: PreparedSource | None = None,
     gguf_path: Path | str | None = None,
     alias: str = "challenger",
     experiment: str | None = None,
@@ -133,28 +171,52 @@ def register_model(
     tracking_uri: str | None = None,
     registry_uri: str | None = None,
 ) -> RegisteredModel:
-    """Log the GGUF chat model (GGUF inside), register a new version, set ``alias`` on it.
+    """Log ``source`` (default: the bundled GGUF, or the GGUF at ``gguf_path``), register a new
+    version of ``name``, set ``alias`` on it.
 
+    ``source`` comes checked from :func:`llmops_nb.models.sources.prepare`; a ``uc`` source logs
+    nothing: its version is checked in Unity Catalog and returned, no alias set.
     ``experiment``: the MLflow experiment of the run; None is ``llmops-nb`` locally and
     ``/Users/<current user>/llmops-nb`` on Databricks (see
     :func:`llmops_nb.tracking.uris.resolve_experiment`); a relative name on Databricks is refused.
     """
     import mlflow
 
-    from llmops_nb.models.pyfunc import pyfunc_kwargs
+    from llmops_nb.models import sources
 
     check_alias(alias)
     tracking_uri, registry_uri = resolve_uris(tracking_uri, registry_uri)
     check_model_name(name, registry_uri)
+    if source is None:
+        from llmops_nb.models.gguf import bundled_gguf_path
+
+        path = sources.local_path(str(gguf_path), "gguf_path") if gguf_path else bundled_gguf_path()
+        source = sources.gguf_source(
+            path, "gguf_path", kind="gguf" if gguf_path else "bundled", label=None if gguf_path else DEFAULT_MODEL_NAME
+        )
+    if source.kind == "uc":
+        return _resolve_uc(name, str(source.uc_version), tracking_uri, registry_uri)
     experiment = resolve_experiment(experiment, tracking_uri)
-    # validates before anything is created; a Databricks registry's model must carry the wheel
-    kwargs = pyfunc_kwargs(gguf_path, generation, require_wheel=_builds_in_container(tracking_uri, registry_uri))
+    require_wheel = _builds_in_container(tracking_uri, registry_uri)
+    if source.kind in ("bundled", "gguf"):  # validates before anything is created
+        from llmops_nb.models.pyfunc import pyfunc_kwargs
+
+        pyfunc_kwargs(source.location, generation, require_wheel=require_wheel)
     tracking = tracking_setup(tracking_uri, registry_uri)
     found = experiment_id(experiment, tracking.tracking_uri, tracking.artifact_root)
     with mlflow.start_run(experiment_id=found, run_name=f"register-{name}") as run:
-        mlflow.log_params(_run_params(kwargs))
-        mlflow.set_tags(_run_tags(kwargs))
-        info = mlflow.pyfunc.log_model(name="model", registered_model_name=name, **kwargs)
+        info = _log(name, source, generation, require_wheel=require_wheel)
     version = str(info.registered_model_version)
     set_alias(name, alias, version, tracking_uri=tracking.tracking_uri, registry_uri=tracking.registry_uri)
     return RegisteredModel(name, version, model_uri(name, version), run.info.run_id, alias)
+
+
+def _resolve_uc(name: str, version: str, tracking_uri: str, registry_uri: str) -> RegisteredModel:
+    """A Unity Catalog version as it is (nothing logged, no alias set); ConfigError if it is not there."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = mlflow_client(tracking_uri, registry_uri).get_model_version(name, version)
+    except MlflowException as e:
+        raise ConfigError("model.version", version, f"an existing version of {name} in Unity Catalog ({e.error_code})") from None
+    return RegisteredModel(name, str(mv.version), model_uri(name, mv.version), mv.run_id or "", "")

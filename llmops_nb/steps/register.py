@@ -1,4 +1,4 @@
-"""The register step: log the LLM as an MLflow chat model, register a version, set the alias."""
+"""The register step: check the model source, log it as an MLflow chat model, register a version, set the alias."""
 
 from __future__ import annotations
 
@@ -10,12 +10,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def register(project: ProjectConfig, backend: Backend, *, alias: str | None = None) -> dict[str, Any]:
-    """Log the bundled LLM as an MLflow chat model, register a version, set the alias."""
-    from llmops_nb.models import registry
+    """Register the config's model (``model.source``: bundled, gguf, transformers, code or uc).
+
+    The source is checked first (:func:`llmops_nb.models.sources.prepare`): a bad one is one
+    ConfigError line and creates no run, version or alias. A ``uc`` source logs nothing: its
+    Unity Catalog version is checked and published as it is.
+    """
+    from llmops_nb.models import registry, sources
 
     model = project.model
+    source = sources.prepare(model, databricks=backend.kind == "databricks")
     registered = registry.register_model(
         model.name,
+        source=source,
         alias=alias or model.alias,
         generation={"max_tokens": model.max_tokens, "temperature": model.temperature},
         experiment=backend.experiment(project.experiment),
