@@ -39,13 +39,25 @@ def test_create_is_in_progress_then_ready(w, ws):
     assert e.state.deployment.value == "DEPLOYMENT_READY"
     assert e.state.deployment_state_message == "Fake served entity m-1 is ready."
     assert ep.config.traffic_config.routes[0].traffic_percentage == 100
-    assert ep.endpoint_url == f"{ws.host}/serving-endpoints/life-create/invocations"
+    # filled only for route-optimized endpoints (databricks-sdk-py serving.py, ServingEndpointDetailed.endpoint_url)
+    assert ep.endpoint_url is None
     assert ep.task == "llm/v1/chat" and ep.permission_level.value == "CAN_MANAGE"
     assert ep.tags == [EndpointTag(key="team", value="x")]
     # the JSON round-trips through the SDK's dataclasses
     assert ServingEndpointDetailed.from_dict(ep.as_dict()) == ep
     names = [e.name for e in w.serving_endpoints.list()]
     assert "life-create" in names and "databricks-smollm2-135m-instruct" in names
+
+
+def test_endpoint_url_only_for_a_route_optimized_endpoint(w, ws):
+    w.serving_endpoints.create_and_wait(name="life-plain", config=core("life-plain", entity("m", "1")))
+    w.serving_endpoints.create_and_wait(name="life-ro", config=core("life-ro", entity("m", "1")), route_optimized=True)
+    assert w.serving_endpoints.get("life-plain").endpoint_url is None
+    assert w.serving_endpoints.get("databricks-smollm2-135m-instruct").endpoint_url is None
+    ro = w.serving_endpoints.get("life-ro")
+    assert ro.route_optimized is True and ro.endpoint_url and ro.endpoint_url.endswith("/serving-endpoints/life-ro/invocations")
+    listed = {e["name"]: e for e in w.api_client.do("GET", "/api/2.0/serving-endpoints")["endpoints"]}
+    assert "endpoint_url" not in listed["life-plain"]
 
 
 def test_create_and_wait_and_duplicate(w):

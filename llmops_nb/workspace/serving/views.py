@@ -36,13 +36,17 @@ def endpoint_view(rec: dict, active: dict[str, Runner], pending: dict[str, Runne
         "tags": rec.get("tags") or [],
         "task": TASK,
         "permission_level": "CAN_MANAGE",
-        "endpoint_url": f"{host}/serving-endpoints/{rec['name']}/invocations",
         # Always echoed, as the real backend does (CLI libs/testserver/serving_endpoints.go
         # force-sends both); budget_policy_id is never shown: GET does not populate it (CLI
         # bundle/direct/dresources/resources.yml, ignore_remote_changes).
         "route_optimized": bool(rec.get("route_optimized")),
         "description": rec.get("description") or "",
     }
+    if rec.get("route_optimized"):
+        # "Endpoint invocation url if route optimization is enabled for endpoint" (databricks-sdk-py
+        # service/serving.py, ServingEndpointDetailed.endpoint_url): absent on every other endpoint
+        # (the CLI's libs/testserver/serving_endpoints.go never sets it).
+        view["endpoint_url"] = f"{host}/serving-endpoints/{rec['name']}/invocations"
     for key in ("ai_gateway", "email_notifications"):
         if rec.get(key):
             view[key] = rec[key]
@@ -92,5 +96,5 @@ def foundation_view(host: str, created: int) -> dict:
         "tags": [],
         "task": TASK,
         "permission_level": "CAN_QUERY",
-        "endpoint_url": f"{host}/serving-endpoints/{FOUNDATION_ENDPOINT}/invocations",
+        # no endpoint_url: a pay-per-token endpoint is not route-optimized (see endpoint_view)
     }
