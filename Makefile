@@ -16,6 +16,7 @@ help:
 	@echo "make test  - set up .venv, then run every test"
 	@echo "make nbval NB=notebooks/02_deploy.ipynb [BACKEND=local] - nbval over the chain up to NB (fake workspace by default)"
 	@echo "make conformance - the Databricks serving-endpoints scenarios on the fake and local workspaces (LLMOPS_LIVE_DATABRICKS=1: a real one too)"
+	@echo "make lint  - ruff check, ruff format --check, mypy, then import-linter's layer contracts"
 	@echo "make stop  - stop the local workspace and its endpoints"
 	@echo "make clean-runtime - forget the built llama.cpp wheel (the next install builds it again)"
 
@@ -47,7 +48,11 @@ conformance: $(STAMP)
 nbval: $(STAMP)
 	LLMOPS_NBVAL_UPTO=$(NB) $(BIN)/python -m pytest tests/notebooks -k $(if $(filter local,$(BACKEND)),local_workspace,fake_databricks)
 
+# ruff's lint and format checks, mypy (config in pyproject.toml), then the layers (import-linter).
 lint: $(STAMP)
+	$(BIN)/ruff check llmops_nb tests bench
+	$(BIN)/ruff format --check llmops_nb tests bench
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 stop:
