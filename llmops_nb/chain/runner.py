@@ -61,6 +61,8 @@ class Prepared:
     config_path: Path
     backend: str
     params: dict[str, dict[str, Any]]
+    #: Steps of the whole chain that do not apply to this config, and why (see :func:`skipped_steps`).
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def notebooks_dir() -> Path:
@@ -138,7 +140,32 @@ def prepare(
     chosen = parse_steps(steps)
     cfg_path = Path(config_path or default_config_path()).resolve()
     project = load_project_config(cfg_path)  # bad config fails here, before any step
-    return Prepared(chosen, cfg_path, backend or project.backend, {})
+    kind = backend or project.backend
+    skipped = skipped_steps(project) if steps in (None, "", "all") else {}
+    chosen = [s for s in chosen if s not in skipped]
+    if "register" in chosen and project.model.source == "uc" and kind != "databricks":
+        raise ConfigError(
+            "model.source",
+            "uc",
+            "a Unity Catalog model serves on Databricks only; run with --backend databricks, or pick a "
+            "bundled, gguf, transformers or code source",
+        )
+    return Prepared(chosen, cfg_path, kind, {}, skipped)
+
+
+def skipped_steps(project: Any) -> dict[str, str]:
+    """The steps of the whole chain that do not apply to ``project``, each with the reason.
+
+    A foundation endpoint is queried as it is: nothing to register or deploy. An endpoint whose
+    served entities are all external models registers nothing.
+    """
+    if project.endpoint is None:
+        why = f"foundation_endpoint {project.foundation_endpoint!r} is served as it is"
+        return {"register": f"{why}: nothing to register", "deploy": f"{why}: nothing to deploy"}
+    entities = project.endpoint.served_entities
+    if entities and all(e.external_model is not None for e in entities):
+        return {"register": f"endpoint {project.endpoint.name!r} serves only external models: nothing to register"}
+    return {}
 
 
 def step_parameters(step: str, planned: Mapping[str, Any], published: Mapping[str, Any]) -> dict[str, Any]:
@@ -212,6 +239,8 @@ def run(
     """
     prepared = prepare(config_path, steps, backend, overrides)
     chosen = prepared.steps
+    for step, why in prepared.skipped.items():
+        log(f"skipping {step}: {why}")
     with contextlib.ExitStack() as cleanup:
         warmer = None
         if warm_kernels:  # the first kernel starts while papermill imports and the parameters are checked
@@ -227,6 +256,7 @@ def run(
             "config_path": str(prepared.config_path),
             "backend": prepared.backend,
             "steps": chosen,
+            "skipped": prepared.skipped,
             "parameters": prepared.params,
             "environment": environment_record(),
         }

@@ -19,6 +19,7 @@ backend_option = click.option(
 )
 config_option = click.option(
     "--config",
+    "-c",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from llmops_nb.config.project import MODEL_SOURCES
 from llmops_nb.cli.common import backend_of, backend_option, config_option, echo_json, mlflow_backend, project_and_kind
+from llmops_nb.config.project import MODEL_SOURCES
 from llmops_nb.errors import ConfigError
 
 
