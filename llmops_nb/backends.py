@@ -58,9 +58,10 @@ def local_home() -> Path:
 
 def check_kind(kind: str) -> BackendKind:
     """Validate a backend name (one-line ConfigError otherwise)."""
-    if kind not in BACKENDS:
-        raise ConfigError("backend", kind, f"expected one of {', '.join(BACKENDS)}")
-    return kind  # type: ignore[return-value]
+    for known in BACKENDS:
+        if kind == known:
+            return known
+    raise ConfigError("backend", kind, f"expected one of {', '.join(BACKENDS)}")
 
 
 def default_kind(configured: str | None = None) -> BackendKind:
@@ -161,11 +162,12 @@ def _local_backend(*, start: bool) -> Backend:
         # run would evaluate echo answers and promote on them. It is not stopped either.
         info = launcher.ensure_running(home, tracking_uri, token=token, fake=False, refuse_fake=True)
     else:
-        info = launcher.status(home)
-        if info is None:
+        found = launcher.status(home)
+        if found is None:
             raise WorkspaceError(f"no local workspace runs in {home}; start one with `llmops-nb workspace start`")
-        if info.fake:
-            raise launcher.fake_refused(info)
+        if found.fake:
+            raise launcher.fake_refused(found)
+        info = found
     return Backend(
         kind="local",
         host=info.host,

@@ -137,7 +137,7 @@ class _Model(BaseModel):
             raise _to_config_error(type(self), exc) from None
 
     @classmethod
-    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().model_validate(obj, *args, **kwargs)
         except ValidationError as exc:

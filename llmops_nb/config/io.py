@@ -14,9 +14,10 @@ _M = typing.TypeVar("_M", bound=BaseModel)
 ENV_CONFIG = "LLMOPS_CONFIG"
 
 
-def default_config_path() -> Path | None:
+def default_config_path() -> Path:
     """The config used when none is given: ``$LLMOPS_CONFIG``, else ``configs/local.yml`` of the
-    project folder, else of the package's checkout."""
+    project folder, else of the package's checkout; ConfigError when there is none (an installed
+    package run outside a project)."""
     import os
 
     from llmops_nb.util.paths import project_root
@@ -27,7 +28,9 @@ def default_config_path() -> Path | None:
         candidate = root / "configs" / "local.yml"
         if candidate.is_file():
             return candidate
-    return None
+    raise ConfigError(
+        "config", "", f"none given, and no configs/local.yml in {project_root()}: pass --config or set ${ENV_CONFIG}"
+    )
 
 
 # ---------------------------------------------------------------- YAML in and out

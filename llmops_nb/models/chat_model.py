@@ -123,6 +123,7 @@ class LlamaChatModel(PythonModel):
     def predict(self, context, model_input, params: dict[str, Any] | None = None):  # noqa: ANN001
         """Answer one chat request with a ``chat.completion`` dict."""
         request = self._request(model_input, params)
+        assert self._engine is not None, "MLflow calls load_context before predict"
         try:
             out = self._engine.generate(request)
         except ValueError as e:  # "Requested tokens (N) exceed context window of 2048"
@@ -135,6 +136,7 @@ class LlamaChatModel(PythonModel):
         ``finish_reason`` and ``usage``. Closing the generator (the client went away) takes the
         sequence out of the batch at the next step."""
         request = self._request(model_input, params)
+        assert self._engine is not None, "MLflow calls load_context before predict_stream"
         try:
             stream = self._engine.submit_stream(request)
         except ValueError as e:

@@ -36,9 +36,9 @@ def cgroup_cpu_limit(root: Path | str = CGROUP_ROOT) -> float | None:
         quota, _, period = v2.partition(" ")
         return None if quota == "max" else _ratio(quota, period or "100000")
     for folder in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
-        quota, period = (_read(root / folder / f"cpu.cfs_{name}_us") for name in ("quota", "period"))
-        if quota is not None and period is not None:
-            return _ratio(quota, period)
+        cfs_quota, cfs_period = (_read(root / folder / f"cpu.cfs_{name}_us") for name in ("quota", "period"))
+        if cfs_quota is not None and cfs_period is not None:
+            return _ratio(cfs_quota, cfs_period)
     return None
 
 

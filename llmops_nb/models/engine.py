@@ -28,6 +28,7 @@ import codecs
 import queue
 import threading
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,8 +94,9 @@ class TokenStream:
         self._seq = seq
         self.result: GenResult | None = None
 
-    def __iter__(self):  # noqa: ANN204 - Iterator[str]
+    def __iter__(self) -> Iterator[str]:
         sink = self._seq.sink
+        assert sink is not None  # made by submit_stream
         while True:
             item = sink.get()
             if item is _END:
@@ -199,9 +201,10 @@ class BatchEngine:
         """Queue ``req`` as a stream: its text deltas leave as the tokens are decoded, in the
         same batch as every other request. ValueError at once if the prompt does not fit."""
         seq = self._make_seq(req)
-        seq.sink = queue.SimpleQueue()
+        sink: queue.SimpleQueue = queue.SimpleQueue()
+        seq.sink = sink
         seq.decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
-        seq.future.add_done_callback(lambda _f: seq.sink.put(_END))
+        seq.future.add_done_callback(lambda _f: sink.put(_END))
         self._queue.put(seq)
         return TokenStream(seq)
 
@@ -400,6 +403,7 @@ class BatchEngine:
     @staticmethod
     def _emit(seq: _Seq, upto: int, final: bool = False) -> None:
         """Send ``seq.text[emitted:upto]`` (decoded) to the stream's consumer."""
+        assert seq.sink is not None  # called for streamed sequences only
         if upto > seq.emitted or final:
             piece = seq.decoder.decode(seq.text[seq.emitted : upto], final)
             seq.emitted = max(seq.emitted, upto)

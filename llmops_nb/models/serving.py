@@ -69,5 +69,5 @@ def scoring_server(
         yield base
     finally:
         kill_group(proc, 10.0)
-        if log_path:
+        if not isinstance(log, int):  # our log file, not DEVNULL
             log.close()

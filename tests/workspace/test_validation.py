@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import requests
 from ws_helpers import chat, post
 
 API = "/api/2.0/serving-endpoints"
@@ -71,6 +72,22 @@ def test_bad_create_is_400_and_changes_nothing(ws, body):
 def test_malformed_json_is_400(ws):
     r = post(ws, API, raw="{not json")
     assert r.status_code == 400 and "malformed JSON" in r.json()["message"]
+
+
+def test_body_that_is_not_utf8_is_400(ws):
+    # json.loads decodes bytes first: its UnicodeDecodeError is a ValueError without .msg (was a 500)
+    headers = {"Authorization": f"Bearer {ws.token}", "Content-Type": "application/json"}
+    r = requests.post(ws.host + API, data=b'{"name": "\xff"}', headers=headers, timeout=10)
+    assert r.status_code == 400, r.text
+    assert r.json()["message"] == "request body: not UTF-8 text (invalid start byte at byte 10)"
+
+
+def test_alias_without_version_num_is_400(ws):
+    headers = {"Authorization": f"Bearer {ws.token}"}
+    url = ws.host + "/api/2.1/unity-catalog/models/main.default.m/aliases/champion"
+    r = requests.put(url, json={}, headers=headers, timeout=10)
+    assert r.status_code == 400, r.text
+    assert r.json()["message"].startswith("version_num: required")
 
 
 @pytest.mark.parametrize(

@@ -32,8 +32,10 @@ async def _json(request: Request) -> object:
         return {}
     try:
         return json.loads(raw)
-    except ValueError as e:
+    except json.JSONDecodeError as e:
         raise invalid(f"request body: malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except UnicodeDecodeError as e:  # bytes that are not UTF-8 (or -16, -32): json.loads decodes them first
+        raise invalid(f"request body: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 def _host(request: Request) -> str:
@@ -135,10 +137,7 @@ def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
     @app.put(API + "/{name}/config")
     async def update_config(name: str, request: Request):
         body, secrets = plaintext.take(name, await _json(request))
-        if name not in manager.store.records:
-            manager.view(name, "")  # 404, or the system endpoint's 400 below
-        current = manager.store.get(name) or {}
-        config = validate_update(name, body, current) if current else None
+        config = validate_update(name, body, manager.record_to_change(name, "updated"))
         await manager.update_config(name, config)
         plaintext.store(ctx.home, secrets)
         lines = notices.config_notices(config)
@@ -148,8 +147,7 @@ def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
     @app.put(API + "/{name}/ai-gateway")
     async def put_ai_gateway(name: str, request: Request):
         body = await _json(request)
-        current = manager.store.get(name) or {}
-        gateway = validate_ai_gateway(name, body, current) if current else body
+        gateway = validate_ai_gateway(name, body, manager.record_to_change(name, "updated"))
         answer = await manager.put_ai_gateway(name, gateway)
         lines = notices.gateway_notices(gateway)
         manager.tell(name, lines)
@@ -158,8 +156,7 @@ def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
     @app.patch(API + "/{name}/notifications")
     async def patch_notifications(name: str, request: Request):
         body = await _json(request)
-        current = manager.store.get(name) or {}
-        value = validate_notifications(name, body, current) if current else None
+        value = validate_notifications(name, body, manager.record_to_change(name, "updated"))
         answer = await manager.put_notifications(name, value)
         lines = notices.endpoint_notices({"email_notifications": value})
         manager.tell(name, lines)
@@ -187,7 +184,7 @@ def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
         return {"logs": manager.runner_for_logs(name, entity).logs()}
 
     # ---- invocations -----------------------------------------------------------------
-    async def _invoke(name: str, body: object, request: Request) -> JSONResponse:
+    async def _invoke(name: str, body: object, request: Request) -> JSONResponse | StreamingResponse:
         if not isinstance(body, dict):
             raise invalid("request body: must be a JSON object")
         if "messages" in body or not any(k in body for k in DATAFRAME_KEYS):

@@ -250,7 +250,11 @@ class ScoringServerRunner(Runner):
         from mlflow.pyfunc.scoring_server import get_cmd
 
         command, env = get_cmd(
-            str(self._model_dir()), port=self.port, host="127.0.0.1", timeout=int(self.ctx.request_timeout), nworkers=1
+            str(self._model_dir()),
+            port=self.port,
+            host="127.0.0.1",  # type: ignore[arg-type]  # annotated int | None, but shlex.quote()d: a str
+            timeout=int(self.ctx.request_timeout),
+            nworkers=1,
         )
         argv = shlex.split(command)
         if argv[0] == "uvicorn":  # the same uvicorn, with the phases of its start marked
@@ -274,6 +278,7 @@ class ScoringServerRunner(Runner):
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
         )
         self.proc = proc
+        assert proc.stdout is not None  # stdout=PIPE
         self._pump = OutputPump(proc.stdout, self.log_path, self.MARKERS)
         self._watch = ExitWatch(proc, loop, self._on_exit)
         self.ctx.children.add(proc.pid)
@@ -290,6 +295,7 @@ class ScoringServerRunner(Runner):
             self.log(times.error)
             return times.error
         proc, pump = self.proc, self._pump
+        assert proc is not None and pump is not None and times.launched_at is not None  # set by _spawn
         deadline = time.monotonic() + self.ctx.start_timeout
         why = None
         while not self.stopping:
@@ -303,12 +309,12 @@ class ScoringServerRunner(Runner):
             try:
                 r = await run_in_threadpool(_http, "GET", f"http://127.0.0.1:{self.port}/ping", 2)
                 if r.status_code == 200:
-                    times.ready_at = time.time()
+                    times.ready_at = ready_at = time.time()
                     for name, at in pump.seen.items():
                         setattr(times, name, at)
                     times.ok = True
                     # a restart's expected time: from the process start (artifacts are local)
-                    self.expected_start_s = times.ready_at - times.launched_at
+                    self.expected_start_s = ready_at - times.launched_at
                     return None
             except Exception:
                 pass
@@ -367,6 +373,7 @@ class ScoringServerRunner(Runner):
             if self.stopping:
                 return
             if why is None:
+                assert times.ready_at is not None  # _launch returns None once /ping answered
                 self.ready_since = time.monotonic()
                 self.log(
                     f"Restarted in {times.ready_at - exited_at:.1f} s "
@@ -419,9 +426,9 @@ class ScoringServerRunner(Runner):
         if self.proc is not None:
             kill_group(self.proc)
 
-    async def _hung(self, proc: subprocess.Popen, why: str) -> None:
+    async def _hung(self, proc: subprocess.Popen | None, why: str) -> None:
         """``proc`` did not answer an invocation: if ``/ping`` fails too, kill and restart it."""
-        if self.stopping or proc is not self.proc or self.state != READY:
+        if proc is None or self.stopping or proc is not self.proc or self.state != READY:
             return
         try:
             r = await run_in_threadpool(_http, "GET", f"http://127.0.0.1:{self.port}/ping", self.HANG_PING_TIMEOUT)

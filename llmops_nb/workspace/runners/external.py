@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 
@@ -23,6 +24,9 @@ from llmops_nb.workspace.apierror import ApiError, invalid, too_many, unavailabl
 from llmops_nb.workspace.runners.base import Runner
 from llmops_nb.workspace.runners.plaintext import lookup
 from llmops_nb.workspace.runners.streamers import post_stream, relay
+
+if TYPE_CHECKING:
+    import requests
 
 OPENAI_BASE = "https://api.openai.com/v1"
 ANTHROPIC_BASE = "https://api.anthropic.com/v1"
@@ -46,7 +50,7 @@ def _key(plain: str | None, ref: str | None, home) -> str:
         raise invalid(str(e)) from None
 
 
-def _post(url: str, headers: dict, body: dict, timeout: float):
+def _post(url: str, headers: dict, body: dict, timeout: float) -> requests.Response:
     import requests
 
     return requests.post(url, headers=headers, json=body, timeout=timeout)
@@ -98,7 +102,7 @@ class ExternalModelRunner(Runner):
             headers["OpenAI-Organization"] = cfg["openai_organization"]
         return url, headers, {**body, "model": ext["name"]}
 
-    async def _send(self, body: dict, stream: bool):  # noqa: ANN202 - requests.Response
+    async def _send(self, body: dict, stream: bool) -> requests.Response:
         """POST to the provider; the response, or the ApiError its status stands for."""
         url, headers, out = self._request(body)
         secret = next(iter(headers.values()))
@@ -123,7 +127,7 @@ class ExternalModelRunner(Runner):
             raise ApiError(400, "INVALID_PARAMETER_VALUE" if r.status_code == 400 else "EXTERNAL_MODEL_ERROR", msg)
         return r
 
-    async def stream(self, body: dict) -> AsyncIterator[dict]:
+    async def stream(self, body: dict) -> AsyncGenerator[dict, None]:
         """The provider's stream as chat.completion.chunk dicts: OpenAI-style providers' chunks
         as they are, Anthropic's message events translated (:func:`from_anthropic_events`)."""
         self.check_ready()
@@ -183,7 +187,8 @@ def from_anthropic(data: dict) -> dict:
     }
 
 
-FINISH = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop"}
+#: Anthropic's stop_reason -> OpenAI's finish_reason (keyed by what the answer holds, None too)
+FINISH: dict[str | None, str] = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop"}
 
 
 def _sse_events(lines: Iterable[bytes | str]) -> Iterator[dict]:

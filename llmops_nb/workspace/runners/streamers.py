@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
+from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 
@@ -22,8 +23,11 @@ from llmops_nb.protocol.streaming import SCORING_STREAM_ROUTE, chunks_of, parse_
 from llmops_nb.workspace.apierror import ApiError, invalid, unavailable
 from llmops_nb.workspace.runners.base import FakeRunner, Runner, ScoringServerRunner, _model_message, fake_answer
 
+if TYPE_CHECKING:
+    import requests
 
-async def open_stream(runner: Runner, body: dict) -> AsyncIterator[dict]:
+
+async def open_stream(runner: Runner, body: dict) -> AsyncGenerator[dict, None]:
     """The chunks of ``runner``'s answer to ``body``; raises ApiError before the first one."""
     runner.check_ready()
     if isinstance(runner, FakeRunner):
@@ -38,21 +42,21 @@ async def open_stream(runner: Runner, body: dict) -> AsyncIterator[dict]:
     return await stream(body)
 
 
-async def _fake(runner: FakeRunner, body: dict) -> AsyncIterator[dict]:
+async def _fake(runner: FakeRunner, body: dict) -> AsyncGenerator[dict, None]:
     f = runner.ctx.faults.faults
     latency = f.latency_ms if f.latency_ms is not None else runner.ctx.fake_latency_ms
     if latency:
         await asyncio.sleep(latency / 1000)
     answer = fake_answer(runner.name, body)
 
-    async def gen() -> AsyncIterator[dict]:
+    async def gen() -> AsyncGenerator[dict, None]:
         for c in chunks_of(answer):
             yield c
 
     return gen()
 
 
-def post_stream(url: str, headers: dict, body: dict, timeout: float):
+def post_stream(url: str, headers: dict, body: dict, timeout: float) -> requests.Response:
     """POST ``body`` and return the response unread (``stream=True``): connect in 10 s, then
     up to ``timeout`` between bytes."""
     import requests
@@ -60,7 +64,7 @@ def post_stream(url: str, headers: dict, body: dict, timeout: float):
     return requests.post(url, headers=headers, json=body, stream=True, timeout=(10, timeout))
 
 
-async def open_sse(url: str, headers: dict, body: dict, timeout: float, who: str):
+async def open_sse(url: str, headers: dict, body: dict, timeout: float, who: str) -> requests.Response:
     """POST ``body`` for a stream; the open response, or ApiError from its status."""
     try:
         r = await run_in_threadpool(post_stream, url, headers, body, timeout)
@@ -86,7 +90,7 @@ async def open_sse(url: str, headers: dict, body: dict, timeout: float, who: str
     return r
 
 
-def relay(response, events: Callable[[object], Iterator[dict]]) -> AsyncIterator[dict]:
+def relay(response: requests.Response, events: Callable[[requests.Response], Iterator[dict]]) -> AsyncGenerator[dict, None]:
     """``events(response)`` read by a thread of its own, handed to the loop through a queue.
 
     The consumer awaits only the queue (cancellable at once: a client that goes away is seen
@@ -115,7 +119,7 @@ def relay(response, events: Callable[[object], Iterator[dict]]) -> AsyncIterator
         finally:
             response.close()
 
-    async def gen() -> AsyncIterator[dict]:
+    async def gen() -> AsyncGenerator[dict, None]:
         queue: asyncio.Queue = asyncio.Queue()
         threading.Thread(target=pump, args=(asyncio.get_running_loop(), queue), name="llmops-relay", daemon=True).start()
         try:

@@ -79,7 +79,7 @@ _facts: dict[tuple, dict] = {}
 
 
 def _entity_facts(rec: dict, entity: str) -> dict:
-    found = next((e for e in (rec.get("config") or {}).get("served_entities") or [] if e.get("name") == entity), {})
+    found: dict = next((e for e in (rec.get("config") or {}).get("served_entities") or [] if e.get("name") == entity), {})
     ext = found.get("external_model") or {}
     what = [rec.get("id"), entity, found.get("entity_name"), found.get("entity_version"), ext.get("provider"), ext.get("name")]
     return {

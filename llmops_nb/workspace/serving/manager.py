@@ -7,10 +7,11 @@ as tasks so the API answers at once, as Databricks does (IN_PROGRESS, then NOT_U
 from __future__ import annotations
 
 import asyncio
+import builtins
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from llmops_nb.protocol.streaming import assemble
 from llmops_nb.workspace.apierror import ApiError, conflict, invalid, not_found, unavailable
@@ -107,7 +108,7 @@ class Manager:
                 return group[entity]
         raise not_found(f"Served model '{entity}' does not exist in endpoint '{name}'.")
 
-    def tell(self, name: str, lines: list[str]) -> None:
+    def tell(self, name: str, lines: builtins.list[str]) -> None:
         """Say what the workspace does not apply: workspace log and the entities' build logs."""
         if not lines:
             return
@@ -178,6 +179,8 @@ class Manager:
 
     async def _deploy(self, name: str) -> None:
         rec = self.store.get(name)
+        if rec is None or rec.get("pending_config") is None:
+            return  # deleted (or already applied) before this task ran
         pending = rec["pending_config"]
         current = self.active.get(name, {})
         runners, started = {}, []
@@ -201,7 +204,7 @@ class Manager:
             if rec is None or rec.get("pending_config") is not pending:
                 to_stop = started  # deleted (or superseded) meanwhile
             elif ok:
-                config = dict(pending.items())
+                config = dict(rec["pending_config"])
                 rec.update(config=config, pending_config=None, config_update="NOT_UPDATING", last_updated_timestamp=_now_ms())
                 reused = set(map(id, runners.values()))
                 to_stop = [r for r in current.values() if id(r) not in reused]
@@ -237,7 +240,7 @@ class Manager:
             self.store.put(rec)
         return {"name": name, **({"email_notifications": notifications} if notifications else {})}
 
-    async def patch_tags(self, name: str, add: list[dict], delete: list[str]) -> list[dict]:
+    async def patch_tags(self, name: str, add: builtins.list[dict], delete: builtins.list[str]) -> builtins.list[dict]:
         check_not_system(name, SYSTEM, "tagged")
         async with self.lock:
             rec = self._get(name)
@@ -260,6 +263,12 @@ class Manager:
             self.limiter.forget(name)
             self.notes.pop(name, None)
         await asyncio.gather(*(r.stop() for r in set(runners)), return_exceptions=True)
+
+    def record_to_change(self, name: str, action: str) -> dict:
+        """The record of an endpoint a request changes: 400 for the system endpoint, 404 for an
+        unknown name (what the change itself says under the lock)."""
+        check_not_system(name, SYSTEM, action)
+        return self._get(name)
 
     def _get(self, name: str) -> dict:
         rec = self.store.get(name)
@@ -310,7 +319,7 @@ class Manager:
         entity = self.routers[name].pick()
         return rec, entity, self.active[name][entity]
 
-    async def stream(self, name: str, body: dict, user: str) -> tuple[AsyncIterator[dict], str]:
+    async def stream(self, name: str, body: dict, user: str) -> tuple[AsyncGenerator[dict, None], str]:
         """``invoke`` for ``stream: true``: the answer's ``chat.completion.chunk`` dicts and the
         entity. Errors before the first chunk raise here (an HTTP error, not a broken stream);
         usage and rate-limit tokens are counted from the assembled answer when it ends."""
@@ -327,7 +336,7 @@ class Manager:
             )
             raise
 
-        async def metered() -> AsyncIterator[dict]:
+        async def metered() -> AsyncGenerator[dict, None]:
             seen: list[dict] = []
             try:
                 async for c in chunks:
