@@ -23,23 +23,7 @@ from llmops_nb.errors import ConfigError
 from llmops_nb.models import sources
 from llmops_nb.models.gguf import bundled_gguf_path
 from llmops_nb.steps.register import register
-
-ECHO_MODEL = """
-import mlflow
-from mlflow.pyfunc import ChatModel
-from mlflow.types.llm import ChatChoice, ChatCompletionResponse, ChatMessage
-
-
-class Echo(ChatModel):
-    def predict(self, context, messages, params):
-        text = "echo: " + messages[-1].content
-        return ChatCompletionResponse(
-            choices=[ChatChoice(index=0, message=ChatMessage(role="assistant", content=text))], model="echo-code"
-        )
-
-
-mlflow.models.set_model(Echo())
-"""
+from tests.models.conftest import ECHO_MODEL
 
 
 def _backend(tmp_path: Path) -> Backend:
@@ -62,20 +46,6 @@ def _created(backend: Backend) -> tuple[int, int]:
     client = MlflowClient(backend.tracking_uri, backend.registry_uri)
     runs = sum(len(client.search_runs([e.experiment_id])) for e in client.search_experiments())
     return (len(client.search_registered_models()), runs)
-
-
-@pytest.fixture(scope="module")
-def other_gguf(tmp_path_factory) -> Path:  # noqa: ANN001
-    """A second GGUF: the bundled Q4_1 file requantized to Q4_0 by llama.cpp's quantize API."""
-    import llama_cpp
-
-    out = tmp_path_factory.mktemp("gguf") / "other-llm.Q4_0.gguf"
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0
-    params.allow_requantize = True
-    params.nthread = 2
-    assert llama_cpp.llama_model_quantize(str(bundled_gguf_path()).encode(), str(out).encode(), params) == 0
-    return out
 
 
 @pytest.fixture
