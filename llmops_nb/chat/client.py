@@ -3,9 +3,11 @@
 Every endpoint, local or Databricks, takes the same OpenAI-style chat body (``messages``,
 ``max_tokens``, ``temperature``, ``stop``) and answers with ``choices`` and ``usage``. Calls
 go through databricks-sdk, which retries 503 honouring Retry-After (up to the client's
-``retry_timeout_seconds``) and times out each HTTP call after ``http_timeout_seconds``;
-:func:`chat_many` and :func:`chat_iter` leave 429s to one AIMD limiter
-(:mod:`llmops_nb.chat.ratecontrol`), a single :func:`chat` to the SDK.
+``retry_timeout_seconds``) and times out each HTTP call after ``http_timeout_seconds``. A call
+that times out waiting for its answer is not sent again (the SDK would: a second generation,
+billed and logged): it fails with :class:`~llmops_nb.chat.ratecontrol.NotResent`
+(:func:`~llmops_nb.chat.ratecontrol.no_resend`). :func:`chat_many` and :func:`chat_iter` leave
+429s to one AIMD limiter (:mod:`llmops_nb.chat.ratecontrol`), a single :func:`chat` to the SDK.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
-from llmops_nb.chat.ratecontrol import AimdLimiter, Throttled, throttle_aware
+from llmops_nb.chat.ratecontrol import AimdLimiter, NotResent, Throttled, no_resend, throttle_aware, timed_out
 from llmops_nb.chat.types import ChatResult, Messages
 from llmops_nb.errors import ConfigError, QueryError
 from llmops_nb.protocol.chat_body import CLIENT_ROLES as ROLES
@@ -73,10 +75,12 @@ def chat(
     messages = [ChatMessage(role=ChatMessageRole(m["role"]), content=m["content"]) for m in as_messages(prompt, system)]
     started = time.perf_counter()
     try:
-        response = w.serving_endpoints.query(
+        response = no_resend(w).serving_endpoints.query(
             name=endpoint, messages=messages, max_tokens=max_tokens, temperature=temperature, stop=stop
         )
-    except (DatabricksError, TimeoutError, OSError) as exc:
+    except (NotResent, DatabricksError, TimeoutError, OSError) as exc:
+        if (refused := timed_out(w, endpoint, exc)) is not None:
+            raise refused from None
         # DatabricksError: an API error after the SDK's retries; TimeoutError: the SDK's retry
         # budget ran out on 429/503; OSError: requests' connection errors (a killed server).
         raise QueryError(f"endpoint {endpoint}: {type(exc).__name__}: {exc}".splitlines()[0]) from None

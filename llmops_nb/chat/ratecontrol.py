@@ -16,6 +16,14 @@ retry budget. :func:`throttle_aware` therefore gives a copy of the client a cloc
 ``sleep`` raises :class:`Throttled` when the error being retried is a 429: the limiter sees
 every 429 and does the waiting and the asking again (without the SDK's time budget, up to
 its own ``patience``); 503s and connection errors keep the SDK's own retries.
+
+A generation is never sent twice: the SDK also retries ``requests.Timeout``
+(``databricks/sdk/_base_client.py`` ``_is_retryable``: "timeout"), so an answer slower than
+``http_timeout_seconds`` would be POSTed again until ``retry_timeout_seconds``, each copy run,
+billed and written to the inference table. :func:`no_resend` (and :func:`throttle_aware`, which
+includes it) gives the client a clock whose ``sleep`` raises :class:`NotResent` when the error
+being retried is a read timeout (the request reached the server); a connect timeout (nothing
+was sent) is still retried.
 """
 
 from __future__ import annotations
@@ -23,10 +31,11 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from llmops_nb.errors import LlmopsError
+from llmops_nb.errors import LlmopsError, QueryError
 
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
@@ -130,11 +139,46 @@ class AimdLimiter:
             return {"answers": self.answers, "throttles": self.throttles, "window": self.window}
 
 
-class _ThrottleClock:
-    """The SDK's clock, except that a retry of a 429 raises :class:`Throttled` instead of sleeping."""
+class NotResent(QueryError):
+    """An invocation with no answer within the client's HTTP timeout: it is not sent again."""
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
+
+def _read_timed_out(err: BaseException | None) -> bool:
+    """True for a timeout after the request was sent: requests' ReadTimeout (before the headers),
+    or the ConnectionError requests wraps a urllib3 ReadTimeoutError in (reading the body)."""
+    import requests
+    from urllib3.exceptions import ReadTimeoutError
+
+    if isinstance(err, requests.ConnectTimeout):  # nothing reached the server: safe to retry
+        return False
+    if isinstance(err, requests.ReadTimeout):
+        return True
+    return isinstance(err, requests.ConnectionError) and any(isinstance(a, ReadTimeoutError) for a in err.args)
+
+
+def _not_resent(http_timeout: float | None, endpoint: str = "") -> NotResent:
+    return NotResent(
+        (f"endpoint {endpoint}: " if endpoint else "")
+        + f"no answer within http_timeout_seconds={http_timeout or 60:g} s; not sent again (a re-sent "
+        "generation runs, is billed and is logged twice): raise http_timeout_seconds "
+        "($LLMOPS_HTTP_TIMEOUT_SECONDS) above the endpoint's request time, or lower max_tokens"
+    )
+
+
+def timed_out(w: WorkspaceClient, endpoint: str, err: BaseException) -> NotResent | None:
+    """The :class:`NotResent` of an invocation's error if it is a read timeout (a newer SDK raises
+    it at once for a POST instead of retrying it), else None."""
+    if isinstance(err, NotResent):
+        return NotResent(f"endpoint {endpoint}: {err}")
+    return _not_resent(w.config.http_timeout_seconds, endpoint) if _read_timed_out(err) else None
+
+
+class _InvocationClock:
+    """The SDK's clock, except when ``retried()`` would sleep before sending an invocation again:
+    a read timeout raises :class:`NotResent`; with ``throttle``, a 429 raises :class:`Throttled`."""
+
+    def __init__(self, inner: Any, *, throttle: bool, http_timeout: float | None) -> None:
+        self.inner, self.throttle, self.http_timeout = inner, throttle, http_timeout
 
     def time(self) -> float:
         return self.inner.time()
@@ -143,17 +187,40 @@ class _ThrottleClock:
         from databricks.sdk.errors import TooManyRequests
 
         retrying = sys.exc_info()[1]  # retried() sleeps inside `except Exception as err:`
-        if isinstance(retrying, TooManyRequests):
+        if _read_timed_out(retrying):
+            raise _not_resent(self.http_timeout) from None
+        if self.throttle and isinstance(retrying, TooManyRequests):
             raise Throttled(seconds)
         self.inner.sleep(seconds)
 
 
-def throttle_aware(w: WorkspaceClient) -> WorkspaceClient:
-    """A copy of ``w`` (same host and credentials) whose 429s raise :class:`Throttled` at once."""
+def _with_clock(w: WorkspaceClient, *, throttle: bool) -> WorkspaceClient:
     from databricks.sdk import WorkspaceClient
 
     config = w.config.copy()
     # Config(clock=...) is public; on a copy it can only be set through the attribute behind
     # Config.clock (databricks/sdk/config.py), which ApiClient reads (databricks/sdk/core.py).
-    config._clock = _ThrottleClock(w.config.clock)
+    config._clock = _InvocationClock(w.config.clock, throttle=throttle, http_timeout=w.config.http_timeout_seconds)
     return WorkspaceClient(config=config)
+
+
+def throttle_aware(w: WorkspaceClient) -> WorkspaceClient:
+    """A copy of ``w`` (same host and credentials) whose 429s raise :class:`Throttled` at once,
+    and whose invocations are never sent again after a read timeout (:func:`no_resend`)."""
+    return _with_clock(w, throttle=True)
+
+
+_NO_RESEND: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_NO_RESEND_LOCK = threading.Lock()
+
+
+def no_resend(w: WorkspaceClient) -> WorkspaceClient:
+    """``w`` for invocations: a copy (made once per client) that raises :class:`NotResent` instead
+    of POSTing a generation again after a read timeout; ``w`` itself if it already does."""
+    if isinstance(w.config.clock, _InvocationClock):
+        return w
+    with _NO_RESEND_LOCK:
+        found = _NO_RESEND.get(w)
+        if found is None:
+            found = _NO_RESEND[w] = _with_clock(w, throttle=False)
+        return found

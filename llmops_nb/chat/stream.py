@@ -4,7 +4,8 @@ databricks-sdk's ``serving_endpoints.query`` cannot stream (databricks/databrick
 it parses the body as one JSON document), so a stream is one ``POST
 /serving-endpoints/{name}/invocations`` with ``"stream": true`` through ``w.api_client.do(...,
 raw=True)``: the SDK's own auth (any Config auth type), retries of 429/503 before the first
-byte, and timeouts; the server-sent events are read as they arrive. The events are OpenAI's
+byte (never of a read timeout: :func:`llmops_nb.chat.ratecontrol.no_resend`), and timeouts;
+the server-sent events are read as they arrive. The events are OpenAI's
 ``chat.completion.chunk`` objects (Databricks Model Serving streams chat that way), ending in
 ``data: [DONE]``.
 """
@@ -140,9 +141,11 @@ def open_stream(w: WorkspaceClient, endpoint: str, body: dict) -> ChatStream:
     """POST ``body`` (with ``stream: true``) to the endpoint; the open stream."""
     from databricks.sdk.errors import DatabricksError
 
+    from llmops_nb.chat.ratecontrol import NotResent, no_resend, timed_out
+
     started = time.perf_counter()
     try:
-        resp = w.api_client.do(
+        resp = no_resend(w).api_client.do(
             "POST",
             f"/serving-endpoints/{endpoint}/invocations",
             body={**body, "stream": True},
@@ -150,6 +153,8 @@ def open_stream(w: WorkspaceClient, endpoint: str, body: dict) -> ChatStream:
             headers={"Accept": "text/event-stream"},
             response_headers=["served-model-name"],
         )
-    except (DatabricksError, TimeoutError, OSError) as exc:
+    except (NotResent, DatabricksError, TimeoutError, OSError) as exc:
+        if (refused := timed_out(w, endpoint, exc)) is not None:  # no headers in time: not POSTed again
+            raise refused from None
         raise QueryError(f"endpoint {endpoint}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
     return ChatStream(endpoint, resp["contents"], resp.get("served-model-name"), started)

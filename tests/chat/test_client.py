@@ -1,11 +1,14 @@
-"""Chat request validation (the HTTP path is covered against the fake workspace)."""
+"""Chat request validation, and what a timed-out generation does (against the fake workspace)."""
 
 from __future__ import annotations
 
 import pytest
 
-from llmops_nb.chat.client import as_messages, check_generation
+from llmops_nb.chat.client import as_messages, chat, chat_many, check_generation
+from llmops_nb.chat.ratecontrol import NotResent
 from llmops_nb.errors import ConfigError
+
+FOUNDATION = "databricks-smollm2-135m-instruct"
 
 
 def test_a_prompt_becomes_one_user_message_with_an_optional_system() -> None:
@@ -29,3 +32,27 @@ def test_bad_chat_input_names_the_field(call, field: str) -> None:  # noqa: ANN0
     with pytest.raises(ConfigError) as err:
         call()
     assert str(err.value).startswith(f"{field}:") and "\n" not in str(err.value)
+
+
+def _invocations(ws) -> int:  # noqa: ANN001
+    return sum(r["path"].endswith("/invocations") for r in ws.requests())
+
+
+@pytest.mark.parametrize("fault", ["stall_body_seconds", "hang_seconds"])
+def test_a_generation_slower_than_the_http_timeout_is_sent_once(fake_workspace, fault: str) -> None:  # noqa: ANN001
+    """databricks-sdk retries timeouts (_base_client.py _is_retryable: requests.Timeout, and the
+    ConnectionError requests raises for a body that stalls after the headers): a generation must not be
+    re-sent. stall_body_seconds: the headers at once, the body late (re-sent by databricks-sdk 0.167);
+    hang_seconds: no headers in time (re-sent by databricks-sdk before its POST exception, e.g. 0.133)."""
+    fake_workspace.set_faults(**{fault: 3})
+    w = fake_workspace.client(http_timeout_seconds=1, retry_timeout_seconds=8)
+    with pytest.raises(NotResent) as err:
+        chat(w, FOUNDATION, "hi")
+    assert str(err.value).startswith(f"endpoint {FOUNDATION}: no answer within http_timeout_seconds=1 s; not sent again")
+    assert _invocations(fake_workspace) == 1
+    fake_workspace.reset()
+    fake_workspace.set_faults(**{fault: 3})
+    [result] = chat_many(w, FOUNDATION, ["hi"], progress=False)  # through the throttle-aware copy too
+    assert isinstance(result, NotResent) and _invocations(fake_workspace) == 1
+    fake_workspace.reset()
+    assert chat(w, FOUNDATION, "hi").content  # the same client answers once nothing is slow

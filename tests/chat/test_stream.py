@@ -78,3 +78,13 @@ def test_close_from_another_thread_ends_the_reader_quietly(fake_workspace) -> No
     assert not t.is_alive() and errors == []
     assert stream.result is not None and stream.result.content == "".join(got)
     assert 2 <= len(got) < 42
+
+
+def test_a_stream_with_no_first_byte_within_the_http_timeout_is_not_sent_again(fake_workspace) -> None:
+    from llmops_nb.chat.ratecontrol import NotResent
+
+    fake_workspace.set_faults(hang_seconds=3)
+    w = fake_workspace.client(http_timeout_seconds=1, retry_timeout_seconds=8)
+    with pytest.raises(NotResent, match=f"endpoint {FOUNDATION}: no answer within http_timeout_seconds=1 s"):
+        chat_stream(w, FOUNDATION, "hi")
+    assert sum(r["path"].endswith("/invocations") for r in fake_workspace.requests()) == 1

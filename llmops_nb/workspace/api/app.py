@@ -92,6 +92,8 @@ def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
             else:
                 await faults.before("invocations")
             response = await call_next(request)
+            if entry is not None and not path.startswith(("/_fake/", "/api/")):
+                response = faults.stall_body("invocations", response)
         except ApiError as e:
             response = _error(e)
         if entry is not None:

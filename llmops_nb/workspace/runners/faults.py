@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from llmops_nb.workspace.apierror import invalid, too_many, unavailable
 
@@ -24,6 +26,7 @@ class Faults:
     fail_next_update: str | None = None  # served entity name whose next start fails
     ready_seconds: float | None = None  # None: the server's --fake-ready-seconds
     hang_seconds: float = 0.0  # extra wait before answering an invocation
+    stall_body_seconds: float = 0.0  # an invocation's status and headers at once, its body this much later
     routes: list[str] = field(default_factory=lambda: ["invocations"])
     seed: int = 0
 
@@ -80,6 +83,22 @@ class FaultInjector:
             raise unavailable("Injected fault: temporarily unavailable.", f.retry_after)
         if f.hang_seconds:
             await asyncio.sleep(f.hang_seconds)
+
+    def stall_body(self, route_class: str, response: Any) -> Any:
+        """``response`` (a streaming one, as middleware sees it) with its body held back
+        ``stall_body_seconds``: the client has the headers and waits for the body."""
+        seconds = self.faults.stall_body_seconds
+        if not seconds or route_class not in self.faults.routes or not hasattr(response, "body_iterator"):
+            return response
+        body = response.body_iterator
+
+        async def stalled() -> AsyncIterator[Any]:
+            await asyncio.sleep(seconds)
+            async for chunk in body:
+                yield chunk
+
+        response.body_iterator = stalled()
+        return response
 
     def enter(self) -> None:
         """Count an in-flight invocation; 429 beyond ``max_concurrency``."""
