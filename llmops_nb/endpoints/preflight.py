@@ -24,6 +24,10 @@ secret                 ``secrets.list_scopes`` and ``secrets.list_secrets``: the
                        key exist; no value is ever read (no ``get_secret``)
 model version          ``model_versions.get`` (or ``.list`` for "latest") in Unity Catalog;
                        in the backend's MLflow registry when that is not ``databricks-uc``
+provisioned            ``model.source: uc``: ``get-model-optimization-info`` says the version is
+  throughput           optimizable and the config's min/max are multiples of its chunk size
+                       (:mod:`llmops_nb.endpoints.provisioned`); on the local backend a problem:
+                       a UC model serves on Databricks only
 =====================  ===================================================================
 
 On the local backend the workspace checks that have no local meaning say so (``skipped``):
@@ -136,6 +140,8 @@ def endpoint_type(project: ProjectConfig) -> str:
     entities = project.endpoint.served_entities
     if any(e.external_model is not None for e in entities):
         return "external model"
+    if project.model.source == "uc" and any(e.entity_name == project.model.name for e in entities):
+        return "provisioned throughput"  # a UC source deploys with it (endpoints/provisioned.py)
     if any(getattr(e, f, None) for e in entities for f in _PROVISIONED):
         return "provisioned throughput"
     return "custom model"
@@ -242,6 +248,7 @@ def workspace_checks(
     found += _guarded("uc schema", lambda: _schema_checks(project, backend, w, user, principals))
     found += _guarded("secrets", lambda: _secret_checks(project, backend, w))
     found += _guarded("model version", lambda: _version_checks(project, backend, w, model_version))
+    found += _guarded("provisioned throughput", lambda: _throughput_checks(project, backend, w, model_version))
     if project.endpoint is None and project.foundation_endpoint:
         found += _guarded("endpoint", lambda: [_endpoint_exists(w, project.foundation_endpoint or "")])
     return found
@@ -275,7 +282,7 @@ def _schema_checks(project: ProjectConfig, backend: Backend, w: WorkspaceClient,
         privileges.append(privilege)
         reasons.append(why)
 
-    if project.endpoint is not None and _uses_uc(backend):  # the register step writes the model there
+    if project.endpoint is not None and _uses_uc(backend) and project.model.logs_a_model:  # register writes it there
         want(project.model.name.rsplit(".", 1)[0], "CREATE_MODEL", f"model.name {project.model.name}")
     gateway = (project.endpoint.ai_gateway_body() or {}) if project.endpoint else {}
     table = gateway.get("inference_table_config") or {}
@@ -397,9 +404,28 @@ def _version_checks(project: ProjectConfig, backend: Backend, w: WorkspaceClient
     for entity in project.endpoint.served_entities:
         if entity.entity_name is None:
             continue
-        version = entity.entity_version or (model_version if entity.entity_name == project.model.name else None)
+        own = model_version or project.model.version  # model.version: a uc source's
+        version = entity.entity_version or (own if entity.entity_name == project.model.name else None)
         found.append(_version_check(backend, w, entity.entity_name, version))
     return found
+
+
+def _throughput_checks(project: ProjectConfig, backend: Backend, w: WorkspaceClient, model_version: str | None) -> list[Check]:
+    """A ``uc`` source: what deploy will set (or refuse) for provisioned throughput."""
+    if project.model.source != "uc" or project.endpoint is None:
+        return []
+    from llmops_nb.endpoints.provisioned import plan
+    from llmops_nb.models.sources import prepare
+
+    name = "provisioned throughput"
+    try:
+        prepare(project.model, databricks=backend.kind == "databricks")  # refuses uc on the local workspace
+        planned = plan(project.endpoint, project.model.name, w, version=model_version or project.model.version)
+    except ConfigError as exc:
+        return [_problem(name, str(exc))]
+    if not planned:
+        return [_skipped(name, f"no served entity serves {project.model.name} (model.name)")]
+    return [_ok(f"{name} {t.entity}", t.describe()) for t in planned]
 
 
 def _version_check(backend: Backend, w: WorkspaceClient, full_name: str, version: str | None) -> Check:

@@ -22,8 +22,9 @@ if TYPE_CHECKING:  # pragma: no cover
 def resolved_endpoint(project: ProjectConfig, backend: Backend, *, model_version: str | None = None) -> EndpointConfig:
     """The project's endpoint config with every registered entity's version filled in.
 
-    ``model_version`` (published by the register step) pins the project's model; other
-    entities without a version get the latest registered version.
+    ``model_version`` (published by the register step) pins the project's model (a ``uc``
+    source: else its ``model.version``); other entities without a version get the latest
+    registered version.
     """
     from llmops_nb.models import registry
 
@@ -31,8 +32,8 @@ def resolved_endpoint(project: ProjectConfig, backend: Backend, *, model_version
         raise ConfigError("endpoint", None, "a deploy needs an endpoint section (this config only queries)")
 
     def resolve(entity_name: str) -> str:
-        if model_version and entity_name == project.model.name:
-            return str(model_version)
+        if entity_name == project.model.name and (model_version or project.model.version):
+            return str(model_version or project.model.version)
         return registry.latest_version(entity_name, tracking_uri=backend.tracking_uri, registry_uri=backend.registry_uri)
 
     return project.endpoint.with_resolved_versions(resolve)
@@ -57,10 +58,23 @@ def deploy(
     default, so they show in the executed notebook (``log=None``: not printed). The returned
     outputs do not include them. ``on_progress`` gets each :class:`DeployEvent` (see
     :func:`deploy_endpoint`).
+
+    A ``uc`` model source deploys with provisioned throughput (see
+    :mod:`llmops_nb.endpoints.provisioned`) and on Databricks only: on the local backend it is
+    one ConfigError line, as register says it, and nothing is written.
     """
+    if project.model.source == "uc":
+        from llmops_nb.models import sources
+
+        sources.prepare(project.model, databricks=backend.kind == "databricks")  # the local refusal
     cfg = resolved_endpoint(project, backend, model_version=model_version)
+    w = backend.workspace_client()
+    if project.model.source == "uc":
+        from llmops_nb.endpoints.provisioned import with_throughput
+
+        cfg = with_throughput(cfg, project.model.name, w)
     result = deploy_endpoint(
-        backend.workspace_client(),
+        w,
         cfg,
         backend=backend,
         timeout=timeout,

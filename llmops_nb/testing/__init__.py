@@ -82,6 +82,32 @@ class FakeWorkspace:
         """The POST/PUT/PATCH/DELETE requests under /api/2.0."""
         return [r for r in self.requests() if r["method"] in WRITE_METHODS and r["path"].startswith("/api/2.0/")]
 
+    def uc_model(self, full_name: str, *, versions: int = 1, finalize: bool = True) -> None:
+        """Create a Unity Catalog model ``catalog.schema.model`` (its catalog and schema if missing)
+        with ``versions`` versions, READY unless ``finalize`` is False, through the workspace's own
+        API with the real databricks-sdk, as MLflow's databricks-uc registry creates them."""
+        from databricks.sdk.errors import ResourceConflict
+
+        catalog, schema, name = full_name.split(".")
+        w = self.client()
+        for create in (lambda: w.catalogs.create(catalog), lambda: w.schemas.create(schema, catalog)):
+            try:
+                create()
+            except ResourceConflict:  # 409 CATALOG_/SCHEMA_ALREADY_EXISTS
+                pass
+        w.registered_models.create(catalog_name=catalog, schema_name=schema, name=name)
+        for _ in range(versions):
+            created = w.api_client.do(
+                "POST",
+                "/api/2.0/mlflow/unity-catalog/model-versions/create",
+                body={"name": full_name, "source": f"dbfs:/models/{name}"},
+            )
+            if finalize:
+                version = created["model_version"]["version"]  # type: ignore[index,call-overload]
+                w.api_client.do(
+                    "POST", "/api/2.0/mlflow/unity-catalog/model-versions/finalize", body={"name": full_name, "version": version}
+                )
+
     def set_faults(self, **faults: Any) -> dict:
         """Merge ``faults`` into the active ones (see llmops_nb.workspace.runners.faults.Faults)."""
         return self._admin("POST", "/_fake/faults", faults)

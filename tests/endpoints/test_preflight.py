@@ -466,3 +466,51 @@ def test_latest_is_the_highest_version_whatever_order_the_workspace_lists(fake_w
 
     found = _by_name(preflight.run(_project(latest), _backend(fake_workspace)))[f"model version {MODEL} (latest)"]
     assert (found.status, found.message) == ("ok", "version 3 exists and is READY")
+
+
+# --------------------------------------------------------------------------- model.source: uc
+
+LLAMA = "system.ai.llama_v3_2_1b_instruct"  # the fake optimizes llama models, chunk 950 tokens/s
+
+
+def _uc_project(name: str = LLAMA, **entity: Any) -> ProjectConfig:
+    return ProjectConfig.model_validate(
+        {
+            "backend": "databricks",
+            "model": {"name": name, "source": "uc", "version": "1"},
+            "endpoint": {"name": "llama-pt", "served_entities": [{"entity_name": name, **entity}]},
+        }
+    )
+
+
+def test_a_uc_source_shows_the_provisioned_throughput_deploy_will_set(fake_workspace: Any) -> None:
+    fake_workspace.uc_model(LLAMA)
+    report = preflight.run(_uc_project(), _backend(fake_workspace))
+    checks = _by_name(report)
+    assert report.exit_code == 0, report.lines()
+    assert checks[f"model version {LLAMA} v1"].status == "ok"
+    line = checks["provisioned throughput system-ai-llama_v3_2_1b_instruct-1"]
+    assert line.status == "ok" and "0-950 tokens/s" in line.message and "(llama)" in line.message
+    assert "4 MB" in checks["payload"].message  # a provisioned throughput endpoint
+    assert not any(name.startswith("uc schema") for name in checks)  # register writes nothing to system.ai
+    writes = [r for r in fake_workspace.requests() if r["path"].startswith("/api/2.0/serving-endpoints") and r["method"] != "GET"]
+    assert writes == []
+
+
+@pytest.mark.parametrize(
+    ("name", "entity", "says"),
+    [
+        (LLAMA, {"min_provisioned_throughput": 100}, "served_entities[0].min_provisioned_throughput: 100 is not allowed"),
+        ("main.llmops.smollm2_135m_instruct", {}, "not optimizable"),
+    ],
+)
+def test_a_uc_source_preflight_refuses_what_deploy_would(fake_workspace: Any, name: str, entity: dict, says: str) -> None:
+    fake_workspace.uc_model(name)
+    assert says in _problem(preflight.run(_uc_project(name, **entity), _backend(fake_workspace)), "provisioned throughput")
+
+
+def test_a_uc_source_on_the_local_backend_is_a_problem_line(fake_workspace: Any, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    local = _backend(fake_workspace, kind="local", tracking_uri=uri, registry_uri=uri, home=tmp_path)
+    message = _problem(preflight.run(_uc_project(), local), "provisioned throughput")
+    assert message.startswith("model.source: 'uc' is not allowed") and "Databricks only" in message

@@ -17,6 +17,7 @@ import yaml
 
 from llmops_nb.chain.params import STEP_OUTPUTS
 from llmops_nb.config.project import ProjectConfig
+from llmops_nb.errors import ConfigError
 from llmops_nb.steps.deploy import deploy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,3 +120,79 @@ def test_the_deploy_step_prints_the_warnings_and_keeps_its_outputs(
     assert len(printed) == 1 and printed[0].startswith("warning: ai_gateway.guardrails")
     assert set(STEP_OUTPUTS["deploy"]) <= set(out) and not any("warning" in str(v) for v in out.values())
     assert sorted(out) == ["config_hash", "deploy_action", "endpoint_name", "endpoint_url", "served_entities"]
+
+
+# --------------------------------------------------------------------------- model.source: uc
+
+LLAMA = "system.ai.llama_v3_2_1b_instruct"  # the fake optimizes llama models, chunk 950 tokens/s
+
+
+def _uc_project(backend: str = "databricks", name: str = LLAMA, **entity: Any) -> ProjectConfig:
+    return ProjectConfig.model_validate(
+        {
+            "backend": backend,
+            "model": {"name": name, "source": "uc", "version": "2"},
+            "endpoint": {"name": "llama-pt", "served_entities": [{"entity_name": name, **entity}]},
+        }
+    )
+
+
+def _uc_backend(ws, kind: str = "databricks", tmp_path: Path | None = None):  # noqa: ANN001, ANN202
+    from llmops_nb.backends import Backend
+
+    uri = "databricks" if kind == "databricks" else f"sqlite:///{tmp_path}/mlflow.db"
+    return Backend(
+        kind=kind, host=ws.host, token=ws.token, tracking_uri=uri, registry_uri=uri.replace("databricks", "databricks-uc")
+    )
+
+
+def _serving_writes(ws) -> list[dict[str, Any]]:  # noqa: ANN001
+    return [r for r in ws.write_calls() if r["path"].startswith("/api/2.0/serving-endpoints")]
+
+
+def test_a_uc_source_deploys_with_one_chunk_of_provisioned_throughput_and_again_makes_no_write(fake_workspace) -> None:  # noqa: ANN001
+    fake_workspace.uc_model(LLAMA, versions=2)
+    out = deploy(_uc_project(), _uc_backend(fake_workspace), timeout=60, progress=False, log=None)
+    assert out["deploy_action"] == "created" and out["served_entities"] == ["system-ai-llama_v3_2_1b_instruct-2"]
+    (create,) = _serving_writes(fake_workspace)
+    entity = create["body"]["config"]["served_entities"][0]
+    assert entity["entity_version"] == "2"  # model.version, no registry asked
+    assert (entity["min_provisioned_throughput"], entity["max_provisioned_throughput"]) == (0, 950)
+    served = fake_workspace.client().serving_endpoints.get("llama-pt").config.served_entities[0]
+    assert (served.min_provisioned_throughput, served.max_provisioned_throughput) == (0, 950)
+    assert (
+        deploy(_uc_project(), _uc_backend(fake_workspace), timeout=60, progress=False, log=None)["deploy_action"] == "unchanged"
+    )
+    assert len(_serving_writes(fake_workspace)) == 1
+
+
+def test_a_uc_source_keeps_the_configs_multiples_of_the_chunk(fake_workspace) -> None:  # noqa: ANN001
+    fake_workspace.uc_model(LLAMA, versions=2)
+    project = _uc_project(min_provisioned_throughput=950, max_provisioned_throughput=2850)
+    deploy(project, _uc_backend(fake_workspace), timeout=60, progress=False, log=None)
+    entity = _serving_writes(fake_workspace)[0]["body"]["config"]["served_entities"][0]
+    assert (entity["min_provisioned_throughput"], entity["max_provisioned_throughput"]) == (950, 2850)
+
+
+@pytest.mark.parametrize(
+    ("name", "entity", "field", "says"),
+    [
+        (LLAMA, {"max_provisioned_throughput": 1000}, "endpoint.served_entities[0].max_provisioned_throughput", "multiple of"),
+        ("main.llmops.smollm2_135m_instruct", {}, "model.name", "not optimizable"),
+    ],
+)
+def test_a_uc_source_off_the_chunk_grid_or_not_optimizable_is_one_line_and_writes_nothing(
+    fake_workspace, name: str, entity: dict[str, Any], field: str, says: str
+) -> None:  # noqa: ANN001
+    fake_workspace.uc_model(name, versions=2)
+    with pytest.raises(ConfigError) as e:
+        deploy(_uc_project(name=name, **entity), _uc_backend(fake_workspace), timeout=60, progress=False, log=None)
+    assert e.value.field == field and says in str(e.value) and "\n" not in str(e.value)
+    assert _serving_writes(fake_workspace) == []
+
+
+def test_a_uc_source_on_the_local_backend_is_refused_before_any_request(fake_workspace, tmp_path: Path) -> None:  # noqa: ANN001
+    with pytest.raises(ConfigError) as e:
+        deploy(_uc_project("local"), _uc_backend(fake_workspace, "local", tmp_path), timeout=60, progress=False, log=None)
+    assert e.value.field == "model.source" and "Databricks only" in str(e.value)
+    assert fake_workspace.requests() == []

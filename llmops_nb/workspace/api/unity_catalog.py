@@ -16,6 +16,9 @@ registered_models.go: the creator owns what it creates; "Schema 'a.b' does not e
   ``GET .../versions/{version}``, ``PUT|GET .../aliases/{alias}``; versions are created as
   MLflow's databricks-uc registry does: ``POST /api/2.0/mlflow/unity-catalog/model-versions/
   create`` (PENDING_REGISTRATION), then ``.../finalize`` (READY).
+- provisioned throughput: ``GET /api/2.0/serving-endpoints/get-model-optimization-info/{full_name}/
+  {version}`` answers ``{optimizable, model_type, throughput_chunk_size, dbus}`` for a version the
+  fake knows (see :func:`optimization_info`).
 
 State lives in ``<home>/state/unity_catalog.json``. The local workspace serves the same
 routes, but its MLflow registry is a SQLite file, not Unity Catalog: nothing it registers
@@ -137,6 +140,34 @@ class CatalogState:
                         item.update(inherited_from_type=from_type, inherited_from_name=from_name)
                     found.setdefault(who, []).append(item)
         return [{"principal": p, "privileges": privs} for p, privs in sorted(found.items()) if principal in (None, "", p)]
+
+
+#: Which UC models the fake calls optimizable for provisioned throughput, by a family word in the
+#: model's own name (its last part): (word, model_type, throughput_chunk_size, dbus). Databricks
+#: decides by the logged model's architecture; these chunk sizes and DBUs are the fake's own,
+#: deterministic numbers, not Databricks' price list. Any other model answers ``optimizable: false``
+#: with no chunk size, as Databricks does for a model it cannot optimize (mosaicml/llm-foundry reads
+#: ``throughput_chunk_size`` as absent then; docs.databricks.com machine-learning/foundation-models/
+#: deploy-prov-throughput-foundation-model-apis checks ``optimizable`` first).
+PT_FAMILIES: tuple[tuple[str, str, int, int], ...] = (
+    ("llama", "llama", 950, 28),
+    ("mixtral", "mixtral", 2000, 56),
+    ("mistral", "mistral", 1000, 28),
+    ("dbrx", "dbrx", 1800, 56),
+    ("qwen", "qwen", 900, 28),
+    ("gemma", "gemma", 800, 28),
+    ("gte", "bert", 2000, 14),
+    ("bge", "bert", 2000, 14),
+)
+
+
+def optimization_info(full_name: str) -> dict:
+    """What ``get-model-optimization-info`` answers for the model ``full_name`` (see PT_FAMILIES)."""
+    own = full_name.rsplit(".", 1)[-1].lower()
+    for word, model_type, chunk, dbus in PT_FAMILIES:
+        if word in own:
+            return {"optimizable": True, "model_type": model_type, "throughput_chunk_size": chunk, "dbus": dbus}
+    return {"optimizable": False}
 
 
 def _audit(info: dict) -> dict:
@@ -335,3 +366,9 @@ def routes(app: FastAPI, ctx: object) -> None:  # noqa: C901 - one route table
         info.update(status="READY", updated_at=_now())
         uc.save()
         return {"model_version": {**info, "name": body.get("name"), "version": str(info["version"])}}
+
+    # ---- provisioned throughput: what a model version may be served with --------------
+    @app.get("/api/2.0/serving-endpoints/get-model-optimization-info/{full_name}/{version}")
+    async def get_optimization_info(full_name: str, version: str):
+        uc.version(full_name, version)  # 404 for a model or version Unity Catalog does not have
+        return optimization_info(full_name)
