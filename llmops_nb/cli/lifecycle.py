@@ -172,6 +172,7 @@ def query(
                 if not as_json:
                     click.echo(delta, nl=False)
         result = s.result
+        assert result is not None  # set by ChatStream.close(), which the with block's exit calls
         if not as_json:
             click.echo("")
     else:
