@@ -103,7 +103,7 @@ class FakeWorkspace:
                 body={"name": full_name, "source": f"dbfs:/models/{name}"},
             )
             if finalize:
-                version = created["model_version"]["version"]  # type: ignore[index,call-overload]
+                version = created["model_version"]["version"]
                 w.api_client.do(
                     "POST", "/api/2.0/mlflow/unity-catalog/model-versions/finalize", body={"name": full_name, "version": version}
                 )
