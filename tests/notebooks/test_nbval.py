@@ -28,11 +28,12 @@ from typing import Any
 import nbformat
 import pytest
 
+from llmops_nb.chain import bundle
 from llmops_nb.chain import inspect as chain_inspect
 from llmops_nb.chain import runner as chain_runner
 from llmops_nb.chain import table as chain_table
-from llmops_nb.chain import bundle
 from llmops_nb.errors import ConfigError
+from tests.models.conftest import other_gguf  # noqa: F401  (a fixture: the second GGUF)
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -51,7 +52,10 @@ UPTO = Path(os.environ.get("LLMOPS_NBVAL_UPTO", "")).stem
 
 def markers(cell: Any) -> set[str]:
     """The nbval comment markers in a cell (nbval reads a comment line that is exactly the marker)."""
-    return {line.strip().lstrip("#").strip() for line in cell.source.splitlines() if line.strip().startswith("#")} & {CHECK, IGNORE}
+    return {line.strip().lstrip("#").strip() for line in cell.source.splitlines() if line.strip().startswith("#")} & {
+        CHECK,
+        IGNORE,
+    }
 
 
 def expected(backend: str) -> dict[str, dict[str, Any]]:
@@ -93,9 +97,26 @@ def write_copies(dest: Path, backend: str, names: list[str] | None = None, edit:
 def run_nbval(notebooks: list[Path], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
     """``pytest --nbval-lax`` over ``notebooks`` (one kernel each, in order) in a subprocess."""
     folder = notebooks[0].parent
-    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with", str(SANITIZE),
-           "--nbval-cell-timeout", "600", "-p", "no:cacheprovider", "--rootdir", str(folder), "-o", "addopts=",
-           "-q", "--color=no", *map(str, notebooks)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--nbval-lax",
+        "--nbval-current-env",
+        "--nbval-sanitize-with",
+        str(SANITIZE),
+        "--nbval-cell-timeout",
+        "600",
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(folder),
+        "-o",
+        "addopts=",
+        "-q",
+        "--color=no",
+        *map(str, notebooks),
+    ]
     return subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -148,7 +169,9 @@ def record(backend: str, copies: list[Path], env: dict[str, str]) -> None:
                         if isinstance(value, str):
                             o["data"][key] = value.splitlines(keepends=True)
                 want.setdefault(path.name, {})[cell.id] = outputs
-    (HERE / "expected" / f"{backend}.json").write_text(json.dumps(dict(sorted(want.items())), indent=1, ensure_ascii=False) + "\n")
+    (HERE / "expected" / f"{backend}.json").write_text(
+        json.dumps(dict(sorted(want.items())), indent=1, ensure_ascii=False) + "\n"
+    )
 
 
 def chain_up_to(stem: str) -> list[str] | None:
@@ -203,7 +226,11 @@ def test_expected_outputs_cover_exactly_the_checked_cells(backend: str) -> None:
             else:
                 assert outputs, (backend, path.name, cell_id)
                 for output in outputs:
-                    nbformat.validate(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[nbformat.from_dict(_joined(output))], execution_count=1)]))
+                    nbformat.validate(
+                        nbformat.v4.new_notebook(
+                            cells=[nbformat.v4.new_code_cell(outputs=[nbformat.from_dict(_joined(output))], execution_count=1)]
+                        )
+                    )
 
 
 def test_parameters_cells_take_what_the_runner_and_the_job_pass_with_their_types() -> None:
@@ -240,7 +267,11 @@ def local_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     shutil.copytree(ROOT / "configs", project / "configs")
     yield clean_env(project, CONFIGS["local"])
     info = launcher.status(project / ".llmops")
-    pids = [info.pid, *(p.pid for p in psutil.Process(info.pid).children(recursive=True))] if info and psutil.pid_exists(info.pid) else []
+    pids = (
+        [info.pid, *(p.pid for p in psutil.Process(info.pid).children(recursive=True))]
+        if info and psutil.pid_exists(info.pid)
+        else []
+    )
     launcher.stop(project / ".llmops")
     alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert alive == [], f"processes left behind: {alive}"
@@ -276,8 +307,11 @@ def test_a_renamed_parameter_is_refused_by_the_runner_and_the_job(tmp_path: Path
         chain_runner.plan(chain_table.STEPS, ROOT / "configs" / "local.yml", "local")
     assert str(err.value) == "deploy.model_version: None is not allowed; 02_deploy.ipynb must declare it to receive it"
     found = [str(p) for p in bundle.problems(bundle.load(ROOT / bundle.BUNDLE_FILE), tmp_path)]
-    assert any(p.startswith("resources.jobs.llmops_chain.tasks[deploy].notebook_task.base_parameters.model_version:")
-               and "not a parameter of 02_deploy.ipynb" in p for p in found), found
+    assert any(
+        p.startswith("resources.jobs.llmops_chain.tasks[deploy].notebook_task.base_parameters.model_version:")
+        and "not a parameter of 02_deploy.ipynb" in p
+        for p in found
+    ), found
 
 
 def test_deliberate_breaks_fail_nbval(tmp_path: Path, fake_env: dict[str, str]) -> None:
@@ -299,3 +333,46 @@ def test_deliberate_breaks_fail_nbval(tmp_path: Path, fake_env: dict[str, str]) 
     # the renamed parameter: the notebook raises in its first cell after the parameters
     assert "FAILED 02_deploy.ipynb::Cell 1" in out, out[-4000:]
     assert "ConfigError: parameters: ['model_version'] is not allowed; run the parameters cell first" in out, out[-4000:]
+
+
+# --------------------------------------------------------------------------- 01_register with each source
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("source", ["gguf", "code"])
+def test_01_register_takes_the_model_source_as_parameters_on_the_fake(
+    tmp_path: Path,
+    fake_env: dict[str, str],
+    source: str,
+    other_gguf: Path,  # tests/models/conftest.py
+) -> None:
+    """01_register with ``model_source``/``model_path`` registers that model (issue 28), as the job would run it."""
+    from mlflow import MlflowClient
+
+    from llmops_nb.chain.params import read_outputs
+    from tests.models.conftest import ECHO_MODEL
+
+    if source == "code":
+        path = tmp_path / "echo_model.py"
+        path.write_text(ECHO_MODEL)
+    else:
+        path = other_gguf
+    out = tmp_path / "01_register.ipynb"
+    name = f"main.llmops.byom_{source}"
+    command = [
+        sys.executable,
+        "-m",
+        "papermill",
+        str(ROOT / "notebooks" / "01_register.ipynb"),
+        str(out),
+        "--cwd",
+        str(ROOT / "notebooks"),
+    ]
+    command += ["-p", "model_source", source, "-p", "model_path", str(path), "-p", "model_name", name, "--no-progress-bar"]
+    done = subprocess.run(command, env=fake_env, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    published = read_outputs(out)
+    assert published["model_name"] == name and published["model_version"] == "1"
+    uri = fake_env["MLFLOW_TRACKING_URI"]
+    version = MlflowClient(uri, uri).get_model_version(name, "1")
+    assert MlflowClient(uri, uri).get_run(version.run_id).data.tags["llmops_nb.source"] == source
