@@ -33,7 +33,6 @@ from llmops_nb.chain import inspect as chain_inspect
 from llmops_nb.chain import runner as chain_runner
 from llmops_nb.chain import table as chain_table
 from llmops_nb.errors import ConfigError
-from tests.models.conftest import other_gguf  # noqa: F401  (a fixture: the second GGUF)
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -344,7 +343,7 @@ def test_01_register_takes_the_model_source_as_parameters_on_the_fake(
     tmp_path: Path,
     fake_env: dict[str, str],
     source: str,
-    other_gguf: Path,  # tests/models/conftest.py
+    other_gguf: Path,  # tests/conftest.py
 ) -> None:
     """01_register with ``model_source``/``model_path`` registers that model (issue 28), as the job would run it."""
     from mlflow import MlflowClient
