@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +45,28 @@ def _mlflow_uris_restored_per_module():
     saved = {k: os.environ.get(k) for k in URI_VARS}
     yield
     _restore(saved)
+
+
+@pytest.fixture(scope="session")
+def other_gguf(tmp_path_factory) -> Path:  # noqa: ANN001
+    """A second GGUF: the bundled Q4_1 file requantized to Q4_0 by llama.cpp's quantize API."""
+    import llama_cpp
+
+    from llmops_nb.models.gguf import bundled_gguf_path
+
+    out = tmp_path_factory.mktemp("gguf") / "other-llm.Q4_0.gguf"
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0
+    params.allow_requantize = True
+    params.nthread = 2
+    assert llama_cpp.llama_model_quantize(str(bundled_gguf_path()).encode(), str(out).encode(), params) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_model(tmp_path_factory) -> Path:  # noqa: ANN001
+    """A tiny random-weight Llama with a trained BPE tokenizer and a ChatML chat template (a
+    real Hugging Face model folder, built offline; torch is imported once, here, per session)."""
+    from llmops_nb.testing.tiny_hf import build_tiny_causal_lm
+
+    return build_tiny_causal_lm(tmp_path_factory.mktemp("hf") / "tiny-llama")
