@@ -27,6 +27,7 @@ import hashlib
 import json
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,18 +146,21 @@ def read_databricks(
         format=Format.JSON_ARRAY,
     )
     deadline = time.monotonic() + wait_seconds
+    sid = resp.statement_id or ""
     while resp.status and resp.status.state in (StatementState.PENDING, StatementState.RUNNING):
+        assert sid, "a statement still running has its statement_id (Statement Execution API)"
         if time.monotonic() > deadline:
-            w.statement_execution.cancel_execution(resp.statement_id)
+            w.statement_execution.cancel_execution(sid)
             raise ConfigError(
                 "replay_warehouse_id", warehouse_id, f"the query of {full_name} did not finish in {wait_seconds:.0f} s"
             )
         time.sleep(2)
-        resp = w.statement_execution.get_statement(resp.statement_id)
-    chunks = []
+        resp = w.statement_execution.get_statement(sid)
+    chunks: list[Sequence[Sequence[str | None]]] = []
     index = resp.result.next_chunk_index if resp.result else None
     while index is not None:
-        chunk = w.statement_execution.get_statement_result_chunk_n(resp.statement_id, index)
+        assert sid, "a result with more chunks has its statement_id (Statement Execution API)"
+        chunk = w.statement_execution.get_statement_result_chunk_n(sid, index)
         chunks.append(chunk.data_array or [])
         index = chunk.next_chunk_index
     return parse_statement(resp, kind, chunks)
@@ -189,7 +193,7 @@ def replay_sql(kind: str, full_name: str, since: dt.datetime | None, status: int
 
 
 def parse_statement(
-    resp: StatementResponse, kind: str, more_chunks: list[list[list[str | None]]] | None = None
+    resp: StatementResponse, kind: str, more_chunks: Sequence[Sequence[Sequence[str | None]]] | None = None
 ) -> list[dict[str, Any]]:
     """:func:`record` dicts of a statement's JSON_ARRAY result (every value a string or null),
     the first chunk inline in ``resp`` and the ``more_chunks`` fetched after it."""
@@ -203,8 +207,9 @@ def parse_statement(
             getattr(state, "value", state),
             f"the query of the inference table did not succeed: {error}"[:300],
         )
-    names = [c.name for c in resp.manifest.schema.columns]
-    rows = list((resp.result.data_array if resp.result else None) or [])
+    schema = resp.manifest.schema if resp.manifest else None
+    names = [c.name or "" for c in (schema.columns if schema else None) or []]
+    rows: list[Sequence[str | None]] = list((resp.result.data_array if resp.result else None) or [])
     for chunk in more_chunks or []:
         rows.extend(chunk)
     return [record(dict(zip(names, values)), kind) for values in rows]
