@@ -442,9 +442,10 @@ def _version_check(backend: Backend, w: WorkspaceClient, full_name: str, version
             # "There is no guarantee of a specific ordering of the elements in the response"
             # (databricks-sdk-py service/catalog.py, ModelVersionsAPI.list): the highest number, as
             # models.registry.latest_version takes it, not the first item.
-            info = max(w.model_versions.list(full_name), key=lambda v: int(v.version or 0), default=None)
-            if info is None:
+            latest = max(w.model_versions.list(full_name), key=lambda v: int(v.version or 0), default=None)
+            if latest is None:
                 return _problem(name, f"{full_name} has no version in Unity Catalog: {register}")
+            info = latest
     except NotFound as exc:
         return _problem(name, f"not in Unity Catalog ({_first_line(exc)}): {register}, or fix entity_version")
     status = str(getattr(info.status, "value", info.status))
