@@ -157,4 +157,6 @@ def open_stream(w: WorkspaceClient, endpoint: str, body: dict) -> ChatStream:
         if (refused := timed_out(w, endpoint, exc)) is not None:  # no headers in time: not POSTed again
             raise refused from None
         raise QueryError(f"endpoint {endpoint}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    # raw=True: {"contents": the open body, <each response_headers name>: value} (databricks-sdk _base_client.do)
+    assert isinstance(resp, dict)
     return ChatStream(endpoint, resp["contents"], resp.get("served-model-name"), started)
