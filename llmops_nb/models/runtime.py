@@ -237,13 +237,20 @@ def _installed_llama_cpp() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``install`` (build if needed, then install), ``wheel`` (print its path), ``check``, ``audit``."""
+    """``install`` (build if needed, then install), ``wheel`` (print its path; exit 2 if it does not fit
+    the bundle's Databricks Runtime), ``check``, ``audit``."""
     args = sys.argv[1:] if argv is None else argv
     action = args[0] if args else "check"
     if action == "install":
         print(f"llama-cpp-python: installed {install().name}")
-    elif action == "wheel":
-        print(build())
+    elif action == "wheel":  # the bundle's build step: the wheel the job cluster and serving install
+        wheel = build()
+        from llmops_nb.models.environment import TARGET_HINT, wheel_mismatch  # packaging: not at install time
+
+        if (why := wheel_mismatch(wheel)) is not None:
+            print(f"llama-cpp-python wheel: {why}: {TARGET_HINT}", file=sys.stderr)
+            return 2
+        print(wheel)
     elif action == "audit":
         counts = audit(_installed_llama_cpp())
         print(", ".join(f"{family}: {n}" for family, n in counts.items()))

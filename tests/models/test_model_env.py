@@ -121,6 +121,75 @@ def test_no_wheel_databricks_registry_refuses_in_one_line_before_anything(
     assert mlflow.get_tracking_uri() == before  # refused before MLflow was pointed anywhere
 
 
+# ---- the wheel's platform: what the job cluster and the serving container install ---------------
+BUILT = runtime.built_wheel()  # before any test points LLMOPS_WHEELHOUSE elsewhere
+
+
+def _wheel_named(folder: Path, name: str, *, libs: dict[str, bytes] | None = None) -> Path:
+    """Our real wheel under another file name (its tags), or a small zip holding ``libs``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    if libs is None:
+        assert BUILT is not None, f"no portable wheel in {runtime.wheelhouse()}: run `make install`"
+        shutil.copy2(BUILT, target)
+    else:
+        with zipfile.ZipFile(target, "w") as zf:
+            for member, data in libs.items():
+                zf.writestr(member, data)
+    return target
+
+
+def test_our_wheel_fits_the_bundles_databricks_runtime() -> None:
+    wheel = runtime.built_wheel()
+    assert wheel is not None
+    assert environment.wheel_mismatch(wheel) is None
+    glibc, glibcxx = environment.linked_versions(wheel)
+    assert (2, 17) <= glibc <= environment.TARGET.glibc and glibcxx <= environment.TARGET.glibcxx
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("llama_cpp_python-{v}-py3-none-macosx_14_0_arm64.whl", "is tagged py3-none-macosx_14_0_arm64"),
+        ("llama_cpp_python-{v}-py3-none-linux_aarch64.whl", "is tagged py3-none-linux_aarch64"),
+        ("llama_cpp_python-{v}-cp312-cp312-linux_x86_64.whl", "is tagged cp312-cp312-linux_x86_64"),
+    ],
+)
+def test_a_wheel_built_for_another_platform_is_refused_for_databricks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, said: str
+) -> None:
+    """A deploy from macOS, ARM or Python 3.12 builds a wheel the cluster and serving cannot install."""
+    version = environment.llama_cpp_version()
+    monkeypatch.setenv("LLMOPS_WHEELHOUSE", str(tmp_path))
+    _wheel_named(tmp_path / runtime.cache_key(), name.format(v=version))
+    with pytest.raises(ModelError) as err:
+        pip_requirements(require_wheel=True)
+    message = str(err.value)
+    assert "\n" not in message and said in message
+    assert "Databricks Runtime 15.4 LTS ML" in message and "docker run --platform linux/amd64 python:3.11" in message
+    assert runtime.main(["wheel"]) == 2  # the bundle's build step refuses it too, before the upload
+
+
+def test_a_wheel_linking_a_newer_glibc_than_the_runtime_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    version = environment.llama_cpp_version()
+    monkeypatch.setenv("LLMOPS_WHEELHOUSE", str(tmp_path))
+    lib = b"\x7fELF...GLIBC_2.17\x00GLIBC_2.38\x00GLIBCXX_3.4.30\x00"
+    _wheel_named(tmp_path / "k", f"llama_cpp_python-{version}-py3-none-linux_x86_64.whl", libs={"llama_cpp/lib/libggml.so": lib})
+    with pytest.raises(ModelError, match="links GLIBC_2.38; Databricks Runtime 15.4 LTS ML .* has glibc 2.35"):
+        pip_requirements(require_wheel=True)
+
+
+def test_a_wheel_that_fits_is_taken_over_one_that_does_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    version = environment.llama_cpp_version()
+    monkeypatch.setenv("LLMOPS_WHEELHOUSE", str(tmp_path))
+    # sorted last, so the lookup that takes "any file of the right version" took it
+    _wheel_named(tmp_path / "zz-mac", f"llama_cpp_python-{version}-py3-none-macosx_14_0_arm64.whl")
+    fits = _wheel_named(tmp_path / "aa-linux", f"llama_cpp_python-{version}-py3-none-linux_x86_64.whl")
+    assert environment.find_wheel(version, target=environment.TARGET) == fits
+    assert environment.find_wheel(version) == fits  # this machine (Linux x86-64) installs it too
+    assert pip_requirements(require_wheel=True)[-1].endswith(fits.name)
+
+
 # ---- the offline proof ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[registry.RegisteredModel, str]]:
