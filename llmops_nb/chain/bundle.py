@@ -436,7 +436,8 @@ def _task_problems(
         return [_problem(f"{field}.notebook_task.notebook_path", path, f"no such notebook under {root}")]
     declared = declared_parameters(notebook)
     params = nb_task.get("base_parameters") or {}
-    by_key = {t.get("task_key"): t for t in tasks}
+    # a task without a key is its own problem (task_order); here it is no task to refer to
+    by_key = {str(t["task_key"]): t for t in tasks if t.get("task_key")}
     key = task.get("task_key")
 
     def value_problems(where: str, name: str, value: str, expected: str) -> list[ConfigError]:
@@ -447,7 +448,7 @@ def _task_problems(
             if source not in by_key:
                 found.append(_problem(where, value, f"no task {source} in this job; expected one of {', '.join(by_key)}"))
                 continue
-            if ups and source not in ups.get(key, set()):
+            if ups and source not in ups.get(str(key), set()):
                 found.append(_problem(where, value, f"task {source} is not upstream of {key}; add it to depends_on"))
                 continue
             src_path = str((by_key[source].get("notebook_task") or {}).get("notebook_path", ""))

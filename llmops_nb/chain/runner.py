@@ -270,7 +270,7 @@ def run(
                 try:
                     executed = execute_step(step, params, run_dir, kernel_name=kernel_name, progress=progress, km=km)
                 finally:
-                    if km is not None:
+                    if warmer is not None and km is not None:
                         warmer.release(km)  # exits while the next step runs
                     result.seconds[step] = round(time.perf_counter() - started, 2)
                 published.update(collect(step, executed, result))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ def load_dataset(name: str | Path = BUNDLED, max_rows: int | None = None) -> lis
     return rows[:max_rows] if max_rows else rows
 
 
-def dataset_digest(rows: list[dict[str, Any]]) -> str:
+def dataset_digest(rows: Sequence[dict[str, Any]]) -> str:
     """sha256 of the canonical rows (key order and whitespace do not matter; row order does)."""
     canonical = json.dumps(
         [check_row(r, f"rows[{i}]") for i, r in enumerate(rows)], sort_keys=True, separators=(",", ":"), ensure_ascii=False

@@ -83,15 +83,16 @@ def evaluate_endpoint(
     """
     import mlflow
 
-    sized = isinstance(rows, Sequence)
-    if sized and not rows:
+    listed = rows if isinstance(rows, Sequence) else None
+    sized = listed is not None
+    if listed is not None and not listed:
         raise ConfigError("rows", rows, "expected at least one dataset row")
     experiment = resolve_experiment(experiment, tracking_uri, w)
     streamed = None if sized else StreamDigest()
-    digest = dataset_digest(rows) if sized else ""  # a list is checked whole before any request
+    digest = dataset_digest(listed) if listed is not None else ""  # a list is checked whole before any request
     check_generation(max_tokens, temperature)
     run_tags = {"llmops_nb.step": "evaluate", "llmops_nb.endpoint": endpoint, **(tags or {})}
-    run_params = {
+    run_params: dict[str, Any] = {
         "endpoint": endpoint,
         "concurrency": concurrency,
         "max_tokens": max_tokens,
@@ -99,8 +100,8 @@ def evaluate_endpoint(
         "judge_endpoint": judge_endpoint or "",
         **(params or {}),
     }
-    if sized:
-        run_params.update(dataset_digest=digest, rows=len(rows))
+    if listed is not None:
+        run_params.update(dataset_digest=digest, rows=len(listed))
     out = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="llmops-eval-"))
     out.mkdir(parents=True, exist_ok=True)
     limiter = AimdLimiter(concurrency) if isinstance(concurrency, int) and concurrency >= 1 else None
@@ -137,7 +138,8 @@ def evaluate_endpoint(
         query_seconds = time.perf_counter() - started
         experiment_id, run_id = prepared.result()
     metrics = running.metrics()
-    digest = digest or streamed.hexdigest()  # type: ignore[union-attr]
+    if streamed is not None:
+        digest = streamed.hexdigest()
 
     table = read_table(out / ROWS_ARTIFACT)
     figure = plot_results(table)
@@ -145,7 +147,7 @@ def evaluate_endpoint(
     figure.savefig(plot_path, dpi=100)
 
     with reopened_run(tracking_uri, experiment_id, run_id) as run:
-        late = {"resumed_rows": asked.resumed, "reasked_in_flight": asked.reasked}
+        late: dict[str, Any] = {"resumed_rows": asked.resumed, "reasked_in_flight": asked.reasked}
         if not sized:
             late.update(dataset_digest=digest, rows=asked.rows)
         mlflow.log_params(late)
@@ -204,12 +206,12 @@ def evaluate_and_promote(
         )
     decision = decide(gate_decision, comparison)
     promoted = bool(decision.promote and promote_on_pass and model_name and model_version)
-    if promoted:
+    if promoted and model_name:
         promote(
             model_name,
             str(model_version),
             alias=alias,
-            tracking_uri=tracking_uri,  # type: ignore[arg-type]
+            tracking_uri=tracking_uri,
             registry_uri=registry_uri,
             run_id=result.run_id,
             decision=decision,

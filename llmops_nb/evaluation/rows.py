@@ -40,8 +40,8 @@ TABLE_COLUMNS = (
 
 def table_row(row: dict[str, Any], result: ChatResult | QueryError) -> dict[str, Any]:
     """One result-table row (plus ``aliases``) for a dataset row and its answer or error."""
-    ok = isinstance(result, ChatResult)
-    answer = result.content if ok else ""
+    ok = result if isinstance(result, ChatResult) else None
+    answer = ok.content if ok else ""
     return {
         "id": row["id"],
         "question": row["question"],
@@ -49,11 +49,11 @@ def table_row(row: dict[str, Any], result: ChatResult | QueryError) -> dict[str,
         "aliases": list(row.get("aliases", [])),
         "answer": answer,
         **score_answer(answer, row["expected"], row.get("aliases", [])),
-        "latency_ms": result.latency_ms if ok else None,
-        "prompt_tokens": result.prompt_tokens if ok else None,
-        "completion_tokens": result.completion_tokens if ok else None,
-        "tokens_per_second": tokens_per_second(result.completion_tokens, result.latency_ms) if ok else None,
-        "served_entity": result.served_entity if ok else None,
+        "latency_ms": ok.latency_ms if ok else None,
+        "prompt_tokens": ok.prompt_tokens if ok else None,
+        "completion_tokens": ok.completion_tokens if ok else None,
+        "tokens_per_second": tokens_per_second(ok.completion_tokens, ok.latency_ms) if ok else None,
+        "served_entity": ok.served_entity if ok else None,
         "error": None if ok else str(result),
     }
 

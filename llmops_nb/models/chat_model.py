@@ -46,7 +46,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 
-class ChatRequestError(_ErrorBase, MlflowException):  # type: ignore[misc,valid-type]
+class ChatRequestError(_ErrorBase, MlflowException):
     """A chat request the model cannot answer; the scoring server returns HTTP 400."""
 
     def __init__(self, message: str) -> None:

@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -174,7 +174,8 @@ class BatchEngine:
                 bos_token=text(bos) if bos != -1 else "",
                 stop_token_ids=[eos],
             )
-        result = self._formatter(messages=messages)
+        # llama_cpp types the messages as its TypedDicts; ours are the checked OpenAI chat dicts
+        result = self._formatter(messages=cast(Any, messages))
         tokens = llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
         stops = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
         return tokens, stops

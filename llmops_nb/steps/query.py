@@ -42,11 +42,9 @@ def query(
     if found is None:
         raise ConfigError("endpoint_name", name, "no such endpoint on this workspace; run the deploy step first")
     ready, update = state_of(found)
-    generation = {
-        "max_tokens": max_tokens or project.model.max_tokens,
-        "temperature": project.model.temperature if temperature is None else temperature,
-    }
-    answers = [client.chat(w, name, p, **generation) for p in prompts]
+    tokens = max_tokens or project.model.max_tokens
+    heat = project.model.temperature if temperature is None else temperature
+    answers = [client.chat(w, name, p, max_tokens=tokens, temperature=heat) for p in prompts]
     url = endpoint_url(w, name)
     return {
         "endpoint_name": name,

@@ -148,12 +148,12 @@ def _handler(provider: FakeProvider) -> type[BaseHTTPRequestHandler]:
                     self.wfile.write(f"{head}data: {text}\n\n".encode())
                     self.wfile.flush()
                 return
-            data = json.dumps(out).encode()
+            payload = json.dumps(out).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(data)
+            self.wfile.write(payload)
 
     return Handler
 

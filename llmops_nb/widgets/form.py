@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 import ipywidgets as w
+from pydantic import BaseModel
 
 from llmops_nb.config.endpoint import EndpointConfig
 from llmops_nb.config.gateway import AiGatewayConfig, RateLimit, UsageTrackingConfig
@@ -172,7 +173,7 @@ class EndpointForm(w.VBox):
         for name in ENTITY_FIELDS:
             value = getattr(entity if entity is not None and not ext else defaults, name)
             if name == "name":
-                value = entity.name if name_set else None
+                value = entity.name if entity is not None and name_set else None
             if name == "entity_name":
                 value = entity.entity_name if entity and not ext else self.base.model.name
                 rows.append(self._schema(f"{prefix}.{name}", ServedEntity, name, value, options=sorted(self.registered_models)))
@@ -219,7 +220,9 @@ class EndpointForm(w.VBox):
             if base.foundation_endpoint and not ep
             else (EXTERNAL if entities and entities[0].is_external else REGISTERED)
         )
-        foundation = sorted({*self.foundation_models, *([base.foundation_endpoint] if kind == FOUNDATION else [])})
+        foundation = sorted(
+            {*self.foundation_models, *([base.foundation_endpoint] if kind == FOUNDATION and base.foundation_endpoint else [])}
+        )
         foundation = foundation or [""]
         head = [
             self._schema("backend", ProjectConfig, "backend", base.backend),
@@ -364,7 +367,8 @@ class EndpointForm(w.VBox):
         return self.kind != FOUNDATION and self.fields["split"].value
 
     def _entity(self, i: int) -> dict[str, Any]:
-        prefix, data = f"endpoint.served_entities[{i}]", {}
+        prefix = f"endpoint.served_entities[{i}]"
+        data: dict[str, Any] = {}
         f = self.fields
         _put(data, "name", read(f[f"{prefix}.name"]))
         if self.kind == REGISTERED:
@@ -442,7 +446,9 @@ class EndpointForm(w.VBox):
             found.append(exc)
         # The parts on their own too, so several fields can show their error at once.
         endpoint = data.get("endpoint") or {}
-        parts = [(f"endpoint.served_entities[{i}]", ServedEntity, e) for i, e in enumerate(endpoint.get("served_entities", []))]
+        parts: list[tuple[str, type[BaseModel], Any]] = [
+            (f"endpoint.served_entities[{i}]", ServedEntity, e) for i, e in enumerate(endpoint.get("served_entities", []))
+        ]
         for i, entity in enumerate(endpoint.get("served_entities", [])):
             ext = entity.get("external_model") or {}
             attr = PROVIDER_CONFIG_FIELD.get(str(ext.get("provider")), "")
@@ -458,9 +464,9 @@ class EndpointForm(w.VBox):
                 found.append(ConfigError(f"{prefix}.{exc.field}", exc.value, _MORE.sub("", exc.allowed)))
         errors: dict[str, ConfigError] = {}
         found = [ConfigError(e.field, e.value, _MORE.sub("", e.allowed)) for e in found]
-        for exc in found:
-            key = _owner(exc.field, list(self.fields)) or "form"
-            errors.setdefault(key, exc)
+        for problem in found:
+            key = _owner(problem.field, list(self.fields)) or "form"
+            errors.setdefault(key, problem)
         return config, errors
 
     def _changed(self, change: Any = None) -> None:

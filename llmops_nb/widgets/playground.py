@@ -18,12 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
+from llmops_nb.chat.client import chat_stream as _chat_stream
 from llmops_nb.errors import LlmopsError
-
-try:  # streaming lands in the client separately; without it every answer comes whole
-    from llmops_nb.chat.client import chat_stream as _chat_stream
-except ImportError:  # pragma: no cover - depends on the client's version
-    _chat_stream = None
 
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
@@ -58,7 +54,7 @@ def one_line(exc: BaseException) -> str:
 class ChatPlayground(w.VBox):
     """The playground widget; ``messages`` is the conversation, ``results`` the answers' stats.
 
-    ``stream``: stream answers (None: when the client can).
+    ``stream``: stream answers (None: yes).
     """
 
     def __init__(
@@ -72,7 +68,7 @@ class ChatPlayground(w.VBox):
         stream: bool | None = None,
     ) -> None:
         self.client, self.endpoint_name, self.system = client, endpoint_name, system
-        self.stream = _chat_stream is not None if stream is None else bool(stream and _chat_stream is not None)
+        self.stream = True if stream is None else bool(stream)
         self.messages: list[dict[str, str]] = []
         self.results: list[ChatResult] = []
         self._turn: _Turn | None = None
