@@ -193,6 +193,16 @@ def test_a_broken_bundle_is_caught_with_a_clear_message(
     assert all("\n" not in p for p in found)
 
 
+def test_a_task_without_a_key_is_one_problem_and_no_reference_target(rendered: dict[str, Any]) -> None:
+    broken = copy.deepcopy(rendered)
+    tasks = _tasks(broken)
+    del tasks["register"]["task_key"]  # was a TypeError: the list of tasks joined a None key
+    tasks["deploy"]["notebook_task"]["base_parameters"]["model_version"] = "{{tasks.regster.values.model_version}}"
+    found = [str(p) for p in bundle.problems(broken, ROOT)]
+    assert any("every task needs a task_key" in p for p in found), found
+    assert any("no task regster in this job; expected one of deploy, serve, evaluate" in p for p in found), found
+
+
 def test_validate_exits_2_with_one_line_naming_the_problem(rendered: dict[str, Any], tmp_path: Path) -> None:
     broken = copy.deepcopy(rendered)
     params = _tasks(broken)["deploy"]["notebook_task"]["base_parameters"]
