@@ -8,10 +8,16 @@ byte (never of a read timeout: :func:`llmops_nb.chat.ratecontrol.no_resend`), an
 the server-sent events are read as they arrive. The events are OpenAI's
 ``chat.completion.chunk`` objects (Databricks Model Serving streams chat that way), ending in
 ``data: [DONE]``.
+
+The answer's ``Content-Type`` decides how it is read: ``text/event-stream`` as events;
+``application/json`` as one whole completion (a served model that does not stream answers so:
+MLflow's scoring server calls only ``predict``, mlflow#12439), its text given as one delta; a
+JSON body with no ``choices`` raises :class:`QueryError` rather than read as an empty answer.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -31,8 +37,11 @@ class ChatStream:
     stop generating: the sequence leaves the model's batch at once.
     """
 
-    def __init__(self, endpoint: str, contents: Any, served_entity: str | None, started: float) -> None:
+    def __init__(
+        self, endpoint: str, contents: Any, served_entity: str | None, started: float, *, whole: dict | None = None
+    ) -> None:
         self.endpoint = endpoint
+        self._whole = whole  # an application/json answer: one completion, not events
         self.served_entity = served_entity
         self._contents = contents
         self._started = started
@@ -113,7 +122,34 @@ class ChatStream:
         )
 
     def _events(self) -> Iterator[dict]:
+        if self._whole is not None:
+            return iter([self._whole])
         return parse_sse_lines(_lines(self._contents))
+
+
+def completion_as_chunk(endpoint: str, answer: Any) -> dict:
+    """A whole chat completion (or a pyfunc's ``{"predictions": [completion]}``) as one chunk
+    event: the message's content as the delta, its finish_reason and usage."""
+    if isinstance(answer, dict) and isinstance(answer.get("predictions"), list) and answer["predictions"]:
+        answer = answer["predictions"][0]
+    if not isinstance(answer, dict) or ("error_code" not in answer and not answer.get("choices")):
+        shown = json.dumps(answer)[:120] if not isinstance(answer, str) else answer[:120]
+        raise QueryError(
+            f"endpoint {endpoint}: stream: true was answered with one application/json body that is not a chat "
+            f"completion (no choices): {shown}"
+        )
+    if "error_code" in answer:
+        return answer
+    choices = [
+        {
+            "index": c.get("index", 0),
+            "delta": {"role": "assistant", "content": (c.get("message") or {}).get("content") or c.get("text") or ""},
+            "finish_reason": c.get("finish_reason"),
+        }
+        for c in answer["choices"]
+        if isinstance(c, dict)
+    ]
+    return {"object": "chat.completion.chunk", "choices": choices, "usage": answer.get("usage") or {}}
 
 
 def _lines(contents: Any) -> Iterator[bytes]:
@@ -151,7 +187,7 @@ def open_stream(w: WorkspaceClient, endpoint: str, body: dict) -> ChatStream:
             body={**body, "stream": True},
             raw=True,
             headers={"Accept": "text/event-stream"},
-            response_headers=["served-model-name"],
+            response_headers=["served-model-name", "content-type"],
         )
     except (NotResent, DatabricksError, TimeoutError, OSError) as exc:
         if (refused := timed_out(w, endpoint, exc)) is not None:  # no headers in time: not POSTed again
@@ -159,4 +195,16 @@ def open_stream(w: WorkspaceClient, endpoint: str, body: dict) -> ChatStream:
         raise QueryError(f"endpoint {endpoint}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
     # raw=True: {"contents": the open body, <each response_headers name>: value} (databricks-sdk _base_client.do)
     assert isinstance(resp, dict)
-    return ChatStream(endpoint, resp["contents"], resp.get("served-model-name"), started)
+    contents = resp["contents"]
+    if str(resp.get("content-type") or "").split(";")[0].strip().lower() == "application/json":
+        try:  # one whole answer: read it, and close the connection
+            raw = contents.read()
+        finally:
+            contents.close()
+        try:
+            answer = json.loads(raw or b"null")
+        except ValueError:
+            raise QueryError(f"endpoint {endpoint}: stream: true was answered with malformed application/json") from None
+        whole = completion_as_chunk(endpoint, answer)
+        return ChatStream(endpoint, contents, resp.get("served-model-name"), started, whole=whole)
+    return ChatStream(endpoint, contents, resp.get("served-model-name"), started)

@@ -88,3 +88,26 @@ def test_a_stream_with_no_first_byte_within_the_http_timeout_is_not_sent_again(f
     with pytest.raises(NotResent, match=f"endpoint {FOUNDATION}: no answer within http_timeout_seconds=1 s"):
         chat_stream(w, FOUNDATION, "hi")
     assert sum(r["path"].endswith("/invocations") for r in fake_workspace.requests()) == 1
+
+
+def test_an_application_json_answer_is_read_as_the_whole_completion(fake_workspace) -> None:
+    """A served model that cannot stream answers stream: true with one JSON body (Content-Type application/json)."""
+    w = fake_workspace.client()
+    ref = chat(w, FOUNDATION, "red green blue", max_tokens=16)
+    fake_workspace.set_faults(stream_as_json=True)
+    with chat_stream(w, FOUNDATION, "red green blue", max_tokens=16) as stream:
+        parts = list(stream)
+    assert parts == [ref.content] and ref.content.endswith("echo: red green blue")
+    result = stream.result
+    assert result.content == ref.content and result.finish_reason == "stop"
+    assert (result.prompt_tokens, result.completion_tokens) == (ref.prompt_tokens, ref.completion_tokens)
+    assert result.served_entity == FOUNDATION
+
+
+def test_a_json_answer_that_is_not_a_completion_raises() -> None:
+    from llmops_nb.chat.stream import completion_as_chunk
+
+    with pytest.raises(QueryError, match=r"endpoint e: stream: true was answered with one application/json body .*no choices"):
+        completion_as_chunk("e", {"predictions": ["just text"]})
+    chunk = completion_as_chunk("e", {"predictions": [{"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}]}]})
+    assert chunk["choices"][0]["delta"]["content"] == "hi"

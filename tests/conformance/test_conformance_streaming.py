@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import requests
-from conformance_targets import Target
+from conformance_targets import FAKE, Target
 from databricks.sdk.service.serving import EndpointCoreConfigInput, ServedEntityInput
 
 from llmops_nb.chat.client import chat_stream
@@ -57,3 +58,23 @@ def test_streaming_on_external_and_foundation_endpoints(target: Target, names) -
         stream = chat_stream(w, model, "Say hello.", max_tokens=8)
         assert "".join(stream) == stream.result.content and stream.result.content
         assert stream.result.ttft_ms is not None
+
+
+@pytest.mark.targets(
+    FAKE,
+    reason="needs a served model that cannot stream: the fake's stream_as_json fault answers as MLflow's scoring "
+    "server does for a plain pyfunc (mlflow#12439); the local workspace and Databricks stream their models",
+)
+def test_a_model_that_does_not_stream_is_read_whole_by_content_type(target: Target, names) -> None:
+    names("json")  # resets the fault afterwards
+    target.fake.set_faults(stream_as_json=True)
+    r = requests.post(
+        f"{target.host}/serving-endpoints/{target.foundation()}/invocations",
+        json={"messages": MESSAGES, "max_tokens": 8, "stream": True},
+        headers=target.headers(),
+        timeout=60,
+    )
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    whole = r.json()["choices"][0]["message"]["content"]
+    stream = chat_stream(target.client(), target.foundation(), "Say hello.", max_tokens=8)
+    assert list(stream) == [whole] and stream.result.content == whole

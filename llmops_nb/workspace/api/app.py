@@ -191,7 +191,7 @@ def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
             raise invalid("request body: must be a JSON object")
         if "messages" in body or not any(k in body for k in DATAFRAME_KEYS):
             validate_chat(body)
-            if check_stream(body):
+            if check_stream(body) and not faults.faults.stream_as_json:
                 return await _stream(name, body, request)
         elif body.get("stream") is not None and body.get("stream") is not False:
             raise invalid(f"stream: {body['stream']!r} is not allowed for a dataframe input; only chat bodies (messages) stream")

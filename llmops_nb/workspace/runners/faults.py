@@ -27,6 +27,9 @@ class Faults:
     ready_seconds: float | None = None  # None: the server's --fake-ready-seconds
     hang_seconds: float = 0.0  # extra wait before answering an invocation
     stall_body_seconds: float = 0.0  # an invocation's status and headers at once, its body this much later
+    # stream: true answered with one application/json completion, as a served model that cannot
+    # stream answers it (MLflow's scoring server calls only predict; mlflow#12439)
+    stream_as_json: bool = False
     routes: list[str] = field(default_factory=lambda: ["invocations"])
     seed: int = 0
 
