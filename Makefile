@@ -3,6 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed
+# `make test` adds the transformers extra (torch and transformers, ~3 GB with torch's CUDA wheels from
+# PyPI) for the transformers-source tests; `make run` and `make install` do not install it.
+TEST_STAMP := $(VENV)/.installed-test
 # mlflow's scoring server execs `uvicorn`, and papermill/nbval start the venv's kernel.
 export PATH := $(BIN):$(PATH)
 # Build llama-cpp-python with both cores (once per version: llmops_nb/models/runtime.py keeps the
@@ -13,7 +16,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
 help:
 	@echo "make run   - set up .venv, then register -> deploy -> serve -> evaluate on the local workspace"
-	@echo "make test  - set up .venv, then run every test"
+	@echo "make test  - set up .venv (with the transformers extra), then run every test"
 	@echo "make nbval NB=notebooks/02_deploy.ipynb [BACKEND=local] - nbval over the chain up to NB (fake workspace by default)"
 	@echo "make conformance - the Databricks serving-endpoints scenarios on the fake and local workspaces (LLMOPS_LIVE_DATABRICKS=1: a real one too)"
 	@echo "make lint  - ruff check, ruff format --check, mypy, then import-linter's layer contracts"
@@ -34,10 +37,14 @@ $(STAMP): pyproject.toml llmops_nb/models/runtime.py
 
 install: $(STAMP)
 
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[local,dev,transformers]'
+	@touch $@
+
 run: $(STAMP)
 	$(BIN)/llmops-nb run --config configs/local.yml
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
 # nbval over the notebooks up to NB (all when NB is empty), on the fake workspace or BACKEND=local.
@@ -63,4 +70,4 @@ clean: stop
 
 clean-runtime:
 	rm -rf "$${LLMOPS_WHEELHOUSE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/llmops-nb/wheels}"
-	rm -f $(STAMP)
+	rm -f $(STAMP) $(TEST_STAMP)

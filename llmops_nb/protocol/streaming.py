@@ -49,6 +49,20 @@ def chunk(
     return out
 
 
+def single_answer(answer: Any) -> Any:
+    """A list of exactly one completion as that completion; anything else as it is.
+
+    MLflow's transformers flavor (task ``llm/v1/chat`` or ``llm/v1/completions``) answers one
+    completion per input row, and its scoring server writes that list as it is
+    (mlflow/pyfunc/scoring_server ``unwrapped_predictions_to_json``). A chat endpoint answers one
+    object (databricks-sdk serving.py ``QueryEndpointResponse``), as Databricks Model Serving
+    does for a model logged with an ``llm/v1`` task.
+    """
+    if isinstance(answer, list) and len(answer) == 1 and isinstance(answer[0], dict) and "choices" in answer[0]:
+        return answer[0]
+    return answer
+
+
 def chunks_of(answer: dict, pieces: Iterable[str] | None = None) -> Iterator[dict]:
     """A whole ``chat.completion`` as the chunks a stream of it carries (one per piece).
 

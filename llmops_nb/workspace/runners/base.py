@@ -24,6 +24,7 @@ from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 
+from llmops_nb.protocol.streaming import single_answer
 from llmops_nb.util.paths import make_private
 from llmops_nb.util.ports import free_port
 from llmops_nb.util.processes import kill_group
@@ -475,7 +476,7 @@ class ScoringServerRunner(Runner):
             raise ApiError(
                 r.status_code if r.status_code in (429, 503) else 500, code or "INTERNAL_ERROR", f"The model failed: {msg}"
             )
-        return data
+        return single_answer(data)  # an llm/v1 transformers model answers [completion]
 
 
 def _model_message(msg: object, limit: int = 500) -> str:

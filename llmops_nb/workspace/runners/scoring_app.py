@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from llmops_nb.protocol.streaming import DONE, HEADERS, MEDIA_TYPE, chunks_of, sse
+from llmops_nb.protocol.streaming import DONE, HEADERS, MEDIA_TYPE, chunks_of, single_answer, sse
 from llmops_nb.protocol.streaming import SCORING_STREAM_ROUTE as ROUTE
 
 
@@ -50,8 +50,8 @@ class _Chunks:
 
     def _open(self, model, raw: bytes) -> Iterator[dict]:  # noqa: ANN001
         data, params = _body_and_params(model, raw)
-        if getattr(model, "_predict_stream_fn", None) is None:  # an older logged version
-            return chunks_of(model.predict(data, params=params))
+        if getattr(model, "_predict_stream_fn", None) is None:  # an older version, or MLflow's transformers flavor
+            return chunks_of(single_answer(model.predict(data, params=params)))
         gen = model.predict_stream(data, params=params)
         self.first = next(gen)  # schema enforcement and the engine's checks run here
         return gen
