@@ -22,7 +22,7 @@ from typing import Any
 from llmops_nb.chain.table import COMMON_IMPORTS as COMMON
 from llmops_nb.chain.table import PRELOAD, WAITING_STEPS
 
-__all__ = ["COMMON", "PRELOAD", "WAITING_STEPS", "KernelWarmer", "shutdown", "warmup_code"]
+__all__ = ["COMMON", "PRELOAD", "WAITING_STEPS", "KernelWarmer", "kernel_manager", "shutdown", "warmup_code"]
 
 
 def warmup_code(step: str) -> str:
@@ -130,10 +130,9 @@ class KernelWarmer:
             self._started[order[k - 1]].wait(0.1)
 
     def _start(self, step: str) -> Any:
-        from jupyter_client.manager import AsyncKernelManager
         from jupyter_core.utils import run_sync
 
-        km = AsyncKernelManager(kernel_name=self.kernels[step])
+        km = kernel_manager(self.kernels[step])
         run_sync(km.start_kernel)(cwd=str(self.cwd))
         try:
             kc = km.blocking_client()
@@ -151,6 +150,25 @@ class KernelWarmer:
             shutdown(km)
             raise
         return km
+
+
+def kernel_manager(kernel_name: str) -> Any:
+    """A manager for one step's kernel, talking over IPC sockets in Jupyter's runtime folder.
+
+    Not TCP: a kernel on 127.0.0.1 ports takes connections from any local user holding the key,
+    and warns on every start ("Kernel is running over TCP without encryption"); IPC sockets sit in
+    the user's own runtime folder (mode 0700). The kernel starts when first used (nbclient starts
+    a manager's kernel if it has none), and goes with :func:`shutdown`.
+    """
+    import uuid
+
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    from llmops_nb.util.paths import private_dir
+
+    runtime = private_dir(Path(jupyter_runtime_dir()))
+    return AsyncKernelManager(kernel_name=kernel_name, transport="ipc", ip=str(runtime / f"llmops-{uuid.uuid4().hex[:12]}"))
 
 
 def shutdown(km: Any) -> None:

@@ -23,7 +23,8 @@ from typing import Any
 
 from llmops_nb.chain.check import check_inputs, check_parameters
 from llmops_nb.chain.inspect import declared_parameters, notebook_kernel
-from llmops_nb.chain.kernels import KernelWarmer
+from llmops_nb.chain.kernels import KernelWarmer, kernel_manager
+from llmops_nb.chain.kernels import shutdown as kernel_shutdown
 from llmops_nb.chain.params import read_outputs
 from llmops_nb.chain.table import BY_NAME, COMMON_PARAMETERS, NOTEBOOKS, STEPS
 from llmops_nb.errors import ConfigError, LlmopsError
@@ -184,6 +185,9 @@ def execute_step(
     from papermill.exceptions import PapermillExecutionError
 
     target = run_dir / NOTEBOOKS[step]
+    own = km is None  # a cold kernel: ours too, over IPC (kernels.kernel_manager), shut down here
+    if own:
+        km = kernel_manager(kernel_name or notebook_kernel(notebook_path(step)))
     try:
         papermill.execute_notebook(
             str(notebook_path(step)),
@@ -192,13 +196,16 @@ def execute_step(
             kernel_name=kernel_name,
             cwd=str(notebooks_dir()),
             progress_bar=progress,
-            **({"km": km} if km is not None else {}),
+            km=km,
         )
     except PapermillExecutionError as exc:
         raise StepFailed(
             f"step {step} failed in cell {exc.exec_count} ({exc.ename}: {str(exc.evalue).splitlines()[0] if exc.evalue else ''}); "
             f"executed notebook: {target}"
         ) from None
+    finally:
+        if own:
+            kernel_shutdown(km)
     return target
 
 
