@@ -514,3 +514,14 @@ def test_a_uc_source_on_the_local_backend_is_a_problem_line(fake_workspace: Any,
     local = _backend(fake_workspace, kind="local", tracking_uri=uri, registry_uri=uri, home=tmp_path)
     message = _problem(preflight.run(_uc_project(), local), "provisioned throughput")
     assert message.startswith("model.source: 'uc' is not allowed") and "Databricks only" in message
+
+
+def test_route_optimized_is_refused_until_queries_go_to_the_data_plane(fake_workspace: Any) -> None:
+    _seed(fake_workspace)
+
+    def optimized(data: dict) -> None:
+        data["endpoint"]["route_optimized"] = True
+
+    message = _problem(preflight.run(_project(optimized), _backend(fake_workspace)), "route optimized")
+    assert message.startswith("endpoint.route_optimized: true is not supported yet: a route-optimized endpoint is queried")
+    assert "route optimized" not in _by_name(preflight.run(_project(), _backend(fake_workspace)))
