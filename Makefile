@@ -26,11 +26,12 @@ help:
 # llama-cpp-python first, from the project's own portable build (no -march=native: AMX kernels die
 # with SIGILL on Intel Xeon VMs), so the `local` extra finds it installed; then a smoke check that
 # loads the model and decodes a few tokens in a subprocess and stops make with one line if it crashes.
+# pip -qq: errors only (the editable-install notice and index-location warnings are not news).
 $(STAMP): pyproject.toml llmops_nb/models/runtime.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip wheel
+	$(BIN)/python -m pip install -qq --upgrade pip wheel
 	$(BIN)/python -m llmops_nb.models.runtime install
-	$(BIN)/python -m pip install --quiet -e '.[local,dev]'
+	$(BIN)/python -m pip install -qq -e '.[local,dev]'
 	@$(BIN)/python -m llmops_nb.models.runtime check
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (llmops-nb)" >/dev/null
 	@touch $@
@@ -38,7 +39,7 @@ $(STAMP): pyproject.toml llmops_nb/models/runtime.py
 install: $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[local,dev,transformers]'
+	$(BIN)/python -m pip install -qq -e '.[local,dev,transformers]'
 	@touch $@
 
 run: $(STAMP)
