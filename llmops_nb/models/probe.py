@@ -22,10 +22,12 @@ def probe_gguf(path: str) -> dict[str, Any]:
     if not template:
         return {"error": "no tokenizer.chat_template in the GGUF metadata: the model has no chat template"}
     out = llm.create_completion("Hello", max_tokens=1, temperature=0.0)
+    assert isinstance(out, dict)  # stream=False: one response, not an iterator of chunks
     context = meta.get(f"{arch}.context_length")
     return {
         "architecture": arch,
-        "context_length": int(context) if context else llm.n_ctx_train(),
+        # Llama itself has no n_ctx_train() (an AttributeError before): its model has
+        "context_length": int(context) if context else llm._model.n_ctx_train(),  # noqa: SLF001
         "chat_template": template,
         "decoded": out["usage"]["completion_tokens"],
     }
