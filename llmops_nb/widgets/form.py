@@ -4,6 +4,11 @@ Every field widget is keyed by its path in the project config (``endpoint.name``
 ``endpoint.served_entities[0].entity_version``, ...), so the ``field`` of a ConfigError maps
 straight to the widget it concerns; the one-line message is shown next to that widget. The
 Deploy button stays disabled until the whole config validates.
+
+The model section (:mod:`llmops_nb.widgets.model_pick`) serves a registered version (the
+champion's entity_name / entity_version comboboxes list the registry's models and versions) or
+registers one from a file or folder (``model.source`` and its fields; the Register button runs the
+register step, the path of the CLI and ``01_register``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from llmops_nb.config.project import ModelSpec, ProjectConfig
 from llmops_nb.config.providers import PROVIDER_CONFIG_FIELD, BearerTokenAuth, ExternalModel
 from llmops_nb.config.served_entities import ServedEntity, WorkloadSize
 from llmops_nb.errors import ConfigError, LlmopsError
+from llmops_nb.widgets import model_pick
+from llmops_nb.widgets.model_pick import PICK_NEW, PICK_REGISTERED
 from llmops_nb.widgets.schema import FIELD_WIDTH, LABEL_WIDTH, choices, field_widget, read, unwrap
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -212,6 +219,22 @@ class EndpointForm(w.VBox):
                 )
         return w.VBox(rows)
 
+    def _model_rows(self) -> list[w.Widget]:
+        """The model section: the pick, the source's fields (``model.<field>``), the Register button."""
+        pick = w.ToggleButtons(
+            options=[PICK_REGISTERED, PICK_NEW],
+            value=model_pick.initial_pick(self.base.model),
+            description="model",
+            style={"description_width": "80px"},
+        )
+        rows = [self._add("model.pick", pick)]
+        rows += [self._add(f"model.{name}", widget) for name, widget in model_pick.model_widgets(self.base.model).items()]
+        self.register_button = w.Button(description="Register", icon="upload")
+        self.register_button.add_class("llmops-register")
+        self.register_button.on_click(lambda _: self.register())
+        self.model_note = w.HTML("")
+        return [*rows, self.model_note, self.register_button]
+
     def _build(self, output_path: str) -> list[w.Widget]:
         base, ep = self.base, self.base.endpoint
         entities = list(ep.served_entities) if ep else []
@@ -247,6 +270,7 @@ class EndpointForm(w.VBox):
                 ),
             ),
         ]
+        model_rows = self._model_rows()
         self.entity_boxes = [self._entity_box(i, entities[i] if i < len(entities) else None) for i in (0, 1)]
         percent = 100
         if ep and ep.traffic_config and len(entities) > 1:
@@ -345,6 +369,7 @@ class EndpointForm(w.VBox):
         return [
             w.HTML("<h3>Serving endpoint</h3>"),
             *head,
+            *model_rows,
             *self.entity_boxes,
             *split,
             self.split_label,
@@ -365,6 +390,18 @@ class EndpointForm(w.VBox):
     @property
     def split(self) -> bool:
         return self.kind != FOUNDATION and self.fields["split"].value
+
+    @property
+    def registers(self) -> bool:
+        """True when the form registers its model from a file or folder (else it serves a registered one)."""
+        return self.kind == REGISTERED and self.fields["model.pick"].value == PICK_NEW
+
+    def _model_spec(self) -> ModelSpec:
+        """The model section: the base's, or the one the shown source fields build (ConfigError if wrong)."""
+        if not self.registers:
+            return self.base.model
+        values = {name: self.fields[f"model.{name}"].value for name in model_pick.MODEL_FIELDS}
+        return model_pick.new_model(self.base, values)
 
     def _entity(self, i: int) -> dict[str, Any]:
         prefix = f"endpoint.served_entities[{i}]"
@@ -404,15 +441,20 @@ class EndpointForm(w.VBox):
     def data(self) -> dict[str, Any]:
         """The project config the form describes, as plain data (tags text parsed)."""
         base = self.base
+        model = self._model_spec()
         data: dict[str, Any] = {
             "backend": self.fields["backend"].value,
-            "model": base.model.model_dump(exclude_unset=True),
+            "model": model.model_dump(exclude_unset=True),
             "evaluation": base.evaluation.model_dump(exclude_unset=True),
         }
         if self.kind == FOUNDATION:
             data["foundation_endpoint"] = self.fields["foundation_endpoint"].value or ""
             return data
         entities = [self._entity(i) for i in ((0, 1) if self.split else (0,))]
+        if self.registers:  # the champion serves the model the form registers (register publishes its version)
+            entities[0]["entity_name"] = model.name
+            entities[0].pop("entity_version", None)
+            _put(entities[0], "entity_version", model.version)
         endpoint: dict[str, Any] = {
             "name": read(self.fields["endpoint.name"], keep_empty=True),
             "served_entities": entities,
@@ -437,8 +479,8 @@ class EndpointForm(w.VBox):
         found: list[ConfigError] = []
         try:
             data = self.data()
-        except ConfigError as exc:
-            return None, {"endpoint.tags": exc}
+        except ConfigError as exc:  # the tags text, or the model section
+            return None, {self._error_key(exc.field): exc}
         config = None
         try:
             config = ProjectConfig.model_validate(data)
@@ -465,9 +507,16 @@ class EndpointForm(w.VBox):
         errors: dict[str, ConfigError] = {}
         found = [ConfigError(e.field, e.value, _MORE.sub("", e.allowed)) for e in found]
         for problem in found:
-            key = _owner(problem.field, list(self.fields)) or "form"
-            errors.setdefault(key, problem)
+            errors.setdefault(self._error_key(problem.field), problem)
         return config, errors
+
+    def _error_key(self, field: str) -> str:
+        """The widget that shows an error on ``field``: its own, or the form's line when that widget is
+        not shown (a ``model.`` field while the form serves a registered version)."""
+        key = _owner(field, list(self.fields)) or "form"
+        if key.startswith("model.") and not self.registers:
+            return "form"
+        return key
 
     def _changed(self, change: Any = None) -> None:
         self._show_relevant()
@@ -496,6 +545,13 @@ class EndpointForm(w.VBox):
                     )
                 else:
                     visible = rel == "name" or kind == REGISTERED
+                    if i == 0 and rel in ("entity_name", "entity_version") and self.registers:
+                        visible = False  # the model section names what the champion serves
+            elif path.startswith("model."):
+                field = path.removeprefix("model.")
+                visible = kind == REGISTERED and (
+                    field == "pick" or (self.registers and field in model_pick.shown(self.fields["model.source"].value))
+                )
             elif path.startswith("endpoint."):
                 visible = kind != FOUNDATION and (path != "endpoint.traffic_config" or split)
             elif path == "split":
@@ -504,6 +560,15 @@ class EndpointForm(w.VBox):
                 visible = kind == FOUNDATION
             row.layout.display = None if visible else "none"
         self.entity_boxes[0].layout.display = "none" if kind == FOUNDATION else None
+        self.register_button.layout.display = None if self.registers else "none"
+        uc = self.fields["model.source"].value == "uc"
+        self.model_note.value = (
+            ""
+            if not self.registers
+            else "the champion serves this Unity Catalog version (provisioned throughput, Databricks only)"
+            if uc
+            else "the champion serves the version the Register button (or `llmops-nb run` on the saved YAML) creates"
+        )
         self.entity_boxes[1].layout.display = None if split else "none"
         share = self.fields["endpoint.traffic_config"].value
         self.split_label.value = f"champion {share}% / challenger {100 - share}%" if split else ""
@@ -558,6 +623,64 @@ class EndpointForm(w.VBox):
             self.progress.value = max(self.progress.value, 3 if event.config_update == "IN_PROGRESS" else 2)
             self.status.value = html.escape(f"{event.name}: {event.config_update}, {event.ready}")
 
+    def register(self) -> dict[str, Any] | None:
+        """Register the model section's source (the register step); then serve that version.
+
+        Afterwards the form's model section is the registered one and the champion is pinned to the
+        new version ("a registered version"). A bad source is one line in the form; nothing is created.
+        """
+        from mlflow.exceptions import MlflowException
+
+        from llmops_nb.steps.register import register
+
+        config = self.validate()
+        if config is None:
+            return None
+        if not self.registers:
+            self._fail(f"pick '{PICK_NEW}' to register a model")
+            return None
+        if self.backend is None:
+            self._fail("no backend: cannot register")
+            return None
+        try:
+            out = register(config, self.backend)
+        except (LlmopsError, OSError, MlflowException) as exc:  # shown in the form, not raised into the kernel
+            self._fail((str(exc).splitlines() or [type(exc).__name__])[0])
+            return None
+        name, version = out["model_name"], out["model_version"]
+        versions = self.registered_models.setdefault(name, [])
+        if version not in versions:
+            versions.insert(0, version)
+        self.base = self.base.model_copy(update={"model": config.model})
+        self.set(**{"model.pick": PICK_REGISTERED, "endpoint.served_entities[0].entity_name": name})
+        self.set(**{"endpoint.served_entities[0].entity_version": version})
+        self.validate()
+        self.status.value = html.escape(f"registered {name} version {version}; the champion serves it")
+        return out
+
+    def _fail(self, message: str) -> None:
+        self.status.value = f"<span style='{ERROR_STYLE}'>{html.escape(message)}</span>"
+
+    def _resolved(self, config: ProjectConfig) -> EndpointConfig:
+        """The endpoint to deploy, every version resolved. A model still to register is refused; a
+        ``uc`` model gets its provisioned throughput (as the deploy step does:
+        :mod:`llmops_nb.endpoints.provisioned`), on Databricks only."""
+        source = config.model.source
+        if self.registers and source != "uc":
+            raise ConfigError(
+                "model.source", source, "register the model first: the Register button (or save the YAML and run it)"
+            )
+        assert config.endpoint is not None  # deploy() handles a foundation model
+        cfg = config.endpoint.with_resolved_versions(self._resolve)
+        if source != "uc":
+            return cfg
+        from llmops_nb.endpoints.provisioned import with_throughput
+        from llmops_nb.models.sources import prepare
+
+        prepare(config.model, databricks=self.backend is None or self.backend.kind == "databricks")  # the local refusal
+        assert self.client is not None  # deploy() checked it
+        return with_throughput(cfg, config.model.name, self.client)
+
     def deploy(self) -> dict[str, Any] | None:
         """Create or update the endpoint on ``client``, wait for READY; show state and URL."""
         from llmops_nb.endpoints.ops import endpoint_url, get_endpoint, state_of
@@ -579,7 +702,7 @@ class EndpointForm(w.VBox):
                 action = "exists"
                 (ready, update), url = state_of(endpoint), endpoint_url(self.client, config.endpoint_name)
             else:
-                cfg = config.endpoint.with_resolved_versions(self._resolve)
+                cfg = self._resolved(config)
                 deployed = deploy_endpoint(
                     self.client,
                     cfg,

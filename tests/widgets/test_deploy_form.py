@@ -92,3 +92,38 @@ def test_the_form_deploys_through_the_one_path_under_the_deploy_lock(fake_worksp
     assert form.last_deploy["action"] == "created" and form.last_deploy["ready"] == "READY"
     # the progress callback moved the bar through written (2) and the polls to the end
     assert 2 in seen and seen[-1] == DEPLOY_STEPS and seen == sorted(seen)
+
+
+LLAMA = "system.ai.llama_v3_2_1b_instruct"  # the fake optimizes llama models, chunk 950 tokens/s
+
+
+def _uc_form(ws, kind: str, tmp_path: Path) -> EndpointForm:  # noqa: ANN001
+    from llmops_nb.backends import Backend
+    from llmops_nb.widgets.model_pick import PICK_NEW
+
+    uri = "databricks" if kind == "databricks" else f"sqlite:///{tmp_path}/mlflow.db"
+    backend = Backend(
+        kind=kind, host=ws.host, token=ws.token, tracking_uri=uri, registry_uri=uri + "-uc" * (kind == "databricks")
+    )
+    form = make_form(ws)
+    form.backend = backend
+    form.set(**{"model.pick": PICK_NEW, "model.source": "uc", "model.name": LLAMA, "model.version": "1"})
+    return form.set(backend=kind, **{"endpoint.name": "llama-pt", f"{E0}.workload_size": ""})
+
+
+def test_a_uc_source_deploys_from_the_form_with_provisioned_throughput(fake_workspace, tmp_path):
+    fake_workspace.uc_model(LLAMA)
+    form = _uc_form(fake_workspace, "databricks", tmp_path)
+    assert form.errors == {}, form.errors
+    assert form.deploy() is not None, form.status.value
+    (create,) = [c for c in fake_workspace.write_calls() if c["path"] == "/api/2.0/serving-endpoints"]
+    entity = create["body"]["config"]["served_entities"][0]
+    assert (entity["entity_name"], entity["entity_version"]) == (LLAMA, "1")
+    assert (entity["min_provisioned_throughput"], entity["max_provisioned_throughput"]) == (0, 950)
+
+
+def test_a_uc_source_is_refused_by_the_form_on_the_local_backend(fake_workspace, tmp_path):
+    form = _uc_form(fake_workspace, "local", tmp_path)
+    assert form.errors == {}, form.errors
+    assert form.deploy() is None and "Databricks only" in form.status.value
+    assert [c for c in fake_workspace.write_calls() if c["path"].startswith("/api/2.0/serving-endpoints")] == []

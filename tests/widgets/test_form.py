@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import subprocess
 import sys
 import typing
@@ -12,11 +13,13 @@ import pytest
 import traitlets
 
 from llmops_nb.config.gateway import RateLimit
-from llmops_nb.config.project import ProjectConfig, load_project_config
+from llmops_nb.config.project import ProjectConfig, load_project_config, with_model
 from llmops_nb.config.providers import ExternalModel, Provider
 from llmops_nb.config.served_entities import WorkloadSize, WorkloadType
 from llmops_nb.widgets import EndpointForm
 from llmops_nb.widgets.form import EXTERNAL, FOUNDATION, parse_tags
+from llmops_nb.widgets.model_pick import MODEL_FIELDS, PICK_NEW, PICK_REGISTERED
+from tests.models.conftest import ECHO_MODEL
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = {"smollm2-135m-instruct": ["2", "1"], "other-model": ["7"]}
@@ -264,3 +267,143 @@ def test_the_tags_box_grows_with_its_lines(form):
     assert tags.rows == lines + 3
     tags.value = ""
     assert tags.rows == 2
+
+
+# --------------------------------------------------------------------------- the model: registered, or from a file
+
+PICK = "model.pick"
+
+
+def _registering(form: EndpointForm, **values: object) -> EndpointForm:
+    """The form set to "register from a file or folder" with ``values`` (``model.<field>``: value)."""
+    return form.set(**{PICK: PICK_NEW}).set(**{f"model.{k}": v for k, v in values.items()})
+
+
+def html_of(form: EndpointForm, widget: str) -> str:
+    """What the form shows beside ``widget`` (unescaped)."""
+    return html.unescape(form._labels[widget].value)
+
+
+def _one_error(form: EndpointForm, widget: str) -> str:
+    assert form.config is None and form.deploy_button.disabled and form.save_button.disabled
+    assert list(form.errors) == [widget], form.errors
+    assert "\n" not in form.errors[widget] and form.errors[widget] in html_of(form, widget)
+    return form.errors[widget]
+
+
+def test_the_bundled_model_starts_as_a_registered_version_picked_from_the_registry(form, base):
+    assert form.fields[PICK].value == PICK_REGISTERED and shown(form, PICK)
+    assert not any(shown(form, f"model.{name}") for name in MODEL_FIELDS) and form.register_button.layout.display == "none"
+    assert shown(form, f"{E0}.entity_name") and sorted(form.fields[f"{E0}.entity_name"].options) == sorted(MODELS)
+    form.set(**{f"{E0}.entity_name": "other-model", f"{E0}.entity_version": "7"})
+    assert form.config.model == base.model  # serving a registered version changes no model section
+    assert form.config.endpoint.served_entities[0].entity_name == "other-model"
+    assert form.config.endpoint.served_entities[0].entity_version == "7"
+
+
+@pytest.mark.parametrize(
+    ("source", "fields"),
+    [
+        ("bundled", {"name", "source"}),
+        ("gguf", {"name", "source", "path", "hf_repo", "hf_file", "revision"}),
+        ("transformers", {"name", "source", "path", "hf_repo", "revision"}),
+        ("code", {"name", "source", "path", "requirements"}),
+        ("uc", {"name", "source", "version"}),
+    ],
+)
+def test_each_source_shows_its_own_fields(form, source, fields):
+    _registering(form, source=source)
+    assert {name for name in MODEL_FIELDS if shown(form, f"model.{name}")} == fields
+    assert not shown(form, f"{E0}.entity_name") and not shown(form, f"{E0}.entity_version")  # the model section names it
+    assert shown(form, f"{E0}.workload_size") and form.register_button.layout.display is None
+
+
+def test_a_gguf_file_builds_the_model_section_as_the_file_would(form, base, tmp_path):
+    gguf = tmp_path / "my-llm.Q4.gguf"
+    gguf.write_bytes(b"GGUF")  # only looked up while typing: register checks the magic and loads it
+    _registering(form, name="my-llm", source="gguf", path=str(gguf))
+    assert form.errors == {} and not form.deploy_button.disabled
+    model = form.config.model
+    assert (model.name, model.source, model.path, model.alias) == ("my-llm", "gguf", str(gguf), base.model.alias)
+    champion = form.config.endpoint.served_entities[0]
+    assert champion.entity_name == "my-llm" and champion.entity_version is None  # register publishes the version
+    saved = form.save(tmp_path / "project.yml")
+    assert load_project_config(saved).model == model == with_model(base, name="my-llm", source="gguf", path=str(gguf)).model
+    form.set(**{PICK: PICK_REGISTERED})
+    assert form.config.model == base.model and form.errors == {}
+
+
+def test_a_code_source_takes_comma_separated_requirements(form, tmp_path):
+    code = tmp_path / "agent.py"
+    code.write_text(ECHO_MODEL)
+    _registering(form, name="echo", source="code", path=str(code), requirements="pyyaml>=6, requests")
+    assert form.config.model.requirements == ["pyyaml>=6", "requests"]
+
+
+def test_a_uc_source_serves_its_version(form):
+    _registering(form, name="system.ai.llama_v3_2_1b_instruct", source="uc", version="3")
+    champion = form.config.endpoint.served_entities[0]
+    assert (champion.entity_name, champion.entity_version) == ("system.ai.llama_v3_2_1b_instruct", "3")
+    assert "provisioned throughput" in form.model_note.value
+
+
+BAD_MODELS = [
+    # (model fields set, the widget showing the one line, part of it)
+    ({"source": "gguf", "path": "no/such/model.gguf"}, "model.path", "an existing file or folder"),
+    ({"source": "gguf"}, "model.path", "needs path"),
+    ({"source": "gguf", "path": "configs", "hf_repo": "owner/repo"}, "model.hf_repo", "either path or hf_repo"),
+    ({"source": "gguf", "hf_repo": "owner/repo"}, "model.hf_file", "needs both hf_repo and hf_file"),
+    ({"source": "gguf", "hf_repo": "not a repo!", "hf_file": "x.gguf"}, "model.hf_repo", "must match pattern"),
+    ({"source": "code"}, "model.path", "set_model"),
+    ({"source": "uc", "version": "1"}, "model.name", "3-level name"),
+    ({"source": "uc", "name": "system.ai.llama"}, "model.version", "needs the Unity Catalog model version"),
+    ({"source": "uc", "name": "system.ai.llama", "version": "v1"}, "model.version", "must match pattern"),
+    ({"name": ""}, "model.name", "the registered model's name"),
+]
+
+
+@pytest.mark.parametrize(("values", "widget", "says"), BAD_MODELS)
+def test_a_bad_model_section_is_one_line_by_its_field_and_nothing_is_written(form, tmp_path, values, widget, says):
+    _registering(form, **values)
+    message = _one_error(form, widget)
+    assert message.startswith(widget + ":") and says in message
+    out = tmp_path / "project.yml"
+    assert form.save(out) is None and not out.exists()
+    assert form.register() is None and "field(s) to fix" in form.status.value
+    form.set(**{PICK: PICK_REGISTERED})  # serving a registered version: the hidden fields do not count
+    assert form.errors == {} and form.config is not None
+
+
+def test_register_runs_the_register_step_and_the_champion_serves_the_new_version(base, tmp_path):
+    from mlflow import MlflowClient
+
+    from llmops_nb.backends import Backend
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    backend = Backend(kind="local", host=None, token=None, tracking_uri=uri, registry_uri=uri, home=tmp_path)
+    form = EndpointForm(base, registered_models=dict(MODELS), backend=backend)
+    bad = tmp_path / "broken.py"
+    bad.write_text("import mlflow\nraise RuntimeError('no model here')\n")
+    _registering(form, name="echo-llm", source="code", path=str(bad))
+    assert form.register() is None and "model.path" in form.status.value
+    assert not (tmp_path / "mlflow.db").exists() or MlflowClient(uri, uri).search_registered_models() == []  # nothing created
+    code = tmp_path / "echo.py"
+    code.write_text(ECHO_MODEL)
+    form.set(**{"model.path": str(code)})
+    out = form.register()
+    assert out is not None and (out["model_name"], out["model_version"]) == ("echo-llm", "1")
+    client = MlflowClient(uri, uri)
+    run = client.get_run(client.get_model_version("echo-llm", "1").run_id)
+    assert run.data.tags["llmops_nb.source"] == "code" and run.data.tags["llmops_nb.source_sha256"]
+    assert form.fields[PICK].value == PICK_REGISTERED and form.registered_models["echo-llm"] == ["1"]
+    champion = form.config.endpoint.served_entities[0]
+    assert (champion.entity_name, champion.entity_version) == ("echo-llm", "1")
+    assert form.config.model.source == "code" and "registered echo-llm version 1" in form.status.value
+
+
+def test_deploying_a_model_still_to_register_is_refused_in_the_form(form, tmp_path):
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    form.client = object()  # never called: the refusal comes first
+    _registering(form, name="my-llm", source="gguf", path=str(gguf))
+    assert form.deploy() is None and "register the model first" in form.status.value
