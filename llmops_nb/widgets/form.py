@@ -225,7 +225,7 @@ class EndpointForm(w.VBox):
             options=[PICK_REGISTERED, PICK_NEW],
             value=model_pick.initial_pick(self.base.model),
             description="model",
-            style={"description_width": "80px"},
+            style={"description_width": "80px", "button_width": "220px"},  # "register from a file or folder" uncut
         )
         rows = [self._add("model.pick", pick)]
         rows += [self._add(f"model.{name}", widget) for name, widget in model_pick.model_widgets(self.base.model).items()]
