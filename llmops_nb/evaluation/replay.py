@@ -16,7 +16,12 @@ Where the table is read:
   ``deltalake``;
 - on Databricks, the Unity Catalog table ``<catalog>.<schema>.<prefix>_payload`` through the SQL
   statement execution API of databricks-sdk (``w.statement_execution.execute_statement`` on the
-  SQL warehouse ``replay_warehouse_id``), filtered in SQL.
+  SQL warehouse ``replay_warehouse_id``). The window, the status, "a chat request with a logged
+  answer", the de-duplication by messages (oldest first) and ``max_rows`` (``LIMIT``) are applied
+  in SQL, and the result is read with ``EXTERNAL_LINKS``, chunk by chunk: ``INLINE`` results are
+  capped at 25 MiB and the statement FAILs past it (databricks-sdk ``service/sql.py``,
+  ``Disposition``); each chunk's presigned link is fetched without the Databricks token ("you
+  must not set an Authorization header in the download requests").
 """
 
 from __future__ import annotations
@@ -125,9 +130,12 @@ def read_databricks(
     since: dt.datetime | None,
     status: int,
     wait_seconds: float = 600,
+    *,
+    max_rows: int | None = None,
 ) -> list[dict[str, Any]]:
-    """The logged invocations of a Unity Catalog inference table, filtered in SQL, through the
-    statement execution API (a SQL warehouse: ``warehouse_id``)."""
+    """The logged invocations of a Unity Catalog inference table, filtered, de-duplicated and
+    limited in SQL, through the statement execution API (a SQL warehouse: ``warehouse_id``),
+    its result read from the chunks' external links."""
     import time
 
     from databricks.sdk.service.sql import Disposition, Format, StatementParameterListItem, StatementState
@@ -136,13 +144,13 @@ def read_databricks(
         raise ConfigError(
             "replay_warehouse_id", warehouse_id, "the id of a SQL warehouse is required to read an inference table on Databricks"
         )
-    statement, params = replay_sql(kind, full_name, since, status)
+    statement, params = replay_sql(kind, full_name, since, status, max_rows)
     resp = w.statement_execution.execute_statement(
         statement=statement,
         warehouse_id=warehouse_id,
         wait_timeout="30s",
         parameters=[StatementParameterListItem(**p) for p in params],
-        disposition=Disposition.INLINE,
+        disposition=Disposition.EXTERNAL_LINKS,
         format=Format.JSON_ARRAY,
     )
     deadline = time.monotonic() + wait_seconds
@@ -157,23 +165,57 @@ def read_databricks(
         time.sleep(2)
         resp = w.statement_execution.get_statement(sid)
     chunks: list[Sequence[Sequence[str | None]]] = []
-    index = resp.result.next_chunk_index if resp.result else None
-    while index is not None:
+    result = resp.result if resp.status and resp.status.state == StatementState.SUCCEEDED else None
+    while result is not None:
+        index = result.next_chunk_index
+        for link in result.external_links or []:
+            chunks.append(_download(link, full_name))
+            index = link.next_chunk_index if link.next_chunk_index is not None else index
+        if result.external_links:
+            result.external_links = None  # read: parse_statement takes its rows from the chunks
+        elif result is not resp.result:
+            chunks.append(result.data_array or [])
+        if index is None:
+            break
         assert sid, "a result with more chunks has its statement_id (Statement Execution API)"
-        chunk = w.statement_execution.get_statement_result_chunk_n(sid, index)
-        chunks.append(chunk.data_array or [])
-        index = chunk.next_chunk_index
+        result = w.statement_execution.get_statement_result_chunk_n(sid, index)
     return parse_statement(resp, kind, chunks)
 
 
-def replay_sql(kind: str, full_name: str, since: dt.datetime | None, status: int) -> tuple[str, list[dict[str, str]]]:
-    """The SELECT of the logged invocations and its named parameters (values are never
-    formatted into the text; the table name is checked and quoted)."""
+def _download(link: Any, full_name: str) -> list:
+    """One chunk's rows from its presigned ``external_link``: plain HTTP, no Databricks token (the
+    URL carries its own credential; ``http_headers`` are the ones it asks for)."""
+    import requests
+
+    from llmops_nb.errors import WorkspaceError
+
+    try:
+        r = requests.get(str(link.external_link), headers=dict(link.http_headers or {}), timeout=120)
+    except requests.RequestException as exc:
+        raise WorkspaceError(f"replay of {full_name}: result chunk {link.chunk_index}: {type(exc).__name__}") from None
+    if r.status_code != 200:  # the URL itself is a credential: never shown
+        raise WorkspaceError(f"replay of {full_name}: result chunk {link.chunk_index}: HTTP {r.status_code} from its link")
+    rows = r.json()
+    return rows if isinstance(rows, list) else []
+
+
+def replay_sql(
+    kind: str, full_name: str, since: dt.datetime | None, status: int, max_rows: int | None = None
+) -> tuple[str, list[dict[str, str]]]:
+    """The SELECT of the logged chat invocations to replay and its named parameters: in the window,
+    with the status, with messages and a logged answer, the oldest of each distinct messages, at
+    most ``max_rows`` (values are never formatted into the text but ``max_rows``, checked to be an
+    integer; the table name is checked and quoted)."""
     parts = full_name.split(".")
     pt.local_path(Path("/"), full_name)  # checks catalog.schema.table
     table = ".".join(f"`{p}`" for p in parts)
     time_col = "request_time" if kind == pt.GATEWAY else "timestamp_ms"
-    where, params = [], []
+    # get_json_object: Databricks SQL's JSON path function (also in the local workspace's SQL)
+    where = [
+        "get_json_object(request, '$.messages') IS NOT NULL",
+        "get_json_object(response, '$.choices[0].message.content') IS NOT NULL",
+    ]
+    params = []
     if since is not None:
         if kind == pt.GATEWAY:
             where.append("request_time >= :since")
@@ -184,10 +226,14 @@ def replay_sql(kind: str, full_name: str, since: dt.datetime | None, status: int
     if status:
         where.append("status_code = :status")
         params.append({"name": "status", "value": str(status), "type": "INT"})
+    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1):
+        raise ConfigError("max_rows", max_rows, "expected an integer >= 1")
+    columns = f"databricks_request_id, {time_col}, status_code, request, response"
     sql = (
-        f"SELECT databricks_request_id, {time_col}, status_code, request, response FROM {table}"
-        + (f" WHERE {' AND '.join(where)}" if where else "")
-        + f" ORDER BY {time_col}"
+        f"SELECT {columns} FROM (SELECT {columns}, ROW_NUMBER() OVER (PARTITION BY "
+        f"get_json_object(request, '$.messages') ORDER BY {time_col}, databricks_request_id) AS replay_n "
+        f"FROM {table} WHERE {' AND '.join(where)}) AS logged WHERE replay_n = 1 ORDER BY {time_col}"
+        + (f" LIMIT {max_rows}" if max_rows else "")
     )
     return sql, params
 
@@ -320,7 +366,7 @@ def load_replay(
     if home is not None:
         records = read_local(home, kind, name)
     else:
-        records = read_databricks(w, warehouse_id, kind, name, start, status)
+        records = read_databricks(w, warehouse_id, kind, name, start, status, max_rows=max_rows)
     found = to_rows(records, table=name, since=start, status=status)
     if not found.rows:
         raise ConfigError("dataset_source", INFERENCE_TABLE, f"nothing to replay: {found.summary()}")

@@ -118,20 +118,100 @@ def test_rows_are_filtered_by_time_and_status_and_deduplicated():
 
 # ---- the Databricks path ---------------------------------------------------------------
 def test_sql_is_parameterized_and_the_table_name_checked():
-    sql, params = replay.replay_sql(pt.GATEWAY, "main.llmops.chat_payload", T0, 200)
+    sql, params = replay.replay_sql(pt.GATEWAY, "main.llmops.chat_payload", T0, 200, 50)
+    columns = "databricks_request_id, request_time, status_code, request, response"
     assert sql == (
-        "SELECT databricks_request_id, request_time, status_code, request, response "
-        "FROM `main`.`llmops`.`chat_payload` WHERE request_time >= :since AND "
-        "status_code = :status ORDER BY request_time"
+        f"SELECT {columns} FROM (SELECT {columns}, ROW_NUMBER() OVER (PARTITION BY "
+        "get_json_object(request, '$.messages') ORDER BY request_time, databricks_request_id) AS replay_n "
+        "FROM `main`.`llmops`.`chat_payload` WHERE get_json_object(request, '$.messages') IS NOT NULL AND "
+        "get_json_object(response, '$.choices[0].message.content') IS NOT NULL AND request_time >= :since AND "
+        "status_code = :status) AS logged WHERE replay_n = 1 ORDER BY request_time LIMIT 50"
     )
     assert params == [
         {"name": "since", "value": "2025-01-31T12:00:00+00:00", "type": "TIMESTAMP"},
         {"name": "status", "value": "200", "type": "INT"},
     ]
     legacy, _ = replay.replay_sql(pt.LEGACY, "main.old.ep_payload", None, 0)
-    assert "timestamp_ms" in legacy and "WHERE" not in legacy
+    assert "timestamp_ms" in legacy and ":status" not in legacy and ":since" not in legacy and "LIMIT" not in legacy
     with pytest.raises(ValueError):
         replay.replay_sql(pt.GATEWAY, "main.x; DROP TABLE y.z", None, 200)
+    with pytest.raises(ConfigError, match="max_rows: '5; DROP' is not allowed"):
+        replay.replay_sql(pt.GATEWAY, "a.b.c", None, 200, "5; DROP")  # type: ignore[arg-type]
+
+
+def _fill_inference_table(ws, name: str, questions: list[str]) -> str:  # noqa: ANN001
+    """An endpoint whose AI gateway inference table logged ``questions`` (in order); its table name."""
+    from databricks.sdk.service.serving import (
+        AiGatewayInferenceTableConfig,
+        ChatMessage,
+        ChatMessageRole,
+        EndpointCoreConfigInput,
+        ServedEntityInput,
+    )
+
+    w = ws.client()
+    w.serving_endpoints.create_and_wait(
+        name=name,
+        config=EndpointCoreConfigInput(name=name, served_entities=[ServedEntityInput(entity_name="m", entity_version="1")]),
+    )
+    w.serving_endpoints.put_ai_gateway(
+        name, inference_table_config=AiGatewayInferenceTableConfig(catalog_name="main", schema_name="replay", enabled=True)
+    )
+    for q in questions:
+        w.serving_endpoints.query(name, messages=[ChatMessage(role=ChatMessageRole.USER, content=q)], max_tokens=32)
+    table = f"main.replay.{name}_payload"
+    deadline = time.monotonic() + 30
+    while len(
+        replay.read_local(ws.home, pt.GATEWAY, table) if (pt.local_path(ws.home, table) / "_delta_log").is_dir() else []
+    ) < len(questions):
+        assert time.monotonic() < deadline, "the inference table did not fill"
+        time.sleep(0.1)
+    return table
+
+
+def test_a_big_table_is_read_through_sql_in_external_link_chunks(fake_workspace):
+    """Filters, de-duplication and LIMIT run in SQL; the result comes in EXTERNAL_LINKS chunks
+    (INLINE FAILs past 25 MiB), each downloaded without the workspace token."""
+    pytest.importorskip("deltalake", reason="the local extra (deltalake) is required")
+    ws = fake_workspace
+    questions = [f"Question {i}?" for i in range(7)]
+    table = _fill_inference_table(ws, "rp-big", [*questions, "Question 1?", "Question 3?"])  # two repeats
+    ws.reset()
+    ws.set_faults(sql_chunk_rows=2, sql_inline_limit_bytes=300)  # 3 chunks; more than 300 bytes fails INLINE
+    w = ws.client()
+    found = replay.load_replay(w, "rp-big", home=None, warehouse_id="wh-1", status=200, max_rows=5)
+    assert [r["question"] for r in found.rows] == questions[:5]  # oldest first, each once, LIMIT 5
+    assert found.read == 5 and found.table == table
+    sent = [r for r in ws.requests() if r["path"] == "/api/2.0/sql/statements"]
+    assert len(sent) == 1 and sent[0]["body"]["disposition"] == "EXTERNAL_LINKS"
+    assert sent[0]["body"]["statement"].endswith("LIMIT 5") and "ROW_NUMBER() OVER" in sent[0]["body"]["statement"]
+    chunks = [r["path"] for r in ws.requests() if "/result/chunks/" in r["path"]]
+    downloads = [r for r in ws.requests() if r["path"].startswith("/_presigned/")]
+    assert chunks == [f"/api/2.0/sql/statements/{sid}/result/chunks/{n}" for sid in [chunks[0].split("/")[5]] for n in (1, 2)]
+    assert [r["status"] for r in downloads] == [200, 200, 200]  # a download with the token is refused (400)
+    # the same statement INLINE: the result is over the (lowered) inline limit, the statement FAILs
+    statement, params = replay.replay_sql(pt.GATEWAY, table, None, 200)
+    from databricks.sdk.service.sql import Disposition, StatementParameterListItem, StatementState
+
+    inline = w.statement_execution.execute_statement(
+        statement=statement,
+        warehouse_id="wh-1",
+        parameters=[StatementParameterListItem(**p) for p in params],
+        disposition=Disposition.INLINE,
+    )
+    assert inline.status.state == StatementState.FAILED and "Inline byte limit exceeded" in inline.status.error.message
+    # a presigned link fetched with the Databricks token is refused, as cloud storage refuses it
+    first = w.statement_execution.execute_statement(
+        statement=statement,
+        warehouse_id="wh-1",
+        parameters=[StatementParameterListItem(**p) for p in params],
+        disposition=Disposition.EXTERNAL_LINKS,
+    )
+    link = first.result.external_links[0].external_link
+    import requests
+
+    assert requests.get(link, headers={"Authorization": f"Bearer {ws.token}"}, timeout=10).status_code == 400
+    assert len(requests.get(link, timeout=10).json()) == 2
 
 
 def test_a_statement_execution_answer_is_parsed_from_the_sdk_dataclasses():

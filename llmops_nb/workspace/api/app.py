@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmops_nb.protocol.streaming import HEADERS as STREAM_HEADERS
 from llmops_nb.protocol.streaming import MEDIA_TYPE, encode
-from llmops_nb.workspace.api import identity, secret_scopes, unity_catalog
+from llmops_nb.workspace.api import identity, secret_scopes, sql_statements, unity_catalog
 from llmops_nb.workspace.api.guard import refusal, requester
 from llmops_nb.workspace.apierror import ApiError, invalid
 from llmops_nb.workspace.runners import notices, plaintext
@@ -254,7 +254,7 @@ def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
             return {}
 
     # ---- identity, Unity Catalog namespaces, secret scopes (read by preflight) ----------
-    for add_routes in (identity.routes, unity_catalog.routes, secret_scopes.routes):
+    for add_routes in (identity.routes, unity_catalog.routes, secret_scopes.routes, sql_statements.routes):
         add_routes(app, ctx)
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])

@@ -24,6 +24,9 @@ from fastapi.responses import JSONResponse
 from llmops_nb.workspace.api.token import OWNER
 
 OPEN_PATHS = frozenset({"/.well-known/databricks-config"})
+#: Paths whose requests carry their own credential (a signed, expiring URL) and no token: the
+#: presigned downloads of statement results (api/sql_statements.py, EXTERNAL_LINKS).
+PRESIGNED_PREFIXES = ("/_presigned/",)
 _SHOWN = 80  # characters of a refused header value repeated in the message
 
 
@@ -75,7 +78,8 @@ def refusal(request: Request, token: str) -> JSONResponse | None:
             f"Origin {origin[:_SHOWN]!r} is not allowed; the local workspace refuses "
             f"cross-site requests (only http://{hosts[0]} may send one)",
         )
-    if request.scope["path"] in OPEN_PATHS or authorized(_bearer(request), token):
+    path = request.scope["path"]
+    if path in OPEN_PATHS or path.startswith(PRESIGNED_PREFIXES) or authorized(_bearer(request), token):
         return None
     return _refused(
         401,

@@ -30,6 +30,8 @@ class Faults:
     # stream: true answered with one application/json completion, as a served model that cannot
     # stream answers it (MLflow's scoring server calls only predict; mlflow#12439)
     stream_as_json: bool = False
+    sql_chunk_rows: int | None = None  # rows per statement result chunk (None: 10,000)
+    sql_inline_limit_bytes: int | None = None  # an INLINE result above this FAILs (None: 25 MiB)
     routes: list[str] = field(default_factory=lambda: ["invocations"])
     seed: int = 0
 
