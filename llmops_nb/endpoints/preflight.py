@@ -211,6 +211,7 @@ def config_checks(project: ProjectConfig) -> list[Check]:
                 "remove route_optimized (or set it to false)",
             )
         )
+    found.extend(_workload_checks(project))
     found.append(
         _ok(
             "payload",
@@ -219,6 +220,32 @@ def config_checks(project: ProjectConfig) -> list[Check]:
         )
     )
     return found
+
+
+def _workload_checks(project: ProjectConfig) -> list[Check]:
+    """The workload type of the entities serving ``model.name`` against what the source runs on.
+
+    The GGUF chat model (bundled, gguf) runs on the portable llama.cpp wheel, built for CPUs only
+    (models/runtime.py: no CUDA backend): a GPU workload type pays for a GPU it never uses. A
+    transformers source may use one (Databricks' GPU workload types serve Hugging Face models).
+    """
+    assert project.endpoint is not None
+    source = project.model.source
+    mine = [e for e in project.endpoint.served_entities if e.entity_name == project.model.name and e.external_model is None]
+    gpu = [e for e in mine if e.workload_type and "GPU" in str(e.workload_type)]
+    if not mine or source in ("uc",):
+        return []
+    if gpu and source in ("bundled", "gguf"):
+        return [
+            _problem(
+                "workload",
+                f"workload_type {gpu[0].workload_type} for a {source} source: its llama.cpp build runs on CPU only, "
+                "so the GPU would sit idle; use workload_type CPU (or leave it out)",
+            )
+        ]
+    types = sorted({str(e.workload_type or "CPU") for e in mine})
+    note = " (a GPU type serves a transformers model faster)" if source == "transformers" and not gpu else ""
+    return [_ok("workload", f"{', '.join(types)} for a {source} source{note}")]
 
 
 def _enabled(value: Any) -> bool:

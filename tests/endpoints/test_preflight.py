@@ -130,6 +130,7 @@ def test_every_check_passes_on_a_seeded_workspace_and_no_secret_value_is_read(fa
         "served entities",
         "traffic",
         "ai gateway",
+        "workload",
         "payload",
         "auth",
         "uc schema main.llmops",
@@ -344,13 +345,13 @@ def test_cli_exits_0_when_all_pass_and_2_with_one_line_per_check(fake_workspace:
     passed = _cli(fake_workspace, "--backend", "databricks", "--config", str(_write(tmp_path)))
     assert passed.exit_code == 0, passed.output
     lines = passed.output.strip().splitlines()
-    assert len(lines) == 10 and all(line.startswith("ok ") for line in lines[:-1]), lines
-    assert lines[-1] == "preflight: 9 checks, no problem"
+    assert len(lines) == 11 and all(line.startswith("ok ") for line in lines[:-1]), lines
+    assert lines[-1] == "preflight: 10 checks, no problem"
     fake_workspace.client().secrets.delete_scope("llmops")
     failed = _cli(fake_workspace, "--backend", "databricks", "--config", str(_write(tmp_path)))
     assert failed.exit_code == 2
     assert "problem secret {{secrets/llmops/openai_api_key}}: endpoint.config" in failed.output
-    assert failed.output.strip().splitlines()[-1] == "preflight: 1 problem in 9 checks"
+    assert failed.output.strip().splitlines()[-1] == "preflight: 1 problem in 10 checks"
 
 
 def test_cli_a_config_the_config_package_refuses_is_the_one_problem(fake_workspace: Any, tmp_path: Path) -> None:
@@ -525,3 +526,34 @@ def test_route_optimized_is_refused_until_queries_go_to_the_data_plane(fake_work
     message = _problem(preflight.run(_project(optimized), _backend(fake_workspace)), "route optimized")
     assert message.startswith("endpoint.route_optimized: true is not supported yet: a route-optimized endpoint is queried")
     assert "route optimized" not in _by_name(preflight.run(_project(), _backend(fake_workspace)))
+
+
+@pytest.mark.parametrize(
+    ("source", "workload", "problem"),
+    [
+        ("bundled", "GPU_SMALL", True),
+        ("gguf", "MULTIGPU_MEDIUM", True),
+        ("bundled", "CPU", False),
+        ("transformers", "GPU_SMALL", False),
+        ("transformers", None, False),
+    ],
+)
+def test_the_workload_type_fits_what_the_source_runs_on(source: str, workload: str | None, problem: bool) -> None:
+    def edit(data: dict) -> None:
+        data["model"]["source"] = source
+        if source == "gguf":
+            data["model"]["path"] = "/models/x.gguf"
+        if source == "transformers":
+            data["model"]["path"] = "/models/x"
+        entity = data["endpoint"]["served_entities"][0]
+        entity.pop("workload_type", None)
+        if workload:
+            entity["workload_type"] = workload
+
+    checks = {c.name: c for c in preflight.config_checks(_project(edit))}
+    check = checks["workload"]
+    assert check.status == ("problem" if problem else "ok"), check
+    if problem:
+        assert f"workload_type {workload} for a {source} source: its llama.cpp build runs on CPU only" in check.message
+    elif source == "transformers" and workload is None:
+        assert "a GPU type serves a transformers model faster" in check.message
