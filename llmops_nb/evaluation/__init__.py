@@ -13,6 +13,8 @@
 - :mod:`~llmops_nb.evaluation.resume`: the saved answers a killed run resumes from;
 - :mod:`~llmops_nb.evaluation.plot`: the match-rate and latency plot;
 - :mod:`~llmops_nb.evaluation.scorers`: the metrics as MLflow GenAI scorers, and the judge;
+- :mod:`~llmops_nb.evaluation.statistics`: intervals, paired differences and p-values over the
+  per-row scores (numpy, scipy);
 - :mod:`~llmops_nb.evaluation.metrics`: the answer metrics (exact and contains match, ...)
   and the run-level figures.
 
