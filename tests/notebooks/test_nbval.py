@@ -338,12 +338,12 @@ def test_deliberate_breaks_fail_nbval(tmp_path: Path, fake_env: dict[str, str]) 
 
 
 @pytest.mark.model
-@pytest.mark.parametrize("source", ["gguf", "code"])
+@pytest.mark.parametrize("source", ["gguf", "code", "transformers"])
 def test_01_register_takes_the_model_source_as_parameters_on_the_fake(
     tmp_path: Path,
     fake_env: dict[str, str],
     source: str,
-    other_gguf: Path,  # tests/conftest.py
+    request: pytest.FixtureRequest,
 ) -> None:
     """01_register with ``model_source``/``model_path`` registers that model (issue 28), as the job would run it."""
     from mlflow import MlflowClient
@@ -354,8 +354,8 @@ def test_01_register_takes_the_model_source_as_parameters_on_the_fake(
     if source == "code":
         path = tmp_path / "echo_model.py"
         path.write_text(ECHO_MODEL)
-    else:
-        path = other_gguf
+    else:  # the session fixtures of tests/conftest.py: a requantized GGUF, a tiny random Llama folder
+        path = request.getfixturevalue("other_gguf" if source == "gguf" else "tiny_hf_model")
     out = tmp_path / "01_register.ipynb"
     name = f"main.llmops.byom_{source}"
     command = [
