@@ -69,15 +69,37 @@ def chat(
 ) -> ChatResult:
     """Send one chat request to ``endpoint`` and return the answer with latency and usage."""
     from databricks.sdk.errors import DatabricksError
-    from databricks.sdk.service.serving import ChatMessage, ChatMessageRole
+    from databricks.sdk.service.serving import ChatMessage, ChatMessageRole, QueryEndpointResponse
+
+    from llmops_nb.chat.dataplane import data_plane_auth, route_of
 
     check_generation(max_tokens, temperature)
     messages = [ChatMessage(role=ChatMessageRole(m["role"]), content=m["content"]) for m in as_messages(prompt, system)]
+    plane = route_of(w, endpoint)  # route-optimized: its data-plane URL, with an OAuth token for it
+    auth = data_plane_auth(w, endpoint, plane) if plane else None
     started = time.perf_counter()
     try:
-        response = no_resend(w).serving_endpoints.query(
-            name=endpoint, messages=messages, max_tokens=max_tokens, temperature=temperature, stop=stop
-        )
+        if plane is None:
+            response = no_resend(w).serving_endpoints.query(
+                name=endpoint, messages=messages, max_tokens=max_tokens, temperature=temperature, stop=stop
+            )
+        else:  # the body and headers ServingEndpointsDataPlaneAPI.query sends (databricks-sdk serving.py)
+            body: dict[str, Any] = {
+                "messages": [m.as_dict() for m in messages],
+                "max_tokens": max_tokens,
+                "temperature": temperature,
+            }
+            if stop:
+                body["stop"] = list(stop)
+            answer = no_resend(w).api_client.do(
+                "POST",
+                url=plane.url,
+                body=body,
+                headers={"Accept": "application/json", "Content-Type": "application/json"},
+                response_headers=["served-model-name"],
+                auth=auth,
+            )
+            response = QueryEndpointResponse.from_dict(answer)  # type: ignore[arg-type]
     except (NotResent, DatabricksError, TimeoutError, OSError) as exc:
         if (refused := timed_out(w, endpoint, exc)) is not None:
             raise refused from None

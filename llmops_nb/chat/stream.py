@@ -177,13 +177,20 @@ def open_stream(w: WorkspaceClient, endpoint: str, body: dict) -> ChatStream:
     """POST ``body`` (with ``stream: true``) to the endpoint; the open stream."""
     from databricks.sdk.errors import DatabricksError
 
+    from llmops_nb.chat.dataplane import data_plane_auth, route_of
     from llmops_nb.chat.ratecontrol import NotResent, no_resend, timed_out
 
+    plane = route_of(w, endpoint)  # route-optimized: its data-plane URL, with an OAuth token for it
+    where: dict[str, Any] = (
+        {"url": plane.url, "auth": data_plane_auth(w, endpoint, plane)}
+        if plane
+        else {"path": f"/serving-endpoints/{endpoint}/invocations"}
+    )
     started = time.perf_counter()
     try:
         resp = no_resend(w).api_client.do(
             "POST",
-            f"/serving-endpoints/{endpoint}/invocations",
+            **where,
             body={**body, "stream": True},
             raw=True,
             headers={"Accept": "text/event-stream"},

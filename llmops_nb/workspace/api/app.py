@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmops_nb.protocol.streaming import HEADERS as STREAM_HEADERS
 from llmops_nb.protocol.streaming import MEDIA_TYPE, encode
-from llmops_nb.workspace.api import identity, secret_scopes, sql_statements, unity_catalog
-from llmops_nb.workspace.api.guard import refusal, requester
+from llmops_nb.workspace.api import identity, oauth, secret_scopes, sql_statements, unity_catalog
+from llmops_nb.workspace.api.guard import check_route, refusal, requester
 from llmops_nb.workspace.apierror import ApiError, invalid
 from llmops_nb.workspace.runners import notices, plaintext
 from llmops_nb.workspace.runners.base import RunnerContext
@@ -187,6 +187,7 @@ def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
 
     # ---- invocations -----------------------------------------------------------------
     async def _invoke(name: str, body: object, request: Request) -> JSONResponse | StreamingResponse:
+        check_route(request, name, manager.store.get(name))  # route-optimized: only through the data plane
         if not isinstance(body, dict):
             raise invalid("request body: must be a JSON object")
         if "messages" in body or not any(k in body for k in DATAFRAME_KEYS):
@@ -256,6 +257,7 @@ def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
     # ---- identity, Unity Catalog namespaces, secret scopes (read by preflight) ----------
     for add_routes in (identity.routes, unity_catalog.routes, secret_scopes.routes, sql_statements.routes):
         add_routes(app, ctx)
+    oauth.routes(app, token)
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     async def unknown(path: str, request: Request):

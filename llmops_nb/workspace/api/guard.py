@@ -21,9 +21,15 @@ import hmac
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from llmops_nb.workspace.api.oauth import TOKEN_PATH, WELL_KNOWN
 from llmops_nb.workspace.api.token import OWNER
+from llmops_nb.workspace.apierror import ApiError
+from llmops_nb.workspace.serving.views import DATA_PLANE_PREFIX
 
-OPEN_PATHS = frozenset({"/.well-known/databricks-config"})
+# the OIDC discovery document and token endpoint authenticate by their own means (api/oauth.py)
+OPEN_PATHS = frozenset({"/.well-known/databricks-config", WELL_KNOWN, TOKEN_PATH})
+#: The request scope key set for a request that came through the data plane: its token's endpoint id.
+DATA_PLANE_ENDPOINT = "llmops.data_plane_endpoint_id"
 #: Paths whose requests carry their own credential (a signed, expiring URL) and no token: the
 #: presigned downloads of statement results (api/sql_statements.py, EXTERNAL_LINKS).
 PRESIGNED_PREFIXES = ("/_presigned/",)
@@ -79,11 +85,50 @@ def refusal(request: Request, token: str) -> JSONResponse | None:
             f"cross-site requests (only http://{hosts[0]} may send one)",
         )
     path = request.scope["path"]
+    issuer = getattr(request.app.state, "oauth", None)
+    if path.startswith(DATA_PLANE_PREFIX + "/"):
+        return _data_plane(request, issuer)
     if path in OPEN_PATHS or path.startswith(PRESIGNED_PREFIXES) or authorized(_bearer(request), token):
         return None
+    if issuer is not None and issuer.valid(_bearer(request), "control") is not None:
+        return None  # an OAuth (machine-to-machine) token of this workspace
     return _refused(
         401,
         "UNAUTHENTICATED",
         "Credential was not sent or was of an unsupported type for this API; send "
         "'Authorization: Bearer <token>' with the token `llmops-nb workspace env` prints",
     )
+
+
+def _data_plane(request: Request, issuer: object) -> JSONResponse | None:
+    """A data-plane request: only a data-plane token passes (a PAT or a control-plane token is
+    refused, as Databricks refuses them at a route-optimized endpoint's URL); the path becomes the
+    invocation route, marked with the token's endpoint id for :func:`check_route`."""
+    found = issuer.valid(_bearer(request), "data-plane") if issuer is not None else None  # type: ignore[attr-defined]
+    if found is None:
+        return _refused(
+            401,
+            "UNAUTHENTICATED",
+            "A route-optimized endpoint's data-plane URL takes only an OAuth token made for it (POST /oidc/v1/token, "
+            "grant_type jwt-bearer with the endpoint's data_plane_info.query_info.authorization_details); "
+            "a personal access token is refused here",
+        )
+    request.scope[DATA_PLANE_ENDPOINT] = found.endpoint_id
+    request.scope["path"] = request.scope["path"][len(DATA_PLANE_PREFIX) :]
+    return None
+
+
+def check_route(request: Request, name: str, record: dict | None) -> None:
+    """403 for a route-optimized endpoint asked at the workspace URL, or a data-plane request
+    for another endpoint than its token's (ApiError)."""
+    through = request.scope.get(DATA_PLANE_ENDPOINT)
+    optimized = bool(record and record.get("route_optimized"))
+    if optimized and through is None:
+        raise ApiError(
+            403,
+            "PERMISSION_DENIED",
+            f"Endpoint {name} is route-optimized: query it at its endpoint_url (data_plane_info.query_info, "
+            "the data plane) with an OAuth token made for it; the workspace URL does not serve it",
+        )
+    if through is not None and (not optimized or (record or {}).get("id") != through):
+        raise ApiError(403, "PERMISSION_DENIED", f"This data-plane token is not for endpoint {name}.")

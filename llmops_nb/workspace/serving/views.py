@@ -7,6 +7,26 @@ from llmops_nb.workspace.serving import legacy
 from llmops_nb.workspace.serving.foundation import FOUNDATION_ENDPOINT, foundation_entity
 
 TASK = "llm/v1/chat"
+#: Where the workspace serves route-optimized endpoints (their data plane): only to a data-plane
+#: OAuth token (api/oauth.py, api/guard.py); ``endpoint_url`` and ``data_plane_info`` point here.
+DATA_PLANE_PREFIX = "/data-plane"
+
+
+def authorization_details(endpoint_id: str) -> str:
+    """The ``query_info.authorization_details`` of an endpoint, the JSON text the data-plane token
+    exchange takes back (databricks/sdk/data_plane.py sends it as given)."""
+    import json
+
+    return json.dumps(
+        [
+            {
+                "type": "workspace_permission",
+                "object_type": "serving-endpoints",
+                "object_path": f"/serving-endpoints/{endpoint_id}",
+                "actions": ["query_inference_endpoint"],
+            }
+        ]
+    )
 
 
 def _entities(entities: list[dict], runners: dict[str, Runner], saved: dict | None, creator: str, ts: int) -> list[dict]:
@@ -46,7 +66,11 @@ def endpoint_view(rec: dict, active: dict[str, Runner], pending: dict[str, Runne
         # "Endpoint invocation url if route optimization is enabled for endpoint" (databricks-sdk-py
         # service/serving.py, ServingEndpointDetailed.endpoint_url): absent on every other endpoint
         # (the CLI's libs/testserver/serving_endpoints.go never sets it).
-        view["endpoint_url"] = f"{host}/serving-endpoints/{rec['name']}/invocations"
+        # ... and it is the data-plane URL, the one data_plane_info.query_info names (the SDK's
+        # ServingEndpointsDataPlaneAPI.query posts there with a token for its authorization_details)
+        url = f"{host}{DATA_PLANE_PREFIX}/serving-endpoints/{rec['name']}/invocations"
+        view["endpoint_url"] = url
+        view["data_plane_info"] = {"query_info": {"endpoint_url": url, "authorization_details": authorization_details(rec["id"])}}
     for key in ("ai_gateway", "email_notifications"):
         if rec.get(key):
             view[key] = rec[key]
