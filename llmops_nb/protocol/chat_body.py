@@ -48,3 +48,67 @@ def generation_problem(body: dict) -> Problem | None:
         or int_problem("n", body.get("n"), *N_RANGE)
         or temperature_problem(body.get("temperature"))
     )
+
+
+#: OpenAI's response_format types (CreateChatCompletionRequest.response_format)
+RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+TOP_LOGPROBS_RANGE = (0, 20)
+
+
+def response_format_problem(value: object) -> Problem | None:
+    """``response_format`` is not ``{"type": text|json_object}`` nor ``{"type": "json_schema",
+    "json_schema": {"name", "schema"?, "strict"?}}``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or value.get("type") not in RESPONSE_FORMATS:
+        return "response_format", value, f"an object whose type is one of {RESPONSE_FORMATS}"
+    if value["type"] == "json_schema":
+        spec = value.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+            return "response_format.json_schema", spec, "an object with a name and a schema"
+        if not isinstance(spec.get("schema", {}), dict):
+            return "response_format.json_schema.schema", spec.get("schema"), "a JSON schema object"
+    return None
+
+
+def tools_problem(tools: object, choice: object) -> Problem | None:
+    """``tools`` is not a list of ``{"type": "function", "function": {"name", "parameters"?}}``, or
+    ``tool_choice`` is not none/auto/required or ``{"type": "function", "function": {"name"}}``
+    naming one of them."""
+    names: list[str] = []
+    if tools is not None:
+        if not isinstance(tools, list):
+            return "tools", tools, 'a list of {"type": "function", "function": {"name", "parameters"}} objects'
+        for i, t in enumerate(tools):
+            f = t.get("function") if isinstance(t, dict) else None
+            if not isinstance(t, dict) or t.get("type") != "function" or not isinstance(f, dict):
+                return f"tools[{i}]", t, 'an object {"type": "function", "function": {"name", "parameters"}}'
+            if not isinstance(f.get("name"), str) or not f["name"]:
+                return f"tools[{i}].function.name", f.get("name"), "a non-empty string"
+            if not isinstance(f.get("parameters", {}), dict):
+                return f"tools[{i}].function.parameters", f.get("parameters"), "a JSON schema object"
+            names.append(f["name"])
+    if choice is None or choice in ("none", "auto"):
+        return None
+    if choice == "required":
+        return None if names else ("tool_choice", choice, "set only with tools")
+    name = ((choice.get("function") or {}).get("name") if isinstance(choice, dict) else None) or None
+    if not isinstance(choice, dict) or choice.get("type") != "function" or name not in names:
+        return "tool_choice", choice, f'none, auto, required or {{"type": "function", "function": {{"name": one of {names}}}}}'
+    return None
+
+
+def structure_problem(body: dict) -> Problem | None:
+    """The first broken output-shaping setting of ``body``: logprobs, top_logprobs,
+    response_format, tools and tool_choice."""
+    logprobs = body.get("logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        return "logprobs", logprobs, "true or false"
+    top = body.get("top_logprobs")
+    if top is not None and not logprobs:
+        return "top_logprobs", top, "set only with logprobs: true"
+    return (
+        int_problem("top_logprobs", top, *TOP_LOGPROBS_RANGE)
+        or response_format_problem(body.get("response_format"))
+        or tools_problem(body.get("tools"), body.get("tool_choice"))
+    )

@@ -67,27 +67,42 @@ def chunks_of(answer: dict, pieces: Iterable[str] | None = None) -> Iterator[dic
     """A whole ``chat.completion`` as the chunks a stream of it carries (one per piece).
 
     ``pieces`` default to the answer's words (with their leading space): the fake responder
-    streams word by word, deterministically.
+    streams word by word, deterministically. Each choice ends with its ``finish_reason``; the
+    last chunk carries ``usage``.
     """
     cid, model = answer.get("id") or "chatcmpl-local", answer.get("model")
     created = int(answer.get("created") or time.time())
-    for choice in answer.get("choices") or [{}]:
+    choices = answer.get("choices") or [{}]
+    for k, choice in enumerate(choices):
         index = int(choice.get("index", 0))
         text = ((choice.get("message") or {}).get("content")) or ""
         yield chunk(cid, model, created, {"role": "assistant", "content": ""}, index=index)
         parts = list(pieces) if pieces is not None else _words(text)
         for part in parts:
             yield chunk(cid, model, created, {"content": part}, index=index)
-    last = (answer.get("choices") or [{}])[-1]
-    yield chunk(
-        cid,
-        model,
-        created,
-        {},
-        finish_reason=last.get("finish_reason") or "stop",
-        usage=answer.get("usage"),
-        index=int(last.get("index", 0)),
-    )
+        yield chunk(
+            cid,
+            model,
+            created,
+            {},
+            finish_reason=choice.get("finish_reason") or "stop",
+            usage=answer.get("usage") if k == len(choices) - 1 else None,
+            index=index,
+        )
+
+
+async def with_usage_chunk(chunks: AsyncIterator[dict]) -> AsyncIterator[dict]:
+    """OpenAI's ``stream_options: {"include_usage": true}``: every chunk has ``usage: null`` and
+    one more chunk, with ``choices: []``, carries the usage of the whole answer before [DONE]
+    (platform.openai.com/docs/api-reference/chat/create, stream_options)."""
+    usage, last = None, None
+    async for c in chunks:
+        last = c
+        if c.get("usage"):
+            usage = c["usage"]
+        yield {**c, "usage": None}
+    if last is not None:
+        yield {k: last.get(k) for k in ("id", "object", "created", "model")} | {"choices": [], "usage": usage}
 
 
 def _words(text: str) -> list[str]:
@@ -129,7 +144,8 @@ def assemble(chunks: Iterable[dict]) -> dict:
         "choices": [
             {
                 "index": i,
-                "message": {"role": roles.get(i, "assistant"), "content": "".join(texts[i])},
+                "message": {"role": roles.get(i, "assistant"), "content": "".join(texts[i]), "refusal": None},
+                "logprobs": None,
                 "finish_reason": finish.get(i),
             }
             for i in sorted(texts)

@@ -9,13 +9,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmops_nb.protocol.streaming import HEADERS as STREAM_HEADERS
-from llmops_nb.protocol.streaming import MEDIA_TYPE, encode
+from llmops_nb.protocol.streaming import MEDIA_TYPE, encode, with_usage_chunk
 from llmops_nb.workspace.api import identity, oauth, secret_scopes, sql_statements, unity_catalog
 from llmops_nb.workspace.api.guard import check_route, refusal, requester
 from llmops_nb.workspace.apierror import ApiError, invalid
 from llmops_nb.workspace.runners import notices, plaintext
 from llmops_nb.workspace.runners.base import RunnerContext
-from llmops_nb.workspace.runners.chat import DATAFRAME_KEYS, check_stream, validate_chat
+from llmops_nb.workspace.runners.chat import DATAFRAME_KEYS, check_stream, include_usage, validate_chat
 from llmops_nb.workspace.serving.manager import Manager
 from llmops_nb.workspace.serving.validation import validate_ai_gateway, validate_create, validate_notifications, validate_update
 
@@ -215,7 +215,7 @@ def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
 
         async def events():
             try:
-                async for part in encode(chunks):
+                async for part in encode(with_usage_chunk(chunks) if include_usage(body) else chunks):
                     yield part
             finally:
                 await chunks.aclose()

@@ -31,6 +31,7 @@ from llmops_nb.util.processes import kill_group
 from llmops_nb.workspace.apierror import ApiError, invalid, unavailable
 from llmops_nb.workspace.runners.chat import count_tokens, prompt_tokens, text_of
 from llmops_nb.workspace.runners.faults import FaultInjector
+from llmops_nb.workspace.runners.fields import FAKE, check_fields, model_fields
 from llmops_nb.workspace.runners.notices import entity_notices
 from llmops_nb.workspace.runners.scoring_main import IMPORTED
 from llmops_nb.workspace.runners.supervisor import Backoff, ExitWatch, OutputPump, StartTimes, exit_reason
@@ -121,6 +122,16 @@ class Runner:
     async def invoke(self, body: dict) -> dict:
         raise NotImplementedError
 
+    def chat_fields(self) -> tuple[frozenset[str] | None, str]:
+        """The chat fields this entity honours (None: every field, forwarded) and its kind."""
+        return FAKE, "served entity"
+
+    def check_request(self, body: dict) -> None:
+        """400 for a chat field this entity cannot honour, before its model runs (fields.py)."""
+        if "messages" in body:
+            honoured, kind = self.chat_fields()
+            check_fields(body, honoured, self.name, kind)
+
 
 class FakeRunner(Runner):
     """Deterministic responder: ``[<entity>] echo: <last user message>``; no process."""
@@ -136,8 +147,12 @@ class FakeRunner(Runner):
         self._ready(f"Fake served entity {self.name}")
         return True
 
+    def chat_fields(self) -> tuple[frozenset[str] | None, str]:
+        return FAKE, "fake responder"
+
     async def invoke(self, body: dict) -> dict:
         self.check_ready()
+        self.check_request(body)
         f = self.ctx.faults.faults
         latency = f.latency_ms if f.latency_ms is not None else self.ctx.fake_latency_ms
         if latency:
@@ -159,6 +174,10 @@ def fake_answer(model: str, body: dict) -> dict:
     if max_tokens is not None and len(words) > max_tokens:
         words, finish = words[:max_tokens], "length"
     content = " ".join(words)
+    stops = [body["stop"]] if isinstance(body.get("stop"), str) else body.get("stop") or []
+    cut = min((at for at in (content.find(s) for s in stops if s) if at >= 0), default=-1)
+    if cut >= 0:
+        content, finish = content[:cut], "stop"
     n = body.get("n") or 1
     p = prompt_tokens(body)
     c = count_tokens(content) * n
@@ -169,7 +188,13 @@ def fake_answer(model: str, body: dict) -> dict:
         "created": int(time.time()),
         "model": model,
         "choices": [
-            {"index": i, "message": {"role": "assistant", "content": content}, "finish_reason": finish} for i in range(n)
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": content, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
+            for i in range(n)
         ],
         "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
     }
@@ -214,6 +239,13 @@ class ScoringServerRunner(Runner):
         self.local_model: Path | None = None
         self._pump: OutputPump | None = None
         self._watch: ExitWatch | None = None
+        self._fields: tuple[frozenset[str] | None, str] | None = None
+
+    def chat_fields(self) -> tuple[frozenset[str] | None, str]:
+        """What the served MLflow model honours: its MLmodel's metadata, flavor or signature."""
+        if self._fields is None:
+            self._fields = model_fields(self.local_model)
+        return self._fields
 
     def _model_dir(self) -> Path:
         """The model's artifacts, downloaded once per runner and reused by every restart."""
@@ -447,6 +479,7 @@ class ScoringServerRunner(Runner):
 
     async def invoke(self, body: dict) -> dict:
         self.check_ready()
+        self.check_request(body)
         proc = self.proc
         url = f"http://127.0.0.1:{self.port}/invocations"
         try:
@@ -472,7 +505,7 @@ class ScoringServerRunner(Runner):
             code = data.get("error_code") if isinstance(data, dict) else None
             msg = _model_message(msg)
             if r.status_code == 400 or code in ("BAD_REQUEST", "INVALID_PARAMETER_VALUE"):
-                raise invalid(f"The model rejected the request: {msg}")
+                raise invalid(f"The model of served entity {self.name} rejected the request: {msg}")
             raise ApiError(
                 r.status_code if r.status_code in (429, 503) else 500, code or "INTERNAL_ERROR", f"The model failed: {msg}"
             )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmops_nb.protocol.chat_body import ROLES, generation_problem
+from llmops_nb.protocol.chat_body import ROLES, generation_problem, structure_problem
 from llmops_nb.workspace.apierror import invalid
 
 DATAFRAME_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -27,7 +27,10 @@ def validate_chat(body: object) -> dict:
             raise invalid(f"messages[{i}].role: {m['role']!r} is not allowed; one of {ROLES}")
         if not isinstance(m["content"], (str, list)) and m["content"] is not None:
             raise invalid(f"messages[{i}].content: {m['content']!r} is not allowed; a string")
-    problem = generation_problem(body)
+        if m["content"] is None and not (m["role"] == "assistant" and (m.get("tool_calls") or m.get("function_call"))):
+            # OpenAI: only an assistant message that calls a tool may go without content
+            raise invalid(f"messages[{i}].content: None is not allowed for role {m['role']!r}; a string")
+    problem = generation_problem(body) or structure_problem(body)
     if problem is not None:
         field, value, allowed = problem
         raise invalid(f"{field}: {value!r} is not allowed; {allowed}")
@@ -39,15 +42,24 @@ def check_stream(body: dict) -> bool:
     """True when ``body`` asks for a streamed answer; 400 for a ``stream`` that is not a boolean."""
     stream = body.get("stream")
     if stream is None or stream is False:
+        if body.get("stream_options") is not None:  # as OpenAI answers it
+            raise invalid(f"stream_options: {body['stream_options']!r} is not allowed without stream: true")
         return False
     if stream is not True:
         raise invalid(f"stream: {stream!r} is not allowed; true or false")
-    if (body.get("n") or 1) != 1:
-        raise invalid(f"n: {body['n']!r} is not allowed with stream: true; 1")
     options = body.get("stream_options")
-    if options is not None and not isinstance(options, dict):
+    if options is not None and (
+        not isinstance(options, dict)
+        or set(options) - {"include_usage"}
+        or not isinstance(options.get("include_usage", False), bool)
+    ):
         raise invalid(f'stream_options: {options!r} is not allowed; an object such as {{"include_usage": true}}')
     return True
+
+
+def include_usage(body: dict) -> bool:
+    """True when a streamed answer ends with OpenAI's usage chunk (``stream_options.include_usage``)."""
+    return bool((body.get("stream_options") or {}).get("include_usage"))
 
 
 def text_of(content: object) -> str:

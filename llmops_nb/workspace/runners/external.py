@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from llmops_nb.protocol.streaming import chunk, parse_sse_lines
 from llmops_nb.workspace.apierror import ApiError, invalid, too_many, unavailable
 from llmops_nb.workspace.runners.base import Runner
+from llmops_nb.workspace.runners.fields import ANTHROPIC, check_roles
 from llmops_nb.workspace.runners.plaintext import lookup
 from llmops_nb.workspace.runners.streamers import post_stream, relay
 
@@ -69,6 +70,18 @@ class ExternalModelRunner(Runner):
             return False
         self._ready(f"External model {self.entity['external_model'].get('name')} ({provider})")
         return True
+
+    def chat_fields(self) -> tuple[frozenset[str] | None, str]:
+        """An OpenAI-compatible provider takes the body as it is; Anthropic what to_anthropic sends."""
+        provider = self.entity["external_model"].get("provider")
+        if provider == "anthropic":
+            return ANTHROPIC, "external model, anthropic"
+        return None, f"external model, {provider}"
+
+    def check_request(self, body: dict) -> None:
+        super().check_request(body)
+        if self.entity["external_model"].get("provider") == "anthropic":
+            check_roles(body, ("system", "user", "assistant"), self.name, "external model, anthropic")
 
     def _request(self, body: dict) -> tuple[str, dict, dict]:
         ext = self.entity["external_model"]
@@ -131,6 +144,7 @@ class ExternalModelRunner(Runner):
         """The provider's stream as chat.completion.chunk dicts: OpenAI-style providers' chunks
         as they are, Anthropic's message events translated (:func:`from_anthropic_events`)."""
         self.check_ready()
+        self.check_request(body)
         r = await self._send(body, stream=True)
         if self.entity["external_model"]["provider"] == "anthropic":
             return relay(r, lambda resp: from_anthropic_events(_sse_events(resp.iter_lines())))
@@ -138,6 +152,7 @@ class ExternalModelRunner(Runner):
 
     async def invoke(self, body: dict) -> dict:
         self.check_ready()
+        self.check_request(body)
         r = await self._send(body, stream=False)
         data = r.json()
         if self.entity["external_model"]["provider"] == "anthropic":
@@ -179,7 +194,8 @@ def from_anthropic(data: dict) -> dict:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
                 "finish_reason": finish.get(data.get("stop_reason"), "stop"),
             }
         ],

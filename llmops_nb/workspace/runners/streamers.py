@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 async def open_stream(runner: Runner, body: dict) -> AsyncGenerator[dict, None]:
     """The chunks of ``runner``'s answer to ``body``; raises ApiError before the first one."""
     runner.check_ready()
+    runner.check_request(body)
     if isinstance(runner, FakeRunner):
         return await _fake(runner, body)
     if isinstance(runner, ScoringServerRunner):
