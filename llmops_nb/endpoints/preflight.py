@@ -15,8 +15,8 @@ ai gateway             features supported by the endpoint type (docs table, belo
 payload                the request size limit of the endpoint type (16 MB; 4 MB for external
                        and foundation models); the config states no payload size, so it is
                        shown, not compared
-route optimized        refused: queries of a route-optimized endpoint go to its data-plane URL
-                       with an OAuth token, which llmops-nb does not do yet
+route optimized        refused: a route-optimized endpoint is queried at its data-plane URL with
+                       an OAuth token; chat calls do, the published endpoint_url and curl not yet
 auth                   ``current_user.me()``
 uc schema              ``catalogs.get`` / ``schemas.get`` of the model's schema and of an
                        inference table's; writable: owner, else ``grants.get_effective``
@@ -202,13 +202,14 @@ def config_checks(project: ProjectConfig) -> list[Check]:
         # Databricks answers a route-optimized endpoint only at its data-plane URL
         # (ServingEndpointDetailed.data_plane_info.query_info, databricks-sdk-py service/serving.py;
         # ServingEndpointsDataPlaneAPI.query fetches an OAuth token for it): a personal access
-        # token at the workspace host is refused, and llmops-nb's queries go there (issue 31 item 1).
+        # token at the workspace host is refused. llmops-nb's chat calls go there (chat/dataplane.py),
+        # but the deploy step's endpoint_url and the curl it prints still name the workspace host.
         found.append(
             _problem(
                 "route optimized",
                 "endpoint.route_optimized: true is not supported yet: a route-optimized endpoint is queried only "
-                "at its data-plane URL with an OAuth token, and llmops-nb queries the workspace host; "
-                "remove route_optimized (or set it to false)",
+                "at its data-plane URL with an OAuth token; llmops-nb's chat calls do that, but the deploy step's "
+                "endpoint_url and curl command do not; remove route_optimized (or set it to false)",
             )
         )
     found.extend(_workload_checks(project))
