@@ -20,11 +20,19 @@ here, it decodes faster than without, batched or not, and answers stay identical
 unbatched decoding with the same setting (``Llama(flash_attn=True)``).
 Greedy when temperature is 0; otherwise top-k/top-p/min-p/temperature sampling with a
 per-request RNG, so an answer does not depend on what else is in the batch.
+A request may carry a GBNF grammar (JSON mode, a JSON schema, a forced tool call): llama.cpp's
+grammar sampler (``llama_sampler_init_grammar``) constrains its tokens, as llama.cpp's own
+sampling does it: the token drawn from the raw logits is kept when the grammar accepts it, else
+the grammar masks the logits and the token is drawn again (common/sampling.cpp
+``common_sampler_sample``); greedy answers are the constrained argmax either way. A request may
+ask for the log-probabilities of its tokens (and of the ``top_logprobs`` likeliest), computed
+from the raw logits as llama-cpp-python does (log-softmax).
 """
 
 from __future__ import annotations
 
 import codecs
+import ctypes
 import queue
 import threading
 from collections import deque
@@ -53,6 +61,18 @@ class GenRequest:
     top_k: int = 40
     top_p: float = 0.95
     min_p: float = 0.05
+    grammar: str | None = None  # GBNF (root rule ``root``): the answer must match it
+    logprobs: int | None = None  # None: none; k: each token's log-probability and the top k
+
+
+@dataclass
+class TokenLogprob:
+    """One generated token: its bytes, log-probability, and the likeliest alternatives."""
+
+    token: int
+    piece: bytes
+    logprob: float
+    top: list[tuple[int, bytes, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -63,6 +83,7 @@ class GenResult:
     text: str
     finish_reason: str  # "stop" (EOS or stop string) or "length"
     prompt_tokens: int
+    logprobs: list[TokenLogprob] | None = None  # of the tokens of ``text`` (cut as it is)
 
 
 @dataclass
@@ -79,6 +100,8 @@ class _Seq:
     emitted: int = 0  # bytes of ``text`` already sent to ``sink``
     decoder: Any = None  # incremental UTF-8 decoder of what was sent
     cancelled: bool = False  # set by the consumer: leave the batch at the next step
+    grammar: Any = None  # llama_sampler_p of the request's grammar
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # read live by a stream's consumer
 
 
 _END = object()  # a stream's sink: the future is done
@@ -107,6 +130,11 @@ class TokenStream:
     def cancel(self) -> None:
         """Stop generating (no effect once done)."""
         self._seq.cancelled = True
+
+    @property
+    def logprobs(self) -> list[TokenLogprob]:
+        """The log-probabilities of the tokens decoded so far (a request with ``logprobs``)."""
+        return self._seq.logprobs
 
 
 def sample(logits: np.ndarray, req: GenRequest, rng: np.random.Generator | None) -> int:
@@ -196,7 +224,14 @@ class BatchEngine:
     def _make_seq(self, req: GenRequest) -> _Seq:
         if not self._thread.is_alive():
             raise RuntimeError("the llama.cpp engine has stopped")
-        return _Seq(req, Future())
+        seq = _Seq(req, Future())
+        if req.grammar is not None:
+            import llama_cpp as lc
+
+            seq.grammar = lc.llama_sampler_init_grammar(self._vocab, req.grammar.encode("utf-8"), b"root")
+            if not seq.grammar:
+                raise ValueError("the grammar does not parse (llama.cpp's GBNF parser refused it)")
+        return seq
 
     def submit_stream(self, req: GenRequest) -> TokenStream:
         """Queue ``req`` as a stream: its text deltas leave as the tokens are decoded, in the
@@ -240,10 +275,14 @@ class BatchEngine:
         if not self._ctx:
             raise RuntimeError("llama.cpp could not create the context")
         self._mem = lc.llama_get_memory(self._ctx)
-        vocab = lc.llama_model_get_vocab(self._model)
+        vocab = self._vocab = lc.llama_model_get_vocab(self._model)
         self._n_vocab = lc.llama_vocab_n_tokens(vocab)
         self._eog = np.array([bool(lc.llama_vocab_is_eog(vocab, t)) for t in range(self._n_vocab)])
         self._batch = lc.llama_batch_init(self.n_batch, 0, 1)
+        self._candidates: Any = np.zeros(
+            self._n_vocab, dtype=np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
+        )
+        self._one: Any = np.zeros(1, dtype=self._candidates.dtype)
 
     def _free(self) -> None:
         import llama_cpp as lc
@@ -388,7 +427,9 @@ class BatchEngine:
             try:
                 ptr = lc.llama_get_logits_ith(self._ctx, row)
                 logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
-                token = sample(logits, seq.req, seq.rng)
+                token = self._constrained(seq, logits) if seq.grammar is not None else sample(logits, seq.req, seq.rng)
+                if seq.req.logprobs is not None and not self._eog[token]:
+                    seq.logprobs.append(self._logprob(logits, token, seq.req.logprobs))
                 result = self._advance(seq, token)
             except Exception as e:  # noqa: BLE001 - fail this request only
                 seq.future.set_exception(e)
@@ -400,6 +441,50 @@ class BatchEngine:
             elif seq.sink is not None and not seq.multibyte:
                 self._emit(seq, len(seq.text) - _held(seq.text, seq.req.stop))
         return done
+
+    def _grammar_apply(self, seq: _Seq, data: np.ndarray) -> None:
+        """Let the grammar set the logits of the tokens it refuses in ``data`` to -inf."""
+        import llama_cpp as lc
+
+        arr = lc.llama_token_data_array(
+            data=data.ctypes.data_as(lc.llama_token_data_p), size=len(data), selected=-1, sorted=False
+        )
+        lc.llama_sampler_apply(seq.grammar, ctypes.byref(arr))
+
+    def _constrained(self, seq: _Seq, logits: np.ndarray) -> int:
+        """The token of ``seq``'s sampler that its grammar accepts (see the module docstring);
+        the grammar then accepts it."""
+        import llama_cpp as lc
+
+        token = sample(logits, seq.req, seq.rng)
+        one = self._one
+        one["id"][0], one["logit"][0], one["p"][0] = token, logits[token], 0.0
+        self._grammar_apply(seq, one)
+        if not np.isfinite(one["logit"][0]):
+            data = self._candidates
+            data["id"] = np.arange(self._n_vocab, dtype=np.intc)
+            data["logit"] = logits
+            data["p"] = 0.0
+            self._grammar_apply(seq, data)
+            masked = data["logit"].astype(np.float32)
+            if not np.isfinite(masked).any():
+                raise RuntimeError("the grammar allows no further token")
+            token = sample(masked, seq.req, seq.rng)
+        lc.llama_sampler_accept(seq.grammar, token)
+        return token
+
+    def _logprob(self, logits: np.ndarray, token: int, k: int) -> TokenLogprob:
+        """``token``'s log-probability under the raw logits, and the ``k`` likeliest tokens'."""
+        raw = logits.astype(np.float64)
+        peak = raw.max()
+        lse = peak + np.log(np.exp(raw - peak).sum())
+        piece = self.vocab._model.detokenize([token])  # noqa: SLF001
+        top: list[tuple[int, bytes, float]] = []
+        if k > 0:
+            ids = np.argpartition(raw, -k)[-k:]
+            ids = ids[np.argsort(-raw[ids], kind="stable")]
+            top = [(int(t), self.vocab._model.detokenize([int(t)]), float(raw[t] - lse)) for t in ids]  # noqa: SLF001
+        return TokenLogprob(int(token), piece, float(raw[token] - lse), top)
 
     @staticmethod
     def _emit(seq: _Seq, upto: int, final: bool = False) -> None:
@@ -436,7 +521,20 @@ class BatchEngine:
     def _result(self, seq: _Seq, text: bytes, reason: str) -> GenResult:
         if seq.sink is not None:  # the rest of the answer (``text`` is cut before a stop)
             self._emit(seq, len(text), final=True)
-        return GenResult(list(seq.out), text.decode("utf-8", errors="ignore"), reason, len(seq.req.prompt))
+        if seq.grammar is not None:
+            import llama_cpp as lc
+
+            lc.llama_sampler_free(seq.grammar)
+            seq.grammar = None
+        logprobs = None
+        if seq.req.logprobs is not None:  # the tokens of the text as cut
+            logprobs, end = [], 0
+            for entry in seq.logprobs:
+                if end >= len(text) and entry.piece:
+                    break
+                logprobs.append(entry)
+                end += len(entry.piece)
+        return GenResult(list(seq.out), text.decode("utf-8", errors="ignore"), reason, len(seq.req.prompt), logprobs)
 
 
 def _held(text: bytes, stops: list[str]) -> int:

@@ -54,7 +54,9 @@ def pyfunc_kwargs(
     metadata), which caps the context window ``n_ctx``.
     """
     from mlflow.models import ModelSignature
-    from mlflow.types.llm import CHAT_MODEL_INPUT_SCHEMA, CHAT_MODEL_OUTPUT_SCHEMA
+    from mlflow.types.llm import CHAT_MODEL_OUTPUT_SCHEMA
+
+    from llmops_nb.models.chat_model import CHAT_FIELDS
 
     gguf = Path(gguf_path) if gguf_path else bundled_gguf_path()
     if not gguf.is_file():
@@ -68,11 +70,38 @@ def pyfunc_kwargs(
         "code_paths": [str(ENGINE_FILE), str(CPU_QUOTA_FILE)],
         "artifacts": artifacts,
         "model_config": _with_model(model_config(generation), model_name, context_length),
-        "signature": ModelSignature(CHAT_MODEL_INPUT_SCHEMA, CHAT_MODEL_OUTPUT_SCHEMA),
+        "signature": ModelSignature(gguf_chat_input_schema(), CHAT_MODEL_OUTPUT_SCHEMA),
         "input_example": INPUT_EXAMPLE,
         "pip_requirements": env.requirements,
-        "metadata": {"task": "llm/v1/chat"},
+        # what it honours: the workspace refuses the other fields (workspace/runners/fields.py)
+        "metadata": {"task": "llm/v1/chat", "llmops_nb.chat_fields": list(CHAT_FIELDS)},
     }
+
+
+def gguf_chat_input_schema() -> Any:
+    """MLflow's chat input schema with every field the GGUF chat model honours: MLflow's scoring
+    server drops inputs its signature lacks (mlflow/models/utils.py ``_enforce_named_col_schema``),
+    so seed, logprobs, response_format and tool_choice are declared, and tools as any JSON (a
+    function's parameters are any JSON schema, not MLflow's fixed tool-parameter shape)."""
+    from mlflow.types.llm import CHAT_MODEL_INPUT_SCHEMA
+    from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
+
+    from llmops_nb.models.chat_model import CHAT_FIELDS
+
+    keep = {"messages", "temperature", "max_tokens", "stop", "n", "stream", "top_p"}
+    cols = [c for c in CHAT_MODEL_INPUT_SCHEMA.inputs if c.name in keep]
+    types = {
+        "max_completion_tokens": DataType.long,
+        "seed": DataType.long,
+        "logprobs": DataType.boolean,
+        "top_logprobs": DataType.long,
+        "parallel_tool_calls": DataType.boolean,
+    }
+    have = {c.name for c in cols}
+    for name in CHAT_FIELDS:
+        if name not in have:
+            cols.append(ColSpec(types.get(name, AnyType()), name, required=False))
+    return Schema(cols)
 
 
 def _with_model(config: dict[str, Any], model_name: str | None, context_length: int | None) -> dict[str, Any]:

@@ -113,13 +113,16 @@ def _words(text: str) -> list[str]:
 def assemble(chunks: Iterable[dict]) -> dict:
     """The ``chat.completion`` a stream of ``chat.completion.chunk`` dicts stands for.
 
-    Text deltas are joined per choice; ``finish_reason`` and ``usage`` come from the chunks
-    that carry them (the last one, in our streams); id, model and created from the first.
+    Text deltas are joined per choice, and so are tool-call argument deltas (per call index) and
+    logprobs entries; ``finish_reason`` and ``usage`` come from the chunks that carry them (the
+    last one, in our streams); id, model and created from the first.
     """
     first: dict | None = None
     texts: dict[int, list[str]] = {}
     roles: dict[int, str] = {}
     finish: dict[int, str | None] = {}
+    calls: dict[int, dict[int, dict]] = {}
+    logprobs: dict[int, list] = {}
     usage = None
     for c in chunks:
         first = first or c
@@ -133,6 +136,10 @@ def assemble(chunks: Iterable[dict]) -> dict:
                 texts[i].append(str(delta["content"]))
             if delta.get("role"):
                 roles[i] = delta["role"]
+            for call in delta.get("tool_calls") or []:
+                _add_call(calls.setdefault(i, {}), call)
+            if isinstance(ch.get("logprobs"), dict):
+                logprobs.setdefault(i, []).extend(ch["logprobs"].get("content") or [])
             if ch.get("finish_reason"):
                 finish[i] = ch["finish_reason"]
     first = first or {}
@@ -141,16 +148,33 @@ def assemble(chunks: Iterable[dict]) -> dict:
         "object": "chat.completion",
         "created": first.get("created"),
         "model": first.get("model"),
-        "choices": [
-            {
-                "index": i,
-                "message": {"role": roles.get(i, "assistant"), "content": "".join(texts[i]), "refusal": None},
-                "logprobs": None,
-                "finish_reason": finish.get(i),
-            }
-            for i in sorted(texts)
-        ],
+        "choices": [_choice(i, roles, texts, calls, logprobs, finish) for i in sorted(texts)],
         "usage": usage,
+    }
+
+
+def _add_call(calls: dict[int, dict], delta: dict) -> None:
+    """Fold one ``tool_calls`` delta into the calls of its choice (arguments appended)."""
+    k = int(delta.get("index", 0))
+    call = calls.setdefault(k, {"id": None, "type": "function", "function": {"name": None, "arguments": ""}})
+    for key in ("id", "type"):
+        if delta.get(key):
+            call[key] = delta[key]
+    fn = delta.get("function") or {}
+    if fn.get("name"):
+        call["function"]["name"] = fn["name"]
+    call["function"]["arguments"] += fn.get("arguments") or ""
+
+
+def _choice(i: int, roles: dict, texts: dict, calls: dict, logprobs: dict, finish: dict) -> dict:
+    message: dict[str, Any] = {"role": roles.get(i, "assistant"), "content": "".join(texts[i]), "refusal": None}
+    if i in calls:
+        message.update(content="".join(texts[i]) or None, tool_calls=[calls[i][k] for k in sorted(calls[i])])
+    return {
+        "index": i,
+        "message": message,
+        "logprobs": {"content": logprobs[i], "refusal": None} if i in logprobs else None,
+        "finish_reason": finish.get(i),
     }
 
 

@@ -112,3 +112,116 @@ def test_missing_gguf_path_is_config_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="gguf_path"):
         pyfunc_kwargs(tmp_path / "nope.gguf")
+
+
+# ---- issue 29: n, logprobs, response_format and forced tool calls, plain and streamed -------
+ANSWER_SCHEMA = {"type": "object", "properties": {"answer": {"type": "string", "maxLength": 16}}, "required": ["answer"]}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "the weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 24}, "days": {"type": "integer"}},
+            "required": ["city", "days"],
+        },
+    },
+}
+CLOCK = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+
+
+def _assembled(chat, body: dict) -> dict:
+    from llmops_nb.protocol.streaming import assemble
+
+    return assemble(chat.predict_stream(body))
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("streamed", [False, True])
+def test_n_gives_n_choices(chat, streamed) -> None:
+    body = {"messages": QUESTION, "max_tokens": 6, "n": 2, "temperature": 1.0}
+    out = _assembled(chat, body) if streamed else chat.predict(body)
+    assert [c["index"] for c in out["choices"]] == [0, 1]
+    assert all(c["message"]["content"] and c["finish_reason"] in ("stop", "length") for c in out["choices"])
+    assert out["usage"]["completion_tokens"] <= 12
+
+
+@pytest.mark.model
+def test_n_above_the_batch_is_refused(chat) -> None:
+    with pytest.raises(ModelError, match="n: 9 is not allowed"):
+        chat.predict({"messages": QUESTION, "n": 9})
+
+
+@pytest.mark.model
+def test_json_schema_answers_parse_and_validate_on_20_prompts(chat) -> None:
+    import json
+
+    import jsonschema
+
+    fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": ANSWER_SCHEMA}}
+    topics = "rivers bread chess rain tigers glass music clocks snow bees maps salt ships moons paper wolves tea iron owls kites"
+    for i, topic in enumerate(topics.split()):
+        body = {"messages": [{"role": "user", "content": f"Say one word about {topic}."}], "max_tokens": 40}
+        body["response_format"] = fmt
+        out = _assembled(chat, body) if i % 4 == 0 else chat.predict(body)
+        choice = out["choices"][0]
+        assert choice["finish_reason"] == "stop", choice
+        jsonschema.validate(json.loads(choice["message"]["content"]), ANSWER_SCHEMA)
+
+
+@pytest.mark.model
+def test_json_object_mode_gives_an_object(chat) -> None:
+    import json
+
+    body = {"messages": QUESTION, "max_tokens": 40, "response_format": {"type": "json_object"}, "temperature": 0.0}
+    choice = chat.predict(body)["choices"][0]
+    if choice["finish_reason"] == "stop":
+        assert isinstance(json.loads(choice["message"]["content"]), dict)
+    assert choice["message"]["content"].lstrip().startswith("{")
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("streamed", [False, True])
+@pytest.mark.parametrize("tool_choice", [{"type": "function", "function": {"name": "get_weather"}}, "required"])
+def test_a_forced_tool_call_has_arguments_that_parse(chat, streamed, tool_choice) -> None:
+    import json
+
+    import jsonschema
+
+    tools = [WEATHER] if isinstance(tool_choice, dict) else [WEATHER, CLOCK]
+    body = {"messages": [{"role": "user", "content": "Weather in Paris for 3 days?"}], "max_tokens": 48}
+    body.update(tools=tools, tool_choice=tool_choice)
+    out = _assembled(chat, body) if streamed else chat.predict(body)
+    choice = out["choices"][0]
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
+    (call,) = choice["message"]["tool_calls"]
+    assert call["type"] == "function" and call["id"].startswith("call_")
+    name = call["function"]["name"]
+    params = {t["function"]["name"]: t["function"]["parameters"] for t in tools}[name]
+    jsonschema.validate(json.loads(call["function"]["arguments"]), params)
+
+
+@pytest.mark.model
+def test_tool_choice_auto_is_refused(chat) -> None:
+    with pytest.raises(ModelError, match="tool_choice: 'auto' is not allowed"):
+        chat.predict({"messages": QUESTION, "tools": [WEATHER], "tool_choice": "auto"})
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("streamed", [False, True])
+def test_logprobs_come_per_token(chat, streamed) -> None:
+    import math
+
+    body = {"messages": QUESTION, "max_tokens": 6, "temperature": 0.0, "logprobs": True, "top_logprobs": 3}
+    out = _assembled(chat, body) if streamed else chat.predict(body)
+    choice = out["choices"][0]
+    entries = choice["logprobs"]["content"]
+    assert len(entries) == out["usage"]["completion_tokens"]
+    assert b"".join(bytes(e["bytes"]) for e in entries).decode() == choice["message"]["content"]
+    for e in entries:
+        assert e["logprob"] <= 0 and len(e["top_logprobs"]) == 3
+        # greedy: the chosen token is the likeliest
+        assert math.isclose(e["top_logprobs"][0]["logprob"], e["logprob"]) and e["top_logprobs"][0]["token"] == e["token"]
+    plain = chat.predict({**body, "logprobs": False})["choices"][0]
+    assert plain["logprobs"] is None and plain["message"]["content"] == choice["message"]["content"]

@@ -120,3 +120,43 @@ def test_a_client_that_goes_away_frees_its_sequence(local) -> None:
     assert answer.content and after["active"] == 1
     # the aborted stream decoded a handful of steps beyond the 3 deltas, not ~1500
     assert steps - before["steps"] < 200
+
+
+def test_structured_output_tools_n_and_logprobs_through_the_scoring_server(local) -> None:
+    """Issue 29: the fields the GGUF model honours reach it through MLflow's scoring server (its
+    signature declares them), plain and streamed; a field it does not honour is a 400 naming it
+    and the served entity, before the model runs."""
+    import json
+
+    import jsonschema
+
+    info, _, served = local
+    client = _openai(info)
+    schema = {"type": "object", "properties": {"colour": {"type": "string", "maxLength": 12}}, "required": ["colour"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "colour", "schema": schema}}
+    kw = {"model": "real", "messages": _messages(), "max_tokens": 40, "temperature": 0.0}
+    answer = client.chat.completions.create(**kw, n=2, response_format=fmt, logprobs=True, top_logprobs=2)
+    assert len(answer.choices) == 2
+    for choice in answer.choices:
+        jsonschema.validate(json.loads(choice.message.content), schema)
+        assert choice.logprobs.content and len(choice.logprobs.content[0].top_logprobs) == 2
+    tool = {
+        "type": "function",
+        "function": {"name": "paint", "parameters": {"type": "object", "properties": {"colour": {"type": "string"}}}},
+    }
+    chunks = list(client.chat.completions.create(**kw, tools=[tool], tool_choice="required", stream=True))
+    args = "".join(
+        c.choices[0].delta.tool_calls[0].function.arguments or "" for c in chunks if c.choices and c.choices[0].delta.tool_calls
+    )
+    assert isinstance(json.loads(args), dict)
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    usage = list(client.chat.completions.create(**kw, stream=True, stream_options={"include_usage": True}))[-1]
+    assert usage.choices == [] and usage.usage.completion_tokens > 0
+    r = requests.post(
+        f"{info.host}/serving-endpoints/real/invocations",
+        json={"messages": _messages(), "presence_penalty": 0.5},
+        headers={"Authorization": f"Bearer {info.token}"},
+        timeout=60,
+    )
+    assert r.status_code == 400 and r.json()["message"].startswith("presence_penalty: 0.5 is not allowed for served entity")
+    assert served in r.json()["message"]
