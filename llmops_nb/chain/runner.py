@@ -108,6 +108,10 @@ def new_run_dir(out: Path | None = None) -> Path:
     return run_dir
 
 
+#: The parameter a step notebook declares to get the run folder (04_evaluate: decision.json there).
+RUN_FOLDER_PARAMETER = "output_dir"
+
+
 def plan(
     steps: Sequence[str], config_path: Path, backend: str, overrides: Mapping[str, Mapping[str, Any]] | None = None
 ) -> dict[str, dict[str, Any]]:
@@ -257,6 +261,9 @@ def run(
         prepared.params = plan(chosen, prepared.config_path, backend, overrides)
         run_dir = new_run_dir(Path(out).resolve() if out else None)
         (run_dir / "config.yml").write_text(prepared.config_path.read_text())
+        for step in chosen:  # a step that declares output_dir writes its files (decision.json ...) into the run folder
+            if RUN_FOLDER_PARAMETER in declared_parameters(notebook_path(step)):
+                prepared.params[step].setdefault(RUN_FOLDER_PARAMETER, str(run_dir))
         result = RunResult(run_dir=run_dir, steps=chosen)
         record = {
             "started": datetime.now(UTC).isoformat(),

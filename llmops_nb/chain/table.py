@@ -110,7 +110,13 @@ CHAIN: tuple[Step, ...] = (
         "evaluate",
         "04_evaluate.ipynb",
         inputs=("endpoint_name", "model_name", "model_version"),
-        outputs=(Output("eval_run_id"), Output("metrics", "dict"), Output("promoted", "bool")),
+        outputs=(
+            Output("eval_run_id"),
+            Output("metrics", "dict"),
+            Output("promoted", "bool"),
+            Output("decision", "dict"),
+            Output("winner"),
+        ),
         timeout_seconds=3600,
         warm_imports=(
             "mlflow",

@@ -66,8 +66,13 @@ def chat(
     temperature: float = 0.0,
     stop: list[str] | None = None,
     system: str | None = None,
+    served_entity: str | None = None,
 ) -> ChatResult:
-    """Send one chat request to ``endpoint`` and return the answer with latency and usage."""
+    """Send one chat request to ``endpoint`` and return the answer with latency and usage.
+
+    ``served_entity``: ask that served entity of the endpoint, whatever the traffic split
+    (``POST /serving-endpoints/{name}/served-models/{entity}/invocations``, Databricks docs
+    "query individual models behind an endpoint"; the SDK has no call for it)."""
     from databricks.sdk.errors import DatabricksError
     from databricks.sdk.service.serving import ChatMessage, ChatMessageRole, QueryEndpointResponse
 
@@ -78,8 +83,13 @@ def chat(
     plane = route_of(w, endpoint)  # route-optimized: its data-plane URL, with an OAuth token for it
     auth = data_plane_auth(w, endpoint, plane) if plane else None
     started = time.perf_counter()
+    where = f"{endpoint}/{served_entity}" if served_entity else endpoint
     try:
-        if plane is None:
+        if plane is not None and served_entity:
+            raise QueryError(
+                f"endpoint {endpoint}: route-optimized; its served entity {served_entity} is not asked on its own here"
+            )
+        if plane is None and not served_entity:
             response = no_resend(w).serving_endpoints.query(
                 name=endpoint, messages=messages, max_tokens=max_tokens, temperature=temperature, stop=stop
             )
@@ -91,9 +101,11 @@ def chat(
             }
             if stop:
                 body["stop"] = list(stop)
+            path = None if plane else f"/serving-endpoints/{endpoint}/served-models/{served_entity}/invocations"
             answer = no_resend(w).api_client.do(
                 "POST",
-                url=plane.url,
+                path=path,
+                url=plane.url if plane else None,
                 body=body,
                 headers={"Accept": "application/json", "Content-Type": "application/json"},
                 response_headers=["served-model-name"],
@@ -105,10 +117,10 @@ def chat(
             raise refused from None
         # DatabricksError: an API error after the SDK's retries; TimeoutError: the SDK's retry
         # budget ran out on 429/503; OSError: requests' connection errors (a killed server).
-        raise QueryError(f"endpoint {endpoint}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+        raise QueryError(f"endpoint {where}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
     latency_ms = (time.perf_counter() - started) * 1000
     if not response.choices:
-        raise QueryError(f"endpoint {endpoint}: the answer has no choices")
+        raise QueryError(f"endpoint {where}: the answer has no choices")
     choice = response.choices[0]
     usage = response.usage
     return ChatResult(

@@ -299,7 +299,6 @@ def run(
         target = mlflow_backend(kind)
         for line in decision_report(
             published["eval_run_id"],
-            project.evaluation.thresholds,
             project.evaluation.promote_alias,
             target.tracking_uri,
             target.registry_uri,

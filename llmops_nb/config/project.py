@@ -140,14 +140,60 @@ class ModelSpec(_Model):
         return self.source != "uc"
 
 
+#: The metrics a decision can rest on: each has a per-row score, so a paired difference with an
+#: interval (llmops_nb.evaluation.statistics.ROW_METRICS, the mean-type ones).
+DECISION_METRICS = (
+    "contains_match",
+    "exact_match",
+    "error_rate",
+    "latency_ms/mean",
+    "response_length/mean",
+    "completion_tokens/mean",
+    "prompt_tokens/mean",
+    "tokens_per_second/mean",
+)
+
+
+class DecisionConfig(_Model):
+    """How the evaluation decides (``evaluation.decision``): see :mod:`llmops_nb.evaluation.decision`.
+
+    ``primary``: the metric compared with the baseline; ``mode``: ``non_inferiority`` (the
+    challenger may trail by at most ``margin``) or ``superiority`` (it must lead by more than
+    ``margin``); ``confidence``: of the intervals, in (0.5, 1); ``min_rows``: fewer rows never
+    promote (None: the fewest on which an exact paired test can reach ``confidence``).
+    """
+
+    primary: str = "contains_match"
+    mode: Literal["non_inferiority", "superiority"] = "non_inferiority"
+    margin: float = Field(default=0.02, ge=0.0, le=1.0)
+    confidence: float = 0.95
+    min_rows: int | None = Field(default=None, ge=1)
+
+    @field_validator("primary")
+    @classmethod
+    def _primary(cls, value: str) -> str:
+        if value not in DECISION_METRICS:
+            raise ConfigError("", value, f"a metric with per-row scores: {', '.join(DECISION_METRICS)}")
+        return value
+
+    @field_validator("confidence")
+    @classmethod
+    def _confidence(cls, value: float) -> float:
+        if not 0.5 < value < 1:
+            raise ConfigError("", value, "a confidence between 0.5 and 1, both excluded (e.g. 0.95)")
+        return value
+
+
 class EvaluationConfig(_Model):
     """How to evaluate and when to promote.
 
     `thresholds: {metric: value}`: a metric whose name ends in `_ms` or `_seconds`, or is
     (or ends in `_` + ) one of LOWER_IS_BETTER (latency, error_rate, ...), must be <= its
     value; any other metric must be >= its value. A missing metric fails its threshold.
-    `margin`: how much the challenger's metrics may trail the champion's and still be
-    promoted (a fraction, 0..1). Passing versions get alias `promote_alias`.
+    Thresholds hold at the interval's bound (:mod:`llmops_nb.evaluation.decision`).
+    `decision`: the rule against the baseline (:class:`DecisionConfig`); `margin` is the
+    decision's margin when `decision` does not set one (kept for older configs). A winning
+    registered version gets alias `promote_alias`.
     """
 
     dataset: str = Field(default="bundled", min_length=1)
@@ -157,6 +203,13 @@ class EvaluationConfig(_Model):
     margin: float = Field(default=0.02, ge=0.0, le=1.0)
     judge_endpoint: str | None = None
     promote_alias: str = "champion"
+    decision: DecisionConfig = Field(default_factory=DecisionConfig)
+
+    @model_validator(mode="after")
+    def _decision_margin(self) -> EvaluationConfig:
+        if "margin" not in self.decision.model_fields_set and "margin" in self.model_fields_set:
+            self.decision = self.decision.model_copy(update={"margin": self.margin})
+        return self
 
     @field_validator("promote_alias")
     @classmethod

@@ -47,16 +47,19 @@ def stream_rows(
     resume_path: Path | None,
     check: Callable[[int, dict[str, Any]], None] | None = None,
     limiter: AimdLimiter | None = None,
+    served_entity: str | None = None,
 ) -> Asked:
     """Ask each row (read lazily from ``rows``) once; ``on_row(position, table row)`` as each is done.
 
     With ``resume_path``, a row answered by an earlier run with the same settings is handed
     over without asking, and every row is written there as it is asked and as it is
     answered (flushed), so a run killed at any point re-asks only the rows then in flight.
+    ``served_entity``: ask that served entity of ``endpoint`` only (not the traffic split).
     """
     from tqdm.auto import tqdm
 
-    key = resume_key(endpoint, max_tokens, temperature, system)
+    target = f"{endpoint}/{served_entity}" if served_entity else endpoint
+    key = resume_key(target, max_tokens, temperature, system)
     saved = read_saved(Path(resume_path), key) if resume_path else SavedAnswers({}, set())
     sink = ResumeFile(resume_path, key)
     asked = Asked()
@@ -80,7 +83,7 @@ def stream_rows(
 
     total = len(rows) if isinstance(rows, Sized) else None
     try:
-        with tqdm(total=total, desc=f"querying {endpoint}", disable=not progress) as bar:
+        with tqdm(total=total, desc=f"querying {target}", disable=not progress) as bar:
             for k, result in chat_iter(
                 w,
                 endpoint,
@@ -90,6 +93,7 @@ def stream_rows(
                 max_tokens=max_tokens,
                 temperature=temperature,
                 system=system,
+                **({"served_entity": served_entity} if served_entity else {}),
             ):
                 position, row = in_flight.pop(k)
                 entry = table_row(row, result)

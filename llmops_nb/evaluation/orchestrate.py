@@ -5,7 +5,8 @@ answers (:mod:`~llmops_nb.evaluation.mlflow_run`), ask each row once
 (:mod:`~llmops_nb.evaluation.asking`) with each answer's bookkeeping done as it arrives
 (:mod:`~llmops_nb.evaluation.bookkeeping`), then plot (:mod:`~llmops_nb.evaluation.plot`), judge if
 asked (:mod:`~llmops_nb.evaluation.scorers`) and log. :func:`evaluate_and_promote` adds
-the gate, the comparison with the champion and the alias move (:mod:`llmops_nb.evaluation.promotion`).
+the intervals and paired comparisons (:mod:`~llmops_nb.evaluation.statistics`), the decision
+(:mod:`~llmops_nb.evaluation.decision`) and the alias move (:mod:`llmops_nb.evaluation.promotion`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from llmops_nb.chat.client import check_generation
 from llmops_nb.chat.ratecontrol import AimdLimiter
+from llmops_nb.config.project import DecisionConfig
 from llmops_nb.errors import ConfigError
 from llmops_nb.evaluation.asking import DEFAULT_SYSTEM, stream_rows
 from llmops_nb.evaluation.bookkeeping import ROWS_ARTIFACT, Bookkeeper
 from llmops_nb.evaluation.datasets import dataset_digest
+from llmops_nb.evaluation.decision import decide, decision_record, write_decision
 from llmops_nb.evaluation.metrics import KNOWN_METRICS
 from llmops_nb.evaluation.mlflow_run import end_prepared, log_outputs, prepare_run, reopened_run
 from llmops_nb.evaluation.plot import PLOT_ARTIFACT, plot_results
@@ -31,16 +34,16 @@ from llmops_nb.evaluation.promotion import (
     TAG_MODEL_NAME,
     TAG_MODEL_VERSION,
     PromotionDecision,
-    compare,
-    decide,
+    champion_rows,
+    check_threshold_names,
     find_champion,
-    gate,
     promote,
     record_decision,
 )
 from llmops_nb.evaluation.report import EvalResult, Evaluation
 from llmops_nb.evaluation.rows import StreamDigest, read_table
 from llmops_nb.evaluation.scorers import judge_rows_file, sqlite_safe_env
+from llmops_nb.evaluation.statistics import compare_candidates, row_columns, summarize
 from llmops_nb.tracking.uris import resolve_experiment
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,6 +70,8 @@ def evaluate_endpoint(
     mlflow_scoring: bool = True,
     output_dir: Path | None = None,
     trace_rows: int = 25,
+    served_entity: str | None = None,
+    limiter: AimdLimiter | None = None,
 ) -> EvalResult:
     """Query each row once (``concurrency`` at a time), score, and log everything to one MLflow run.
 
@@ -80,6 +85,8 @@ def evaluate_endpoint(
     assessments, logged while the endpoint answers; every row's scores are in the per-row
     table artifacts either way, and the metrics are the same. ``experiment``: None is
     ``llmops-nb`` locally and ``/Users/<current user of w>/llmops-nb`` on Databricks.
+    ``served_entity``: ask that served entity of ``endpoint`` only. ``limiter``: the rate
+    control of this evaluation's requests (default: a new AIMD limiter at ``concurrency``).
     """
     import mlflow
 
@@ -94,6 +101,7 @@ def evaluate_endpoint(
     run_tags = {"llmops_nb.step": "evaluate", "llmops_nb.endpoint": endpoint, **(tags or {})}
     run_params: dict[str, Any] = {
         "endpoint": endpoint,
+        **({"served_entity": served_entity} if served_entity else {}),
         "concurrency": concurrency,
         "max_tokens": max_tokens,
         "temperature": temperature,
@@ -104,7 +112,8 @@ def evaluate_endpoint(
         run_params.update(dataset_digest=digest, rows=len(listed))
     out = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="llmops-eval-"))
     out.mkdir(parents=True, exist_ok=True)
-    limiter = AimdLimiter(concurrency) if isinstance(concurrency, int) and concurrency >= 1 else None
+    if limiter is None:
+        limiter = AimdLimiter(concurrency) if isinstance(concurrency, int) and concurrency >= 1 else None
     # The MLflow run is created while the endpoint answers; each row's bookkeeping (the rows
     # file, running metrics, traces of the rows that matter) runs in a thread as it arrives.
     with ThreadPoolExecutor(1, thread_name_prefix="mlflow-run") as pool:
@@ -126,6 +135,7 @@ def evaluate_endpoint(
                     resume_path=Path(resume_path) if resume_path else None,
                     check=streamed.add if streamed else None,
                     limiter=limiter,
+                    served_entity=served_entity,
                 )
                 running = keeper.close()
             if not asked.rows:
@@ -162,6 +172,29 @@ def evaluate_endpoint(
     return EvalResult(run.info.run_id, metrics, table, plot_path, digest, asked.queried, figure, asked.reasked)
 
 
+#: The candidate names of :func:`evaluate_and_promote`: the evaluated version and the champion's stored rows.
+NEW, CHAMPION = "new", "champion"
+
+
+def _log_intervals(run_id: str, estimates: Mapping[str, Any], record_path: Path, tracking_uri: str) -> None:
+    """``<metric>/ci_low`` and ``/ci_high`` for each metric with an interval, and ``decision.json``, on the run."""
+    import math
+
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    bounds = [
+        Metric(f"{metric}/{side}", value, now, 0)
+        for metric, e in estimates.items()
+        for side, value in (("ci_low", e.ci_low), ("ci_high", e.ci_high))
+        if isinstance(value, float) and math.isfinite(value)
+    ]
+    client = MlflowClient(tracking_uri)
+    client.log_batch(run_id, metrics=bounds)
+    client.log_artifact(run_id, str(record_path))
+
+
 def evaluate_and_promote(
     w: WorkspaceClient,
     endpoint: str,
@@ -170,21 +203,25 @@ def evaluate_and_promote(
     model_name: str | None,
     model_version: str | None,
     thresholds: Mapping[str, float],
-    margin: float = 0.02,
+    margin: float | None = None,
+    decision: DecisionConfig | None = None,
     alias: str = "champion",
     promote_on_pass: bool = True,
     tracking_uri: str,
     registry_uri: str | None = None,
     **evaluate_kwargs: Any,
 ) -> Evaluation:
-    """Evaluate, gate on ``thresholds``, compare with the current ``alias`` holder, maybe move the alias.
+    """Evaluate, decide against the champion (:mod:`llmops_nb.evaluation.decision`), maybe move the alias.
 
-    Thresholds are checked before any request (a threshold on an unknown metric fails
-    fast). The comparison is skipped when there is no champion or the candidate is the
-    champion. The decision is always recorded as tags on the evaluation run.
+    Threshold names are checked before any request. The baseline is the champion's own rows
+    (the rows artifact of the evaluation that promoted it) when it was scored on the same
+    dataset; on other rows nothing is promoted. ``decision``: the rule (default
+    :class:`~llmops_nb.config.project.DecisionConfig`, with ``margin`` if given). The decision is
+    recorded as tags on the evaluation run and as ``decision.json`` (in ``output_dir`` and the run).
     """
+    rule = decision or DecisionConfig(**({"margin": margin} if margin is not None else {}))
     if not evaluate_kwargs.get("judge_endpoint"):  # a judge adds metrics only known afterwards
-        gate(dict.fromkeys(KNOWN_METRICS, 0.0), thresholds)  # unknown names fail before any request
+        check_threshold_names(thresholds, KNOWN_METRICS)  # unknown names fail before any request
     champion = None
     if model_name:
         champion = find_champion(model_name, alias=alias, tracking_uri=tracking_uri, registry_uri=registry_uri)
@@ -193,19 +230,49 @@ def evaluate_and_promote(
         tags[TAG_MODEL_NAME] = model_name
     if model_version:
         tags[TAG_MODEL_VERSION] = str(model_version)
-    result = evaluate_endpoint(w, endpoint, rows, tracking_uri=tracking_uri, tags=tags, **evaluate_kwargs)
-    gate_decision = gate(result.metrics, thresholds)
-    comparison = None
+    out = Path(evaluate_kwargs.pop("output_dir", None) or tempfile.mkdtemp(prefix="llmops-eval-"))
+    result = evaluate_endpoint(w, endpoint, rows, tracking_uri=tracking_uri, tags=tags, output_dir=out, **evaluate_kwargs)
+    columns = {NEW: row_columns(result.table)}
+    baseline, rows_differ = None, ""
     if champion is not None and champion.version != str(model_version):
-        comparison = compare(
-            result.metrics,
-            champion.metrics,
-            margin,
-            candidate_digest=result.dataset_digest,
-            champion_digest=champion.dataset_digest,
-        )
-    decision = decide(gate_decision, comparison)
-    promoted = bool(decision.promote and promote_on_pass and model_name and model_version)
+        baseline = CHAMPION
+        if champion.dataset_digest != result.dataset_digest:
+            rows_differ = (
+                f"the champion (version {champion.version}) was evaluated on other rows (another dataset or max_rows); "
+                "evaluate on its rows, or name it as a candidate to ask it the same rows"
+            )
+        else:
+            stored = champion_rows(champion, tracking_uri)
+            if stored is None or list(stored["id"]) != list(result.table["id"]):
+                rows_differ = f"the champion's (version {champion.version}) per-row results are not on these rows"
+            else:
+                columns[CHAMPION] = row_columns(stored)
+    estimates = {name: summarize(cols, rule.confidence) for name, cols in columns.items()}
+    known: dict[str, dict[str, Any]] = {
+        NEW: {**{k: v for k, v in result.metrics.items() if k not in estimates[NEW]}, **estimates[NEW]}
+    }
+    if CHAMPION in estimates:
+        known[CHAMPION] = dict(estimates[CHAMPION])
+    comparisons = compare_candidates(columns, CHAMPION, confidence=rule.confidence) if CHAMPION in columns else []
+    decided = decide(
+        known,
+        comparisons,
+        rule=rule,
+        thresholds=thresholds,
+        challengers=[NEW],
+        baseline=baseline,
+        rows=int(result.metrics["rows"]),
+        rows_differ=rows_differ,
+    )
+    record = decision_record(decided, estimates, comparisons)
+    record["model"] = {"name": model_name, "version": model_version, "alias": alias}
+    record_path = write_decision(record, out)
+    _log_intervals(result.run_id, estimates[NEW], record_path, tracking_uri)
+    promoted = bool(decided.promote and promote_on_pass and model_name and model_version)
+    reasons = [decided.paragraph()]
+    recorded = PromotionDecision(
+        promoted, reasons if promoted or not decided.promote else ["not applied", *reasons], decided.action, decided.winner
+    )
     if promoted and model_name:
         promote(
             model_name,
@@ -214,26 +281,20 @@ def evaluate_and_promote(
             tracking_uri=tracking_uri,
             registry_uri=registry_uri,
             run_id=result.run_id,
-            decision=decision,
+            decision=recorded,
         )
     else:
-        record_decision(
-            result.run_id,
-            PromotionDecision(False, decision.reasons)
-            if not decision.promote
-            else PromotionDecision(False, ["not applied", *decision.reasons]),
-            alias=alias,
-            version=model_version,
-            tracking_uri=tracking_uri,
-        )
+        record_decision(result.run_id, recorded, alias=alias, version=model_version, tracking_uri=tracking_uri)
     return Evaluation(
         result,
-        gate_decision,
-        comparison,
+        decided,
+        comparisons,
+        estimates,
         champion,
-        decision,
         promoted,
         model_name,
         str(model_version) if model_version else None,
         alias,
+        record,
+        {NEW: result},
     )

@@ -1,17 +1,19 @@
 """What an evaluation produced and decided, and the summary the evaluate notebook shows.
 
 :class:`EvalResult` is one evaluation (its MLflow run, metrics, table and plot);
-:class:`Evaluation` adds the gate, the comparison with the champion and the promotion
-decision, and :meth:`Evaluation.report` is the text the notebook (and ``llmops-nb run``) prints.
+:class:`Evaluation` adds every candidate's metrics with intervals, the paired comparisons
+with the baseline and the decision, and :meth:`Evaluation.report` is the text the notebook (and ``llmops-nb run``) prints.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from llmops_nb.evaluation.promotion import Champion, Comparison, GateDecision, PromotionDecision
+from llmops_nb.evaluation.decision import Decision
+from llmops_nb.evaluation.promotion import Champion
+from llmops_nb.evaluation.statistics import Difference, Estimate
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -34,17 +36,24 @@ class EvalResult:
 
 @dataclass
 class Evaluation:
-    """An evaluation and what it decided: what the evaluate notebook shows and publishes."""
+    """An evaluation and what it decided: what the evaluate notebook shows and publishes.
+
+    ``result``: the evaluation of the candidate that may take the alias (the new version);
+    ``results``: every candidate's (the same rows); ``estimates`` and ``comparisons``: their
+    metrics with intervals and the paired differences with the baseline; ``record``: ``decision.json``.
+    """
 
     result: EvalResult
-    gate: GateDecision
-    comparison: Comparison | None
+    decision: Decision
+    comparisons: list[Difference]
+    estimates: dict[str, dict[str, Estimate]]
     champion: Champion | None
-    decision: PromotionDecision
     promoted: bool
     model_name: str | None
     model_version: str | None
     alias: str
+    record: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, EvalResult] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -63,27 +72,61 @@ class Evaluation:
         return self.result.table
 
     @property
+    def winner(self) -> str:
+        """The candidate the decision promotes, or "" (keep, inconclusive)."""
+        return self.decision.winner or ""
+
+    @property
+    def metrics_table(self) -> pd.DataFrame:
+        """One row per candidate and metric: value and interval."""
+        import pandas as pd
+
+        rows = [
+            {"candidate": c, "metric": m, "value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n}
+            for c, found in self.estimates.items()
+            for m, e in found.items()
+        ]
+        return pd.DataFrame(rows, columns=["candidate", "metric", "value", "ci_low", "ci_high", "n"])
+
+    @property
     def comparison_table(self) -> pd.DataFrame | None:
-        """Champion vs candidate side by side, or None when there is no champion to compare with."""
-        return self.comparison.table if self.comparison else None
+        """Each candidate against the baseline (paired difference, interval, p-value), or None without a baseline."""
+        import pandas as pd
+
+        if not self.comparisons:
+            return None
+        columns = ["candidate", "baseline", "metric", "diff", "ci_low", "ci_high", "p_value", "test", "n"]
+        return pd.DataFrame([{k: getattr(d, k) for k in columns} for d in self.comparisons], columns=columns)
 
     def report(self) -> str:
-        """Human-readable: metrics, each threshold, the comparison, and the decision."""
+        """Human-readable: each candidate's metrics with intervals, the comparisons, the decision."""
         m = self.metrics
+        conf = self.decision.rule.confidence
         lines = [
             f"MLflow run {self.run_id}: {int(m['rows'])} rows ({self.result.queried} queried now), "
-            f"exact {m['exact_match']:.1%}, contains {m['contains_match']:.1%}, errors {m['error_rate']:.1%}, "
-            f"latency p50 {m['latency_p50_ms']:.0f} ms / p95 {m['latency_p95_ms']:.0f} ms",
+            f"errors {m['error_rate']:.1%}, latency p50 {m['latency_p50_ms']:.0f} ms / p95 {m['latency_p95_ms']:.0f} ms",
             *(
                 [f"{self.result.reasked} row(s) were in flight when the previous run stopped: asked again"]
                 if self.result.reasked
                 else []
             ),
-            "Gate:",
-            *(f"  {line}" for line in self.gate.summary()),
         ]
-        if self.comparison is not None and self.champion is not None:
-            lines += [f"Versus champion (version {self.champion.version}):", *(f"  {line}" for line in self.comparison.summary())]
+        for name, found in self.estimates.items():
+            shown = [
+                f"{metric} {e.value:.3g} [{e.ci_low:.3g}, {e.ci_high:.3g}]"
+                for metric, e in found.items()
+                if metric in ("exact_match", "contains_match", "error_rate") and e.n
+            ]
+            lines.append(f"{name}: " + ", ".join(shown) + f" ({conf:.0%} intervals)")
+        if self.decision.checks:
+            lines += ["Thresholds (at the interval's bound):", *(f"  {c.line()}" for c in self.decision.checks)]
+        for d in self.comparisons:
+            if d.metric == self.decision.rule.primary:
+                lines.append(
+                    f"{d.candidate} - {d.baseline}: {d.metric} {d.diff:+.3g} [{d.ci_low:+.3g}, {d.ci_high:+.3g}], "
+                    f"p = {d.p_value:.3g} ({d.test}, {d.n} paired rows)"
+                )
+        lines.append(self.decision.paragraph())
         target = f"{self.model_name} version {self.model_version}" if self.model_version else "this model"
         verdict = (
             f"PROMOTED: alias '{self.alias}' -> {target}"
@@ -92,4 +135,4 @@ class Evaluation:
             if self.decision.promote
             else f"NOT promoted: {target} keeps its aliases"
         )
-        return "\n".join([*lines, verdict, *(f"  {r}" for r in self.decision.reasons)])
+        return "\n".join([*lines, verdict])

@@ -75,6 +75,7 @@ class Difference:
     n: int
     test: str
     p_raw: float | None = None  # before the Holm adjustment, when there was one
+    identical: bool = False  # the same score on every paired row
 
     def as_dict(self) -> dict[str, Any]:
         return {k: _finite(v) for k, v in asdict(self).items()}
@@ -242,10 +243,10 @@ def paired(
         p, test = 1.0, "wilcoxon"
     else:
         p, test = float(stats.wilcoxon(d, zero_method="zsplit").pvalue), "wilcoxon"
-    if n < 2 or np.all(d == d[0]):
-        low = high = diff
-    elif binary:
+    if binary:
         low, high = newcombe_paired(a, b, confidence)
+    elif n < 2 or np.all(d == d[0]):
+        low = high = diff
     elif n <= BOOTSTRAP_MAX_ROWS:
         low, high = _bootstrap((d,), _mean, confidence, seed)
         if math.isnan(low) or math.isnan(high):
@@ -253,7 +254,7 @@ def paired(
     else:
         ci = stats.ttest_1samp(d, 0.0).confidence_interval(confidence)
         low, high = float(ci.low), float(ci.high)
-    return Difference(name, base, metric, diff, low, high, float(p), n, test)
+    return Difference(name, base, metric, diff, low, high, float(p), n, test, identical=bool(np.all(d == 0)))
 
 
 def newcombe_paired(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:

@@ -42,6 +42,7 @@ def evaluate(
     replay_since: str = "",
     replay_status: int = 200,
     replay_warehouse_id: str = "",
+    output_dir: str = "",
 ) -> Any:
     """Score the dataset through the endpoint, log it to MLflow, gate and maybe promote.
 
@@ -50,6 +51,8 @@ def evaluate(
     the rows that are missing. ``dataset_source="inference_table"`` takes the rows from the
     inference table of ``replay_endpoint`` (default: the evaluated endpoint) instead of the
     config's dataset, and adds the diff with the logged answers to the run (:mod:`llmops_nb.evaluation.replay`).
+    ``output_dir``: where ``decision.json``, the rows file and the plot go (``llmops-nb run``: the
+    run folder); "" means a temporary folder.
     """
     from llmops_nb.backends import local_home
     from llmops_nb.evaluation import datasets, replay
@@ -88,6 +91,7 @@ def evaluate(
         "llmops_nb.backend": backend.kind,
         **{f"llmops_nb.version.{k}": str(v) for k, v in env["packages"].items() if v},
     }
+    extra: dict[str, Any] = {"system": replayed.system} if replayed else {}  # the logged requests' system prompt
     evaluation = evaluate_and_promote(
         backend.workspace_client(),
         name,
@@ -95,7 +99,7 @@ def evaluate(
         model_name=model or None,
         model_version=version,
         thresholds=ev.thresholds,
-        margin=ev.margin,
+        decision=ev.decision,
         alias=ev.promote_alias,
         promote_on_pass=promote,
         tracking_uri=backend.tracking_uri,
@@ -104,12 +108,13 @@ def evaluate(
         max_tokens=project.model.max_tokens,
         temperature=project.model.temperature,
         resume_path=resume_path,
+        output_dir=output_dir or None,
         judge_endpoint=ev.judge_endpoint,
         experiment=backend.experiment(project.experiment),
         progress=progress,
         tags=tags,
         params={"config_hash": project.endpoint.config_hash() if project.endpoint else "", "endpoint_kind": backend.kind},
-        **({"system": replayed.system} if replayed else {}),  # the logged requests' system prompt
+        **extra,
     )
     if replayed:
         evaluation.result.metrics.update(

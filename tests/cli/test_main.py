@@ -166,9 +166,9 @@ def _fake_project(tmp_path: Path, ws, thresholds: dict[str, float]) -> tuple[Pat
     return tmp_path, env
 
 
-def test_run_ends_with_the_gate_decision_and_where_the_alias_points(tmp_path: Path, fake_workspace) -> None:  # noqa: ANN001
-    """`llmops-nb run` on a Databricks config without --backend: the gate lines as 04_evaluate
-    prints them, the alias from the registry, and closing lines for Databricks (not local)."""
+def test_run_ends_with_the_decision_and_where_the_alias_points(tmp_path: Path, fake_workspace) -> None:  # noqa: ANN001
+    """`llmops-nb run` on a Databricks config without --backend: the decision in one paragraph, the
+    alias from the registry, and closing lines for Databricks (not local); a 4-row run moves nothing."""
     project = _fake_project(tmp_path, fake_workspace, {"contains_match": 0.0, "latency_p95_ms": 30000})
     done = cli(
         ["run", "--config", "project.yml", "--steps", "deploy,evaluate", "--max-rows", "4", "--cold-kernels"],
@@ -177,25 +177,35 @@ def test_run_ends_with_the_gate_decision_and_where_the_alias_points(tmp_path: Pa
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    gate_block = out.split("Gate:\n", 1)[1].splitlines()
-    assert gate_block[0].startswith("  ok   contains_match = ") and gate_block[0].endswith(" >= 0")
-    assert gate_block[1].startswith("  ok   latency_p95_ms = ") and gate_block[1].endswith(" <= 30000")
-    assert gate_block[2] == "PROMOTED: alias 'champion' -> main.llmops.smollm2_135m_instruct version 1"
-    assert "alias 'champion' of main.llmops.smollm2_135m_instruct now points to version 1" in out
-    assert "promoted: True" in out
+    decision = next(line for line in out.splitlines() if line.startswith("Decision: "))
+    assert decision.startswith("Decision: INCONCLUSIVE (4 rows, non-inferiority on contains_match")
+    assert "4 rows are too few to decide at confidence 0.95 (at least 6)" in decision
+    assert "NOT promoted: main.llmops.smollm2_135m_instruct version 1 keeps its aliases" in out
+    assert "promoted: False" in out
     # the config's backend (databricks) decides the closing lines too: no local MLflow UI, the Databricks token
     assert "mlflow ui" not in out and "Bearer $DATABRICKS_TOKEN" in out
 
-    # a stricter gate: it fails, says by how much, and the alias stays where it was
-    project = _fake_project(tmp_path, fake_workspace, {"contains_match": 0.99})
+    # 8 rows, thresholds met at Wilson's bound, no champion yet: promoted
     done = cli(
-        ["run", "--config", "project.yml", "--steps", "evaluate", "--max-rows", "4", "--cold-kernels"], project, timeout=600
+        ["run", "--config", "project.yml", "--steps", "evaluate", "--max-rows", "8", "--cold-kernels"], project, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    gate_block = done.stdout.split("Gate:\n", 1)[1].splitlines()
-    assert gate_block[0].startswith("  FAIL contains_match = ") and "needs >= 0.99 (short by " in gate_block[0]
-    assert gate_block[1] == "NOT promoted: main.llmops.smollm2_135m_instruct version 1 keeps its aliases"
-    assert gate_block[2].startswith("  FAIL contains_match")
+    lines = done.stdout.splitlines()
+    decision = next(i for i, line in enumerate(lines) if line.startswith("Decision: "))
+    assert lines[decision].startswith("Decision: PROMOTE new (8 rows, ")
+    assert lines[decision + 1] == "PROMOTED: alias 'champion' -> main.llmops.smollm2_135m_instruct version 1"
+    assert "alias 'champion' of main.llmops.smollm2_135m_instruct now points to version 1" in done.stdout
+    assert "promoted: True" in done.stdout
+
+    # a stricter threshold: the interval is wholly below it, the alias stays where it was
+    project = _fake_project(tmp_path, fake_workspace, {"contains_match": 0.99})
+    done = cli(
+        ["run", "--config", "project.yml", "--steps", "evaluate", "--max-rows", "8", "--cold-kernels"], project, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    decision = next(line for line in done.stdout.splitlines() if line.startswith("Decision: "))
+    assert decision.startswith("Decision: KEEP") and "threshold not met: new: contains_match = 0" in decision
+    assert "NOT promoted: main.llmops.smollm2_135m_instruct version 1 keeps its aliases" in done.stdout
     assert "alias 'champion' of main.llmops.smollm2_135m_instruct now points to version 1" in done.stdout
     assert "promoted: False" in done.stdout
 

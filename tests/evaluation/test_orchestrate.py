@@ -108,9 +108,9 @@ def test_resume_asks_only_the_missing_rows(chat, tmp_path: Path) -> None:  # noq
     assert len(asked(chat)) == 2
 
 
-def deploy(ws, name: str) -> None:  # noqa: ANN001
+def deploy(ws, name: str, version: str = "1") -> None:  # noqa: ANN001
     cfg = EndpointConfig.model_validate(
-        {"name": name, "served_entities": [{"entity_name": "m", "entity_version": "1", "scale_to_zero_enabled": False}]}
+        {"name": name, "served_entities": [{"entity_name": "m", "entity_version": version, "scale_to_zero_enabled": False}]}
     )
     apply_deploy(ws.client(), cfg, progress=False, poll_interval=0.1)
 
@@ -216,42 +216,67 @@ def test_every_reported_metric_is_known() -> None:
     assert set(aggregate([row])) == set(KNOWN_METRICS)
 
 
-def test_evaluate_and_promote_moves_the_alias_only_when_not_worse(chat, tmp_path: Path) -> None:  # noqa: ANN001
+#: 20 rows: the even ones any entity answers right (the word is echoed), the odd ones only entity
+#: m-1 (the expected answer is m-1's echo): entity m-2 is wrong on half of them.
+PAIRED = [
+    {"id": f"p{i:02d}", "question": f"Say w{i}", "expected": f"w{i}" if i % 2 == 0 else f"m-1 echo: say w{i}", "aliases": []}
+    for i in range(20)
+]
+
+
+def test_evaluate_and_promote_decides_on_the_same_rows_with_intervals(chat, tmp_path: Path) -> None:  # noqa: ANN001
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     registry = MlflowClient(tracking_uri=uri, registry_uri=uri)
     registry.create_registered_model("m")
-    for _ in range(2):
+    for _ in range(3):
         registry.create_model_version("m", source=str(tmp_path))
     common = {
         "model_name": "m",
-        "thresholds": {"contains_match": 0.2, "error_rate": 0.0},
-        "margin": 0.05,
+        "thresholds": {"contains_match": 0.2, "error_rate": 0.2},
         "tracking_uri": uri,
         "registry_uri": uri,
         "progress": False,
         "mlflow_scoring": False,
     }
 
-    first = evaluate_and_promote(chat.client(), "chat", CRAFTED, model_version="1", **common)
-    assert first.promoted and first.comparison_table is None
+    first = evaluate_and_promote(chat.client(), "chat", PAIRED, model_version="1", output_dir=tmp_path / "e1", **common)
+    assert first.promoted and first.decision.action == "promote" and first.comparison_table is None
     assert str(registry.get_model_version_by_alias("m", "champion").version) == "1"
     assert "PROMOTED: alias 'champion' -> m version 1" in first.report()
+    record = json.loads((tmp_path / "e1" / "decision.json").read_text())
+    assert record["decision"]["action"] == "promote" and record["rows"] == 20
+    cm = record["candidates"][0]["metrics"]["contains_match"]
+    assert cm["value"] == 1.0 and 0.8 < cm["ci_low"] < 1.0 and cm["ci_high"] == pytest.approx(1.0)
+    run = MlflowClient(tracking_uri=uri).get_run(first.run_id)
+    assert run.data.metrics["contains_match/ci_low"] == pytest.approx(cm["ci_low"])
+    assert "decision.json" in [a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(first.run_id)]
 
-    rows = CRAFTED + load_dataset(max_rows=1)  # contains_match 2/3 vs the champion's 1.0
-    second = evaluate_and_promote(chat.client(), "chat", rows, model_version="2", **common)
-    assert second.gate.passed and not second.promoted
+    # 5 rows (another digest, too few): the champion stays, and it says why
+    few = evaluate_and_promote(chat.client(), "chat", PAIRED[:5], model_version="2", **common)
+    assert not few.promoted and few.decision.action == "inconclusive"
+    assert "5 rows are too few" in few.decision.reason
     assert str(registry.get_model_version_by_alias("m", "champion").version) == "1"
-    assert second.comparison_table.set_index("metric").loc["contains_match", "ok"] == False  # noqa: E712
-    report = second.report()
-    assert "NOT promoted" in report and "trails champion 1 by 0.3333" in report
-    assert "different dataset" in report
-    assert MlflowClient(tracking_uri=uri).get_run(second.run_id).data.tags["llmops_nb.promoted"] == "false"
+
+    # the same rows, answered exactly as the champion did: kept, not promoted
+    same = evaluate_and_promote(chat.client(), "chat", PAIRED, model_version="2", **common)
+    assert same.decision.action == "keep" and not same.promoted
+
+    # wrong on half the odd rows' worth (m-2 misses every odd row): refused, p < 0.05 (McNemar)
+    deploy(chat, "chat2", version="2")
+    worse = evaluate_and_promote(chat.client(), "chat2", PAIRED, model_version="3", **common)
+    assert worse.decision.action == "keep" and not worse.promoted
+    diff = worse.comparison_table.set_index("metric").loc["contains_match"]
+    assert diff["diff"] == pytest.approx(-0.5) and diff["p_value"] < 0.05 and diff["test"] == "mcnemar exact"
+    assert "worse than champion" in worse.report()
+    assert str(registry.get_model_version_by_alias("m", "champion").version) == "1"
+    assert MlflowClient(tracking_uri=uri).get_run(worse.run_id).data.tags["llmops_nb.promoted"] == "false"
+    assert MlflowClient(tracking_uri=uri).get_run(worse.run_id).data.tags["llmops_nb.decision_action"] == "keep"
 
     chat.reset()
     with pytest.raises(ConfigError, match=r"^thresholds\.accuracy:"):
-        evaluate_and_promote(chat.client(), "chat", rows, model_version="2", **{**common, "thresholds": {"accuracy": 1}})
+        evaluate_and_promote(chat.client(), "chat", PAIRED, model_version="2", **{**common, "thresholds": {"accuracy": 1}})
     assert asked(chat) == []
 
 

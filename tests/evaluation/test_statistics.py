@@ -56,7 +56,10 @@ def test_mcnemar_exact_on_a_known_table() -> None:
 def test_identical_scores_differ_by_nothing_with_p_one() -> None:
     same = [1, 0, 1, 1, 0] * 10
     d = st.paired(same, same)
-    assert (d.diff, d.ci_low, d.ci_high, d.p_value) == (0.0, 0.0, 0.0, 1.0)
+    assert (d.diff, d.p_value, d.identical) == (0.0, 1.0, True)
+    assert -0.05 < d.ci_low < 0 < d.ci_high < 0.05  # no discordant pair in 50 still leaves a little doubt (Newcombe)
+    lengths = st.paired([3.0, 4.0, 5.0], [3.0, 4.0, 5.0])
+    assert (lengths.ci_low, lengths.ci_high, lengths.identical) == (0.0, 0.0, True)
 
 
 def test_continuous_paired_scores_use_wilcoxon_and_leave_out_missing_rows() -> None:

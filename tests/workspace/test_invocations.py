@@ -57,6 +57,22 @@ def test_openai_style_route(ws, split):
     assert r.headers["served-model-name"] in ("a", "b")
 
 
+def test_a_served_model_answers_at_its_own_url_whatever_the_split(ws, w, split):
+    """POST /serving-endpoints/{name}/served-models/{entity}/invocations (Databricks docs, "query
+    individual models behind an endpoint"): the 20% entity every time; an unknown one is a 404."""
+    from llmops_nb.chat.client import chat as ask
+
+    for _ in range(5):
+        r = post(ws, f"/serving-endpoints/{split}/served-models/b/invocations", chat("hi"))
+        assert r.status_code == 200 and r.headers["served-model-name"] == "b"
+        assert r.json()["choices"][0]["message"]["content"] == "[b] echo: hi"
+    missing = post(ws, f"/serving-endpoints/{split}/served-models/zz/invocations", chat("hi"))
+    assert missing.status_code == 404 and missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert "zz" in missing.json()["message"]
+    answer = ask(w, split, "hi", served_entity="b")  # through the SDK's authenticated client
+    assert (answer.served_entity, answer.content) == ("b", "[b] echo: hi")
+
+
 def test_traffic_split_is_exact(ws, split):
     counts = collections.Counter(
         post(ws, f"/serving-endpoints/{split}/invocations", chat("x")).headers["served-model-name"] for _ in range(100)

@@ -186,19 +186,21 @@ def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
         return {"logs": manager.runner_for_logs(name, entity).logs()}
 
     # ---- invocations -----------------------------------------------------------------
-    async def _invoke(name: str, body: object, request: Request) -> JSONResponse | StreamingResponse:
+    async def _invoke(name: str, body: object, request: Request, served: str | None = None) -> JSONResponse | StreamingResponse:
         check_route(request, name, manager.store.get(name))  # route-optimized: only through the data plane
         if not isinstance(body, dict):
             raise invalid("request body: must be a JSON object")
         if "messages" in body or not any(k in body for k in DATAFRAME_KEYS):
             validate_chat(body)
             if check_stream(body) and not faults.faults.stream_as_json:
+                if served is not None:
+                    raise invalid("stream: a served model's own invocations URL answers whole completions here")
                 return await _stream(name, body, request)
         elif body.get("stream") is not None and body.get("stream") is not False:
             raise invalid(f"stream: {body['stream']!r} is not allowed for a dataframe input; only chat bodies (messages) stream")
         faults.enter()
         try:
-            answer, entity = await manager.invoke(name, body, user=_bearer(request))
+            answer, entity = await manager.invoke(name, body, user=_bearer(request), served=served)
         finally:
             faults.leave()
         return JSONResponse(answer, headers={"served-model-name": entity})
@@ -234,6 +236,12 @@ def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
     @app.post("/serving-endpoints/{name}/invocations")
     async def invocations(name: str, request: Request):
         return await _invoke(name, await _json(request), request)
+
+    # One served entity whatever the traffic split (Databricks docs, "Query individual models
+    # behind an endpoint": POST /serving-endpoints/{name}/served-models/{served-model}/invocations).
+    @app.post("/serving-endpoints/{name}/served-models/{entity}/invocations")
+    async def served_model_invocations(name: str, entity: str, request: Request):
+        return await _invoke(name, await _json(request), request, served=entity)
 
     # ---- fake admin ------------------------------------------------------------------
     if ctx.fake:

@@ -277,15 +277,24 @@ class Manager:
         return rec
 
     # ---- invocations -----------------------------------------------------------------
-    async def invoke(self, name: str, body: dict, user: str) -> tuple[dict, str]:
-        """Answer ``body`` with one served entity of ``name``; return (answer, entity name)."""
+    async def invoke(self, name: str, body: dict, user: str, served: str | None = None) -> tuple[dict, str]:
+        """Answer ``body`` with one served entity of ``name``; return (answer, entity name).
+
+        ``served``: that served entity only, whatever the traffic split, and no fallback
+        (``POST /serving-endpoints/{name}/served-models/{entity}/invocations``, Databricks'
+        "query individual models behind an endpoint")."""
         if name == FOUNDATION_ENDPOINT:
+            if served is not None:
+                raise not_found(f"Served model '{served}' does not exist in endpoint '{name}'.")
             return await self._invoke_foundation(body), FOUNDATION_ENDPOINT
-        rec, entity, _ = self._route(name, user)
+        rec, entity, runner = self._route(name, user, served)
         started = time.perf_counter()
         status, answer, failure, tried = 200, None, None, [entity]
         try:  # the picked entity, then its fallbacks when the AI gateway turns them on
-            answer, entity = await fallback.invoke(self.active[name], rec, entity, body, tried)
+            if served is not None:
+                answer = await runner.invoke(body)
+            else:
+                answer, entity = await fallback.invoke(self.active[name], rec, entity, body, tried)
             return answer, entity
         except ApiError as e:
             status, entity, failure = e.status, tried[-1], e.body()
@@ -306,8 +315,9 @@ class Manager:
                 user,
             )
 
-    def _route(self, name: str, user: str) -> tuple[dict, str, Runner]:
-        """The record, entity name and runner that answer a call of ``user`` (rate limits first)."""
+    def _route(self, name: str, user: str, served: str | None = None) -> tuple[dict, str, Runner]:
+        """The record, entity name and runner that answer a call of ``user`` (rate limits first);
+        ``served``: that entity, 404 when the endpoint has none of that name."""
         rec = self._get(name)
         if not rec.get("config"):
             if rec["config_update"] == "IN_PROGRESS":
@@ -315,8 +325,10 @@ class Manager:
             raise invalid(
                 f"Endpoint '{name}' has no served config: its creation failed (see the served entities' state and build logs)."
             )
+        if served is not None and served not in self.active.get(name, {}):
+            raise not_found(f"Served model '{served}' does not exist in endpoint '{name}'.")
         self.limiter.check(name, rec.get("ai_gateway"), user)
-        entity = self.routers[name].pick()
+        entity = served if served is not None else self.routers[name].pick()
         return rec, entity, self.active[name][entity]
 
     async def stream(self, name: str, body: dict, user: str) -> tuple[AsyncGenerator[dict, None], str]:
