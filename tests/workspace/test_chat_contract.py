@@ -8,19 +8,14 @@ import json
 
 import pytest
 import requests
-from ws_helpers import chat, core, entity, post, ready, wait_until
+from ws_helpers import chat, post, serve_fake
 
 INVOKE = "/serving-endpoints/cc/invocations"
 
 
 @pytest.fixture(scope="module")
 def served(ws):
-    from databricks.sdk import WorkspaceClient
-
-    w = WorkspaceClient(host=ws.host, token=ws.token)
-    w.serving_endpoints.create(name="cc", config=core("cc", entity("m", "1", name="m-1")))
-    wait_until(w, "cc", ready)
-    return ws
+    return serve_fake(ws, "cc")
 
 
 def _events(r: requests.Response) -> list:

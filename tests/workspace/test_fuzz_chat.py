@@ -19,7 +19,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402  (schemathesis brings hypothesis)
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.specs.openapi.checks import response_schema_conformance  # noqa: E402
-from ws_helpers import core, entity, ready, wait_until  # noqa: E402
+from ws_helpers import serve_fake  # noqa: E402
 
 SPEC = Path(__file__).with_name("openai_spec") / "chat_completions.json"
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
@@ -28,12 +28,7 @@ SEEN: dict[int, int] = {}
 
 @pytest.fixture(scope="module")
 def fuzz_ws(ws):
-    from databricks.sdk import WorkspaceClient
-
-    w = WorkspaceClient(host=ws.host, token=ws.token)
-    w.serving_endpoints.create(name="fuzz", config=core("fuzz", entity("m", "1", name="m-1")))
-    wait_until(w, "fuzz", ready)
-    return ws
+    return serve_fake(ws, "fuzz")
 
 
 OPERATION = schemathesis.openapi.from_path(SPEC)["/serving-endpoints/chat/completions"]["POST"]

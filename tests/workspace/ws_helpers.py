@@ -45,3 +45,13 @@ def post(ws, path: str, body=None, raw: str | None = None, token: str | None = N
 
 def chat(text: str = "hello", **kw) -> dict:
     return {"messages": [{"role": "user", "content": text}], **kw}
+
+
+def serve_fake(ws, name: str, entity_name: str = "m-1"):
+    """A ready endpoint ``name`` serving model ``m`` version 1 as ``entity_name``; returns ``ws``."""
+    from databricks.sdk import WorkspaceClient
+
+    w = WorkspaceClient(host=ws.host, token=ws.token)
+    w.serving_endpoints.create(name=name, config=core(name, entity("m", "1", name=entity_name)))
+    wait_until(w, name, ready)
+    return ws
