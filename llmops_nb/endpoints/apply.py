@@ -318,7 +318,7 @@ def deploy(
         writes=tuple(writes),
         ready=ready,
         config_update=update,
-        endpoint_url=endpoint_url(w, cfg.name),
+        endpoint_url=endpoint_url(w, cfg.name, endpoint),
         config_hash=cfg.config_hash(),
         served_entities=tuple(str(e.get("name")) for e in (endpoint.get("config") or {}).get("served_entities") or []),
         notes=notes,

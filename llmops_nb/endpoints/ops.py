@@ -34,8 +34,14 @@ def delete_endpoint(w: WorkspaceClient, name: str) -> None:
     w.serving_endpoints.delete(name)
 
 
-def endpoint_url(w: WorkspaceClient, name: str) -> str:
-    """The full invocation URL of an endpoint on this workspace."""
+def endpoint_url(w: WorkspaceClient, name: str, found: dict[str, Any] | None = None) -> str:
+    """The full invocation URL of an endpoint: a route-optimized one's data-plane URL (its GET's
+    ``endpoint_url``, "Endpoint invocation url if route optimization is enabled for endpoint",
+    databricks-sdk-py service/serving.py), else ``<host>/serving-endpoints/<name>/invocations``.
+    ``found``: the endpoint's GET JSON when the caller has it (else one GET)."""
+    found = found if found is not None else get_endpoint(w, name)
+    if found and found.get("route_optimized") and found.get("endpoint_url"):
+        return str(found["endpoint_url"])
     return f"{(w.config.host or '').rstrip('/')}/serving-endpoints/{name}/invocations"
 
 

@@ -15,8 +15,8 @@ ai gateway             features supported by the endpoint type (docs table, belo
 payload                the request size limit of the endpoint type (16 MB; 4 MB for external
                        and foundation models); the config states no payload size, so it is
                        shown, not compared
-route optimized        refused: a route-optimized endpoint is queried at its data-plane URL with
-                       an OAuth token; chat calls do, the published endpoint_url and curl not yet
+route optimized        the client authenticates with OAuth (``Config.oauth_token()``): a
+                       route-optimized endpoint answers only at its data-plane URL, to an OAuth token
 auth                   ``current_user.me()``
 uc schema              ``catalogs.get`` / ``schemas.get`` of the model's schema and of an
                        inference table's; writable: owner, else ``grants.get_effective``
@@ -198,20 +198,6 @@ def config_checks(project: ProjectConfig) -> list[Check]:
     else:
         used = [label for field, (label, _) in GATEWAY_SUPPORT.items() if _enabled(gateway.get(field))]
         found.append(_ok("ai gateway", f"{', '.join(used) or 'no features'} set; all supported on a {kind} endpoint"))
-    if endpoint.route_optimized:
-        # Databricks answers a route-optimized endpoint only at its data-plane URL
-        # (ServingEndpointDetailed.data_plane_info.query_info, databricks-sdk-py service/serving.py;
-        # ServingEndpointsDataPlaneAPI.query fetches an OAuth token for it): a personal access
-        # token at the workspace host is refused. llmops-nb's chat calls go there (chat/dataplane.py),
-        # but the deploy step's endpoint_url and the curl it prints still name the workspace host.
-        found.append(
-            _problem(
-                "route optimized",
-                "endpoint.route_optimized: true is not supported yet: a route-optimized endpoint is queried only "
-                "at its data-plane URL with an OAuth token; llmops-nb's chat calls do that, but the deploy step's "
-                "endpoint_url and curl command do not; remove route_optimized (or set it to false)",
-            )
-        )
     found.extend(_workload_checks(project))
     found.append(
         _ok(
@@ -294,7 +280,28 @@ def workspace_checks(
     found += _guarded("provisioned throughput", lambda: _throughput_checks(project, backend, w, model_version))
     if project.endpoint is None and project.foundation_endpoint:
         found += _guarded("endpoint", lambda: [_endpoint_exists(w, project.foundation_endpoint or "")])
+    if project.endpoint is not None and project.endpoint.route_optimized:
+        found.append(_route_optimized_check(w))
     return found
+
+
+def _route_optimized_check(w: WorkspaceClient) -> Check:
+    """A route-optimized endpoint answers only at its data-plane URL, to an OAuth token made for it
+    (ServingEndpointDetailed.data_plane_info.query_info, databricks-sdk-py service/serving.py;
+    the token exchanged from ``Config.oauth_token()``, databricks/sdk/data_plane.py): the backend's
+    client must authenticate with OAuth."""
+    from llmops_nb.chat.dataplane import OAUTH_HINT
+
+    try:
+        w.config.oauth_token()
+    except Exception as exc:  # noqa: BLE001 - ValueError for a PAT; any refusal of the token is the problem
+        return _problem(
+            "route optimized",
+            f"endpoint.route_optimized: true needs OAuth: a route-optimized endpoint answers only at its data-plane URL, "
+            f"to an OAuth token, and this backend authenticates with {w.config.auth_type} ({_first_line(exc)[:100]}); "
+            f"{OAUTH_HINT}, or remove route_optimized",
+        )
+    return _ok("route optimized", f"queried at its data-plane URL with an OAuth token ({w.config.auth_type})")
 
 
 def _guarded(name: str, checks: Callable[[], list[Check]]) -> list[Check]:

@@ -45,7 +45,7 @@ def query(
     tokens = max_tokens or project.model.max_tokens
     heat = project.model.temperature if temperature is None else temperature
     answers = [client.chat(w, name, p, max_tokens=tokens, temperature=heat) for p in prompts]
-    url = endpoint_url(w, name)
+    url = endpoint_url(w, name, found)
     return {
         "endpoint_name": name,
         "endpoint_url": url,
@@ -61,14 +61,28 @@ def curl_command(url: str, backend: Backend, prompt: str = "What is MLflow?", ma
     """The equivalent curl command; it carries the token by reference, never its value.
 
     Locally the token is read from the workspace's token file (mode 0600, see
-    ``llmops_nb.workspace.api.token``); on Databricks from ``$DATABRICKS_TOKEN``.
+    ``llmops_nb.workspace.api.token``); on Databricks from ``$DATABRICKS_TOKEN``; at a
+    route-optimized endpoint's data-plane URL (not under the workspace host) from
+    ``$DATABRICKS_DATA_PLANE_TOKEN``, with how to get one.
     """
     import json
     import shlex
 
+    body = json.dumps({"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens})
+    from urllib.parse import urlparse
+
+    host = (backend.host or "").rstrip("/")
+    at, workspace = urlparse(url), urlparse(host if "://" in host else f"https://{host}")
+    if host and (at.netloc != workspace.netloc or not at.path.startswith("/serving-endpoints/")):
+        # a route-optimized endpoint's data-plane URL: only an OAuth token made for it is accepted
+        # (databricks/sdk/data_plane.py exchanges one at <host>/oidc/v1/token; a PAT is refused)
+        return (
+            f"curl -s {url} -H \"Authorization: Bearer $DATABRICKS_DATA_PLANE_TOKEN\" -H 'Content-Type: application/json' "
+            f"-d '{body}'  # DATABRICKS_DATA_PLANE_TOKEN: an OAuth token for this endpoint (POST {host}/oidc/v1/token, "
+            "grant_type urn:ietf:params:oauth:grant-type:jwt-bearer, its data_plane_info.query_info.authorization_details)"
+        )
     if backend.kind == "local" and backend.home is not None:
         auth = f"Bearer $(cat {shlex.quote(str(backend.home / 'token'))})"
     else:
         auth = "Bearer $DATABRICKS_TOKEN"
-    body = json.dumps({"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens})
     return f"curl -s {url} -H \"Authorization: {auth}\" -H 'Content-Type: application/json' -d '{body}'"

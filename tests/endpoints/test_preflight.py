@@ -517,14 +517,26 @@ def test_a_uc_source_on_the_local_backend_is_a_problem_line(fake_workspace: Any,
     assert message.startswith("model.source: 'uc' is not allowed") and "Databricks only" in message
 
 
-def test_route_optimized_is_refused_until_queries_go_to_the_data_plane(fake_workspace: Any) -> None:
+def test_route_optimized_needs_an_oauth_client(fake_workspace: Any) -> None:
+    """A route-optimized endpoint answers only at its data plane, to an OAuth token: a PAT backend is a problem."""
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.config import Config
+
+    from llmops_nb.workspace.api.oauth import CLIENT_ID
+
     _seed(fake_workspace)
 
     def optimized(data: dict) -> None:
         data["endpoint"]["route_optimized"] = True
 
     message = _problem(preflight.run(_project(optimized), _backend(fake_workspace)), "route optimized")
-    assert message.startswith("endpoint.route_optimized: true is not supported yet: a route-optimized endpoint is queried")
+    assert message.startswith("endpoint.route_optimized: true needs OAuth: a route-optimized endpoint answers only")
+    assert "this backend authenticates with pat" in message and "DATABRICKS_CLIENT_ID" in message
+    m2m = WorkspaceClient(
+        config=Config(host=fake_workspace.host, client_id=CLIENT_ID, client_secret=fake_workspace.token, auth_type="oauth-m2m")
+    )
+    found = _by_name(preflight.run(_project(optimized), _backend(fake_workspace), client=m2m))["route optimized"]
+    assert (found.status, found.message) == ("ok", "queried at its data-plane URL with an OAuth token (oauth-m2m)")
     assert "route optimized" not in _by_name(preflight.run(_project(), _backend(fake_workspace)))
 
 
