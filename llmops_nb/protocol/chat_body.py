@@ -39,13 +39,19 @@ def temperature_problem(value: object, *, required: bool = False) -> Problem | N
 
 
 def generation_problem(body: dict) -> Problem | None:
-    """The first broken generation setting of ``body``: max_tokens, n, temperature, stop."""
+    """The first broken generation setting of ``body``: stop, top_p, max_tokens,
+    max_completion_tokens, n, seed, temperature."""
     stop = body.get("stop")
     if stop is not None and not (isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))):
         return "stop", stop, "a string or a list of strings"
+    top_p = body.get("top_p")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 <= top_p <= 1):
+        return "top_p", top_p, "a number between 0 and 1"
     return (
         int_problem("max_tokens", body.get("max_tokens"), 1)
+        or int_problem("max_completion_tokens", body.get("max_completion_tokens"), 1)
         or int_problem("n", body.get("n"), *N_RANGE)
+        or int_problem("seed", body.get("seed"), -(2**63))
         or temperature_problem(body.get("temperature"))
     )
 
