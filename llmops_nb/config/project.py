@@ -184,6 +184,52 @@ class DecisionConfig(_Model):
         return value
 
 
+#: The candidate name of the version the chain just registered (a candidate with no target).
+NEW_CANDIDATE = "new"
+
+
+class CandidateConfig(_Model):
+    """One thing an evaluation compares (``evaluation.candidates[]``), asked the same rows as the others.
+
+    No target: the version the chain just registered, on the config's endpoint. ``version``: a
+    registered version (``"3"``) or alias (``"champion"``) of ``model.name``, served by
+    ``endpoint`` (default: the config's). ``served_entity``: that entity of ``endpoint``, asked at
+    its own URL whatever the traffic split. ``endpoint`` alone: any endpoint (custom, external,
+    foundation) through its traffic split.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,63}$")
+    endpoint: str | None = None
+    served_entity: str | None = Field(default=None, min_length=1)
+    version: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,255}$")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        return _check_name(value, "an endpoint name")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> CandidateConfig:
+        if self.served_entity is not None and self.version is not None:
+            raise ConfigError("version", self.version, "give served_entity or version, not both")
+        return self
+
+
+class PriceConfig(_Model):
+    """What a candidate costs (``evaluation.prices.<candidate>``): per million tokens in and out,
+    or per hour of the endpoint. Nothing is built in: give the prices you pay."""
+
+    input_per_million: float | None = Field(default=None, ge=0)
+    output_per_million: float | None = Field(default=None, ge=0)
+    per_hour: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _some_price(self) -> PriceConfig:
+        if self.input_per_million is None and self.output_per_million is None and self.per_hour is None:
+            raise ConfigError("", _Shown("{}"), "input_per_million and output_per_million, or per_hour")
+        return self
+
+
 class EvaluationConfig(_Model):
     """How to evaluate and when to promote.
 
@@ -204,12 +250,32 @@ class EvaluationConfig(_Model):
     judge_endpoint: str | None = None
     promote_alias: str = "champion"
     decision: DecisionConfig = Field(default_factory=DecisionConfig)
+    #: What to compare on the same rows (empty: the new version against the champion's stored rows).
+    candidates: list[CandidateConfig] = Field(default_factory=list)
+    #: The candidate the others are compared with (None: the champion's, else the first).
+    baseline: str | None = None
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _decision_margin(self) -> EvaluationConfig:
         if "margin" not in self.decision.model_fields_set and "margin" in self.model_fields_set:
             self.decision = self.decision.model_copy(update={"margin": self.margin})
+        names = [c.name for c in self.candidates]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ConfigError(f"candidates[{i}].name", name, "candidate names must be unique")
+        known = names or [NEW_CANDIDATE]
+        if self.baseline is not None and self.baseline not in names:
+            raise ConfigError("baseline", self.baseline, f"the name of a candidate: {', '.join(names) or '(no candidates)'}")
+        for name in self.prices:
+            if name not in known:
+                raise ConfigError(f"prices.{name}", name, f"the name of a candidate: {', '.join(known)}")
         return self
+
+    @property
+    def candidate_names(self) -> list[str]:
+        """The candidates' names (``["new"]`` when none are listed)."""
+        return [c.name for c in self.candidates] or [NEW_CANDIDATE]
 
     @field_validator("promote_alias")
     @classmethod

@@ -21,20 +21,21 @@ from typing import TYPE_CHECKING, Any
 
 from llmops_nb.chat.client import check_generation
 from llmops_nb.chat.ratecontrol import AimdLimiter
-from llmops_nb.config.project import DecisionConfig
+from llmops_nb.config.project import DecisionConfig, PriceConfig
 from llmops_nb.errors import ConfigError
 from llmops_nb.evaluation.asking import DEFAULT_SYSTEM, stream_rows
 from llmops_nb.evaluation.bookkeeping import ROWS_ARTIFACT, Bookkeeper
+from llmops_nb.evaluation.candidates import Target, cost_per_1k
 from llmops_nb.evaluation.datasets import dataset_digest
 from llmops_nb.evaluation.decision import decide, decision_record, write_decision
 from llmops_nb.evaluation.metrics import KNOWN_METRICS
-from llmops_nb.evaluation.mlflow_run import end_prepared, log_outputs, prepare_run, reopened_run
+from llmops_nb.evaluation.mlflow_run import active_experiment, end_prepared, log_outputs, prepare_run, reopened_run
 from llmops_nb.evaluation.plot import PLOT_ARTIFACT, plot_results
 from llmops_nb.evaluation.promotion import (
     TAG_MODEL_NAME,
     TAG_MODEL_VERSION,
+    Champion,
     PromotionDecision,
-    champion_rows,
     check_threshold_names,
     find_champion,
     promote,
@@ -47,6 +48,7 @@ from llmops_nb.evaluation.statistics import compare_candidates, row_columns, sum
 from llmops_nb.tracking.uris import resolve_experiment
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
     from databricks.sdk import WorkspaceClient
 
 
@@ -172,6 +174,19 @@ def evaluate_endpoint(
     return EvalResult(run.info.run_id, metrics, table, plot_path, digest, asked.queried, figure, asked.reasked)
 
 
+def champion_rows(champion: Champion, tracking_uri: str | None) -> pd.DataFrame | None:
+    """The per-row table of the evaluation that promoted ``champion`` (its rows artifact), or None."""
+    from llmops_nb.tracking.client import mlflow_client
+
+    client = mlflow_client(tracking_uri, tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(champion.run_id, ROWS_ARTIFACT, tmp)
+        except Exception:  # noqa: BLE001 - an older run without the rows artifact: no paired rows
+            return None
+        return read_table(Path(path))
+
+
 #: The candidate names of :func:`evaluate_and_promote`: the evaluated version and the champion's stored rows.
 NEW, CHAMPION = "new", "champion"
 
@@ -209,6 +224,7 @@ def evaluate_and_promote(
     promote_on_pass: bool = True,
     tracking_uri: str,
     registry_uri: str | None = None,
+    prices: Mapping[str, PriceConfig] | None = None,
     **evaluate_kwargs: Any,
 ) -> Evaluation:
     """Evaluate, decide against the champion (:mod:`llmops_nb.evaluation.decision`), maybe move the alias.
@@ -231,7 +247,9 @@ def evaluate_and_promote(
     if model_version:
         tags[TAG_MODEL_VERSION] = str(model_version)
     out = Path(evaluate_kwargs.pop("output_dir", None) or tempfile.mkdtemp(prefix="llmops-eval-"))
+    started = time.perf_counter()
     result = evaluate_endpoint(w, endpoint, rows, tracking_uri=tracking_uri, tags=tags, output_dir=out, **evaluate_kwargs)
+    seconds = time.perf_counter() - started
     columns = {NEW: row_columns(result.table)}
     baseline, rows_differ = None, ""
     if champion is not None and champion.version != str(model_version):
@@ -264,7 +282,8 @@ def evaluate_and_promote(
         rows=int(result.metrics["rows"]),
         rows_differ=rows_differ,
     )
-    record = decision_record(decided, estimates, comparisons)
+    cost = {NEW: cost_per_1k((prices or {}).get(NEW), result.table, seconds)}
+    record = decision_record(decided, estimates, comparisons, cost_per_1k=cost)
     record["model"] = {"name": model_name, "version": model_version, "alias": alias}
     record_path = write_decision(record, out)
     _log_intervals(result.run_id, estimates[NEW], record_path, tracking_uri)
@@ -297,4 +316,182 @@ def evaluate_and_promote(
         alias,
         record,
         {NEW: result},
+    )
+
+
+def _parent_run(
+    tracking_uri: str, experiment: str, run_name: str | None, tags: Mapping[str, str], params: Mapping[str, Any]
+) -> tuple[str, str]:
+    """The decision's MLflow run (the candidates' runs are its children): (experiment id, run id)."""
+    return prepare_run(tracking_uri, experiment, run_name, {"llmops_nb.step": "evaluate-decision", **tags}, params)
+
+
+def evaluate_candidates(
+    w: WorkspaceClient,
+    targets: Sequence[Target],
+    rows: list[dict[str, Any]],
+    *,
+    model_name: str | None,
+    thresholds: Mapping[str, float],
+    decision: DecisionConfig | None = None,
+    baseline: str | None = None,
+    prices: Mapping[str, PriceConfig] | None = None,
+    alias: str = "champion",
+    promote_on_pass: bool = True,
+    tracking_uri: str,
+    registry_uri: str | None = None,
+    experiment: str | None = None,
+    concurrency: int = 8,
+    resume_path: Path | None = None,
+    output_dir: Path | None = None,
+    **evaluate_kwargs: Any,
+) -> Evaluation:
+    """Ask every candidate the same ``rows`` at once (each under its own rate control), decide, maybe promote.
+
+    One parent MLflow run holds the decision (tags, ``decision.json``); each candidate's
+    evaluation is a child run (``mlflow.parentRunId``) named after it, so MLflow's run
+    comparison view lines them up. ``baseline``: the candidate the others face (default: the
+    one serving the champion's version, else the first). The winner takes ``alias`` when it is
+    a registered version of ``model_name``.
+    """
+    from mlflow import MlflowClient
+
+    rule = decision or DecisionConfig()
+    if not targets:
+        raise ConfigError("evaluation.candidates", [], "expected at least one candidate")
+    if not evaluate_kwargs.get("judge_endpoint"):
+        check_threshold_names(thresholds, KNOWN_METRICS)
+    if not rows:
+        raise ConfigError("rows", rows, "expected at least one dataset row")
+    digest = dataset_digest(rows)  # checked whole before any request
+    experiment = resolve_experiment(experiment, tracking_uri, w)
+    champion = (
+        find_champion(model_name, alias=alias, tracking_uri=tracking_uri, registry_uri=registry_uri) if model_name else None
+    )
+    names = [t.name for t in targets]
+    if baseline is None:
+        held = [t.name for t in targets if champion is not None and t.version == champion.version]
+        baseline = held[0] if held else names[0]
+    if baseline not in names:
+        raise ConfigError("evaluation.baseline", baseline, f"the name of a candidate: {', '.join(names)}")
+    out = Path(output_dir or tempfile.mkdtemp(prefix="llmops-eval-"))
+    tags = dict(evaluate_kwargs.pop("tags", None) or {})
+    if model_name:
+        tags[TAG_MODEL_NAME] = model_name
+    experiment_id, parent = _parent_run(
+        tracking_uri,
+        experiment,
+        evaluate_kwargs.pop("run_name", None),
+        tags,
+        {"candidates": ",".join(names), "baseline": baseline, "dataset_digest": digest, "rows": len(rows), **rule.model_dump()},
+    )
+
+    def one(target: Target) -> tuple[EvalResult, float]:
+        child_tags = {**tags, "mlflow.parentRunId": parent, "llmops_nb.candidate": target.name}
+        if target.version:
+            child_tags[TAG_MODEL_VERSION] = target.version
+        started = time.perf_counter()
+        result = evaluate_endpoint(
+            w,
+            target.endpoint,
+            rows,
+            served_entity=target.served_entity,
+            concurrency=concurrency,
+            limiter=AimdLimiter(concurrency),  # each candidate under its own rate control
+            tracking_uri=tracking_uri,
+            experiment=experiment,
+            run_name=target.name,
+            tags=child_tags,
+            output_dir=out / target.name,
+            resume_path=resume_path.with_name(f"{resume_path.stem}-{target.name}{resume_path.suffix}") if resume_path else None,
+            **evaluate_kwargs,
+        )
+        return result, time.perf_counter() - started
+
+    client = MlflowClient(tracking_uri)
+    try:
+        # one active experiment and one SQLite setting around all candidates: each evaluation's own
+        # set-and-restore would race with the others' (the last to finish would restore a stale one)
+        with (
+            active_experiment(experiment_id),
+            sqlite_safe_env(tracking_uri),
+            ThreadPoolExecutor(len(targets), thread_name_prefix="candidate") as pool,
+        ):
+            done = dict(zip(names, pool.map(one, targets), strict=True))
+    except BaseException:
+        client.set_terminated(parent, "FAILED")
+        raise
+    results = {name: r for name, (r, _) in done.items()}
+    columns = {name: row_columns(r.table) for name, r in results.items()}
+    ids = {name: list(r.table["id"]) for name, r in results.items()}
+    differ = next((n for n in names if ids[n] != ids[baseline]), None)
+    estimates = {name: summarize(cols, rule.confidence) for name, cols in columns.items()}
+    known: dict[str, dict[str, Any]] = {
+        name: {**{k: v for k, v in results[name].metrics.items() if k not in estimates[name]}, **estimates[name]}
+        for name in names
+    }
+    comparisons = compare_candidates(columns, baseline, confidence=rule.confidence)
+    decided = decide(
+        known,
+        comparisons,
+        rule=rule,
+        thresholds=thresholds,
+        challengers=[n for n in names if n != baseline],
+        baseline=baseline,
+        rows=len(rows),
+        rows_differ=f"candidate {differ} answered other rows" if differ else "",
+    )
+    costs = {n: cost_per_1k((prices or {}).get(n), results[n].table, seconds) for n, (_, seconds) in done.items()}
+    record = decision_record(decided, estimates, comparisons, cost_per_1k=costs)
+    by_name = {t.name: t for t in targets}
+    record["candidates"] = [
+        {
+            **c,
+            "endpoint": by_name[c["name"]].endpoint,
+            "served_entity": by_name[c["name"]].served_entity,
+            "version": by_name[c["name"]].version,
+            "run_id": results[c["name"]].run_id,
+        }
+        for c in record["candidates"]
+    ]
+    record["model"] = {"name": model_name, "alias": alias, "champion": champion.version if champion else None}
+    record_path = write_decision(record, out)
+    for name, r in results.items():
+        _log_intervals(r.run_id, estimates[name], record_path, tracking_uri)
+    winner = by_name.get(decided.winner or "")
+    version = winner.version if winner else None
+    promoted = bool(decided.promote and promote_on_pass and model_name and version)
+    reasons = [decided.paragraph()]
+    if decided.promote and not version:
+        reasons.append(f"the winner {decided.winner} is not a registered version of {model_name}: nothing to alias")
+    recorded = PromotionDecision(
+        promoted, reasons if promoted or not decided.promote else ["not applied", *reasons], decided.action, decided.winner
+    )
+    if promoted and model_name and winner is not None and version:
+        promote(
+            model_name,
+            version,
+            alias=alias,
+            tracking_uri=tracking_uri,
+            registry_uri=registry_uri,
+            run_id=results[winner.name].run_id,
+            decision=recorded,
+        )
+    record_decision(parent, recorded, alias=alias, version=version, tracking_uri=tracking_uri)
+    client.log_artifact(parent, str(record_path))
+    client.set_terminated(parent, "FINISHED")
+    shown = next((n for n in names if n != baseline), baseline)
+    return Evaluation(
+        results[shown],
+        decided,
+        comparisons,
+        estimates,
+        champion,
+        promoted,
+        model_name,
+        version,
+        alias,
+        record,
+        results,
+        parent_run_id=parent,
     )

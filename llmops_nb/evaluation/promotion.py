@@ -11,13 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llmops_nb.errors import ConfigError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
 
 EVAL_RUN_TAG = "llmops_nb.eval_run_id"
 
@@ -149,19 +145,3 @@ def find_champion(
         return None
     run = client.get_run(run_id)
     return Champion(str(mv.version), run_id, dict(run.data.metrics), run.data.params.get("dataset_digest"))
-
-
-def champion_rows(champion: Champion, tracking_uri: str | None) -> pd.DataFrame | None:
-    """The per-row table of the evaluation that promoted ``champion`` (its rows artifact), or None."""
-    import tempfile
-
-    from llmops_nb.evaluation.bookkeeping import ROWS_ARTIFACT
-    from llmops_nb.evaluation.rows import read_table
-
-    client = _client(tracking_uri, None)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client.download_artifacts(champion.run_id, ROWS_ARTIFACT, tmp)
-        except Exception:  # noqa: BLE001 - an older run without the rows artifact: no paired rows
-            return None
-        return read_table(Path(path))

@@ -54,10 +54,12 @@ class Evaluation:
     alias: str
     record: dict[str, Any] = field(default_factory=dict)
     results: dict[str, EvalResult] = field(default_factory=dict)
+    parent_run_id: str | None = None  # several candidates: the decision's run, the parent of theirs
 
     @property
     def run_id(self) -> str:
-        return self.result.run_id
+        """The run that records the decision: the parent run of several candidates, else the evaluation's."""
+        return self.parent_run_id or self.result.run_id
 
     @property
     def metrics(self) -> dict[str, float]:

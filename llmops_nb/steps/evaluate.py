@@ -54,6 +54,8 @@ def evaluate(
     ``output_dir``: where ``decision.json``, the rows file and the plot go (``llmops-nb run``: the
     run folder); "" means a temporary folder.
     """
+    from pathlib import Path
+
     from llmops_nb.backends import local_home
     from llmops_nb.evaluation import datasets, replay
     from llmops_nb.evaluation.orchestrate import evaluate_and_promote
@@ -91,31 +93,44 @@ def evaluate(
         "llmops_nb.backend": backend.kind,
         **{f"llmops_nb.version.{k}": str(v) for k, v in env["packages"].items() if v},
     }
-    extra: dict[str, Any] = {"system": replayed.system} if replayed else {}  # the logged requests' system prompt
-    evaluation = evaluate_and_promote(
-        backend.workspace_client(),
-        name,
-        rows,
-        model_name=model or None,
-        model_version=version,
-        thresholds=ev.thresholds,
-        decision=ev.decision,
-        alias=ev.promote_alias,
-        promote_on_pass=promote,
-        tracking_uri=backend.tracking_uri,
-        registry_uri=backend.registry_uri,
-        concurrency=ev.concurrency,
-        max_tokens=project.model.max_tokens,
-        temperature=project.model.temperature,
-        resume_path=resume_path,
-        output_dir=output_dir or None,
-        judge_endpoint=ev.judge_endpoint,
-        experiment=backend.experiment(project.experiment),
-        progress=progress,
-        tags=tags,
-        params={"config_hash": project.endpoint.config_hash() if project.endpoint else "", "endpoint_kind": backend.kind},
-        **extra,
-    )
+    common: dict[str, Any] = {
+        "model_name": model or None,
+        "thresholds": ev.thresholds,
+        "decision": ev.decision,
+        "prices": ev.prices,
+        "alias": ev.promote_alias,
+        "promote_on_pass": promote,
+        "tracking_uri": backend.tracking_uri,
+        "registry_uri": backend.registry_uri,
+        "concurrency": ev.concurrency,
+        "max_tokens": project.model.max_tokens,
+        "temperature": project.model.temperature,
+        "resume_path": resume_path,
+        "output_dir": Path(output_dir) if output_dir else None,
+        "judge_endpoint": ev.judge_endpoint,
+        "experiment": backend.experiment(project.experiment),
+        "progress": progress,
+        "tags": tags,
+        "params": {"config_hash": project.endpoint.config_hash() if project.endpoint else "", "endpoint_kind": backend.kind},
+        **({"system": replayed.system} if replayed else {}),  # the logged requests' system prompt
+    }
+    w = backend.workspace_client()
+    if ev.candidates:  # every candidate on the same rows, one parent run
+        from llmops_nb.evaluation.candidates import resolve
+        from llmops_nb.evaluation.orchestrate import evaluate_candidates
+
+        targets = resolve(
+            w,
+            ev.candidates,
+            endpoint=name,
+            model_name=model or None,
+            model_version=version,
+            tracking_uri=backend.tracking_uri,
+            registry_uri=backend.registry_uri,
+        )
+        evaluation = evaluate_candidates(w, targets, rows, baseline=ev.baseline, **common)
+    else:
+        evaluation = evaluate_and_promote(w, name, rows, model_version=version, **common)
     if replayed:
         evaluation.result.metrics.update(
             replay.log_diff(evaluation.run_id, evaluation.table, replayed, tracking_uri=backend.tracking_uri)

@@ -873,3 +873,40 @@ def test_rate_limit_key_is_not_injected() -> None:
 def test_description_and_route_optimized_are_declared_immutable() -> None:
     assert {"name", "description", "route_optimized"} <= set(EndpointConfig.immutable_fields)
     assert EndpointConfig.model_validate(endpoint(description="d")).to_databricks_body()["description"] == "d"
+
+
+@pytest.mark.parametrize(
+    ("section", "line"),
+    [
+        (
+            "candidates: [{name: a}, {name: a}]",
+            "evaluation.candidates[1].name: 'a' is not allowed; candidate names must be unique",
+        ),
+        ("candidates: [{name: a}]\n  baseline: b", "evaluation.baseline: 'b' is not allowed; the name of a candidate: a"),
+        (
+            "candidates: [{name: a}]\n  prices: {gpt: {per_hour: 1}}",
+            "evaluation.prices.gpt: 'gpt' is not allowed; the name of a candidate: a",
+        ),
+        ("prices: {new: {}}", "evaluation.prices.new: {} is not allowed; input_per_million and output_per_million, or per_hour"),
+        ("candidates: [{name: a, served_entity: x, version: '1'}]", "evaluation.candidates[0].version: '1' is not allowed"),
+        ("candidates: [{name: a, endpoint: 'no such'}]", "evaluation.candidates[0].endpoint: 'no such' is not allowed"),
+    ],
+)
+def test_a_bad_candidate_or_price_is_one_line(tmp_path: Path, section: str, line: str) -> None:
+    path = tmp_path / "p.yml"
+    path.write_text(f"evaluation:\n  {section}\nfoundation_endpoint: fm\n")
+    with pytest.raises(ConfigError) as err:
+        load_project_config(path)
+    assert str(err.value).startswith(line) and "\n" not in str(err.value)
+
+
+def test_candidates_prices_and_baseline_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "p.yml"
+    path.write_text(
+        "evaluation:\n  candidates:\n    - name: new\n    - {name: v1, endpoint: smollm2-chat, served_entity: smollm2-1}\n"
+        "    - {name: gpt, endpoint: gpt-4o-external}\n  baseline: v1\n"
+        "  prices: {gpt: {input_per_million: 2.5, output_per_million: 10}}\nfoundation_endpoint: fm\n"
+    )
+    ev = load_project_config(path).evaluation
+    assert ev.candidate_names == ["new", "v1", "gpt"] and ev.baseline == "v1"
+    assert ev.candidates[1].served_entity == "smollm2-1" and ev.prices["gpt"].output_per_million == 10
