@@ -21,7 +21,7 @@ from llmops_nb.chat.ratecontrol import AimdLimiter, NotResent, Throttled, no_res
 from llmops_nb.chat.types import ChatResult, Messages
 from llmops_nb.errors import ConfigError, QueryError
 from llmops_nb.protocol.chat_body import CLIENT_ROLES as ROLES
-from llmops_nb.protocol.chat_body import int_problem, temperature_problem
+from llmops_nb.protocol.chat_body import int_problem, response_format_problem, temperature_problem, tools_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
@@ -57,6 +57,18 @@ def check_generation(max_tokens: int, temperature: float) -> None:
         raise ConfigError(field, value, f"expected {allowed}")
 
 
+def output_fields(
+    response_format: dict[str, Any] | None = None, tools: list[dict[str, Any]] | None = None, tool_choice: Any = None
+) -> dict[str, Any]:
+    """The chat body's output-shaping fields, checked as the serving API checks them (ConfigError)."""
+    problem = response_format_problem(response_format) or tools_problem(tools, tool_choice)
+    if problem is not None:
+        field, value, allowed = problem
+        raise ConfigError(field, value, f"expected {allowed}")
+    out = {"response_format": response_format, "tools": tools, "tool_choice": tool_choice}
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def chat(
     w: WorkspaceClient,
     endpoint: str,
@@ -67,18 +79,25 @@ def chat(
     stop: list[str] | None = None,
     system: str | None = None,
     served_entity: str | None = None,
+    response_format: dict[str, Any] | None = None,
+    tools: list[dict[str, Any]] | None = None,
+    tool_choice: Any = None,
 ) -> ChatResult:
     """Send one chat request to ``endpoint`` and return the answer with latency and usage.
 
     ``served_entity``: ask that served entity of the endpoint, whatever the traffic split
     (``POST /serving-endpoints/{name}/served-models/{entity}/invocations``, Databricks docs
-    "query individual models behind an endpoint"; the SDK has no call for it)."""
+    "query individual models behind an endpoint"; the SDK has no call for it).
+    ``response_format``, ``tools`` and ``tool_choice`` are OpenAI's (structured output, tool
+    calls: the answer's ``tool_calls``); databricks-sdk's ``query`` has no such arguments, so
+    such a body is posted as it is, as the SDK's own query posts its body."""
     from databricks.sdk.errors import DatabricksError
     from databricks.sdk.service.serving import ChatMessage, ChatMessageRole, QueryEndpointResponse
 
     from llmops_nb.chat.dataplane import data_plane_auth, route_of
 
     check_generation(max_tokens, temperature)
+    extras = output_fields(response_format, tools, tool_choice)
     messages = [ChatMessage(role=ChatMessageRole(m["role"]), content=m["content"]) for m in as_messages(prompt, system)]
     plane = route_of(w, endpoint)  # route-optimized: its data-plane URL, with an OAuth token for it
     auth = data_plane_auth(w, endpoint, plane) if plane else None
@@ -89,7 +108,8 @@ def chat(
             raise QueryError(
                 f"endpoint {endpoint}: route-optimized; its served entity {served_entity} is not asked on its own here"
             )
-        if plane is None and not served_entity:
+        answer: Any = None
+        if plane is None and not served_entity and not extras:
             response = no_resend(w).serving_endpoints.query(
                 name=endpoint, messages=messages, max_tokens=max_tokens, temperature=temperature, stop=stop
             )
@@ -101,7 +121,9 @@ def chat(
             }
             if stop:
                 body["stop"] = list(stop)
-            path = None if plane else f"/serving-endpoints/{endpoint}/served-models/{served_entity}/invocations"
+            body.update(extras)
+            route = f"served-models/{served_entity}/invocations" if served_entity else "invocations"
+            path = None if plane else f"/serving-endpoints/{endpoint}/{route}"
             answer = no_resend(w).api_client.do(
                 "POST",
                 path=path,
@@ -111,7 +133,7 @@ def chat(
                 response_headers=["served-model-name"],
                 auth=auth,
             )
-            response = QueryEndpointResponse.from_dict(answer)  # type: ignore[arg-type]
+            response = QueryEndpointResponse.from_dict(answer)
     except (NotResent, DatabricksError, TimeoutError, OSError) as exc:
         if (refused := timed_out(w, endpoint, exc)) is not None:
             raise refused from None
@@ -123,6 +145,8 @@ def chat(
         raise QueryError(f"endpoint {where}: the answer has no choices")
     choice = response.choices[0]
     usage = response.usage
+    first = (answer.get("choices") or [{}])[0] if isinstance(answer, dict) else {}
+    raw = first.get("message") or {}
     return ChatResult(
         content=(choice.message.content if choice.message else choice.text) or "",
         prompt_tokens=int(usage.prompt_tokens or 0) if usage else 0,
@@ -130,7 +154,8 @@ def chat(
         total_tokens=int(usage.total_tokens or 0) if usage else 0,
         latency_ms=latency_ms,
         served_entity=response.served_model_name,
-        finish_reason=choice.finish_reason,
+        finish_reason=first.get("finish_reason") or choice.finish_reason,  # the SDK's drops "tool_calls"
+        tool_calls=raw.get("tool_calls") or None,  # the SDK's ChatMessage has no tool_calls
     )
 
 
@@ -143,6 +168,7 @@ def chat_stream(
     temperature: float = 0.0,
     stop: list[str] | None = None,
     system: str | None = None,
+    response_format: dict[str, Any] | None = None,
 ) -> ChatStream:
     """Stream the answer of ``endpoint``: iterate the returned :class:`ChatStream` for text
     deltas as the model produces them; its ``result`` (a :class:`ChatResult` with ``ttft_ms``)
@@ -157,6 +183,7 @@ def chat_stream(
     body: dict[str, Any] = {"messages": as_messages(prompt, system), "max_tokens": max_tokens, "temperature": temperature}
     if stop:
         body["stop"] = list(stop)
+    body.update(output_fields(response_format))
     return open_stream(w, endpoint, body)
 
 

@@ -21,7 +21,11 @@ class ChatResult:
     served_entity: str | None
     finish_reason: str | None
     ttft_ms: float | None = None  # time to the first text delta, for streamed answers
+    tool_calls: list[dict[str, Any]] | None = None  # OpenAI's tool_calls of an answer that calls tools
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain dict (for tables and JSON)."""
-        return asdict(self)
+        """A plain dict (for tables and JSON); ``tool_calls`` only when the answer has them."""
+        out = asdict(self)
+        if out["tool_calls"] is None:
+            del out["tool_calls"]
+        return out

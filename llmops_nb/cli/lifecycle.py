@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -134,11 +135,70 @@ def preflight(config_path: Path | None, backend: str | None, model_version: str 
         click.echo(line)
     found = len(report.problems)
     total = len(report.checks)
+    for status, line in evaluation_checks(config_path, backend, deploying=True):  # the evaluation section (issue 30)
+        click.echo(f"{status:<7} evaluation.{line}")
+        found += status == "problem"
+        total += 1
     click.echo(
         f"preflight: {found} problem{'s' * (found != 1)} in {total} checks" if found else f"preflight: {total} checks, no problem"
     )
     if found:
         sys.exit(2)
+
+
+def _output_files(json_schema: Path | None, tool_files: tuple[Path, ...], stream: bool) -> dict[str, Any]:
+    """``response_format`` from a JSON schema file and ``tools`` (forced: ``tool_choice``) from
+    function files, as OpenAI's chat body takes them; ConfigError naming the option and file."""
+
+    def load(option: str, path: Path) -> Any:
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ConfigError(option, str(path), f"a readable JSON file ({type(e).__name__}: {e})") from None
+
+    out: dict[str, Any] = {}
+    if json_schema is not None:
+        schema = load("--json-schema", json_schema)
+        if not isinstance(schema, dict):
+            raise ConfigError("--json-schema", str(json_schema), "a JSON schema object")
+        out["response_format"] = {"type": "json_schema", "json_schema": {"name": json_schema.stem, "schema": schema}}
+    if tool_files:
+        if stream:
+            raise ConfigError("--tool", str(tool_files[0]), "without --stream (a tool call is printed whole)")
+        tools = []
+        for path in tool_files:
+            spec = load("--tool", path)
+            tools.append(
+                spec if isinstance(spec, dict) and spec.get("type") == "function" else {"type": "function", "function": spec}
+            )
+        names = [(t.get("function") or {}).get("name") for t in tools]
+        out["tools"] = tools
+        out["tool_choice"] = {"type": "function", "function": {"name": names[0]}} if len(tools) == 1 else "required"
+    return out
+
+
+def evaluation_checks(
+    config_path: Path | str | None, backend: str | None, *, deploying: bool = False, raising: bool = False
+) -> list[tuple[str, str]]:
+    """(status, line) per check of the config's evaluation section (llmops_nb.evaluation.checks),
+    asking the workspace about candidates; one ("problem", line) for the first problem, or its
+    ConfigError when ``raising``."""
+    from llmops_nb.backends import resolve_backend
+    from llmops_nb.config.io import default_config_path
+    from llmops_nb.config.project import load_project_config
+    from llmops_nb.evaluation.checks import check_evaluation
+
+    try:
+        project = load_project_config(config_path or default_config_path())
+        foreign = any(
+            (c.endpoint or project.endpoint_name) != project.endpoint_name or not deploying for c in project.evaluation.candidates
+        )
+        w = resolve_backend(backend or project.backend, start=True).workspace_client() if foreign else None
+        return [("ok", line) for line in check_evaluation(project, w=w, deploying=deploying)]
+    except ConfigError as e:
+        if raising:
+            raise
+        return [("problem", str(e).removeprefix("evaluation."))]
 
 
 @click.command()
@@ -150,6 +210,20 @@ def preflight(config_path: Path | None, backend: str | None, model_version: str 
 @click.option("--system", default=None, help="An optional system message.")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer with usage and latency as JSON.")
 @click.option("--stream", is_flag=True, help="Print the answer's tokens as they come.")
+@click.option(
+    "--json-schema",
+    "json_schema",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A JSON schema file: the answer is JSON matching it (response_format json_schema).",
+)
+@click.option(
+    "--tool",
+    "tool_files",
+    type=click.Path(dir_okay=False, path_type=Path),
+    multiple=True,
+    help="A function definition file ({name, description, parameters}); the answer calls it (repeat for several).",
+)
 def query(
     endpoint: str,
     prompt: str,
@@ -159,15 +233,22 @@ def query(
     system: str | None,
     as_json: bool,
     stream: bool = False,
+    json_schema: Path | None = None,
+    tool_files: tuple[Path, ...] = (),
 ) -> None:
     """Send PROMPT to ENDPOINT and print the answer."""
-    from llmops_nb.chat.client import as_messages, chat, chat_stream, check_generation
+    from llmops_nb.chat.client import as_messages, chat, chat_stream, check_generation, output_fields
 
     check_generation(max_tokens, temperature)
     as_messages(prompt, system)  # bad input fails before any workspace is started
+    shaping = _output_files(json_schema, tool_files, stream)
+    output_fields(**shaping)
     w = backend_of(backend).workspace_client()
     if stream:
-        with chat_stream(w, endpoint, prompt, max_tokens=max_tokens, temperature=temperature, system=system) as s:
+        fmt = shaping.get("response_format")
+        with chat_stream(
+            w, endpoint, prompt, max_tokens=max_tokens, temperature=temperature, system=system, response_format=fmt
+        ) as s:
             for delta in s:
                 if not as_json:
                     click.echo(delta, nl=False)
@@ -176,12 +257,15 @@ def query(
         if not as_json:
             click.echo("")
     else:
-        result = chat(w, endpoint, prompt, max_tokens=max_tokens, temperature=temperature, system=system)
+        result = chat(w, endpoint, prompt, max_tokens=max_tokens, temperature=temperature, system=system, **shaping)
     if as_json:
         echo_json(result.to_dict())
     else:
         if not stream:
             click.echo(result.content)
+        for call in result.tool_calls or []:
+            fn = call.get("function") or {}
+            click.echo(f"{fn.get('name')}({fn.get('arguments')})")
         ttft = f", first token {result.ttft_ms:.0f} ms" if result.ttft_ms is not None else ""
         click.echo(
             f"[{result.served_entity}] {result.latency_ms:.0f} ms{ttft}, "
@@ -272,6 +356,8 @@ def run(
     }
     overrides["evaluate"].update({k: v for k, v in replay_options.items() if v is not None})
     chosen = parse_steps(steps)
+    if "evaluate" in chosen:  # candidates on other endpoints: asked before the first step changes anything
+        evaluation_checks(config_path, backend, deploying="deploy" in chosen, raising=True)
     result = run_chain(
         config_path,
         steps=chosen,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from llmops_nb.chat.client import as_messages, chat, chat_many, check_generation
+from llmops_nb.chat.client import as_messages, chat, chat_many, check_generation, output_fields
 from llmops_nb.chat.ratecontrol import NotResent
-from llmops_nb.errors import ConfigError
+from llmops_nb.errors import ConfigError, QueryError
 
 FOUNDATION = "databricks-smollm2-135m-instruct"
 
@@ -26,6 +26,9 @@ def test_a_prompt_becomes_one_user_message_with_an_optional_system() -> None:
         (lambda: check_generation(0, 0.5), "max_tokens"),
         (lambda: check_generation(16, 2.5), "temperature"),
         (lambda: check_generation(True, 0.5), "max_tokens"),
+        (lambda: output_fields(response_format={"type": "yaml"}), "response_format"),
+        (lambda: output_fields(tools=[{"type": "function", "function": {}}]), "tools[0].function.name"),
+        (lambda: output_fields(tool_choice="required"), "tool_choice"),
     ],
 )
 def test_bad_chat_input_names_the_field(call, field: str) -> None:  # noqa: ANN001
@@ -56,3 +59,17 @@ def test_a_generation_slower_than_the_http_timeout_is_sent_once(fake_workspace, 
     assert isinstance(result, NotResent) and _invocations(fake_workspace) == 1
     fake_workspace.reset()
     assert chat(w, FOUNDATION, "hi").content  # the same client answers once nothing is slow
+
+
+def test_response_format_and_tools_are_sent_not_dropped(fake_workspace) -> None:  # noqa: ANN001
+    """The SDK's query has no response_format nor tools: the client posts them itself, and the
+    fake responder (which honours neither) refuses them by name rather than answering in text."""
+    w = fake_workspace.client()
+    fmt = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}
+    with pytest.raises(QueryError, match="response_format: .* is not allowed for served entity"):
+        chat(w, FOUNDATION, "hi", response_format=fmt)
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    with pytest.raises(QueryError, match="tool_choice: 'required' is not allowed for served entity"):
+        chat(w, FOUNDATION, "hi", tools=[tool], tool_choice="required")
+    [body] = [r["body"] for r in fake_workspace.requests() if r["path"].endswith("/invocations")][-1:]
+    assert body["tools"] == [tool] and body["tool_choice"] == "required"

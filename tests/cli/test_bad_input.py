@@ -162,6 +162,8 @@ CLI_CASES = [
     ("max-tokens", ["query", "smollm2-chat", "hi", "--max-tokens", "-3"], "max_tokens: -3"),
     ("temperature", ["query", "smollm2-chat", "hi", "--temperature", "9"], "temperature: 9.0"),
     ("empty-prompt", ["query", "smollm2-chat", ""], "prompt: ''"),
+    ("json-schema", ["query", "smollm2-chat", "hi", "--json-schema", "nowhere.json"], "--json-schema: 'nowhere.json'"),
+    ("tool-stream", ["query", "smollm2-chat", "hi", "--tool", "nowhere.json", "--stream"], "--tool: 'nowhere.json'"),
     ("steps", ["run", "--steps", "register,train"], "steps: 'train'"),
     ("backend", ["deploy", "--backend", "azureml"], "'azureml' is not one of"),
     ("timeout", ["deploy", "--timeout", "0"], "0"),

@@ -160,3 +160,27 @@ def test_structured_output_tools_n_and_logprobs_through_the_scoring_server(local
     )
     assert r.status_code == 400 and r.json()["message"].startswith("presence_penalty: 0.5 is not allowed for served entity")
     assert served in r.json()["message"]
+
+
+def test_the_client_asks_for_a_schema_and_a_tool_call(local, tmp_path) -> None:
+    """llmops-nb query --json-schema FILE --tool FILE: the answer parses against the schema, and a
+    tool file gives tool_calls whose arguments parse against the tool's parameters."""
+    import json
+
+    import jsonschema
+
+    from llmops_nb.chat.client import chat
+    from llmops_nb.cli.lifecycle import _output_files
+
+    _, w, _served = local
+    schema = {"type": "object", "properties": {"colour": {"type": "string", "maxLength": 12}}, "required": ["colour"]}
+    (tmp_path / "colour.json").write_text(json.dumps(schema))
+    params = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}}, "required": ["city"]}
+    (tmp_path / "weather.json").write_text(json.dumps({"name": "weather", "parameters": params}))
+    shaped = _output_files(tmp_path / "colour.json", (), False)
+    result = chat(w, "real", QUESTION, max_tokens=40, **shaped)
+    jsonschema.validate(json.loads(result.content), schema)
+    called = chat(w, "real", "Weather in Rome?", max_tokens=40, **_output_files(None, (tmp_path / "weather.json",), False))
+    (call,) = called.tool_calls or []
+    assert call["function"]["name"] == "weather" and called.finish_reason == "tool_calls", called
+    jsonschema.validate(json.loads(call["function"]["arguments"]), params)
