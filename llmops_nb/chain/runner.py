@@ -155,7 +155,20 @@ def prepare(
             "a Unity Catalog model serves on Databricks only; run with --backend databricks, or pick a "
             "bundled, gguf, transformers or code source",
         )
+    if "evaluate" in chosen:  # the whole evaluation section, before the first step changes anything
+        check_evaluation_section(project, kind, deploying="deploy" in chosen, overrides=(overrides or {}).get("evaluate", {}))
     return Prepared(chosen, cfg_path, kind, {}, skipped)
+
+
+def check_evaluation_section(project: Any, kind: str, *, deploying: bool, overrides: Mapping[str, Any]) -> list[str]:
+    """:func:`llmops_nb.evaluation.checks.check_evaluation` with the run's overrides
+    (``dataset_source``): the dataset, threshold names, candidates on the endpoint the chain
+    deploys. Candidates on other endpoints need the workspace: ``llmops-nb run`` and preflight
+    ask it (the chain knows no workspace), and the evaluate step before any row is sent."""
+    from llmops_nb.evaluation.checks import check_evaluation
+
+    del kind  # the same checks on every backend
+    return check_evaluation(project, deploying=deploying, replay=overrides.get("dataset_source") == "inference_table")
 
 
 def skipped_steps(project: Any) -> dict[str, str]:

@@ -375,5 +375,14 @@ def with_model(project: ProjectConfig, **changes: object) -> ProjectConfig:
 
 
 def load_project_config(path: str | Path) -> ProjectConfig:
-    """Read and validate a project config file; any problem is one ConfigError line."""
-    return _load_yaml_model(ProjectConfig, Path(path))
+    """Read and validate a project config file; any problem is one ConfigError line.
+
+    A relative ``evaluation.dataset`` is taken from the config file's folder (not from where
+    the notebook or the command runs), and returned as an absolute path.
+    """
+    project = _load_yaml_model(ProjectConfig, Path(path))
+    dataset = project.evaluation.dataset
+    if dataset != "bundled" and not Path(dataset).expanduser().is_absolute():
+        resolved = str(Path(path).resolve().parent / dataset)
+        project = project.model_copy(update={"evaluation": project.evaluation.model_copy(update={"dataset": resolved})})
+    return project

@@ -1,0 +1,75 @@
+"""The evaluation section checked before any step changes anything (the chain, ``llmops-nb run``, ``preflight``).
+
+:func:`check_evaluation` raises one ConfigError line for the first problem: the dataset (exists
+and parses, every row with its fields), threshold metric names, candidates (their endpoints
+and served entities exist, or will once the chain deploys the config's endpoint), and prices
+(they name candidates: the config itself checks that). :func:`evaluation_lines` says what was
+checked, one line each, as preflight prints them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from llmops_nb.errors import ConfigError
+from llmops_nb.evaluation.datasets import BUNDLED, load_dataset
+from llmops_nb.evaluation.metrics import KNOWN_METRICS
+from llmops_nb.evaluation.promotion import check_threshold_names
+
+if TYPE_CHECKING:  # pragma: no cover
+    from databricks.sdk import WorkspaceClient
+
+    from llmops_nb.config.project import ProjectConfig
+
+
+def _entity_names(project: ProjectConfig) -> list[str]:
+    return [str(e.name) for e in (project.endpoint.served_entities if project.endpoint else []) if e.name]
+
+
+def check_evaluation(
+    project: ProjectConfig, *, w: WorkspaceClient | None = None, deploying: bool = False, replay: bool = False
+) -> list[str]:
+    """Check ``project.evaluation``; the lines of what was checked, or one ConfigError line.
+
+    ``w``: the workspace, to look up candidates on endpoints other than the config's (and on
+    the config's when ``deploying`` is False: then it must exist already). ``deploying``: the
+    chain deploys the config's endpoint first, so its served entities are those of the config.
+    ``replay``: the rows come from an inference table, not the dataset.
+    """
+    ev = project.evaluation
+    lines = []
+    if not replay:
+        rows = load_dataset(ev.dataset)
+        where = "the bundled dataset" if ev.dataset == BUNDLED else ev.dataset
+        lines.append(f"dataset: {len(rows)} rows in {where}, each with id, question and expected")
+    if ev.judge_endpoint:
+        lines.append(f"thresholds: not checked by name (the judge {ev.judge_endpoint} adds its own metrics)")
+    else:
+        check_threshold_names(ev.thresholds, KNOWN_METRICS)
+        lines.append(f"thresholds: {len(ev.thresholds)} on known metrics" if ev.thresholds else "thresholds: none set")
+    own = project.endpoint_name
+    views: dict[str, dict[str, Any] | None] = {}
+    for i, c in enumerate(ev.candidates):
+        name = c.endpoint or own
+        field = f"evaluation.candidates[{i}]"
+        if name == own and deploying and project.endpoint is not None:
+            entities = _entity_names(project)
+        elif w is None:
+            continue
+        else:
+            from llmops_nb.endpoints.ops import get_endpoint
+
+            if name not in views:
+                views[name] = get_endpoint(w, name)
+            if views[name] is None:
+                raise ConfigError(f"{field}.endpoint", name, "an existing serving endpoint (deploy it first, or fix the name)")
+            entities = [str(e.get("name")) for e in ((views[name] or {}).get("config") or {}).get("served_entities") or []]
+        if c.served_entity is not None and c.served_entity not in entities:
+            raise ConfigError(
+                f"{field}.served_entity", c.served_entity, f"a served entity of {name}: {', '.join(entities) or '(none)'}"
+            )
+    if ev.candidates:
+        lines.append(f"candidates: {', '.join(ev.candidate_names)} (baseline {ev.baseline or 'the champion, else the first'})")
+    if ev.prices:
+        lines.append(f"prices: for {', '.join(ev.prices)}")
+    return lines
