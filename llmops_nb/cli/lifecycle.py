@@ -146,6 +146,9 @@ def preflight(config_path: Path | None, backend: str | None, model_version: str 
         sys.exit(2)
 
 
+FILE = click.Path(dir_okay=False, path_type=Path)
+
+
 def _output_files(json_schema: Path | None, tool_files: tuple[Path, ...], stream: bool) -> dict[str, Any]:
     """``response_format`` from a JSON schema file and ``tools`` (forced: ``tool_choice``) from
     function files, as OpenAI's chat body takes them; ConfigError naming the option and file."""
@@ -210,19 +213,9 @@ def evaluation_checks(
 @click.option("--system", default=None, help="An optional system message.")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer with usage and latency as JSON.")
 @click.option("--stream", is_flag=True, help="Print the answer's tokens as they come.")
+@click.option("--json-schema", type=FILE, help="A JSON schema file: the answer is JSON matching it (response_format).")
 @click.option(
-    "--json-schema",
-    "json_schema",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="A JSON schema file: the answer is JSON matching it (response_format json_schema).",
-)
-@click.option(
-    "--tool",
-    "tool_files",
-    type=click.Path(dir_okay=False, path_type=Path),
-    multiple=True,
-    help="A function definition file ({name, description, parameters}); the answer calls it (repeat for several).",
+    "--tool", "tool_files", type=FILE, multiple=True, help="A function file {name, description, parameters}: the answer calls it."
 )
 def query(
     endpoint: str,
