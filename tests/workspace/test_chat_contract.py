@@ -121,3 +121,37 @@ def test_bytes_that_are_not_utf8_are_400_on_every_route(served, path) -> None:
     assert r.status_code == 400, r.text
     assert r.json()["message"].startswith("request body: not UTF-8 text")
     assert post(served, INVOKE, chat("still up")).status_code == 200
+
+
+def test_bytes_that_are_not_utf8_are_never_a_server_error_on_any_write_route(tmp_path) -> None:
+    """Every POST, PUT and PATCH route of the workspace app, enumerated from the app itself (so a
+    new route is covered too), answers bad bytes with a 4xx and one line, never a 500."""
+    from fastapi.routing import APIRoute
+    from fastapi.testclient import TestClient
+
+    from llmops_nb.workspace.api.app import create_app
+    from llmops_nb.workspace.runners.base import RunnerContext
+    from llmops_nb.workspace.runners.faults import FaultInjector
+
+    ctx = RunnerContext(home=tmp_path, tracking_uri=None, faults=FaultInjector(), fake=True)
+    app = create_app(ctx, token="t0k3n")
+    routes = [
+        (m, r.path) for r in app.routes if isinstance(r, APIRoute) for m in sorted(r.methods) if m in ("POST", "PUT", "PATCH")
+    ]
+    assert len(routes) > 20
+    # the guard answers only its loopback Host with the server's port (TestClient's is 80)
+    headers = {"Authorization": "Bearer t0k3n", "Content-Type": "application/json", "Host": "127.0.0.1:80"}
+    seen = {}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for method, path in routes:
+            url = path.replace("{path:path}", "nowhere").replace("{securable_type}", "catalog")
+            for param in ("{name}", "{entity}", "{full_name}", "{alias}", "{statement_id}"):
+                url = url.replace(param, "x")
+            r = client.request(method, url, content=b"\xc3\x28", headers=headers)
+            seen[(method, path)] = r.status_code
+            assert r.status_code < 500, (method, path, r.status_code, r.text[:200])
+            if r.status_code == 400 and "error_code" in r.json():
+                assert r.json()["message"].startswith("request body: not UTF-8 text"), (method, path, r.text[:200])
+    # the body is read first on every serving route, control plane and invocations alike
+    assert all(seen[k] == 400 for k in seen if "serving-endpoints" in k[1]), seen
+    assert sum(code == 400 for code in seen.values()) >= 20, seen

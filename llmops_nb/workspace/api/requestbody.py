@@ -13,6 +13,8 @@ async def json_object(request: Request) -> dict:
     """The request's body as a JSON object (``{}`` when empty)."""
     try:
         body = json.loads(await request.body() or b"{}")
+    except UnicodeDecodeError as e:  # a ValueError too: json.loads decodes the bytes first
+        raise invalid(f"request body: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except ValueError:
         raise invalid("request body: malformed JSON") from None
     if not isinstance(body, dict):
