@@ -30,7 +30,7 @@ from llmops_nb.evaluation.datasets import dataset_digest
 from llmops_nb.evaluation.decision import decide, decision_record, write_decision
 from llmops_nb.evaluation.metrics import KNOWN_METRICS
 from llmops_nb.evaluation.mlflow_run import active_experiment, end_prepared, log_outputs, prepare_run, reopened_run
-from llmops_nb.evaluation.plot import PLOT_ARTIFACT, plot_results
+from llmops_nb.evaluation.plot import DECISION_PLOT, PLOT_ARTIFACT, plot_decision, plot_results
 from llmops_nb.evaluation.promotion import (
     TAG_MODEL_NAME,
     TAG_MODEL_VERSION,
@@ -287,6 +287,7 @@ def evaluate_and_promote(
     record["model"] = {"name": model_name, "version": model_version, "alias": alias}
     record_path = write_decision(record, out)
     _log_intervals(result.run_id, estimates[NEW], record_path, tracking_uri)
+    shown_plot = _decision_plot(estimates, cost, rule.primary, out, result.run_id, tracking_uri)
     promoted = bool(decided.promote and promote_on_pass and model_name and model_version)
     reasons = [decided.paragraph()]
     recorded = PromotionDecision(
@@ -316,7 +317,20 @@ def evaluate_and_promote(
         alias,
         record,
         {NEW: result},
+        decision_plot=shown_plot,
     )
+
+
+def _decision_plot(
+    estimates: Mapping[str, Any], costs: Mapping[str, float | None], primary: str, out: Path, run_id: str, tracking_uri: str
+) -> Path:
+    """The candidates' plot with intervals (:func:`~llmops_nb.evaluation.plot.plot_decision`), saved and logged to ``run_id``."""
+    from mlflow import MlflowClient
+
+    path = out / DECISION_PLOT
+    plot_decision(estimates, costs, primary).savefig(path, dpi=100)
+    MlflowClient(tracking_uri).log_artifact(run_id, str(path))
+    return path
 
 
 def _parent_run(
@@ -479,6 +493,7 @@ def evaluate_candidates(
         )
     record_decision(parent, recorded, alias=alias, version=version, tracking_uri=tracking_uri)
     client.log_artifact(parent, str(record_path))
+    shown_plot = _decision_plot(estimates, costs, rule.primary, out, parent, tracking_uri)
     client.set_terminated(parent, "FINISHED")
     shown = next((n for n in names if n != baseline), baseline)
     return Evaluation(
@@ -494,4 +509,5 @@ def evaluate_candidates(
         record,
         results,
         parent_run_id=parent,
+        decision_plot=shown_plot,
     )

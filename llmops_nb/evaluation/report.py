@@ -55,6 +55,26 @@ class Evaluation:
     record: dict[str, Any] = field(default_factory=dict)
     results: dict[str, EvalResult] = field(default_factory=dict)
     parent_run_id: str | None = None  # several candidates: the decision's run, the parent of theirs
+    decision_plot: Path | None = None  # every candidate's rates and primary metric with intervals
+
+    @property
+    def disagreements(self) -> pd.DataFrame:
+        """The rows where the candidates' scores on the primary metric differ: each one's answer and score."""
+        import pandas as pd
+
+        primary = self.decision.rule.primary
+        column = "error" if primary == "error_rate" else primary.removesuffix("/mean")
+        tables = {n: r.table.set_index("id") for n, r in self.results.items()}
+        if len(tables) < 2 or any(column not in t for t in tables.values()):
+            return pd.DataFrame(columns=["id", "question", "expected"])
+        first = next(iter(tables.values()))
+        scores = pd.DataFrame({n: (t[column].notna() if column == "error" else t[column]) for n, t in tables.items()})
+        differ = scores.nunique(axis=1, dropna=False) > 1
+        out = first.loc[differ, ["question", "expected"]].copy()
+        for name, t in tables.items():
+            out[f"{name}: answer"] = t.loc[differ, "answer"]
+            out[f"{name}: {column}"] = scores.loc[differ, name]
+        return out.reset_index()
 
     @property
     def run_id(self) -> str:

@@ -123,6 +123,11 @@ def test_three_candidates_on_the_same_rows_one_parent_run_and_a_decision(two, tm
     assert all("contains_match/ci_low" in r.data.metrics for r in children)
     assert "decision.json" in [a.path for a in client.list_artifacts(parent.info.run_id)]
     assert client.get_registered_model("m").aliases == {}
+    assert evaluation.decision_plot == tmp_path / "out" / "decision_plot.png" and evaluation.decision_plot.stat().st_size > 0
+    assert "decision_plot.png" in [a.path for a in client.list_artifacts(parent.info.run_id)]
+    differ = evaluation.disagreements
+    assert list(differ["id"]) == [f"p{i:02d}" for i in range(1, 20, 2)]  # m-2 misses the odd rows, the others do not
+    assert set(differ["new: contains_match"]) == {0.0} and set(differ["v1: contains_match"]) == {1.0}
 
 
 def test_a_better_version_on_the_same_endpoint_takes_the_alias(two, tmp_path: Path) -> None:  # noqa: ANN001
