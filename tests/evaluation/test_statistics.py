@@ -119,7 +119,7 @@ def test_min_rows_and_rows_to_resolve() -> None:
 
 
 def test_the_statistics_of_100k_rows_and_three_candidates_are_vectorised() -> None:
-    """Runs the large-n paths (Student's, order statistics); the timing is in bench/statistics.py."""
+    """Runs the large-n paths (Student's, order statistics); the timing is in bench/evaluation_statistics.py."""
     rng = np.random.default_rng(0)
     n = 100_000
     cols = {

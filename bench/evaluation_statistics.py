@@ -4,7 +4,7 @@ Every candidate's metrics with intervals (llmops_nb.evaluation.statistics.summar
 paired comparisons against the baseline (compare_candidates), timed end to end; the ratio to
 numpy's plain means of the same columns shows the cost of the intervals.
 
-    .venv/bin/python bench/statistics.py [--rows 100000] [--candidates 3] [--rounds 3]
+    .venv/bin/python bench/evaluation_statistics.py [--rows 100000] [--candidates 3] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--candidates", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "statistics.json")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "evaluation_statistics.json")
     args = parser.parse_args()
     data = columns(args.rows, args.candidates)
     st.summarize(data["c0"])  # imports scipy outside the timing
