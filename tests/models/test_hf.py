@@ -143,6 +143,7 @@ def test_deployed_it_answers_a_chat_request_over_http(served: dict, tiny_hf_mode
     assert body["model"] == "tiny-llama"
     choice = body["choices"][0]
     assert choice["message"]["role"] == "assistant"
+    assert choice["logprobs"] is None and choice["message"]["refusal"] is None  # OpenAI's nullable fields (issue 29)
     assert body["usage"]["completion_tokens"] == 6 and choice["finish_reason"] == "length"
     # the served answer is the model's own greedy continuation (MLflow strips leading blanks)
     assert choice["message"]["content"] == _greedy(tiny_hf_model, messages, 6).lstrip()

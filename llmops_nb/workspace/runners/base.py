@@ -29,7 +29,7 @@ from llmops_nb.util.paths import make_private
 from llmops_nb.util.ports import free_port
 from llmops_nb.util.processes import kill_group
 from llmops_nb.workspace.apierror import ApiError, invalid, unavailable
-from llmops_nb.workspace.runners.chat import count_tokens, prompt_tokens, text_of
+from llmops_nb.workspace.runners.chat import count_tokens, prompt_tokens, text_of, with_nullable_fields
 from llmops_nb.workspace.runners.faults import FaultInjector
 from llmops_nb.workspace.runners.fields import FAKE, check_fields, model_fields
 from llmops_nb.workspace.runners.notices import entity_notices
@@ -509,7 +509,7 @@ class ScoringServerRunner(Runner):
             raise ApiError(
                 r.status_code if r.status_code in (429, 503) else 500, code or "INTERNAL_ERROR", f"The model failed: {msg}"
             )
-        return single_answer(data)  # an llm/v1 transformers model answers [completion]
+        return with_nullable_fields(single_answer(data))  # an llm/v1 transformers model answers [completion]
 
 
 def _model_message(msg: object, limit: int = 500) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from llmops_nb.protocol.chat_body import ROLES, generation_problem, structure_problem
 from llmops_nb.workspace.apierror import invalid
 
@@ -70,3 +72,16 @@ def text_of(content: object) -> str:
 
 def prompt_tokens(body: dict) -> int:
     return sum(count_tokens(text_of(m.get("content"))) for m in body.get("messages", []))
+
+
+def with_nullable_fields(answer: Any) -> Any:
+    """A chat.completion with OpenAI's required nullable fields present (``choices[].logprobs``,
+    ``message.refusal``): what a served model leaves out (MLflow's transformers flavor, a custom
+    model) is null, so typed clients and the OpenAI schema accept the answer."""
+    if isinstance(answer, dict) and answer.get("object") == "chat.completion" and isinstance(answer.get("choices"), list):
+        for choice in answer["choices"]:
+            if isinstance(choice, dict):
+                choice.setdefault("logprobs", None)
+                if isinstance(choice.get("message"), dict):
+                    choice["message"].setdefault("refusal", None)
+    return answer
