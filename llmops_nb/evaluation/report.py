@@ -140,6 +140,10 @@ class Evaluation:
                 if metric in ("exact_match", "contains_match", "error_rate") and e.n
             ]
             lines.append(f"{name}: " + ", ".join(shown) + f" ({conf:.0%} intervals)")
+        k = m.get("correctness/kappa_contains_match")
+        if k is not None:
+            lo, hi = m.get("correctness/kappa_contains_match/ci_low"), m.get("correctness/kappa_contains_match/ci_high")
+            lines.append(f"judge agreement with contains_match: Cohen's kappa {k:.2f} [{lo:.2f}, {hi:.2f}]")
         if self.decision.checks:
             lines += ["Thresholds (at the interval's bound):", *(f"  {c.line()}" for c in self.decision.checks)]
         for d in self.comparisons:

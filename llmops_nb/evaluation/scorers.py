@@ -20,6 +20,7 @@ from typing import Any
 
 from llmops_nb.chat.ratecontrol import AimdLimiter
 from llmops_nb.evaluation.metrics import contains_match, exact_match, response_length, tokens_per_second
+from llmops_nb.evaluation.statistics import kappa
 
 __all__ = [
     "SCORERS",
@@ -148,8 +149,10 @@ def judge_rows(rows: Iterator[dict[str, Any]], judge_endpoint: str, *, concurren
     """The Correctness judge (``endpoints:/<judge_endpoint>``) on each answered row, at most
     ``concurrency`` at once, its 429s through ``limiter`` (the endpoint calls' AIMD policy).
 
-    Returns ``correctness/mean`` (share of rows judged correct; a failed row counts as not)
-    and ``correctness/errors`` (judge calls that failed for another reason).
+    Returns ``correctness/mean`` (share of rows judged correct; a failed row counts as not),
+    ``correctness/errors`` (judge calls that failed for another reason) and
+    ``correctness/kappa_contains_match`` with its interval: Cohen's kappa of the judge's verdicts
+    against ``contains_match`` on the same rows (:func:`~llmops_nb.evaluation.statistics.kappa`).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -181,12 +184,23 @@ def judge_rows(rows: Iterator[dict[str, Any]], judge_endpoint: str, *, concurren
         value = str(getattr(feedback, "value", "")).lower()
         return None if getattr(feedback, "error", None) is not None else float(value in ("yes", "true", "1"))
 
+    labels: list[float] = []
+
+    def labelled(row: dict[str, Any]) -> dict[str, Any]:
+        labels.append(float(row.get("contains_match") or 0.0))
+        return row
+
     with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="judge") as pool:
-        scores = list(pool.map(one, rows))
+        scores = list(pool.map(one, (labelled(r) for r in rows)))
     judged = [s for s in scores if s is not None]
+    # the judge's agreement with the labelled metric on the same rows: does the judge deserve trust?
+    agreement = kappa([math.nan if s is None else s for s in scores], labels)
     return {
         "correctness/mean": sum(judged) / len(scores) if scores else math.nan,
         "correctness/errors": float(len(scores) - len(judged)),
+        "correctness/kappa_contains_match": agreement.value,
+        "correctness/kappa_contains_match/ci_low": agreement.ci_low,
+        "correctness/kappa_contains_match/ci_high": agreement.ci_high,
     }
 
 

@@ -278,6 +278,38 @@ def newcombe_paired(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> t
     return max(-1.0, diff - below), min(1.0, diff + above)
 
 
+def _kappa(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Cohen's kappa of two 0/1 raters along ``axis`` (vectorised for the bootstrap)."""
+    po = np.mean(a == b, axis=axis)
+    pa, pb = np.mean(a, axis=axis), np.mean(b, axis=axis)
+    pe = pa * pb + (1 - pa) * (1 - pb)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(pe < 1, (po - pe) / (1 - pe), np.where(po == 1, 1.0, np.nan))
+
+
+def kappa(rater: Any, reference: Any, confidence: float = 0.95, seed: int = SEED) -> Estimate:
+    """Cohen's kappa between two 0/1 ratings of the same rows (a judge and a labelled metric),
+    with a seeded paired bootstrap interval (percentile). scipy and numpy have no kappa;
+    ``sklearn.metrics.cohen_kappa_score`` computes the same value."""
+    a, b = np.asarray(rater, dtype=float), np.asarray(reference, dtype=float)
+    both = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[both], b[both]
+    n = len(a)
+    if n == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0, "none")
+    value = float(_kappa(a, b))
+    if n < 2 or math.isnan(value):
+        return Estimate(value, math.nan, math.nan, n, "cohen")
+    from scipy import stats
+
+    with np.errstate(all="ignore"):
+        ci = stats.bootstrap(
+            (a, b), _kappa, paired=True, vectorized=True, n_resamples=N_RESAMPLES, confidence_level=confidence,
+            method="percentile", rng=_rng(seed),
+        ).confidence_interval  # fmt: skip
+    return Estimate(value, float(ci.low), float(ci.high), n, "cohen, bootstrap")
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm's step-down adjustment (family-wise error), as ``statsmodels`` ``multipletests(method="holm")``.
 

@@ -98,3 +98,63 @@ def test_register_and_evaluate_runs_share_one_experiment_rule(tmp_path: Path) ->
     finally:
         mlflow.set_tracking_uri(before)
     assert location == (tmp_path / "mlruns" / "team_evals").as_uri()
+
+
+def test_the_judge_reports_its_agreement_with_contains_match(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A judge (an external-model endpoint on the fake provider) that says yes on rows 0-9 of 20,
+    where contains_match holds on the even rows: it agrees on 10 of 20, kappa 0."""
+    import json
+    import re
+
+    from llmops_nb.config.endpoint import EndpointConfig
+    from llmops_nb.endpoints.apply import deploy
+    from llmops_nb.evaluation.orchestrate import evaluate_endpoint
+    from llmops_nb.testing import fake_workspace
+    from llmops_nb.testing.provider import fake_provider
+
+    with fake_provider() as provider:
+        provider.reply = lambda body: (
+            '{"result": "%s", "rationale": "fake judge"}'
+            % ("yes" if int(re.search(r"question (\d+)", json.dumps(body)).group(1)) < 10 else "no")
+        )
+        monkeypatch.setenv("LLMOPS_SECRET_JUDGE_OPENAI", "sk-judge-canary-0123456789")
+        with fake_workspace(tmp_path / "ws", ready_seconds=0.1) as ws:
+            for key, value in ws.env().items():
+                monkeypatch.setenv(key, value)
+            w = ws.client()
+            for body in (
+                {
+                    "name": "answers",
+                    "served_entities": [{"entity_name": "m", "entity_version": "1", "scale_to_zero_enabled": False}],
+                },
+                {
+                    "name": "judge",
+                    "served_entities": [
+                        {
+                            "name": "judge",
+                            "external_model": {
+                                "name": "gpt-judge",
+                                "provider": "openai",
+                                "task": "llm/v1/chat",
+                                "openai_config": {
+                                    "openai_api_key": "{{secrets/judge/openai}}",
+                                    "openai_api_base": provider.base_url,
+                                },
+                            },
+                        }
+                    ],
+                },
+            ):
+                deploy(w, EndpointConfig.model_validate(body), progress=False, poll_interval=0.1)
+            rows = [
+                {"id": f"r{i}", "question": f"question {i}", "expected": "question" if i % 2 == 0 else "x", "aliases": []}
+                for i in range(20)
+            ]
+            result = evaluate_endpoint(
+                w, "answers", rows, judge_endpoint="judge", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", progress=False,
+                mlflow_scoring=False, output_dir=tmp_path / "out",
+            )  # fmt: skip
+    m = result.metrics
+    assert m["contains_match"] == 0.5 and m["correctness/mean"] == 0.5
+    assert m["correctness/kappa_contains_match"] == pytest.approx(0.0)
+    assert m["correctness/kappa_contains_match/ci_low"] < 0 < m["correctness/kappa_contains_match/ci_high"]

@@ -132,3 +132,15 @@ def test_the_statistics_of_100k_rows_and_three_candidates_are_vectorised() -> No
     found = st.compare_candidates(cols, "base")
     a = next(d for d in found if d.candidate == "a" and d.metric == "contains_match")
     assert a.ci_low < 0.01 < a.ci_high
+
+
+def test_cohen_kappa_on_known_tables_with_an_interval() -> None:
+    judge = [1, 1, 0, 0] * 10
+    assert st.kappa(judge, judge).value == 1.0
+    assert st.kappa(judge, [1 - j for j in judge]).value == -1.0
+    # 20 rows: both say 1 on 8, both 0 on 6, judge-only 4, label-only 2: po = 0.7, pe = 0.6*0.5 + 0.4*0.5 = 0.5
+    a = [1] * 8 + [0] * 6 + [1] * 4 + [0] * 2
+    b = [1] * 8 + [0] * 6 + [0] * 4 + [1] * 2
+    k = st.kappa(a, b)  # sklearn.metrics.cohen_kappa_score(a, b) == 0.4
+    assert k.value == pytest.approx(0.4) and k.ci_low < 0.4 < k.ci_high and k.n == 20
+    assert st.kappa([1, np.nan, 0], [1, 1, 0]).n == 2  # a judge error is left out
