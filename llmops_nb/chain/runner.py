@@ -162,12 +162,14 @@ def prepare(
 
 def check_evaluation_section(project: Any, kind: str, *, deploying: bool, overrides: Mapping[str, Any]) -> list[str]:
     """:func:`llmops_nb.evaluation.checks.check_evaluation` with the run's overrides
-    (``dataset_source``): the dataset, threshold names, candidates on the endpoint the chain
+    (``dataset``, ``thresholds``, ``dataset_source``): the dataset, threshold names, candidates on the endpoint the chain
     deploys. Candidates on other endpoints need the workspace: ``llmops-nb run`` and preflight
     ask it (the chain knows no workspace), and the evaluate step before any row is sent."""
+    from llmops_nb.config.project import with_evaluation
     from llmops_nb.evaluation.checks import check_evaluation
 
     del kind  # the same checks on every backend
+    project = with_evaluation(project, dataset=overrides.get("dataset") or "", thresholds=overrides.get("thresholds") or "")
     return check_evaluation(project, deploying=deploying, replay=overrides.get("dataset_source") == "inference_table")
 
 

@@ -280,6 +280,20 @@ def query(
 @click.option("--resume", is_flag=True, help="Evaluate: skip rows an interrupted run already scored.")
 @click.option("--max-rows", type=click.IntRange(min=0), default=None, help="Evaluate only the first N rows.")
 @click.option(
+    "--dataset",
+    "dataset",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Evaluate on this .jsonl file instead of the config's dataset (one JSON object a line: id, question, expected, aliases).",
+)
+@click.option(
+    "--threshold",
+    "thresholds",
+    multiple=True,
+    metavar="METRIC=VALUE",
+    help="Evaluate with this threshold instead of the config's (repeatable; held at the interval's bound).",
+)
+@click.option(
     "--warm-kernels/--cold-kernels",
     default=True,
     show_default=True,
@@ -317,6 +331,8 @@ def run(
     resume: bool,
     max_rows: int | None,
     warm_kernels: bool,
+    dataset: Path | None = None,
+    thresholds: tuple[str, ...] = (),
     dataset_source: str | None = None,
     replay_since: str | None = None,
     replay_status: int | None = None,
@@ -340,6 +356,10 @@ def run(
         overrides["evaluate"]["resume"] = True
     if max_rows is not None:
         overrides["evaluate"]["max_rows"] = max_rows
+    if dataset is not None:  # a path from where the command runs
+        overrides["evaluate"]["dataset"] = str(dataset.expanduser().resolve())
+    if thresholds:
+        overrides["evaluate"]["thresholds"] = ",".join(thresholds)
     replay_options = {
         "dataset_source": dataset_source,
         "replay_since": replay_since,

@@ -374,6 +374,41 @@ def with_model(project: ProjectConfig, **changes: object) -> ProjectConfig:
     return project.model_copy(update={"model": model})
 
 
+def parse_thresholds(text: str, field: str = "thresholds") -> dict[str, float]:
+    """``"contains_match=0.3,latency_p95_ms=30000"`` (a CLI flag, a notebook parameter) as a dict;
+    one ConfigError line naming the item that is not ``metric=number``."""
+    out: dict[str, float] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        metric, sep, value = item.partition("=")
+        try:
+            out[metric.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not metric.strip():
+            raise ConfigError(field, item, "metric=value items, comma-separated (e.g. contains_match=0.3,latency_p95_ms=30000)")
+    return out
+
+
+def with_evaluation(project: ProjectConfig, *, dataset: str = "", thresholds: str | Mapping[str, float] = "") -> ProjectConfig:
+    """``project`` with the evaluation's dataset and thresholds replaced (CLI flags, notebook
+    parameters); empty values change nothing; validated as the file would be."""
+    changes: dict[str, object] = {}
+    if dataset:
+        changes["dataset"] = dataset
+    if thresholds:
+        changes["thresholds"] = parse_thresholds(thresholds) if isinstance(thresholds, str) else dict(thresholds)
+    if not changes:
+        return project
+    data = {**project.evaluation.model_dump(exclude_unset=True), **changes}
+    try:
+        evaluation = EvaluationConfig.model_validate(data)
+    except ConfigError as e:
+        raise ConfigError(f"evaluation.{e.field}" if e.field else "evaluation", e.value, e.allowed) from None
+    return project.model_copy(update={"evaluation": evaluation})
+
+
 def load_project_config(path: str | Path) -> ProjectConfig:
     """Read and validate a project config file; any problem is one ConfigError line.
 

@@ -43,6 +43,8 @@ def evaluate(
     replay_status: int = 200,
     replay_warehouse_id: str = "",
     output_dir: str = "",
+    dataset: str = "",
+    thresholds: str = "",
 ) -> Any:
     """Score the dataset through the endpoint, log it to MLflow, gate and maybe promote.
 
@@ -52,17 +54,20 @@ def evaluate(
     inference table of ``replay_endpoint`` (default: the evaluated endpoint) instead of the
     config's dataset, and adds the diff with the logged answers to the run (:mod:`llmops_nb.evaluation.replay`).
     ``output_dir``: where ``decision.json``, the rows file and the plot go (``llmops-nb run``: the
-    run folder); "" means a temporary folder.
+    run folder); "" means a temporary folder. ``dataset`` and ``thresholds``
+    (``"metric=value,..."``) replace the config's (``llmops-nb run --dataset --threshold``).
     """
     from pathlib import Path
 
     from llmops_nb.backends import local_home
+    from llmops_nb.config.project import with_evaluation
     from llmops_nb.evaluation import datasets, replay
     from llmops_nb.evaluation.orchestrate import evaluate_and_promote
     from llmops_nb.steps.query import target_endpoint
     from llmops_nb.tracking.provenance import environment_record
     from llmops_nb.util.paths import private_file
 
+    project = with_evaluation(project, dataset=dataset, thresholds=thresholds)
     ev = project.evaluation
     name = target_endpoint(project, endpoint_name)
     model = model_name or (project.model.name if project.endpoint is not None else "")

@@ -64,3 +64,20 @@ def test_candidates_on_other_endpoints_are_asked_of_the_workspace(tmp_path: Path
     assert check_evaluation(project, deploying=True)[-1].startswith("candidates: gpt")  # no workspace: not asked
     with pytest.raises(ConfigError, match=r"^evaluation\.candidates\[0\]\.endpoint: 'gpt-4o-external' is not allowed"):
         check_evaluation(project, w=fake_workspace.client(), deploying=True)
+
+
+def test_the_runs_dataset_and_threshold_overrides_are_checked_too(tmp_path: Path) -> None:
+    from llmops_nb.config.project import parse_thresholds, with_evaluation
+
+    path = _config(tmp_path, "  thresholds: {contains_match: 0.2}\n")
+    with pytest.raises(ConfigError, match=r"^thresholds\.contains_mach: 'contains_mach' is not allowed"):
+        prepare(path, "evaluate", "local", {"evaluate": {"thresholds": "contains_mach=0.5"}})
+    with pytest.raises(ConfigError, match=r"^dataset: '.*nowhere\.jsonl' is not allowed"):
+        prepare(path, "evaluate", "local", {"evaluate": {"dataset": str(tmp_path / "nowhere.jsonl")}})
+    assert parse_thresholds("contains_match=0.3, latency_p95_ms=30000") == {"contains_match": 0.3, "latency_p95_ms": 30000.0}
+    with pytest.raises(ConfigError, match=r"^thresholds: 'contains_match' is not allowed; metric=value items"):
+        parse_thresholds("contains_match")
+    with pytest.raises(ConfigError, match=r"^thresholds: 'x=high' is not allowed"):
+        parse_thresholds("x=high")
+    project = with_evaluation(load_project_config(path), thresholds="exact_match=0.1")
+    assert project.evaluation.thresholds == {"exact_match": 0.1}
