@@ -28,6 +28,7 @@ from llmops_nb.evaluation.bookkeeping import ROWS_ARTIFACT, Bookkeeper
 from llmops_nb.evaluation.candidates import Target, cost_per_1k
 from llmops_nb.evaluation.datasets import dataset_digest
 from llmops_nb.evaluation.decision import decide, decision_record, write_decision
+from llmops_nb.evaluation.html_report import write_report
 from llmops_nb.evaluation.metrics import KNOWN_METRICS
 from llmops_nb.evaluation.mlflow_run import active_experiment, end_prepared, log_outputs, prepare_run, reopened_run
 from llmops_nb.evaluation.plot import DECISION_PLOT, PLOT_ARTIFACT, plot_decision, plot_results
@@ -305,7 +306,7 @@ def evaluate_and_promote(
         )
     else:
         record_decision(result.run_id, recorded, alias=alias, version=model_version, tracking_uri=tracking_uri)
-    return Evaluation(
+    evaluation = Evaluation(
         result,
         decided,
         comparisons,
@@ -319,6 +320,8 @@ def evaluate_and_promote(
         {NEW: result},
         decision_plot=shown_plot,
     )
+    evaluation.html_report = _html_report(evaluation, out, tracking_uri)
+    return evaluation
 
 
 def _decision_plot(
@@ -330,6 +333,16 @@ def _decision_plot(
     path = out / DECISION_PLOT
     plot_decision(estimates, costs, primary).savefig(path, dpi=100)
     MlflowClient(tracking_uri).log_artifact(run_id, str(path))
+    return path
+
+
+def _html_report(evaluation: Evaluation, out: Path, tracking_uri: str) -> Path:
+    """``decision_report.html`` (:mod:`~llmops_nb.evaluation.html_report`) in ``out``, logged to the decision's run."""
+    from mlflow import MlflowClient
+
+    decision = evaluation.decision
+    path = write_report(evaluation.record, decision.paragraph(), out, evaluation.disagreements, evaluation.decision_plot)
+    MlflowClient(tracking_uri).log_artifact(evaluation.run_id, str(path))
     return path
 
 
@@ -494,9 +507,8 @@ def evaluate_candidates(
     record_decision(parent, recorded, alias=alias, version=version, tracking_uri=tracking_uri)
     client.log_artifact(parent, str(record_path))
     shown_plot = _decision_plot(estimates, costs, rule.primary, out, parent, tracking_uri)
-    client.set_terminated(parent, "FINISHED")
     shown = next((n for n in names if n != baseline), baseline)
-    return Evaluation(
+    evaluation = Evaluation(
         results[shown],
         decided,
         comparisons,
@@ -511,3 +523,6 @@ def evaluate_candidates(
         parent_run_id=parent,
         decision_plot=shown_plot,
     )
+    evaluation.html_report = _html_report(evaluation, out, tracking_uri)
+    client.set_terminated(parent, "FINISHED")
+    return evaluation

@@ -56,6 +56,7 @@ class Evaluation:
     results: dict[str, EvalResult] = field(default_factory=dict)
     parent_run_id: str | None = None  # several candidates: the decision's run, the parent of theirs
     decision_plot: Path | None = None  # every candidate's rates and primary metric with intervals
+    html_report: Path | None = None  # decision_report.html: the decision's tables, disagreeing rows and plot
 
     @property
     def disagreements(self) -> pd.DataFrame:
