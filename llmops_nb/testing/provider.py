@@ -1,6 +1,7 @@
 """A fake LLM provider on 127.0.0.1: OpenAI ``/v1/chat/completions`` and Anthropic ``/v1/messages``.
 
-Deterministic answers; it records every request with the credential header it received so a
+Deterministic answers (a forced tool call, ``tool_choice`` naming a function or ``required``, is
+answered with ``tool_calls`` whose arguments are ``{"text": <last message>}``); it records every request with the credential header it received so a
 test can check that the key arrived (and only there). With ``"stream": true`` it streams the
 same answer word by word in each provider's documented format: OpenAI's
 ``chat.completion.chunk`` events (usage in a last chunk with no choices when
@@ -49,12 +50,18 @@ class FakeProvider:
                 "content": [{"type": "text", "text": text}],
                 "usage": {"input_tokens": p, "output_tokens": c},
             }
+        message: dict = {"role": "assistant", "content": text}
+        called = _forced_tool(body)
+        if called is not None:  # OpenAI's answer to a forced call: content null, the call's arguments as JSON text
+            arguments = json.dumps({"text": last})
+            call = {"id": "call_fake", "type": "function", "function": {"name": called, "arguments": arguments}}
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
         return 200, {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model"),
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+            "choices": [{"index": 0, "finish_reason": "tool_calls" if called else "stop", "message": message}],
             "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
         }
 
@@ -94,7 +101,7 @@ class FakeProvider:
                 ("message_stop", {"type": "message_stop"}),
             ]
         base = {"id": answer["id"], "object": "chat.completion.chunk", "created": answer["created"], "model": answer["model"]}
-        text = answer["choices"][0]["message"]["content"]
+        text = answer["choices"][0]["message"]["content"] or ""  # a tool call streams no text here
 
         def c(delta: dict, finish: str | None = None) -> dict:
             return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
@@ -168,6 +175,16 @@ def fake_provider() -> Iterator[FakeProvider]:
     finally:
         provider.server.shutdown()
         provider.server.server_close()
+
+
+def _forced_tool(body: dict) -> str | None:
+    """The function a chat body forces (``tool_choice`` naming it, or ``required``: the first tool), else None."""
+    tools, choice = body.get("tools") or [], body.get("tool_choice")
+    if not tools or choice in (None, "none", "auto"):
+        return None
+    if isinstance(choice, dict):
+        return (choice.get("function") or {}).get("name")
+    return (tools[0].get("function") or {}).get("name")
 
 
 def _pieces(text: str) -> list[str]:

@@ -6,11 +6,19 @@ background thread, so the page stays live while it is pending: it streams in as 
 generated when the client can stream (``llmops_nb.chat.client.chat_stream``), else it comes whole
 (``llmops_nb.chat.client.chat``). **Stop** ends the wait at once: a stream is closed, a late whole
 answer is dropped, and the turn leaves the conversation as it was.
+
+Two optional text areas shape the answer as ``llmops-nb query --json-schema/--tool`` does
+(llmops_nb/cli/lifecycle.py, _output_files): a JSON schema (sent as ``response_format``
+json_schema, named "answer") and a tool (a function definition or an OpenAI tool, sent in
+``tools`` with ``tool_choice`` naming it). Bad JSON is one line in the status and nothing is sent;
+a turn with a tool is asked whole (a tool call is shown whole), and its calls are shown as
+``name(arguments)``.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from llmops_nb.chat.client import chat_stream as _chat_stream
-from llmops_nb.errors import LlmopsError
+from llmops_nb.errors import ConfigError, LlmopsError
 
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
@@ -36,6 +44,7 @@ class _Turn:
     """One request in flight: the messages sent, the text streamed so far, how it ended."""
 
     messages: list[dict[str, str]]
+    shaping: dict[str, Any] = field(default_factory=dict)
     stopped: threading.Event = field(default_factory=threading.Event)
     partial: str = ""
     stream: Any = None
@@ -77,6 +86,9 @@ class ChatPlayground(w.VBox):
         label = {"style": {"description_width": "90px"}, "layout": w.Layout(width="340px")}
         self.max_tokens = w.IntSlider(value=max_tokens, min=1, max=1024, description="max tokens", **label)
         self.temperature = w.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.1, description="temperature", **label)
+        area = w.Layout(width="100%", max_width="296px", height="70px")
+        self.json_schema = w.Textarea(placeholder="JSON schema of the answer (optional)", layout=area)
+        self.tool = w.Textarea(placeholder='a tool: {"name": ..., "parameters": {...}} (optional)', layout=area)
         self.send_button = w.Button(description="Send", icon="paper-plane", button_style="primary")
         self.stop_button = w.Button(description="Stop", icon="stop", button_style="warning", layout=w.Layout(display="none"))
         self.clear_button = w.Button(description="Clear", icon="trash")
@@ -87,6 +99,8 @@ class ChatPlayground(w.VBox):
         self.clear_button.on_click(lambda _: self.clear())
         for widget, name in (
             (self.prompt, "prompt"),
+            (self.json_schema, "json-schema"),
+            (self.tool, "tool"),
             (self.send_button, "send"),
             (self.stop_button, "stop"),
             (self.clear_button, "clear"),
@@ -100,6 +114,7 @@ class ChatPlayground(w.VBox):
                 self.transcript,
                 self.prompt,
                 w.HBox([self.max_tokens, self.temperature], layout=w.Layout(flex_flow="row wrap")),
+                w.HBox([self.json_schema, self.tool], layout=w.Layout(flex_flow="row wrap")),
                 w.HBox([self.send_button, self.stop_button, self.clear_button]),
                 self.status,
             ]
@@ -125,7 +140,12 @@ class ChatPlayground(w.VBox):
         if not text:
             self.status.value = "type a prompt first"
             return None
-        turn = _Turn([*self.messages, {"role": "user", "content": text}])
+        try:
+            shaping = self.shaping()
+        except ConfigError as exc:
+            self.status.value = f"<span style='{ERROR_STYLE}'>{html.escape(one_line(exc))}</span>"
+            return None
+        turn = _Turn([*self.messages, {"role": "user", "content": text}], shaping)
         with self._lock:
             self._turn = turn
         if prompt is None:
@@ -169,13 +189,35 @@ class ChatPlayground(w.VBox):
 
     # ------------------------------------------------------------------ the request
 
+    def shaping(self) -> dict[str, Any]:
+        """``response_format``, ``tools`` and ``tool_choice`` from the two text areas (empty: none).
+
+        Raises ConfigError (one line naming the box) for text that is not a JSON object, a tool
+        without a function name, or what the chat body's rules refuse (``output_fields``).
+        """
+        from llmops_nb.chat.client import output_fields
+
+        out: dict[str, Any] = {}
+        schema = _json_object("json schema", self.json_schema.value)
+        if schema is not None:
+            out["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+        spec = _json_object("tool", self.tool.value)
+        if spec is not None:
+            tool: dict[str, Any] = spec if spec.get("type") == "function" else {"type": "function", "function": spec}
+            name = (tool.get("function") or {}).get("name")
+            if not isinstance(name, str) or not name:
+                raise ConfigError("tool", _short(self.tool.value), "a function with a name: {name, description, parameters}")
+            out["tools"] = [tool]
+            out["tool_choice"] = {"type": "function", "function": {"name": name}}
+        return output_fields(**out)
+
     def _ask(self, turn: _Turn) -> ChatResult | None:
         from llmops_nb.chat import client
 
         generation = {"max_tokens": self.max_tokens.value, "temperature": round(self.temperature.value, 2), "system": self.system}
-        if not self.stream:
-            return client.chat(self.client, self.endpoint_name, turn.messages, **generation)
-        turn.stream = _chat_stream(self.client, self.endpoint_name, turn.messages, **generation)
+        if not self.stream or "tools" in turn.shaping:  # a tool call comes whole (as `query --tool` refuses --stream)
+            return client.chat(self.client, self.endpoint_name, turn.messages, **generation, **turn.shaping)
+        turn.stream = _chat_stream(self.client, self.endpoint_name, turn.messages, **generation, **turn.shaping)
         if turn.stopped.is_set():  # Stop came while the request was being opened
             turn.stream.close()
             return None
@@ -202,7 +244,9 @@ class ChatPlayground(w.VBox):
                 return
             self._turn = None
             if turn.result is not None:
-                self.messages = [*turn.messages, {"role": "assistant", "content": turn.result.content}]
+                # a tool call is kept as its name(arguments) text: a plain assistant turn any endpoint takes back
+                said = turn.result.content or "\n".join(tool_call_text(c) for c in turn.result.tool_calls or [])
+                self.messages = [*turn.messages, {"role": "assistant", "content": said}]
                 self.results.append(turn.result)
         if turn.result is None:
             self._restore_prompt(turn)
@@ -233,6 +277,9 @@ class ChatPlayground(w.VBox):
                 rows.append(f"<div class='llmops-user' style='margin:4px 0'><b>you:</b> {text}</div>")
                 continue
             r = next(answers)
+            if r.tool_calls:
+                calls = "<br>".join(html.escape(tool_call_text(c)) for c in r.tool_calls)
+                text = (f"{text}<br>" if r.content else "") + f"<code class='llmops-tool-call'>{calls}</code>"
             ttft = getattr(r, "ttft_ms", None)  # a streamed answer's time to its first token
             stats = (
                 f"{r.latency_ms:.0f} ms"
@@ -253,6 +300,30 @@ class ChatPlayground(w.VBox):
                 f"<span style='color:#666'> …</span></div>"
             )
         self.transcript.value = "".join(rows)
+
+
+def tool_call_text(call: dict[str, Any]) -> str:
+    """An OpenAI tool call as ``name(arguments)`` (what ``llmops-nb query --tool`` prints)."""
+    fn = call.get("function") or {}
+    return f"{fn.get('name')}({fn.get('arguments')})"
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _json_object(box: str, text: str) -> dict[str, Any] | None:
+    """The box's text as a JSON object, None when empty; ConfigError naming the box otherwise."""
+    if not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(box, _short(text), f"JSON text ({e})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(box, _short(text), "a JSON object")
+    return value
 
 
 def chat_playground(client: WorkspaceClient, endpoint_name: str, **options: Any) -> ChatPlayground:
