@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 
 from llmops_nb.config.endpoint import EndpointConfig
-from llmops_nb.config.project import CandidateConfig, PriceConfig
+from llmops_nb.config.project import CandidateConfig, DecisionConfig, PriceConfig
 from llmops_nb.endpoints.apply import deploy as apply_deploy
 from llmops_nb.errors import ConfigError
 from llmops_nb.evaluation.candidates import Target, cost_per_1k, resolve
+from llmops_nb.evaluation.datasets import BUNDLED_PATH, load_dataset
 from llmops_nb.evaluation.orchestrate import evaluate_candidates
 
 #: entity m-1 answers all 20 rows right; m-2 misses every odd one (their expected answer is m-1's echo)
@@ -151,3 +152,56 @@ def test_cost_per_1k_from_tokens_and_from_hours() -> None:
     hourly = cost_per_1k(PriceConfig(per_hour=36.0), table, 4.0)  # 2 s a request at this concurrency
     assert hourly == pytest.approx(36.0 * 2 * 1000 / 3600)
     assert cost_per_1k(None, table, 4.0) is None
+
+
+#: The bundled rows, and the fake provider's external models answering them: ``right`` and ``twin``
+#: say the expected answer on every row, ``half`` on the even rows only (every other row wrong).
+BUNDLED_ROWS = load_dataset(BUNDLED_PATH)
+EXPECTED = {r["question"]: (i, r["expected"]) for i, r in enumerate(BUNDLED_ROWS)}
+
+
+def _answer(body: dict) -> str:
+    index, expected = EXPECTED[body["messages"][-1]["content"]]
+    return "I am not sure." if body["model"] == "half" and index % 2 else expected
+
+
+@pytest.fixture
+def bundled(tmp_path: Path, monkeypatch):  # noqa: ANN001, ANN201
+    """A fake workspace with endpoints ``right``, ``twin`` and ``half``: external models on the fake provider."""
+    from llmops_nb.testing import fake_workspace
+    from llmops_nb.testing.provider import fake_provider
+
+    monkeypatch.setenv("LLMOPS_SECRET_LLM_OPENAI", "sk-bundled-0123456789")
+    with fake_provider() as provider, fake_workspace(tmp_path / "ws", ready_seconds=0.1) as ws:
+        provider.reply = _answer
+        for name in ("right", "twin", "half"):
+            external = {"name": name, "provider": "openai", "task": "llm/v1/chat",
+                        "openai_config": {"openai_api_key": "{{secrets/llm/openai}}", "openai_api_base": provider.base_url}}  # fmt: skip
+            body = {"name": name, "served_entities": [{"name": name, "external_model": external}]}
+            apply_deploy(ws.client(), EndpointConfig.model_validate(body), progress=False, poll_interval=0.1)
+        yield ws
+
+
+def test_bundled_rows_half_wrong_is_refused_at_p_005_and_a_twin_never_wins(bundled, tmp_path: Path) -> None:  # noqa: ANN001
+    assert len(BUNDLED_ROWS) == 52
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    common = {"model_name": None, "thresholds": {}, "baseline": "right", "tracking_uri": uri, "progress": False,
+              "mlflow_scoring": False}  # fmt: skip
+    half = evaluate_candidates(bundled.client(), [Target("right", "right"), Target("half", "half")], BUNDLED_ROWS, **common)
+    assert half.estimates["right"]["contains_match"].value == 1.0  # the provider really answered every row
+    diff = half.comparison_table.set_index(["candidate", "metric"]).loc[("half", "contains_match")]
+    assert diff["diff"] == pytest.approx(-0.5) and diff["test"] == "mcnemar exact" and diff["n"] == 52
+    assert diff["p_value"] < 0.05 and diff["ci_high"] < 0  # 26 discordant rows, all one way: p = 2 / 2**26
+    assert half.decision.action == "keep" and half.decision.winner is None and not half.promoted
+    assert half.decision.verdicts[0].verdict == "fail" and "worse than right" in half.decision.reason
+    assert len(half.disagreements) == 26
+
+    for mode in ("non_inferiority", "superiority"):
+        twins = evaluate_candidates(
+            bundled.client(), [Target("right", "right"), Target("twin", "twin")], BUNDLED_ROWS,
+            decision=DecisionConfig(mode=mode, margin=0.05), **common,
+        )  # fmt: skip
+        same = twins.comparison_table.set_index(["candidate", "metric"]).loc[("twin", "contains_match")]
+        assert same["diff"] == 0 and next(d for d in twins.comparisons if d.metric == "contains_match").identical, mode
+        assert twins.decision.action in ("keep", "inconclusive") and twins.decision.winner is None, mode
+        assert len(twins.disagreements) == 0
