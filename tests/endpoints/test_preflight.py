@@ -345,13 +345,13 @@ def test_cli_exits_0_when_all_pass_and_2_with_one_line_per_check(fake_workspace:
     passed = _cli(fake_workspace, "--backend", "databricks", "--config", str(_write(tmp_path)))
     assert passed.exit_code == 0, passed.output
     lines = passed.output.strip().splitlines()
-    assert len(lines) == 11 and all(line.startswith("ok ") for line in lines[:-1]), lines
-    assert lines[-1] == "preflight: 10 checks, no problem"
+    assert len(lines) == 13 and all(line.startswith("ok ") for line in lines[:-1]), lines
+    assert lines[-1] == "preflight: 12 checks, no problem"
     fake_workspace.client().secrets.delete_scope("llmops")
     failed = _cli(fake_workspace, "--backend", "databricks", "--config", str(_write(tmp_path)))
     assert failed.exit_code == 2
     assert "problem secret {{secrets/llmops/openai_api_key}}: endpoint.config" in failed.output
-    assert failed.output.strip().splitlines()[-1] == "preflight: 1 problem in 10 checks"
+    assert failed.output.strip().splitlines()[-1] == "preflight: 1 problem in 12 checks"
 
 
 def test_cli_a_config_the_config_package_refuses_is_the_one_problem(fake_workspace: Any, tmp_path: Path) -> None:
