@@ -96,8 +96,7 @@ def local_path(value: str | None, field_name: str) -> Path:
 
 
 def _hub_failed(repo: str, what: str, e: Exception) -> ConfigError:
-    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
-    why = "HF_HUB_OFFLINE is set and" if offline else "the Hub could not be reached or refused it, and"
+    why = "HF_HUB_OFFLINE is set and" if _offline() else "the Hub could not be reached or refused it, and"
     return ConfigError(
         "model.hf_repo",
         repo,
@@ -114,11 +113,27 @@ def _hub() -> Any:
     return huggingface_hub
 
 
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
+
+
+def _hub_options() -> dict[str, Any]:
+    """The cache and offline settings as the environment says now: huggingface_hub reads
+    ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` once, when it is first imported (its ``constants``),
+    and transformers imports it early. Offline, only the cache is read (no request, no retries)."""
+    options: dict[str, Any] = {}
+    if os.environ.get("HF_HUB_CACHE"):
+        options["cache_dir"] = os.environ["HF_HUB_CACHE"]
+    if _offline():
+        options["local_files_only"] = True
+    return options
+
+
 def hf_file(repo: str, filename: str, revision: str | None = None) -> Path:
     """One file of a Hub repo, from huggingface_hub's cache (fetched if the Hub is reachable)."""
     hub = _hub()
     try:
-        return Path(hub.hf_hub_download(repo, filename, revision=revision))
+        return Path(hub.hf_hub_download(repo, filename, revision=revision, **_hub_options()))
     except Exception as e:  # offline with no cache, no such repo or file, no network
         raise _hub_failed(repo, f"{filename}{'@' + revision if revision else ''}", e) from None
 
@@ -127,7 +142,7 @@ def hf_snapshot(repo: str, revision: str | None = None) -> Path:
     """A Hub repo's files, from huggingface_hub's cache (fetched if the Hub is reachable)."""
     hub = _hub()
     try:
-        return Path(hub.snapshot_download(repo, revision=revision))
+        return Path(hub.snapshot_download(repo, revision=revision, **_hub_options()))
     except Exception as e:
         raise _hub_failed(repo, f"the repo{'@' + revision if revision else ''}", e) from None
 
