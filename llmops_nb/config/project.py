@@ -255,6 +255,10 @@ class EvaluationConfig(_Model):
     #: The candidate the others are compared with (None: the champion's, else the first).
     baseline: str | None = None
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
+    #: A JSON Schema file: every row asks for structured output against it (OpenAI's
+    #: ``response_format`` ``json_schema``) and scores ``json_schema_match`` (the answer is JSON the
+    #: schema validates). A relative path is taken from the config file's folder.
+    json_schema: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _decision_margin(self) -> EvaluationConfig:
@@ -412,12 +416,18 @@ def with_evaluation(project: ProjectConfig, *, dataset: str = "", thresholds: st
 def load_project_config(path: str | Path) -> ProjectConfig:
     """Read and validate a project config file; any problem is one ConfigError line.
 
-    A relative ``evaluation.dataset`` is taken from the config file's folder (not from where
-    the notebook or the command runs), and returned as an absolute path.
+    A relative ``evaluation.dataset`` (and ``evaluation.json_schema``) is taken from the config
+    file's folder (not from where the notebook or the command runs), and returned as an absolute path.
     """
     project = _load_yaml_model(ProjectConfig, Path(path))
+    folder = Path(path).resolve().parent
+    changes: dict[str, str] = {}
     dataset = project.evaluation.dataset
     if dataset != "bundled" and not Path(dataset).expanduser().is_absolute():
-        resolved = str(Path(path).resolve().parent / dataset)
-        project = project.model_copy(update={"evaluation": project.evaluation.model_copy(update={"dataset": resolved})})
+        changes["dataset"] = str(folder / dataset)
+    schema = project.evaluation.json_schema
+    if schema is not None and not Path(schema).expanduser().is_absolute():
+        changes["json_schema"] = str(folder / schema)
+    if changes:
+        project = project.model_copy(update={"evaluation": project.evaluation.model_copy(update=changes)})
     return project

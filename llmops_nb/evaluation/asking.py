@@ -48,6 +48,7 @@ def stream_rows(
     check: Callable[[int, dict[str, Any]], None] | None = None,
     limiter: AimdLimiter | None = None,
     served_entity: str | None = None,
+    json_schema: dict[str, Any] | None = None,
 ) -> Asked:
     """Ask each row (read lazily from ``rows``) once; ``on_row(position, table row)`` as each is done.
 
@@ -55,11 +56,13 @@ def stream_rows(
     over without asking, and every row is written there as it is asked and as it is
     answered (flushed), so a run killed at any point re-asks only the rows then in flight.
     ``served_entity``: ask that served entity of ``endpoint`` only (not the traffic split).
+    ``json_schema``: ask for structured output (OpenAI's ``response_format`` ``json_schema``) and
+    score each answer against it (``json_schema_match``).
     """
     from tqdm.auto import tqdm
 
     target = f"{endpoint}/{served_entity}" if served_entity else endpoint
-    key = resume_key(target, max_tokens, temperature, system)
+    key = resume_key(target, max_tokens, temperature, system, json_schema)
     saved = read_saved(Path(resume_path), key) if resume_path else SavedAnswers({}, set())
     sink = ResumeFile(resume_path, key)
     asked = Asked()
@@ -94,15 +97,21 @@ def stream_rows(
                 temperature=temperature,
                 system=system,
                 **({"served_entity": served_entity} if served_entity else {}),
+                **({"response_format": response_format(json_schema)} if json_schema is not None else {}),
             ):
                 position, row = in_flight.pop(k)
-                entry = table_row(row, result)
+                entry = table_row(row, result, json_schema)
                 sink.note({"row": entry} if entry["error"] is None else {"failed": row["id"]})
                 on_row(position, entry)
                 bar.update(asked.resumed + asked.queried - len(in_flight) - bar.n)  # resumed + answered
     finally:
         sink.close()
     return asked
+
+
+def response_format(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's structured-output request for ``schema`` (what Databricks' chat endpoints take)."""
+    return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
 
 
 def query_rows(

@@ -42,6 +42,11 @@ def check_evaluation(
         rows = load_dataset(ev.dataset)
         where = "the bundled dataset" if ev.dataset == BUNDLED else ev.dataset
         lines.append(f"dataset: {len(rows)} rows in {where}, each with id, question and expected")
+    if ev.json_schema is not None:
+        from llmops_nb.evaluation.datasets import load_json_schema
+
+        load_json_schema(ev.json_schema)
+        lines.append(f"json_schema: {ev.json_schema} is a valid JSON Schema (answers scored as json_schema_match)")
     if ev.judge_endpoint:
         lines.append(f"thresholds: not checked by name (the judge {ev.judge_endpoint} adds its own metrics)")
     else:

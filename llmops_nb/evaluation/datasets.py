@@ -83,3 +83,24 @@ def dataset_digest(rows: Sequence[dict[str, Any]]) -> str:
         [check_row(r, f"rows[{i}]") for i, r in enumerate(rows)], sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def load_json_schema(path: str, field: str = "evaluation.json_schema") -> dict[str, Any]:
+    """The JSON Schema in ``path`` (a JSON object the schema's own metaschema accepts); one
+    ConfigError line naming ``field`` otherwise."""
+    import jsonschema
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(field, path, "an existing JSON Schema file (a relative path is from the config file's folder)")
+    try:
+        schema = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(field, path, f"a JSON file ({exc})") from None
+    if not isinstance(schema, dict):
+        raise ConfigError(field, path, "a JSON Schema object ({...}), not a JSON " + type(schema).__name__)
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise ConfigError(field, path, f"a valid JSON Schema ({exc.message})") from None
+    return schema

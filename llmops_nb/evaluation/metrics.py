@@ -8,10 +8,11 @@ rows added one at a time. :mod:`llmops_nb.evaluation.scorers` wraps them for MLf
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "aggregate",
     "contains_match",
     "exact_match",
+    "json_schema_match",
     "normalize",
     "response_length",
     "score_answer",
@@ -36,6 +38,8 @@ KNOWN_METRICS = (
     "exact_match/mean",
     "contains_match",
     "contains_match/mean",
+    "json_schema_match",  # with evaluation.json_schema: the answer is JSON that the schema validates
+    "json_schema_match/mean",
     "latency_p50_ms",
     "latency_p95_ms",
     "mean_completion_tokens",
@@ -86,13 +90,30 @@ def tokens_per_second(completion_tokens: int | None, latency_ms: float | None) -
     return completion_tokens / (latency_ms / 1000)
 
 
-def score_answer(answer: str, expected: str, aliases: Sequence[str] = ()) -> dict[str, float | int]:
-    """The three answer scores of one row."""
-    return {
+def json_schema_match(answer: str, schema: Mapping[str, Any]) -> float:
+    """1.0 when the whole answer parses as JSON and ``schema`` (a JSON Schema) validates it, else 0.0."""
+    import jsonschema
+
+    try:
+        value = json.loads(answer)
+    except ValueError:
+        return 0.0
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return 1.0 if validator.is_valid(value) else 0.0
+
+
+def score_answer(
+    answer: str, expected: str, aliases: Sequence[str] = (), schema: Mapping[str, Any] | None = None
+) -> dict[str, float | int]:
+    """The answer scores of one row (``json_schema_match`` too when a schema is given)."""
+    scores: dict[str, float | int] = {
         "exact_match": exact_match(answer, expected, aliases),
         "contains_match": contains_match(answer, expected, aliases),
         "response_length": response_length(answer),
     }
+    if schema is not None:
+        scores["json_schema_match"] = json_schema_match(answer, schema)
+    return scores
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -124,8 +145,10 @@ class RunningMetrics:
     def add(self, row: dict[str, Any]) -> None:
         self.rows += 1
         self.length_sum += float(row["response_length"])
+        if row.get("json_schema_match") is not None:
+            self.matches.setdefault("json_schema_match", 0.0)
         for name in self.matches:
-            self.matches[name] += float(row[name])
+            self.matches[name] += float(row.get(name) or 0.0)
         if row["error"]:
             return
         self.ok += 1

@@ -53,6 +53,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
 
 
+def _schema_digest(schema: dict[str, Any]) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()
+
+
 def evaluate_endpoint(
     w: WorkspaceClient,
     endpoint: str,
@@ -75,6 +82,7 @@ def evaluate_endpoint(
     trace_rows: int = 25,
     served_entity: str | None = None,
     limiter: AimdLimiter | None = None,
+    json_schema: dict[str, Any] | None = None,
 ) -> EvalResult:
     """Query each row once (``concurrency`` at a time), score, and log everything to one MLflow run.
 
@@ -90,6 +98,7 @@ def evaluate_endpoint(
     ``llmops-nb`` locally and ``/Users/<current user of w>/llmops-nb`` on Databricks.
     ``served_entity``: ask that served entity of ``endpoint`` only. ``limiter``: the rate
     control of this evaluation's requests (default: a new AIMD limiter at ``concurrency``).
+    ``json_schema``: every row asks for structured output against it and scores ``json_schema_match``.
     """
     import mlflow
 
@@ -109,6 +118,7 @@ def evaluate_endpoint(
         "max_tokens": max_tokens,
         "temperature": temperature,
         "judge_endpoint": judge_endpoint or "",
+        **({"json_schema_sha256": _schema_digest(json_schema)} if json_schema is not None else {}),
         **(params or {}),
     }
     if listed is not None:
@@ -139,6 +149,7 @@ def evaluate_endpoint(
                     check=streamed.add if streamed else None,
                     limiter=limiter,
                     served_entity=served_entity,
+                    json_schema=json_schema,
                 )
                 running = keeper.close()
             if not asked.rows:

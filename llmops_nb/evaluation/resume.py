@@ -13,9 +13,14 @@ from pathlib import Path
 from typing import Any
 
 
-def resume_key(endpoint: str, max_tokens: int, temperature: float, system: str | None) -> dict[str, Any]:
-    """The settings a saved answer must share to be reused."""
-    return {"endpoint": endpoint, "max_tokens": max_tokens, "temperature": temperature, "system": system}
+def resume_key(
+    endpoint: str, max_tokens: int, temperature: float, system: str | None, json_schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The settings a saved answer must share to be reused (a JSON schema only when one is asked for)."""
+    key: dict[str, Any] = {"endpoint": endpoint, "max_tokens": max_tokens, "temperature": temperature, "system": system}
+    if json_schema is not None:
+        key["json_schema"] = json_schema
+    return key
 
 
 @dataclass

@@ -38,8 +38,9 @@ TABLE_COLUMNS = (
 )
 
 
-def table_row(row: dict[str, Any], result: ChatResult | QueryError) -> dict[str, Any]:
-    """One result-table row (plus ``aliases``) for a dataset row and its answer or error."""
+def table_row(row: dict[str, Any], result: ChatResult | QueryError, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One result-table row (plus ``aliases``) for a dataset row and its answer or error;
+    ``schema``: the evaluation's JSON Schema, scored as ``json_schema_match``."""
     ok = result if isinstance(result, ChatResult) else None
     answer = ok.content if ok else ""
     return {
@@ -48,7 +49,7 @@ def table_row(row: dict[str, Any], result: ChatResult | QueryError) -> dict[str,
         "expected": row["expected"],
         "aliases": list(row.get("aliases", [])),
         "answer": answer,
-        **score_answer(answer, row["expected"], row.get("aliases", [])),
+        **score_answer(answer, row["expected"], row.get("aliases", []), schema),
         "latency_ms": ok.latency_ms if ok else None,
         "prompt_tokens": ok.prompt_tokens if ok else None,
         "completion_tokens": ok.completion_tokens if ok else None,
@@ -64,7 +65,10 @@ def read_table(path: Path) -> pd.DataFrame:
 
     with path.open(encoding="utf-8") as lines:
         rows = sorted((json.loads(line) for line in lines), key=lambda r: r["position"])
-    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    columns = list(TABLE_COLUMNS)
+    if any("json_schema_match" in r for r in rows):  # scored only with evaluation.json_schema
+        columns.insert(columns.index("contains_match") + 1, "json_schema_match")
+    return pd.DataFrame(rows, columns=columns)
 
 
 class StreamDigest:

@@ -36,6 +36,7 @@ SEED = 20260
 ROW_METRICS: dict[str, tuple[str, str | float]] = {
     "exact_match": ("exact_match", "mean"),
     "contains_match": ("contains_match", "mean"),
+    "json_schema_match": ("json_schema_match", "mean"),
     "error_rate": ("error", "mean"),
     "latency_p50_ms": ("latency_ms", 0.5),
     "latency_p95_ms": ("latency_ms", 0.95),

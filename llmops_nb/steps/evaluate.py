@@ -118,6 +118,7 @@ def evaluate(
         "tags": tags,
         "params": {"config_hash": project.endpoint.config_hash() if project.endpoint else "", "endpoint_kind": backend.kind},
         **({"system": replayed.system} if replayed else {}),  # the logged requests' system prompt
+        **({"json_schema": datasets.load_json_schema(ev.json_schema)} if ev.json_schema else {}),
     }
     w = backend.workspace_client()
     if ev.candidates:  # every candidate on the same rows, one parent run
