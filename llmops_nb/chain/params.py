@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from llmops_nb.chain.table import STEP_OUTPUTS  # what each step publishes: the chain's table (re-exported)
+from llmops_nb.config.project import MODEL_SOURCES  # 01_register's model_source choices
 from llmops_nb.errors import ConfigError
 
 #: The MIME type under which published outputs are displayed in a notebook.
@@ -28,7 +29,7 @@ OUTPUTS_MIME = "application/vnd.llmops-nb.outputs+json"
 CHOICES: dict[str, tuple[str, ...]] = {
     "backend": ("", "local", "databricks"),
     "dataset_source": ("bundled", "inference_table"),  # 04_evaluate: llmops_nb.evaluation.replay.SOURCES
-    "model_source": ("", "bundled", "gguf", "transformers", "code", "uc"),  # 01_register: config.project.MODEL_SOURCES
+    "model_source": ("", *MODEL_SOURCES),  # 01_register: "" is the config's model.source
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
@@ -65,8 +65,8 @@ def is_upper_bound(metric: str) -> bool:
 #: or ``hf_repo`` + ``hf_file``); transformers: a Hugging Face model folder (``path`` or ``hf_repo``);
 #: code: a models-from-code Python file (``path``, ``requirements``); uc: an existing Unity Catalog
 #: model version (``name`` + ``version``; Databricks only).
-MODEL_SOURCES = ("bundled", "gguf", "transformers", "code", "uc")
 ModelSource = Literal["bundled", "gguf", "transformers", "code", "uc"]
+MODEL_SOURCES: tuple[str, ...] = get_args(ModelSource)
 #: The fields each source takes besides name, alias and the generation defaults.
 SOURCE_FIELDS: dict[str, frozenset[str]] = {
     "bundled": frozenset(),

