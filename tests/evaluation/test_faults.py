@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,18 @@ def test_the_chain_killed_in_evaluate_resumes_without_asking_scored_rows_again(
     run_dir = Path(second.stdout.split("run folder: ", 1)[1].splitlines()[0])
     outputs = json.loads((run_dir / "summary.json").read_text())["outputs"]["evaluate"]
     assert outputs["metrics"]["rows"] == 32 and outputs["metrics"]["error_rate"] == 0
+
+
+def test_an_endpoint_latency_fault_slows_that_endpoint_only_and_is_checked(fake_workspace) -> None:  # noqa: ANN001
+    w = fake_workspace.client()
+    for name in ("slow", "quick"):
+        deploy(w, chat_config(name), progress=False, poll_interval=0.1)
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        fake_workspace.set_faults(endpoint_latency_ms={"slow": -1})
+    assert "faults.endpoint_latency_ms.slow: -1 is not allowed" in bad.value.read().decode()
+    fake_workspace.set_faults(latency_ms=0, endpoint_latency_ms={"slow": 400})
+    started = time.monotonic()
+    assert client.chat(w, "slow", "q").content == "[m-1] echo: q"
+    assert time.monotonic() - started >= 0.4  # a lower bound the fake's sleep guarantees, not a speed assertion
+    faults = fake_workspace.set_faults()
+    assert faults["endpoint_latency_ms"] == {"slow": 400} and faults["latency_ms"] == 0

@@ -154,7 +154,7 @@ class FakeRunner(Runner):
         self.check_ready()
         self.check_request(body)
         f = self.ctx.faults.faults
-        latency = f.latency_ms if f.latency_ms is not None else self.ctx.fake_latency_ms
+        latency = f.latency_for(self.endpoint, self.ctx.fake_latency_ms)
         if latency:
             await asyncio.sleep(latency / 1000)
         return fake_answer(self.name, body)

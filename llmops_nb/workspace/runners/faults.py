@@ -22,6 +22,7 @@ class Faults:
     rate_503: float = 0.0
     retry_after: float = 1.0
     latency_ms: float | None = None  # None: the server's --fake-latency-ms
+    endpoint_latency_ms: dict[str, float] = field(default_factory=dict)  # per endpoint, over latency_ms
     max_concurrency: int | None = None  # in-flight invocations beyond this -> 429
     fail_next_update: str | None = None  # served entity name whose next start fails
     ready_seconds: float | None = None  # None: the server's --fake-ready-seconds
@@ -35,6 +36,12 @@ class Faults:
     routes: list[str] = field(default_factory=lambda: ["invocations"])
     seed: int = 0
 
+    def latency_for(self, endpoint: str, default: float) -> float:
+        """The answer latency of ``endpoint``'s fake entities, in ms: its own, else ``latency_ms``, else ``default``."""
+        if endpoint in self.endpoint_latency_ms:
+            return self.endpoint_latency_ms[endpoint]
+        return self.latency_ms if self.latency_ms is not None else default
+
     @classmethod
     def from_body(cls, body: dict) -> Faults:
         known = {f.name for f in fields(cls)}
@@ -46,6 +53,9 @@ class Faults:
             value = getattr(faults, rate)
             if not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise invalid(f"faults.{rate}: {value!r} is not allowed; a number in [0, 1]")
+        for name, ms in faults.endpoint_latency_ms.items():
+            if not isinstance(ms, (int, float)) or ms < 0:
+                raise invalid(f"faults.endpoint_latency_ms.{name}: {ms!r} is not allowed; a number of ms >= 0")
         for route in faults.routes:
             if route not in ROUTE_CLASSES:
                 raise invalid(f"faults.routes: {route!r} is not allowed; one of {ROUTE_CLASSES}")

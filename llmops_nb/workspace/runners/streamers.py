@@ -45,7 +45,7 @@ async def open_stream(runner: Runner, body: dict) -> AsyncGenerator[dict, None]:
 
 async def _fake(runner: FakeRunner, body: dict) -> AsyncGenerator[dict, None]:
     f = runner.ctx.faults.faults
-    latency = f.latency_ms if f.latency_ms is not None else runner.ctx.fake_latency_ms
+    latency = f.latency_for(runner.endpoint, runner.ctx.fake_latency_ms)
     if latency:
         await asyncio.sleep(latency / 1000)
     answer = fake_answer(runner.name, body)
