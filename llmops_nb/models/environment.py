@@ -3,13 +3,18 @@
 llama-cpp-python has no binary wheel on PyPI: a requirement ``llama-cpp-python==X`` makes a
 serving container compile llama.cpp (CMake and a C++ compiler, minutes, or a failed build).
 So the portable wheel built by :mod:`llmops_nb.models.runtime` (``GGML_NATIVE=OFF``, no
-AVX-512/AMX) is logged inside the model as an artifact (``artifacts/<wheel>``), and the
-model's requirements name it by that relative path, as ``add_libraries_to_model`` names its
-``wheels/<wheel>``: MLflow's environment managers install the requirements from a copy of the
-model directory (mlflow/utils/virtualenv.py ``_create_virtualenv``), so the path resolves
-there. ``add_libraries_to_model`` itself is not used: it downloads every dependency with
-``pip wheel --only-binary=:all:``, which fails on llama-cpp-python (no binary on PyPI), and
-would put all of MLflow's dependency tree (hundreds of MB) into every version.
+AVX-512/AMX) is logged inside the model in the layout MLflow writes for private wheels and
+Databricks documents for serving ("Use custom Python libraries with Model Serving", option 2,
+``mlflow.models.add_libraries_to_model``; docs.databricks.com/aws/en/machine-learning/model-serving/
+private-libraries-model-serving): the file in ``wheels/<wheel>`` of the model directory
+(mlflow/models/wheeled_model.py ``_WHEELS_FOLDER_NAME = "wheels"``), ``requirements.txt`` and
+``conda.yaml`` naming it by that relative path, and ``wheels: {platform: ...}`` in MLmodel
+(``WheeledModel._update_mlflow_model``). MLflow's environment managers install the requirements
+from the model directory (mlflow/utils/virtualenv.py ``_create_virtualenv`` runs pip there), so
+the path resolves whatever the caller's working directory. ``add_libraries_to_model`` itself is
+not used: it downloads every dependency with ``pip wheel --only-binary=:all:``, which fails on
+llama-cpp-python (no binary on PyPI), and would put all of MLflow's dependency tree (hundreds of
+MB) into every version; :class:`llmops_nb.models.pyfunc.GgufPyfunc` writes the one wheel itself.
 
 Every third-party module the logged code imports is declared (chat_model.py: mlflow;
 engine.py: numpy, llama_cpp; tests/models/test_model_env.py walks the imports).
@@ -41,8 +46,8 @@ from pathlib import Path
 from llmops_nb.errors import ModelError
 from llmops_nb.models import runtime
 
-WHEEL_ARTIFACT = "llama_cpp_wheel"  # the key in the pyfunc's artifacts
-ARTIFACTS_FOLDER = "artifacts"  # where MLflow copies a python model's artifacts in the model
+#: where the wheel goes in the model directory: mlflow/models/wheeled_model.py ``_WHEELS_FOLDER_NAME``
+WHEELS_FOLDER = "wheels"
 # Third-party distributions the logged code imports (besides llama-cpp-python, logged as a wheel).
 IMPORTED = ("mlflow", "numpy")
 BUILD_HINT = "run `python -m llmops_nb.models.runtime wheel` (or `make install`) first"
@@ -181,7 +186,7 @@ def serving_environment(*, require_wheel: bool) -> ServingEnvironment:
     if wheel is not None and require_wheel and (why := wheel_mismatch(wheel)) is not None:
         raise ModelError(f"llama-cpp-python {llama}: {why}: {TARGET_HINT}")
     if wheel is not None:
-        return ServingEnvironment([*pins, f"{ARTIFACTS_FOLDER}/{wheel.name}"], llama, wheel)
+        return ServingEnvironment([*pins, f"{WHEELS_FOLDER}/{wheel.name}"], llama, wheel)
     where = runtime.wheelhouse() / runtime.cache_key()
     if require_wheel:
         raise ModelError(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import platform
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmops_nb.errors import ConfigError
-from llmops_nb.models.environment import WHEEL_ARTIFACT, serving_environment
+from llmops_nb.models.environment import WHEELS_FOLDER, serving_environment
 from llmops_nb.models.gguf import bundled_gguf_path
 
 CHAT_MODEL_FILE = Path(__file__).with_name("chat_model.py")
@@ -38,15 +41,70 @@ def pip_requirements(*, require_wheel: bool = False) -> list[str]:
     return serving_environment(require_wheel=require_wheel).requirements
 
 
-def pyfunc_kwargs(
+@dataclass(frozen=True)
+class GgufPyfunc:
+    """The GGUF chat model's ``mlflow.pyfunc`` arguments and the llama.cpp wheel logged beside it.
+
+    The wheel goes to ``wheels/<file>`` of the model directory, where ``add_libraries_to_model``
+    puts private wheels (models/environment.py); :meth:`save_model` is the flavor
+    ``mlflow.models.Model.log`` calls (the way mlflow/models/wheeled_model.py logs its wheeled
+    model), so the directory is complete before it is uploaded and registered.
+    """
+
+    kwargs: dict[str, Any]
+    wheel: Path | None
+
+    def save_model(self, path: str, mlflow_model: Any = None, **kwargs: Any) -> None:
+        """``mlflow.pyfunc.save_model`` of ``kwargs``, then the wheel in ``wheels/`` and ``wheels``
+        in MLmodel (``{platform: ...}``, as ``WheeledModel._update_mlflow_model`` records it)."""
+        import mlflow
+        from mlflow.models import Model
+
+        mlflow.pyfunc.save_model(path, mlflow_model=mlflow_model, **kwargs)
+        if self.wheel is None:
+            return
+        folder = Path(path) / WHEELS_FOLDER
+        folder.mkdir(exist_ok=True)
+        shutil.copy2(self.wheel, folder / self.wheel.name)
+        model: Any = mlflow_model if mlflow_model is not None else Model.load(str(Path(path) / "MLmodel"))
+        model.wheels = {"platform": platform.platform()}
+        model.save(str(Path(path) / "MLmodel"))
+
+    def save(self, path: Path | str) -> None:
+        """Save the model to ``path`` (a directory that does not exist yet)."""
+        self.save_model(str(path), **self.kwargs)
+
+    def log(self, name: str, registered_model_name: str | None = None) -> Any:
+        """Log the model to the active run as ``name`` (and register it); the ModelInfo."""
+        from mlflow.models import Model
+
+        # the flavor name mlflow.pyfunc.log_model gives a models-from-code file
+        # (mlflow/pyfunc/__init__.py _get_pyfunc_model_flavor_name)
+        return Model.log(
+            artifact_path=None,
+            name=name,
+            flavor=self,
+            registered_model_name=registered_model_name,
+            flavor_name="pyfunc.ModelFromCode",
+            **self.kwargs,
+        )
+
+
+def pyfunc_kwargs(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Keyword arguments for ``mlflow.pyfunc.log_model`` / ``save_model``: :func:`gguf_pyfunc`'s,
+    without the wheel file (which :class:`GgufPyfunc` writes in ``wheels/``)."""
+    return gguf_pyfunc(*args, **kwargs).kwargs
+
+
+def gguf_pyfunc(
     gguf_path: Path | str | None = None,
     generation: dict[str, Any] | None = None,
     *,
     require_wheel: bool = False,
     model_name: str | None = None,
     context_length: int | None = None,
-) -> dict[str, Any]:
-    """Keyword arguments for ``mlflow.pyfunc.log_model`` / ``save_model``.
+) -> GgufPyfunc:
+    """The GGUF chat model to log or save: its pyfunc arguments and its wheel.
 
     ``require_wheel``: refuse (ModelError) rather than pin llama-cpp-python from PyPI when the
     wheelhouse has no portable wheel (for registries whose models a serving container builds).
@@ -62,13 +120,10 @@ def pyfunc_kwargs(
     if not gguf.is_file():
         raise ConfigError("gguf_path", str(gguf), "an existing .gguf file")
     env = serving_environment(require_wheel=require_wheel)
-    artifacts = {"gguf": str(gguf)}
-    if env.wheel is not None:
-        artifacts[WHEEL_ARTIFACT] = str(env.wheel)
-    return {
+    kwargs = {
         "python_model": str(CHAT_MODEL_FILE),
         "code_paths": [str(ENGINE_FILE), str(CPU_QUOTA_FILE)],
-        "artifacts": artifacts,
+        "artifacts": {"gguf": str(gguf)},
         "model_config": _with_model(model_config(generation), model_name, context_length),
         "signature": ModelSignature(gguf_chat_input_schema(), CHAT_MODEL_OUTPUT_SCHEMA),
         "input_example": INPUT_EXAMPLE,
@@ -76,6 +131,7 @@ def pyfunc_kwargs(
         # what it honours: the workspace refuses the other fields (workspace/runners/fields.py)
         "metadata": {"task": "llm/v1/chat", "llmops_nb.chat_fields": list(CHAT_FIELDS)},
     }
+    return GgufPyfunc(kwargs, env.wheel)
 
 
 def gguf_chat_input_schema() -> Any:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from llmops_nb.config.project import UC_NAME_RULE, is_uc_name
 from llmops_nb.config.project import check_alias as _check_alias
 from llmops_nb.errors import ConfigError
-from llmops_nb.models.environment import WHEEL_ARTIFACT, llama_cpp_version
+from llmops_nb.models.environment import llama_cpp_version
 from llmops_nb.models.gguf import DEFAULT_MODEL_NAME
 from llmops_nb.tracking.client import mlflow_client
 from llmops_nb.tracking.uris import (
@@ -27,6 +27,7 @@ from llmops_nb.tracking.uris import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from llmops_nb.models.pyfunc import GgufPyfunc
     from llmops_nb.models.sources import PreparedSource
 
 
@@ -108,13 +109,12 @@ def _run_params(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**kwargs["model_config"], "gguf_file": gguf.name, "gguf_bytes": gguf.stat().st_size}
 
 
-def _run_tags(kwargs: dict[str, Any]) -> dict[str, str]:
-    wheel = kwargs["artifacts"].get(WHEEL_ARTIFACT)
+def _run_tags(model: GgufPyfunc) -> dict[str, str]:
     return {
         **_base_tags(),
         "llama_cpp.version": llama_cpp_version(),
-        # the portable wheel logged in the model, or "pypi" (a serving container compiles it)
-        "llama_cpp.wheel": Path(wheel).name if wheel else "pypi",
+        # the portable wheel logged in the model (wheels/<file>), or "pypi" (a serving container compiles it)
+        "llama_cpp.wheel": model.wheel.name if model.wheel else "pypi",
     }
 
 
@@ -126,11 +126,11 @@ def _base_tags() -> dict[str, str]:
     return {"llmops_nb.version": __version__, "llmops_nb.step": "register", "mlflow.version": mlflow.__version__}
 
 
-def _gguf_kwargs(source: PreparedSource, generation: dict[str, Any] | None, *, require_wheel: bool) -> dict[str, Any]:
-    """The pyfunc arguments of a GGUF source (its serving environment checked: ModelError if unfit)."""
-    from llmops_nb.models.pyfunc import pyfunc_kwargs
+def _gguf_model(source: PreparedSource, generation: dict[str, Any] | None, *, require_wheel: bool) -> GgufPyfunc:
+    """The pyfunc of a GGUF source and its wheel (its serving environment checked: ModelError if unfit)."""
+    from llmops_nb.models.pyfunc import gguf_pyfunc
 
-    return pyfunc_kwargs(
+    return gguf_pyfunc(
         source.location,
         generation,
         require_wheel=require_wheel,
@@ -139,18 +139,18 @@ def _gguf_kwargs(source: PreparedSource, generation: dict[str, Any] | None, *, r
     )
 
 
-def _log(name: str, source: PreparedSource, generation: dict[str, Any] | None, gguf_kwargs: dict[str, Any] | None) -> Any:
+def _log(name: str, source: PreparedSource, generation: dict[str, Any] | None, gguf: GgufPyfunc | None) -> Any:
     """Log ``source`` as the run's model (registered as a new version of ``name``); the ModelInfo.
-    ``gguf_kwargs``: a GGUF source's pyfunc arguments, built (and checked) before the run."""
+    ``gguf``: a GGUF source's pyfunc and wheel, built (and checked) before the run."""
     import mlflow
 
     from llmops_nb.models.pyfunc import code_kwargs
 
     params = {k: v for k, v in source.params.items() if v is not None}
-    if gguf_kwargs is not None:
-        mlflow.log_params({**_run_params(gguf_kwargs), **params})
-        mlflow.set_tags({**_run_tags(gguf_kwargs), **source.tags})
-        return mlflow.pyfunc.log_model(name="model", registered_model_name=name, **gguf_kwargs)
+    if gguf is not None:
+        mlflow.log_params({**_run_params(gguf.kwargs), **params})
+        mlflow.set_tags({**_run_tags(gguf), **source.tags})
+        return gguf.log("model", registered_model_name=name)
     mlflow.log_params(params)
     mlflow.set_tags({**_base_tags(), **source.tags})
     if source.kind == "code":
@@ -201,7 +201,7 @@ def register_model(
     experiment = resolve_experiment(experiment, tracking_uri)
     require_wheel = _builds_in_container(tracking_uri, registry_uri)
     # a GGUF source's arguments (generation keys, the wheel) are checked before anything is created
-    gguf = _gguf_kwargs(source, generation, require_wheel=require_wheel) if source.kind in ("bundled", "gguf") else None
+    gguf = _gguf_model(source, generation, require_wheel=require_wheel) if source.kind in ("bundled", "gguf") else None
     tracking = tracking_setup(tracking_uri, registry_uri)
     found = experiment_id(experiment, tracking.tracking_uri, tracking.artifact_root)
     with mlflow.start_run(experiment_id=found, run_name=f"register-{name}") as run:

@@ -30,10 +30,12 @@ import requests
 
 from llmops_nb.errors import ModelError
 from llmops_nb.models import environment, registry, runtime
+from llmops_nb.models.gguf import bundled_gguf_path
 from llmops_nb.models.pyfunc import (
     CHAT_MODEL_FILE,
     CPU_QUOTA_FILE,
     ENGINE_FILE,
+    gguf_pyfunc,
     pip_requirements,
     pyfunc_kwargs,
 )
@@ -75,11 +77,33 @@ def test_requirements_name_our_wheel_never_the_pypi_sdist() -> None:
     wheel = runtime.built_wheel()
     assert wheel is not None, f"no portable wheel in {runtime.wheelhouse()}: run `make install`"
     requirements = pip_requirements(require_wheel=True)
-    assert requirements[-1] == f"artifacts/{wheel.name}"
+    # the layout of mlflow.models.add_libraries_to_model (mlflow/models/wheeled_model.py)
+    assert requirements[-1] == f"wheels/{wheel.name}"
     assert not any(req.startswith("llama-cpp-python") for req in requirements)
-    kwargs = pyfunc_kwargs()
-    assert kwargs["artifacts"][environment.WHEEL_ARTIFACT] == str(wheel)
-    assert kwargs["code_paths"] == [str(ENGINE_FILE), str(CPU_QUOTA_FILE)]
+    model = gguf_pyfunc()
+    assert model.wheel == wheel and model.kwargs["artifacts"] == {"gguf": str(bundled_gguf_path())}
+    assert model.kwargs["code_paths"] == [str(ENGINE_FILE), str(CPU_QUOTA_FILE)]
+
+
+def test_the_saved_model_holds_the_wheel_where_add_libraries_to_model_puts_it(tmp_path: Path) -> None:
+    """wheels/<file> in the model directory, named so by requirements.txt and conda.yaml, and
+    ``wheels`` in MLmodel: the layout mlflow/models/wheeled_model.py writes."""
+    import yaml
+    from mlflow.models import Model
+    from mlflow.models.wheeled_model import _WHEELS_FOLDER_NAME
+
+    model = gguf_pyfunc()
+    assert model.wheel is not None
+    model.save(tmp_path / "model")
+    saved = tmp_path / "model"
+    assert environment.WHEELS_FOLDER == _WHEELS_FOLDER_NAME
+    assert (saved / "wheels" / model.wheel.name).read_bytes() == model.wheel.read_bytes()
+    assert not (saved / "artifacts" / model.wheel.name).exists()  # logged once, not also as an artifact
+    assert (saved / "requirements.txt").read_text().split()[-1] == f"wheels/{model.wheel.name}"
+    conda = yaml.safe_load((saved / "conda.yaml").read_text())
+    (pip,) = [d["pip"] for d in conda["dependencies"] if isinstance(d, dict)]
+    assert pip[-1] == f"wheels/{model.wheel.name}"
+    assert set(Model.load(str(saved / "MLmodel")).wheels) == {"platform"}
 
 
 def test_a_wheelhouse_from_elsewhere_is_found_under_another_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -98,7 +122,7 @@ def test_no_wheel_local_registry_pins_pypi_with_a_warning(tmp_path: Path, monkey
     with pytest.warns(UserWarning, match="no portable wheel") as caught:
         kwargs = pyfunc_kwargs()
     assert kwargs["pip_requirements"][-1] == f"llama-cpp-python=={version}"
-    assert environment.WHEEL_ARTIFACT not in kwargs["artifacts"]
+    assert kwargs["artifacts"] == {"gguf": str(bundled_gguf_path())}
     (line,) = [str(w.message) for w in caught]
     assert "\n" not in line and "python -m llmops_nb.models.runtime wheel" in line
 
@@ -276,7 +300,7 @@ def test_registered_model_builds_without_a_compiler_and_serves(
     site = next((venv / "lib").glob("python3*/site-packages"))
     dist = site / f"llama_cpp_python-{environment.llama_cpp_version()}.dist-info"
     source = json.loads((dist / "direct_url.json").read_text())["url"]
-    assert source.startswith("file://") and source.endswith(f"/artifacts/{wheel.name}"), source
+    assert source.startswith("file://") and source.endswith(f"/wheels/{wheel.name}"), source
     for lib in ("libggml-cpu.so", "libllama.so"):  # the very binaries of our portable build
         installed = hashlib.sha256((site / "llama_cpp" / "lib" / lib).read_bytes()).hexdigest()
         assert installed == _sha256_in_wheel(wheel, f"llama_cpp/lib/{lib}")

@@ -112,10 +112,11 @@ def test_registered_version_carries_the_portable_wheel(
     assert wheel is not None, f"no portable wheel in {runtime.wheelhouse()}: run `make install`"
     local = Path(mlflow.artifacts.download_artifacts(registered[0].uri, tracking_uri=tracking_uri, dst_path=str(tmp_path)))
     requirements = (local / "requirements.txt").read_text().split()
-    assert requirements[-1] == f"artifacts/{wheel.name}"
+    assert requirements[-1] == f"wheels/{wheel.name}"
     assert {r.split("==")[0] for r in requirements[:-1]} == {"mlflow", "numpy"}
-    assert (local / "artifacts" / wheel.name).read_bytes() == wheel.read_bytes()
-    assert f"artifacts/{wheel.name}" in (local / "conda.yaml").read_text()
+    assert (local / "wheels" / wheel.name).read_bytes() == wheel.read_bytes()
+    assert f"wheels/{wheel.name}" in (local / "conda.yaml").read_text()
+    assert "wheels" in mlflow.models.Model.load(str(local / "MLmodel")).__dict__
     assert sorted(p.name for p in (local / "code").iterdir()) == ["cpu_quota.py", "engine.py"]
     run = mlflow.MlflowClient(tracking_uri).get_run(registered[0].run_id)
     assert run.data.tags["llama_cpp.wheel"] == wheel.name
