@@ -186,3 +186,13 @@ def write_report(
     path = folder / REPORT_ARTIFACT
     path.write_text(render_report(record, paragraph, disagreements, plot), encoding="utf-8")
     return path
+
+
+def inline_report(path: Path, height_px: int = 900) -> str:
+    """The report at ``path`` as an ``<iframe srcdoc>`` for a notebook's output: its styles stay
+    inside the frame (not the notebook's), and Jupyter and Databricks both render it."""
+    document = Path(path).read_text(encoding="utf-8")
+    return (
+        f'<iframe title="evaluation decision report" srcdoc="{html.escape(document, quote=True)}" '
+        f'style="width: 100%; height: {int(height_px)}px; border: 1px solid #ddd"></iframe>'
+    )

@@ -264,6 +264,7 @@ def evaluate_and_promote(
     seconds = time.perf_counter() - started
     columns = {NEW: row_columns(result.table)}
     baseline, rows_differ = None, ""
+    stored_tables: dict[str, pd.DataFrame] = {}
     if champion is not None and champion.version != str(model_version):
         baseline = CHAMPION
         if champion.dataset_digest != result.dataset_digest:
@@ -277,6 +278,7 @@ def evaluate_and_promote(
                 rows_differ = f"the champion's (version {champion.version}) per-row results are not on these rows"
             else:
                 columns[CHAMPION] = row_columns(stored)
+                stored_tables[CHAMPION] = stored
     estimates = {name: summarize(cols, rule.confidence) for name, cols in columns.items()}
     known: dict[str, dict[str, Any]] = {
         NEW: {**{k: v for k, v in result.metrics.items() if k not in estimates[NEW]}, **estimates[NEW]}
@@ -330,6 +332,7 @@ def evaluate_and_promote(
         record,
         {NEW: result},
         decision_plot=shown_plot,
+        baseline_tables=stored_tables,
     )
     evaluation.html_report = _html_report(evaluation, out, tracking_uri)
     return evaluation

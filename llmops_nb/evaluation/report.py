@@ -57,15 +57,21 @@ class Evaluation:
     parent_run_id: str | None = None  # several candidates: the decision's run, the parent of theirs
     decision_plot: Path | None = None  # every candidate's rates and primary metric with intervals
     html_report: Path | None = None  # decision_report.html: the decision's tables, disagreeing rows and plot
+    # one candidate against the champion's stored evaluation (its rows artifact, the same rows): that table
+    baseline_tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def disagreements(self) -> pd.DataFrame:
-        """The rows where the candidates' scores on the primary metric differ: each one's answer and score."""
+        """The rows where the candidates' scores on the primary metric differ: each one's answer and score.
+
+        With one candidate, the other side is the champion's stored per-row results when the
+        decision compared against them (the same rows)."""
         import pandas as pd
 
         primary = self.decision.rule.primary
         column = "error" if primary == "error_rate" else primary.removesuffix("/mean")
         tables = {n: r.table.set_index("id") for n, r in self.results.items()}
+        tables.update({n: t.set_index("id") for n, t in self.baseline_tables.items() if n not in tables})
         if len(tables) < 2 or any(column not in t for t in tables.values()):
             return pd.DataFrame(columns=["id", "question", "expected"])
         first = next(iter(tables.values()))

@@ -141,3 +141,18 @@ def test_render_escapes_every_text_of_the_record() -> None:
     text = "".join(page.text)
     assert "<b>n</b>" in text and "<i>m</i>" in text and "Decision: KEEP <u>" in text and "<img src=x>" in text
     assert "[0.25, 0.75]" in text
+
+
+def test_the_inline_report_is_one_iframe_whose_document_is_the_report(tmp_path: Path) -> None:
+    import html as html_lib
+
+    from llmops_nb.evaluation.html_report import inline_report, write_report
+
+    record = {"candidates": [], "comparisons": [], "decision": {"action": "keep", "checks": []}, "rows": 4}
+    path = write_report(record, 'Decision: KEEP "quoted" <b>', tmp_path)
+    shown = Page()
+    shown.feed(inline_report(path))
+    assert shown.tags == ["iframe"]  # the report's tags stay inside the frame's document, not the notebook's
+    srcdoc = shown.attrs[0]["srcdoc"]
+    assert srcdoc == path.read_text(encoding="utf-8")
+    assert html_lib.escape('Decision: KEEP "quoted" <b>') in srcdoc

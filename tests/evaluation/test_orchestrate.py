@@ -272,6 +272,11 @@ def test_evaluate_and_promote_decides_on_the_same_rows_with_intervals(chat, tmp_
     diff = worse.comparison_table.set_index("metric").loc["contains_match"]
     assert diff["diff"] == pytest.approx(-0.5) and diff["p_value"] < 0.05 and diff["test"] == "mcnemar exact"
     assert "worse than champion" in worse.report()
+    # one candidate against the champion's stored rows: the rows they disagree on, both answers
+    shown = worse.disagreements
+    assert len(shown) == 10 and {"new: contains_match", "champion: contains_match"} <= set(shown.columns)
+    assert (shown["champion: contains_match"] == 1).all() and (shown["new: contains_match"] == 0).all()
+    assert shown.iloc[0]["id"] in (worse.html_report.read_text(encoding="utf-8"))
     assert str(registry.get_model_version_by_alias("m", "champion").version) == "1"
     assert MlflowClient(tracking_uri=uri).get_run(worse.run_id).data.tags["llmops_nb.promoted"] == "false"
     assert MlflowClient(tracking_uri=uri).get_run(worse.run_id).data.tags["llmops_nb.decision_action"] == "keep"
