@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from llmops_nb.config.endpoint import EndpointConfig
 from llmops_nb.config.errors import _check_name, _Model, _Shown
 from llmops_nb.config.io import _dump_yaml, _load_yaml_model
+from llmops_nb.config.rollout import RolloutConfig
 from llmops_nb.errors import ConfigError
 
 # Unity Catalog object names: at most 255 characters, none of '.', ' ', '/', the ASCII
@@ -315,6 +316,8 @@ class ProjectConfig(_Model):
     endpoint: EndpointConfig | None = None
     foundation_endpoint: str | None = None
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    #: How a deploy moves traffic to the new version (replace, or canary steps: issue 33).
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     #: The MLflow experiment of the register and evaluate runs. None: ``llmops-nb`` locally,
     #: ``/Users/<current user>/llmops-nb`` on Databricks (which takes only absolute paths).
     experiment: str | None = Field(default=None, min_length=1)
@@ -331,6 +334,11 @@ class ProjectConfig(_Model):
                 "endpoint",
                 _Shown("(both or neither)" if self.endpoint else "(missing)"),
                 "set an endpoint section, or foundation_endpoint to query an existing pay-per-token endpoint (not both)",
+            )
+        if self.rollout.canary and (self.endpoint is None or any(e.is_external for e in self.endpoint.served_entities)):
+            what = "a foundation endpoint" if self.endpoint is None else "an endpoint of external models"
+            raise ConfigError(
+                "rollout.strategy", "canary", f"canary steps need a registered model behind the endpoint, not {what}; use replace"
             )
         if self.backend == "databricks" and self.experiment and not self.experiment.startswith("/"):
             raise ConfigError(

@@ -1,0 +1,78 @@
+"""The ``rollout:`` section (issue 33): canary settings, and bad input as one line naming the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from llmops_nb.config.project import ProjectConfig, load_project_config
+from llmops_nb.config.rollout import RolloutConfig
+from llmops_nb.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _project(rollout: dict[str, Any], **top: Any) -> dict[str, Any]:
+    return {**yaml.safe_load((ROOT / "configs" / "local.yml").read_text()), "rollout": rollout, **top}
+
+
+def test_the_default_is_replace_and_the_issue_example_parses(tmp_path: Path) -> None:
+    assert ProjectConfig.model_validate(_project({})).rollout.strategy == "replace"
+    example = {"strategy": "canary", "steps": [10, 50, 100], "min_requests": 40, "max_wait_s": 600, "max_error_rate": 0.05}
+    path = tmp_path / "p.yml"
+    path.write_text(yaml.safe_dump(_project(example)))
+    rollout = load_project_config(path).rollout
+    assert rollout.canary and rollout.steps == [10, 50, 100] and rollout.min_requests == 40
+    assert (rollout.max_wait_s, rollout.max_error_rate, rollout.max_latency_p95_ratio) == (600, 0.05, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("rollout", "message"),
+    [
+        ({"strategy": "canary", "steps": [10, 5, 100]}, "rollout.steps: [10, 5, 100] is not allowed; each step must be larger"),
+        ({"strategy": "canary", "steps": [10, 50]}, "rollout.steps: [10, 50] is not allowed; percentages in 1..100"),
+        ({"strategy": "canary", "steps": [0, 100]}, "rollout.steps: [0, 100] is not allowed; percentages in 1..100"),
+        ({"max_latency_p95_ratio": 0}, "rollout.max_latency_p95_ratio: 0.0 is not allowed; a ratio > 0"),
+        ({"max_latency_p95_ratio": -1.5}, "rollout.max_latency_p95_ratio: -1.5 is not allowed; a ratio > 0"),
+        ({"strategy": "blue-green"}, "rollout.strategy: 'blue-green' is not allowed"),
+        ({"quality": {"requests": 5}}, "rollout.quality: (set) is not allowed; a quality sample per step is not built yet"),
+    ],
+)
+def test_bad_rollout_settings_are_one_line(tmp_path: Path, rollout: dict[str, Any], message: str) -> None:
+    path = tmp_path / "p.yml"
+    path.write_text(yaml.safe_dump(_project(rollout)))
+    with pytest.raises(ConfigError) as caught:
+        load_project_config(path)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+def test_canary_on_a_foundation_or_external_endpoint_is_refused() -> None:
+    with pytest.raises(
+        ConfigError, match=r"^rollout.strategy: 'canary' is not allowed; .*not a foundation endpoint; use replace$"
+    ):
+        ProjectConfig.model_validate({"foundation_endpoint": "databricks-meta-llama", "rollout": {"strategy": "canary"}})
+    external = {
+        "name": "ext-chat",
+        "served_entities": [
+            {
+                "name": "gpt",
+                "external_model": {
+                    "name": "gpt-4o",
+                    "provider": "openai",
+                    "task": "llm/v1/chat",
+                    "openai_config": {"openai_api_key": "{{secrets/scope/key}}"},
+                },
+            }
+        ],
+    }
+    with pytest.raises(ConfigError, match=r"not an endpoint of external models; use replace$"):
+        ProjectConfig.model_validate({"endpoint": external, "rollout": {"strategy": "canary"}})
+    assert ProjectConfig.model_validate({"endpoint": external}).rollout.strategy == "replace"
+
+
+def test_rollout_config_alone() -> None:
+    assert RolloutConfig(strategy="canary", steps=[100]).steps == [100]
