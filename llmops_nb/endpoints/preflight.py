@@ -15,6 +15,8 @@ ai gateway             features supported by the endpoint type (docs table, belo
 payload                the request size limit of the endpoint type (16 MB; 4 MB for external
                        and foundation models); the config states no payload size, so it is
                        shown, not compared
+streaming              said for a source Databricks answers whole on ``stream: true`` (bundled,
+                       gguf: a plain PythonModel; transformers): one JSON completion there
 route optimized        the client authenticates with OAuth (``Config.oauth_token()``): a
                        route-optimized endpoint answers only at its data-plane URL, to an OAuth token
 auth                   ``current_user.me()``
@@ -199,6 +201,7 @@ def config_checks(project: ProjectConfig) -> list[Check]:
         used = [label for field, (label, _) in GATEWAY_SUPPORT.items() if _enabled(gateway.get(field))]
         found.append(_ok("ai gateway", f"{', '.join(used) or 'no features'} set; all supported on a {kind} endpoint"))
     found.extend(_workload_checks(project))
+    found.extend(_streaming_checks(project))
     found.append(
         _ok(
             "payload",
@@ -233,6 +236,34 @@ def _workload_checks(project: ProjectConfig) -> list[Check]:
     types = sorted({str(e.workload_type or "CPU") for e in mine})
     note = " (a GPU type serves a transformers model faster)" if source == "transformers" and not gpu else ""
     return [_ok("workload", f"{', '.join(types)} for a {source} source{note}")]
+
+
+#: the sources whose logged model Databricks does not stream: the GGUF chat model is a plain
+#: PythonModel (a ChatModel would drop the fields it honours: tests/models/test_chat_model.py),
+#: a transformers source is MLflow's transformers flavor (no predict_stream)
+_WHOLE_ON_DATABRICKS = {
+    "bundled": "a plain PythonModel",
+    "gguf": "a plain PythonModel",
+    "transformers": "MLflow's transformers flavor",
+}
+
+
+def _streaming_checks(project: ProjectConfig) -> list[Check]:
+    """How ``stream: true`` is answered by the entities serving ``model.name``: said plainly where
+    Databricks answers whole (protocol/streaming.py STREAMED_TASKS) and the local workspace streams."""
+    from llmops_nb.protocol.streaming import WHOLE_ON_DATABRICKS
+
+    assert project.endpoint is not None
+    source = project.model.source
+    mine = [e for e in project.endpoint.served_entities if e.entity_name == project.model.name and e.external_model is None]
+    if not mine or source not in _WHOLE_ON_DATABRICKS:
+        return []
+    return [
+        _ok(
+            "streaming",
+            f"a {source} source is {_WHOLE_ON_DATABRICKS[source]}: {WHOLE_ON_DATABRICKS}; the local workspace streams it",
+        )
+    ]
 
 
 def _enabled(value: Any) -> bool:

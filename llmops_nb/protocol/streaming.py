@@ -19,6 +19,27 @@ MEDIA_TYPE = "text/event-stream"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 #: the streaming route our scoring process adds beside MLflow's /invocations (scoring_app.py)
 SCORING_STREAM_ROUTE = "/llmops/invocations/stream"
+#: MLmodel ``metadata.task`` of the model interfaces Databricks Model Serving streams (``stream: true``
+#: calls ``predict_stream``): ChatModel, ChatAgent, ResponsesAgent, as MLflow records them
+#: (mlflow/pyfunc/model.py ``_DEFAULT_CHAT_MODEL_METADATA_TASK``, ``_DEFAULT_CHAT_AGENT_METADATA_TASK``,
+#: ``_DEFAULT_RESPONSES_AGENT_METADATA_TASK``); Databricks docs, "Legacy input and output agent schema":
+#: a ChatModel "enables streaming agent output when invoking a served agent" with ``{stream: true}``,
+#: and "Query a deployed agent": ``stream=True`` invokes ``predict_stream``. MLflow's own scoring
+#: server streams none (mlflow#12439): any other custom model answers ``stream: true`` with its
+#: ``predict``, one ``application/json`` completion.
+STREAMED_TASKS = frozenset({"agent/v1/chat", "agent/v2/chat", "agent/v1/responses"})
+#: said wherever a model that answers whole on Databricks is served or deployed (preflight, the
+#: local workspace's entity log)
+WHOLE_ON_DATABRICKS = (
+    "on Databricks, stream: true is answered with one application/json completion (Databricks streams "
+    "only ChatModel, ChatAgent and ResponsesAgent models; MLflow's scoring server calls predict); "
+    "chat_stream reads it as one delta"
+)
+
+
+def streamed_on_databricks(task: object) -> bool:
+    """True when a custom model with MLmodel ``metadata.task`` ``task`` streams on Databricks."""
+    return task in STREAMED_TASKS
 
 
 def sse(event: dict) -> bytes:

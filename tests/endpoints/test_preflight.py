@@ -131,6 +131,7 @@ def test_every_check_passes_on_a_seeded_workspace_and_no_secret_value_is_read(fa
         "traffic",
         "ai gateway",
         "workload",
+        "streaming",
         "payload",
         "auth",
         "uc schema main.llmops",
@@ -345,13 +346,13 @@ def test_cli_exits_0_when_all_pass_and_2_with_one_line_per_check(fake_workspace:
     passed = _cli(fake_workspace, "--backend", "databricks", "--config", str(_write(tmp_path)))
     assert passed.exit_code == 0, passed.output
     lines = passed.output.strip().splitlines()
-    assert len(lines) == 13 and all(line.startswith("ok ") for line in lines[:-1]), lines
-    assert lines[-1] == "preflight: 12 checks, no problem"
+    assert len(lines) == 14 and all(line.startswith("ok ") for line in lines[:-1]), lines
+    assert lines[-1] == "preflight: 13 checks, no problem"
     fake_workspace.client().secrets.delete_scope("llmops")
     failed = _cli(fake_workspace, "--backend", "databricks", "--config", str(_write(tmp_path)))
     assert failed.exit_code == 2
     assert "problem secret {{secrets/llmops/openai_api_key}}: endpoint.config" in failed.output
-    assert failed.output.strip().splitlines()[-1] == "preflight: 1 problem in 12 checks"
+    assert failed.output.strip().splitlines()[-1] == "preflight: 1 problem in 13 checks"
 
 
 def test_cli_a_config_the_config_package_refuses_is_the_one_problem(fake_workspace: Any, tmp_path: Path) -> None:
@@ -569,3 +570,31 @@ def test_the_workload_type_fits_what_the_source_runs_on(source: str, workload: s
         assert f"workload_type {workload} for a {source} source: its llama.cpp build runs on CPU only" in check.message
     elif source == "transformers" and workload is None:
         assert "a GPU type serves a transformers model faster" in check.message
+
+
+@pytest.mark.parametrize(
+    ("source", "said"),
+    [
+        ("bundled", "a bundled source is a plain PythonModel: "),
+        ("gguf", "a gguf source is a plain PythonModel: "),
+        ("transformers", "a transformers source is MLflow's transformers flavor: "),
+        ("code", None),  # its interface decides (a ChatModel, ChatAgent or ResponsesAgent streams)
+    ],
+)
+def test_preflight_says_where_databricks_answers_stream_true_whole(source: str, said: str | None) -> None:
+    """Databricks streams only ChatModel, ChatAgent and ResponsesAgent models (issue 31, item 4): the
+    GGUF chat model is a plain PythonModel, so stream: true comes back as one JSON completion there."""
+    from llmops_nb.protocol.streaming import WHOLE_ON_DATABRICKS
+
+    def edit(data: dict) -> None:
+        data["model"]["source"] = source
+        if source != "bundled":
+            data["model"]["path"] = {"gguf": "/models/x.gguf", "transformers": "/models/x", "code": "/models/x.py"}[source]
+
+    checks = {c.name: c for c in preflight.config_checks(_project(edit))}
+    if said is None:
+        assert "streaming" not in checks
+        return
+    check = checks["streaming"]
+    assert check.status == "ok" and check.message.startswith(said) and WHOLE_ON_DATABRICKS in check.message
+    assert check.message.endswith("; the local workspace streams it") and "\n" not in check.message

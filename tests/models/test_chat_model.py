@@ -225,3 +225,74 @@ def test_logprobs_come_per_token(chat, streamed) -> None:
         assert math.isclose(e["top_logprobs"][0]["logprob"], e["logprob"]) and e["top_logprobs"][0]["token"] == e["token"]
     plain = chat.predict({**body, "logprobs": False})["choices"][0]
     assert plain["logprobs"] is None and plain["message"]["content"] == choice["message"]["content"]
+
+
+# ---- why the logged model stays a plain PythonModel (issue 31, item 4) ----------------------------
+PROBE_CHAT_MODEL = """
+import json, os
+import mlflow
+from mlflow.pyfunc import ChatModel
+from mlflow.types.llm import ChatChoice, ChatCompletionResponse, ChatMessage
+
+
+class Probe(ChatModel):
+    def predict(self, context, messages, params):
+        with open(os.environ["PROBE_OUT"], "a") as f:
+            f.write(json.dumps(params.to_dict()) + "\\n")
+        return ChatCompletionResponse(choices=[ChatChoice(index=0, message=ChatMessage(role="assistant", content="x"))])
+
+
+mlflow.models.set_model(Probe())
+"""
+
+
+def test_mlflows_chat_model_interface_cannot_carry_the_fields_this_model_honours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Databricks streams a ChatModel, not a plain PythonModel (protocol/streaming.py STREAMED_TASKS),
+    but a ChatModel gets the chat body as MLflow's ChatParams only: its signature is fixed
+    (CHAT_MODEL_INPUT_SCHEMA, no other may be given), the scoring path drops the inputs it lacks
+    (mlflow/models/utils.py: "will be ignored"), ChatParams.from_dict drops the rest, and its tool
+    schema has no room for a general JSON schema. Only ``custom_inputs`` would carry them, which no
+    OpenAI-style caller sends: the model stays a PythonModel, and stream: true on Databricks is
+    answered whole (the reader takes it; preflight and the local workspace say so)."""
+    import json
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.types.llm import ChatParams
+
+    from llmops_nb.models.chat_model import CHAT_FIELDS
+
+    lost = set(CHAT_FIELDS) - ChatParams.keys()
+    assert lost == {
+        "max_completion_tokens",
+        "seed",
+        "logprobs",
+        "top_logprobs",
+        "response_format",
+        "tool_choice",
+        "parallel_tool_calls",
+    }
+    code = tmp_path / "probe.py"
+    code.write_text(PROBE_CHAT_MODEL)
+    out = tmp_path / "seen.jsonl"
+    monkeypatch.setenv("PROBE_OUT", str(out))
+    with pytest.raises(MlflowException, match="standard signature"):
+        mlflow.pyfunc.save_model(str(tmp_path / "signed"), python_model=str(code), signature=object())
+    mlflow.pyfunc.save_model(
+        str(tmp_path / "m"), python_model=str(code), input_example={"messages": QUESTION, "temperature": 0.1}
+    )
+    model = mlflow.pyfunc.load_model(str(tmp_path / "m"))
+    assert model.metadata.metadata["task"] == "agent/v1/chat"
+    asked = {"seed": 7, "logprobs": True, "response_format": {"type": "json_object"}, "tool_choice": "required"}
+    out.write_text("")
+    model.predict({"messages": QUESTION, "temperature": 0.5, **asked})
+    model.predict({"messages": QUESTION, "temperature": 0.5, "custom_inputs": asked})
+    top_level, nested = (json.loads(line) for line in out.read_text().splitlines())
+    assert top_level["temperature"] == 0.5 and not set(asked) & set(top_level)  # dropped, with a 200
+    assert nested["custom_inputs"] == asked
+    nested_schema = {"type": "object", "properties": {"a": {"type": "array", "items": {"type": "object"}}, "b": {"anyOf": [{}]}}}
+    tools = [{"type": "function", "function": {"name": "f", "parameters": nested_schema}}]
+    with pytest.raises(MlflowException, match="Failed to enforce schema"):
+        model.predict({"messages": QUESTION, "tools": tools})

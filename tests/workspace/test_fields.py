@@ -76,3 +76,37 @@ def test_an_anthropic_entity_refuses_what_it_cannot_send(tmp_path, body, field) 
         _external(tmp_path, "anthropic").check_request(body)
     assert err.value.status == 400 and str(err.value.body()["message"]).startswith(field)
     assert "ext" in err.value.body()["message"]
+
+
+def test_the_gguf_chat_model_is_said_to_stream_here_and_answer_whole_on_databricks(tmp_path: Path) -> None:
+    """A plain PythonModel with predict_stream (our GGUF chat model, saved by real MLflow): the local
+    workspace streams it, Databricks answers stream: true with one JSON completion (issue 31, item 4)."""
+    from llmops_nb.models.pyfunc import gguf_pyfunc
+    from llmops_nb.protocol.streaming import WHOLE_ON_DATABRICKS
+    from llmops_nb.workspace.runners.fields import streaming_note
+
+    gguf_pyfunc().save(tmp_path / "gguf")
+    note = streaming_note(tmp_path / "gguf")
+    assert note is not None and "\n" not in note
+    assert note.startswith("stream: true: streamed here through its predict_stream; ") and WHOLE_ON_DATABRICKS in note
+    assert "metadata.task='llm/v1/chat'" in note
+
+
+@pytest.mark.parametrize(
+    ("task", "streamable", "said"),
+    [
+        ("agent/v1/chat", True, None),  # ChatModel
+        ("agent/v2/chat", True, None),  # ChatAgent
+        ("agent/v1/responses", True, None),  # ResponsesAgent
+        ("llm/v1/chat", False, "stream: true: streamed here as one delta; on Databricks"),  # transformers, an older version
+        (None, True, "stream: true: streamed here through its predict_stream; on Databricks"),
+    ],
+)
+def test_only_databricks_streaming_interfaces_go_unsaid(tmp_path: Path, task, streamable, said) -> None:
+    from llmops_nb.workspace.runners.fields import streaming_note
+
+    meta = {"task": task} if task else {}
+    d = _mlmodel(tmp_path, flavors={"python_function": {"streamable": streamable}}, metadata=meta)
+    note = streaming_note(d)
+    assert (note is None) if said is None else (note is not None and note.startswith(said))
+    assert streaming_note(None) is None and streaming_note(tmp_path / "nothing") is None

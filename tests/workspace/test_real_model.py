@@ -14,6 +14,7 @@ from databricks.sdk.config import Config
 from databricks.sdk.service.serving import ChatMessage, ChatMessageRole
 from ws_helpers import core, entity
 
+from llmops_nb.protocol.streaming import WHOLE_ON_DATABRICKS
 from llmops_nb.workspace import launcher
 
 pytestmark = pytest.mark.model
@@ -38,6 +39,9 @@ def test_registered_model_is_served_by_the_scoring_server(tmp_path):
         )
         assert r.choices[0].message.content
         assert r.served_model_name == f"{model.name}-{model.version}"
+        # the build logs say plainly where this differs from Databricks (issue 31, item 4)
+        logs = w.serving_endpoints.build_logs("real", r.served_model_name).logs or ""
+        assert f"stream: true: streamed here through its predict_stream; {WHOLE_ON_DATABRICKS}" in logs
         children = json.loads((home / "server.json").read_text())["children"]
         assert children  # the scoring server runs as a child process group
         # the scoring server dies: NOT_READY, the supervisor restarts it, the SDK retries 503s

@@ -31,7 +31,7 @@ from llmops_nb.util.processes import kill_group
 from llmops_nb.workspace.apierror import ApiError, invalid, unavailable
 from llmops_nb.workspace.runners.chat import count_tokens, prompt_tokens, text_of, with_nullable_fields
 from llmops_nb.workspace.runners.faults import FaultInjector
-from llmops_nb.workspace.runners.fields import FAKE, check_fields, model_fields
+from llmops_nb.workspace.runners.fields import FAKE, check_fields, model_fields, streaming_note
 from llmops_nb.workspace.runners.notices import entity_notices
 from llmops_nb.workspace.runners.scoring_main import IMPORTED
 from llmops_nb.workspace.runners.supervisor import Backoff, ExitWatch, OutputPump, StartTimes, exit_reason
@@ -367,6 +367,8 @@ class ScoringServerRunner(Runner):
             return False
         self.ready_since = time.monotonic()
         self._ready(f"Scoring server of {self.name} ({self.model_uri})")
+        if (note := streaming_note(self.local_model)) is not None:
+            self.log(note)  # the build logs say where the local workspace differs from Databricks
         return True
 
     def _on_exit(self, proc: subprocess.Popen, code: int, exited_at: float) -> None:

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from llmops_nb.protocol.streaming import WHOLE_ON_DATABRICKS, streamed_on_databricks
 from llmops_nb.workspace.apierror import invalid
 
 #: the properties of OpenAI's CreateChatCompletionRequest (openai/openai-openapi, chat/completions)
@@ -125,6 +126,24 @@ def model_fields(model_dir: Path | None) -> tuple[frozenset[str], str]:
     if names is None:
         return frozenset(OPENAI_FIELDS), "custom model without a signature"
     return WORKSPACE | names, "custom model (its signature)"
+
+
+def streaming_note(model_dir: Path | None) -> str | None:
+    """What the local workspace does that Databricks does not for the MLflow model in ``model_dir``:
+    it streams ``stream: true`` through the model's ``predict_stream`` (scoring_app.py), which
+    Databricks does only for the interfaces of :data:`STREAMED_TASKS`; None when both stream
+    (or the model has no MLmodel to tell)."""
+    if model_dir is None or not (model_dir / "MLmodel").is_file():
+        return None
+    import yaml
+
+    meta = yaml.safe_load((model_dir / "MLmodel").read_text(encoding="utf-8")) or {}
+    task = (meta.get("metadata") or {}).get("task")
+    if streamed_on_databricks(task):
+        return None
+    pyfunc = (meta.get("flavors") or {}).get("python_function") or {}
+    here = "streamed here through its predict_stream" if pyfunc.get("streamable") else "streamed here as one delta"
+    return f"stream: true: {here}; {WHOLE_ON_DATABRICKS} (MLmodel metadata.task={task!r})"
 
 
 def _signature_names(signature: dict) -> frozenset[str] | None:
