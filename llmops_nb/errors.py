@@ -34,6 +34,10 @@ class DeployTimeout(EndpointError):
     """An endpoint did not reach READY within the allowed time."""
 
 
+class RolledBack(EndpointError):
+    """A canary rollout was rolled back: traffic is on the champion again; the message says why."""
+
+
 class QueryError(LlmopsError):
     """A chat request failed after retries."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from llmops_nb.cli import bundle, endpoints, lifecycle, workspace
+from llmops_nb.cli import bundle, endpoints, lifecycle, rollout, workspace
 from llmops_nb.cli.common import ErrorGroup
 
 
@@ -31,6 +31,8 @@ for command in (
     endpoints.endpoints,
     workspace.workspace,
     bundle.bundle,
+    rollout.rollout,
+    rollout.rollback,
 ):
     main.add_command(command)
 

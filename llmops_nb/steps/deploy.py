@@ -73,6 +73,8 @@ def deploy(
         from llmops_nb.endpoints.provisioned import with_throughput
 
         cfg = with_throughput(cfg, project.model.name, w)
+    if project.rollout.canary:
+        return _canary(project, backend, cfg, w, timeout=timeout, progress=progress, log=log)
     result = deploy_endpoint(
         w,
         cfg,
@@ -85,6 +87,13 @@ def deploy(
     for line in result.messages():
         if log is not None:
             log(line)
+    if result.action != "unchanged":
+        _keep_applied(cfg, "deploy (replace)")
+    return _outputs(result)
+
+
+def _outputs(result: DeployResult) -> dict[str, Any]:
+    """What the deploy step publishes."""
     return {
         "endpoint_name": result.name,
         "endpoint_url": result.endpoint_url,
@@ -92,6 +101,69 @@ def deploy(
         "deploy_action": result.action,
         "served_entities": list(result.served_entities),
     }
+
+
+def _keep_applied(cfg: EndpointConfig, source: str) -> None:
+    """Keep ``cfg`` in the endpoint's applied-config history (what ``llmops-nb rollback`` restores)."""
+    import time
+
+    from llmops_nb.rollout.state import AppliedConfig, default_store
+
+    default_store().record_applied(cfg.name, AppliedConfig(cfg.config_hash(), time.time(), source, cfg.to_databricks_body()))
+
+
+def _canary(
+    project: ProjectConfig,
+    backend: Backend,
+    cfg: EndpointConfig,
+    w: WorkspaceClient,
+    *,
+    timeout: float,
+    progress: bool,
+    log: Callable[[str], None] | None,
+) -> dict[str, Any]:
+    """The deploy in canary steps (:mod:`llmops_nb.rollout.canary`) under the deploy lock; a
+    rolled-back rollout raises :class:`~llmops_nb.errors.RolledBack` with the reason (the job's
+    task fails, its alerting sees it)."""
+    from llmops_nb.errors import RolledBack
+    from llmops_nb.rollout.canary import Canary, Tracking
+    from llmops_nb.rollout.state import ROLLED_BACK, default_store
+    from llmops_nb.rollout.traffic import UsageRecords
+    from llmops_nb.tracking.uris import resolve_experiment
+
+    if backend.home is None:
+        raise ConfigError(
+            "rollout.strategy",
+            "canary",
+            "reads each served entity's usage records of the local workspace; on Databricks (its inference "
+            "tables) not built yet: use replace",
+        )
+    usage = cfg.ai_gateway.usage_tracking_config if cfg.ai_gateway else None
+    if usage is None or not usage.enabled:
+        raise ConfigError(
+            "endpoint.ai_gateway.usage_tracking_config.enabled",
+            usage.enabled if usage else None,
+            "a canary rollout reads each served entity's usage records: set it to true",
+        )
+    tracking = Tracking(
+        backend.tracking_uri, backend.registry_uri, resolve_experiment(project.experiment, backend.tracking_uri, w)
+    )
+    canary = Canary(
+        w,
+        cfg,
+        project.rollout,
+        store=default_store(),
+        reader=UsageRecords(backend.home),
+        tracking=tracking,
+        timeout=timeout,
+        progress=progress,
+        log=log,
+    )
+    with _deploy_lock(backend, cfg.name):
+        outcome = canary.deploy()
+    if outcome.state == ROLLED_BACK:
+        raise RolledBack(outcome.reason)
+    return _outputs(outcome.result)
 
 
 def deploy_endpoint(

@@ -157,6 +157,10 @@ class FakeRunner(Runner):
         latency = f.latency_for(self.endpoint, self.ctx.fake_latency_ms)
         if latency:
             await asyncio.sleep(latency / 1000)
+        if self.ctx.faults.entity_fails(self.name):
+            raise ApiError(
+                500, "INTERNAL_ERROR", f"Injected fault: served entity {self.name} failed to answer (entity_error_rate)."
+            )
         return fake_answer(self.name, body)
 
 

@@ -25,6 +25,8 @@ class Faults:
     endpoint_latency_ms: dict[str, float] = field(default_factory=dict)  # per endpoint, over latency_ms
     max_concurrency: int | None = None  # in-flight invocations beyond this -> 429
     fail_next_update: str | None = None  # served entity name whose next start fails
+    # served entity name -> fraction of its answers that are its own 500 (a bad model version)
+    entity_error_rate: dict[str, float] = field(default_factory=dict)
     ready_seconds: float | None = None  # None: the server's --fake-ready-seconds
     hang_seconds: float = 0.0  # extra wait before answering an invocation
     stall_body_seconds: float = 0.0  # an invocation's status and headers at once, its body this much later
@@ -53,6 +55,9 @@ class Faults:
             value = getattr(faults, rate)
             if not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise invalid(f"faults.{rate}: {value!r} is not allowed; a number in [0, 1]")
+        for name, fraction in faults.entity_error_rate.items():
+            if not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+                raise invalid(f"faults.entity_error_rate.{name}: {fraction!r} is not allowed; a number in [0, 1]")
         for name, ms in faults.endpoint_latency_ms.items():
             if not isinstance(ms, (int, float)) or ms < 0:
                 raise invalid(f"faults.endpoint_latency_ms.{name}: {ms!r} is not allowed; a number of ms >= 0")
@@ -124,6 +129,11 @@ class FaultInjector:
 
     def leave(self) -> None:
         self.in_flight -= 1
+
+    def entity_fails(self, entity_name: str) -> bool:
+        """True when this answer of ``entity_name`` must be its own error (``entity_error_rate``)."""
+        rate = self.faults.entity_error_rate.get(entity_name, 0.0)
+        return bool(rate) and self.rng.random() < rate
 
     def take_failure(self, entity_name: str) -> bool:
         """True once if the next start of ``entity_name`` must fail."""

@@ -1,0 +1,63 @@
+"""``llmops-nb rollout status ENDPOINT`` and ``llmops-nb rollback ENDPOINT`` (issue 33)."""
+
+from __future__ import annotations
+
+import math
+
+import click
+
+from llmops_nb.cli.common import ErrorGroup, backend_of, backend_option, config_option, echo_json, project_and_kind
+
+
+@click.group(cls=ErrorGroup)
+def rollout() -> None:
+    """Canary rollouts: where one stands."""
+
+
+def _pct(value: object) -> str:
+    return "n/a" if not isinstance(value, (int, float)) or math.isnan(value) else f"{100 * value:.1f}%"
+
+
+@rollout.command("status")
+@click.argument("endpoint")
+@click.option("--json", "as_json", is_flag=True, help='Print {"state", "step", "reason", "entities": [...]} as JSON.')
+def rollout_status(endpoint: str, as_json: bool) -> None:
+    """The latest rollout of ENDPOINT: in_progress, promoted or rolled_back, its step and figures."""
+    from llmops_nb.errors import EndpointError
+    from llmops_nb.rollout.state import default_store
+
+    record = default_store().latest(endpoint)
+    if record is None:
+        raise EndpointError(f"endpoint {endpoint}: no rollout recorded")
+    status = record.status()
+    if as_json:
+        echo_json(status)
+        return
+    click.echo(
+        f"{endpoint}: {status['state']} at step {status['step']}/{len(record.steps)} ({status['percent']}% to "
+        f"{record.challenger}; champion {record.champion})"
+    )
+    for e in status["entities"]:
+        rate = e["error_rate"]
+        click.echo(
+            f"  {e['role']} {e['name']}: {e['requests']} requests, {e['errors']} errors ({_pct(rate['value'])}, "
+            f"CI {_pct(rate['ci_low'])}-{_pct(rate['ci_high'])}), p95 {e['latency_p95_ms']['value'] or float('nan'):.0f} ms"
+        )
+    if status["reason"]:
+        click.echo(f"  reason: {status['reason']}")
+
+
+@click.command("rollback")
+@click.argument("endpoint")
+@config_option
+@backend_option
+@click.option("--timeout", type=float, default=1200, show_default=True, help="Seconds to wait for READY.")
+def rollback(endpoint: str, config_path, backend: str | None, timeout: float) -> None:  # noqa: ANN001
+    """Restore ENDPOINT's previous config: a rollout in progress goes back to its champion, else the
+    config applied before the latest one (from the applied-config history)."""
+    from llmops_nb.rollout.canary import rollback as do_rollback
+    from llmops_nb.rollout.state import default_store
+
+    _, kind = project_and_kind(config_path, backend)
+    w = backend_of(kind).workspace_client()
+    do_rollback(w, endpoint, store=default_store(), timeout=timeout, log=click.echo)

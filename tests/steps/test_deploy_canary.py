@@ -1,0 +1,87 @@
+"""The chain's deploy step with ``rollout.strategy: canary`` (issue 33), on the fake workspace
+with real traffic: the first deploy creates the endpoint and says so, a failing version fails the
+step with the reason (RolledBack) and leaves the champion serving, an equal one is promoted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmops_nb.backends import Backend
+from llmops_nb.config.project import ProjectConfig
+from llmops_nb.endpoints.ops import get_endpoint
+from llmops_nb.errors import ConfigError, RolledBack
+from llmops_nb.rollout.state import default_store
+from llmops_nb.steps.deploy import deploy
+from llmops_nb.testing.load import LoadGenerator
+
+MODEL = "smollm2-135m-instruct"
+NAME = "step-canary"
+
+
+def _project(**rollout: Any) -> ProjectConfig:
+    return ProjectConfig.model_validate(
+        {
+            "backend": "local",
+            "model": {"name": MODEL},
+            "endpoint": {
+                "name": NAME,
+                "served_entities": [{"entity_name": MODEL, "workload_size": "Small"}],
+                "ai_gateway": {"usage_tracking_config": {"enabled": True}},
+            },
+            "rollout": {"strategy": "canary", "min_requests": 15, "interval_s": 0.2, "max_wait_s": 60, **rollout},
+        }
+    )
+
+
+@pytest.fixture
+def backend(fake_workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Backend:  # noqa: ANN001
+    """The local backend kind pointed at the fake (its home holds the usage records)."""
+    monkeypatch.setenv("LLMOPS_HOME", str(tmp_path / "home"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return Backend(kind="local", host=fake_workspace.host, token=fake_workspace.token, tracking_uri=uri,
+                   registry_uri=uri, home=fake_workspace.home)  # fmt: skip
+
+
+def _serving(backend: Backend) -> list[str]:
+    found = get_endpoint(backend.workspace_client(), NAME) or {}
+    return [e["name"] for e in found["config"]["served_entities"]]
+
+
+def test_the_step_fails_with_the_reason_when_the_rollout_rolls_back(fake_workspace, backend: Backend) -> None:  # noqa: ANN001
+    lines: list[str] = []
+    first = deploy(_project(), backend, model_version="1", progress=False, log=lines.append)
+    assert first["deploy_action"] == "created"
+    assert lines == [f"first deploy of {NAME}: no champion serving, created as replace does"]
+    fake_workspace.set_faults(entity_error_rate={f"{MODEL}-2": 0.3}, seed=3)
+    reason = rf"^rolled back {NAME} to {MODEL}-1: step 1 \(10%\): error rate above the limit"
+    with LoadGenerator(fake_workspace.host, fake_workspace.token, NAME) as load, pytest.raises(RolledBack, match=reason):
+        deploy(_project(max_error_rate=0.05), backend, model_version="2", progress=False, log=lines.append)
+    assert _serving(backend) == [f"{MODEL}-1"]
+    assert load.dropped == []
+    record = default_store().latest(NAME)
+    assert record is not None and record.status()["state"] == "rolled_back"
+
+
+def test_the_step_promotes_an_equal_version(fake_workspace, backend: Backend) -> None:  # noqa: ANN001
+    deploy(_project(), backend, model_version="1", progress=False, log=None)
+    with LoadGenerator(fake_workspace.host, fake_workspace.token, NAME):
+        out = deploy(_project(max_error_rate=0.25), backend, model_version="2", progress=False, log=None)
+    assert out["served_entities"] == [f"{MODEL}-2"] and out["endpoint_name"] == NAME
+    assert _serving(backend) == [f"{MODEL}-2"]
+    assert [a.source for a in default_store().applied(NAME)][-1].endswith("promote")
+
+
+def test_canary_without_usage_records_is_one_line_and_writes_nothing(fake_workspace, backend: Backend) -> None:  # noqa: ANN001
+    project = _project()
+    assert project.endpoint is not None
+    project.endpoint.ai_gateway = None
+    with pytest.raises(ConfigError, match=r"^endpoint.ai_gateway.usage_tracking_config.enabled: None is not allowed; "):
+        deploy(project, backend, model_version="1", progress=False)
+    on_databricks = Backend(kind="databricks", host=backend.host, token=backend.token, tracking_uri=backend.tracking_uri,
+                            registry_uri=backend.registry_uri)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"^rollout.strategy: 'canary' is not allowed; .*on Databricks .* not built yet"):
+        deploy(_project(), on_databricks, model_version="1", progress=False)
+    assert fake_workspace.write_calls() == []
