@@ -39,7 +39,7 @@ $(STAMP): pyproject.toml llmops_nb/models/runtime.py
 install: $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -qq -e '.[local,dev,transformers]'
+	$(BIN)/python -m pip install -qq -e '.[local,dev,transformers,spark]'
 	@touch $@
 
 run: $(STAMP)

@@ -231,6 +231,23 @@ class PriceConfig(_Model):
         return self
 
 
+class SparkConfig(_Model):
+    """The spark engine's settings (``evaluation.spark``).
+
+    ``partitions``: how many tasks ask the rows (None: the session's default parallelism);
+    ``master``: the local session's master when no SparkSession is active (``local[2]``);
+    ``num_workers`` and ``node_type_id``: the bundle's job cluster for the evaluate task (None:
+    the cloud's default node type); ``results_table``: on Databricks, the Delta table
+    ``catalog.schema.table`` of the answers (None: under the run folder, locally).
+    """
+
+    partitions: int | None = Field(default=None, ge=1)
+    master: str = Field(default="local[2]", pattern=r"^local\[(\d+|\*)(,\s*\d+)?\]$")
+    num_workers: int = Field(default=2, ge=1, le=100)
+    node_type_id: str | None = Field(default=None, min_length=1)
+    results_table: str | None = Field(default=None, pattern=r"^[^.\s]+\.[^.\s]+\.[^.\s]+$")
+
+
 class EvaluationConfig(_Model):
     """How to evaluate and when to promote.
 
@@ -260,6 +277,9 @@ class EvaluationConfig(_Model):
     #: ``response_format`` ``json_schema``) and scores ``json_schema_match`` (the answer is JSON the
     #: schema validates). A relative path is taken from the config file's folder.
     json_schema: str | None = Field(default=None, min_length=1)
+    #: ``threads`` (one process, a thread pool) or ``spark`` (mapInPandas; the ``[spark]`` extra).
+    engine: Literal["threads", "spark"] = "threads"
+    spark: SparkConfig = Field(default_factory=SparkConfig)
 
     @model_validator(mode="after")
     def _decision_margin(self) -> EvaluationConfig:

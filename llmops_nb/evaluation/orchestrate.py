@@ -52,6 +52,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from databricks.sdk import WorkspaceClient
 
+    from llmops_nb.evaluation.spark_engine import SparkEngine
+
 
 def _schema_digest(schema: dict[str, Any]) -> str:
     import hashlib
@@ -83,6 +85,7 @@ def evaluate_endpoint(
     served_entity: str | None = None,
     limiter: AimdLimiter | None = None,
     json_schema: dict[str, Any] | None = None,
+    engine: SparkEngine | None = None,
 ) -> EvalResult:
     """Query each row once (``concurrency`` at a time), score, and log everything to one MLflow run.
 
@@ -99,6 +102,8 @@ def evaluate_endpoint(
     ``served_entity``: ask that served entity of ``endpoint`` only. ``limiter``: the rate
     control of this evaluation's requests (default: a new AIMD limiter at ``concurrency``).
     ``json_schema``: every row asks for structured output against it and scores ``json_schema_match``.
+    ``engine``: a :class:`~llmops_nb.evaluation.spark_engine.SparkEngine` asks the rows on Spark
+    (None: this process's threads); the bookkeeping and the logging are the same.
     """
     import mlflow
 
@@ -118,6 +123,7 @@ def evaluate_endpoint(
         "max_tokens": max_tokens,
         "temperature": temperature,
         "judge_endpoint": judge_endpoint or "",
+        "engine": engine.name if engine is not None else "threads",
         **({"json_schema_sha256": _schema_digest(json_schema)} if json_schema is not None else {}),
         **(params or {}),
     }
@@ -135,7 +141,7 @@ def evaluate_endpoint(
         started = time.perf_counter()
         try:
             with sqlite_safe_env(tracking_uri):
-                asked = stream_rows(
+                asked = (engine.stream_rows if engine is not None else stream_rows)(
                     w,
                     endpoint,
                     rows,

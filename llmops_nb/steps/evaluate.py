@@ -57,12 +57,14 @@ def evaluate(
     run folder); "" means a temporary folder. ``dataset`` and ``thresholds``
     (``"metric=value,..."``) replace the config's (``llmops-nb run --dataset --threshold``).
     """
+    import shutil
     from pathlib import Path
 
     from llmops_nb.backends import local_home
     from llmops_nb.config.project import with_evaluation
     from llmops_nb.evaluation import datasets, replay
     from llmops_nb.evaluation.orchestrate import evaluate_and_promote
+    from llmops_nb.evaluation.spark_engine import engine_for, results_folder
     from llmops_nb.steps.query import target_endpoint
     from llmops_nb.tracking.provenance import environment_record
     from llmops_nb.util.paths import private_file
@@ -89,8 +91,11 @@ def evaluate(
         rows = datasets.load_dataset(ev.dataset, max_rows or ev.max_rows)
     suffix = "-replay" if replayed else ""
     resume_path = local_home() / "eval" / f"{name}-v{version or 'x'}{suffix}.jsonl"
+    engine = engine_for(ev.engine, ev.spark)  # spark: pyspark and Java checked before anything is asked
     if not resume:
         resume_path.unlink(missing_ok=True)
+        for old in resume_path.parent.glob(f"{results_folder(resume_path).stem}*.spark"):  # the spark engine's results
+            shutil.rmtree(old, ignore_errors=True)
     private_file(resume_path)  # the answers of the endpoint: the user's alone, as $LLMOPS_HOME
     env = environment_record()
     tags = {
@@ -115,6 +120,7 @@ def evaluate(
         "judge_endpoint": ev.judge_endpoint,
         "experiment": backend.experiment(project.experiment),
         "progress": progress,
+        "engine": engine,
         "tags": tags,
         "params": {"config_hash": project.endpoint.config_hash() if project.endpoint else "", "endpoint_kind": backend.kind},
         **({"system": replayed.system} if replayed else {}),  # the logged requests' system prompt

@@ -1,0 +1,463 @@
+"""The spark engine (``evaluation.engine: spark``): the rows asked by Spark tasks, answers in a result table.
+
+The dataset is a Spark DataFrame (:func:`read_dataset`: JSON lines, CSV, Parquet, a Delta folder
+read with ``deltalake`` locally, a Unity Catalog table on Databricks; or the rows the step
+already checked) with a stable row id (the dataset's ``id``) and its dataset position.
+``mapInPandas`` asks each partition in one task through :func:`~llmops_nb.evaluation.asking.stream_rows`,
+the threads engine's own code path (the same chat body, retries and scorers), with the task's share
+of the evaluation's concurrency as its AIMD limiter (``concurrency // tasks running at once``).
+
+Exactly once: a task writes its partition's result rows to one Parquet file, atomically (a
+temporary name, then ``os.replace``) and named by partition and attempt, in a folder of its own
+per run (``gen-<n>``). A task that fails before its file is written leaves nothing; one that Spark
+runs twice leaves two files with the same ids, and :func:`result_rows` keeps one file a
+partition. A resumed run (a later ``gen``) asks only the ids with no answer yet (or an error),
+and its rows win over the earlier ones. Nothing but a count per partition comes back to the
+driver; the result rows are read back one file at a time and handed to the same bookkeeping as
+the threads engine (rows file, running metrics, traces, MLflow), so the run logs the same things.
+
+pyspark is imported inside the functions (the ``[spark]`` extra).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmops_nb.errors import ConfigError
+from llmops_nb.evaluation.asking import Asked
+from llmops_nb.evaluation.datasets import FIELDS
+from llmops_nb.evaluation.resume import resume_key
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    from databricks.sdk import WorkspaceClient
+    from pyspark.sql import DataFrame, SparkSession
+
+    from llmops_nb.chat.ratecontrol import AimdLimiter
+
+ENGINE = "spark"
+#: The result rows' columns (a table row of :func:`llmops_nb.evaluation.rows.table_row`, as JSON).
+RESULT_SCHEMA = "id string, position long, row string"
+_PART = re.compile(r"^part-(\d{5})-a(\d+)-n(\d+)\.parquet$")
+REQUIRED = ("id", "question", "expected")
+
+
+def check_spark(field: str = "evaluation.engine") -> None:
+    """pyspark importable and Java 17+ found (not needed on Databricks); one ConfigError line otherwise."""
+    if importlib.util.find_spec("pyspark") is None:
+        raise ConfigError(field, ENGINE, "pyspark, which is not installed: pip install 'llmops-nb[spark]' (or engine: threads)")
+    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+        return
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise ConfigError(
+            field, ENGINE, "Java 17+ for pyspark, which was not found (JAVA_HOME, PATH): apt-get install openjdk-17-jre-headless"
+        )
+    shown = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30).stderr
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', shown)
+    major = int(found.group(1)) if found else 0
+    major = int(found.group(2) or 0) if major == 1 and found else major  # "1.8.0": Java 8
+    if major < 17:
+        raise ConfigError(field, ENGINE, f"Java 17+ for pyspark; {java} is Java {major or '?'}: install openjdk-17")
+
+
+def spark_session(master: str = "local[2]") -> SparkSession:
+    """The active SparkSession (a Databricks cluster's, a test's), else a local one on ``master``."""
+    check_spark()
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers run this interpreter (this venv)
+    return (
+        SparkSession.builder.master(master)
+        .appName("llmops-nb-evaluate")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+
+
+def read_dataset(spark: SparkSession, source: str | Path) -> DataFrame:
+    """The dataset ``source`` as a DataFrame (id, question, expected, aliases, position); one ConfigError line
+    for a table that does not exist or lacks the columns.
+
+    ``source``: a ``.jsonl``/``.json``, ``.csv`` or ``.parquet`` file or folder, a Delta folder
+    (one with ``_delta_log``; read with ``deltalake``, as Spark's Delta jars need Maven), or a
+    Unity Catalog table ``catalog.schema.table`` (on a cluster's session).
+    """
+    from pyspark.sql import functions as F
+
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.exists():
+        if (path / "_delta_log").is_dir():
+            from deltalake import DeltaTable
+
+            df = spark.createDataFrame(DeltaTable(str(path)).to_pandas())
+        elif path.suffix in (".jsonl", ".json"):
+            df = spark.read.json(str(path))
+        elif path.suffix == ".csv":
+            df = spark.read.option("header", True).option("multiLine", True).option("escape", '"').csv(str(path))
+        elif path.suffix == ".parquet" or path.is_dir():
+            df = spark.read.parquet(str(path))
+        else:
+            raise ConfigError(
+                "evaluation.dataset", text, "a .jsonl, .csv or .parquet file, a Delta folder or catalog.schema.table"
+            )
+    elif re.fullmatch(r"[^./\s]+\.[^./\s]+\.[^./\s]+", text):
+        if not _table_exists(spark, text):
+            raise ConfigError("evaluation.dataset", text, "an existing table (catalog.schema.table): it does not exist")
+        df = spark.table(text)
+    else:
+        raise ConfigError("evaluation.dataset", text, "an existing file or folder, or a table catalog.schema.table")
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise ConfigError(
+            "evaluation.dataset", text, f"a table with columns {', '.join(REQUIRED)}; missing: {', '.join(missing)}"
+        )
+    if "aliases" not in df.columns:
+        df = df.withColumn("aliases", F.array().cast("array<string>"))
+    df = df.select(*FIELDS)
+    # zipWithIndex: the position of each row in the source's order, stable across reads of the same files
+    indexed = df.rdd.zipWithIndex().map(lambda pair: (*pair[0], pair[1]))
+    return spark.createDataFrame(indexed, df.schema.add("position", "long"))
+
+
+def _table_exists(spark: SparkSession, name: str) -> bool:
+    """Whether the catalog has table ``name`` (a three-part name the local catalog cannot hold: no)."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        return bool(spark.catalog.tableExists(name))
+    except AnalysisException:  # spark_catalog locally: REQUIRES_SINGLE_PART_NAMESPACE
+        return False
+
+
+def rows_frame(spark: SparkSession, rows: Sequence[dict[str, Any]]) -> DataFrame:
+    """Checked rows (the step's list) as a DataFrame with their positions."""
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "id": [r["id"] for r in rows],
+            "question": [r["question"] for r in rows],
+            "expected": [r["expected"] for r in rows],
+            "aliases": [list(r.get("aliases", [])) for r in rows],
+            "position": range(len(rows)),
+        }
+    )
+    return spark.createDataFrame(frame, "id string, question string, expected string, aliases array<string>, position long")
+
+
+def result_files(folder: Path) -> list[Path]:
+    """The result files kept: per run (``gen-<n>``, oldest first) one file a partition (its lowest attempt)."""
+    kept: list[Path] = []
+    for gen in sorted(folder.glob("gen-*"), key=lambda p: int(p.name.split("-")[1])):
+        best: dict[int, tuple[int, Path]] = {}
+        for part in gen.iterdir():
+            found = _PART.match(part.name)
+            if found:
+                pid, attempt = int(found.group(1)), int(found.group(2))
+                if pid not in best or attempt < best[pid][0]:
+                    best[pid] = (attempt, part)
+        kept.extend(path for _, path in sorted(best.values(), key=lambda item: item[1].name))
+    return kept
+
+
+def result_rows(folder: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(position, table row) of each id once: a later run's row over an earlier one (it was asked again)."""
+    import pyarrow.parquet as pq
+
+    files = result_files(folder)
+    latest: dict[str, int] = {}
+    for index, path in enumerate(files):
+        for row_id in pq.read_table(path, columns=["id"]).column("id").to_pylist():
+            latest[row_id] = index
+    for index, path in enumerate(files):
+        table = pq.read_table(path).to_pydict()
+        for row_id, position, row in zip(table["id"], table["position"], table["row"], strict=True):
+            if latest.get(row_id) == index:
+                latest[row_id] = -1  # handed over once
+                yield int(position), json.loads(row)
+
+
+def answered_ids(folder: Path) -> set[str]:
+    """The ids with an answer (no error) in the result folder: a resumed run does not ask them."""
+    return {row["id"] for _, row in result_rows(folder) if not row["error"]}
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """What each task needs to ask its rows: the workspace (its token never logged), the chat settings."""
+
+    host: str
+    token: str = field(repr=False)
+    retry_timeout_seconds: int
+    http_timeout_seconds: int
+    endpoint: str
+    concurrency: int
+    max_tokens: int
+    temperature: float
+    system: str | None
+    served_entity: str | None
+    json_schema: dict[str, Any] | None
+    out: str
+
+
+def _token(w: WorkspaceClient) -> str:
+    """The bearer token of ``w`` (a PAT, or the OAuth token its credentials give now) for the tasks."""
+    if w.config.token:
+        return str(w.config.token)
+    header = w.config.authenticate().get("Authorization", "")
+    return header.removeprefix("Bearer ")
+
+
+def ask_partition(
+    settings: TaskSettings, batches: Iterable[pd.DataFrame], hook: Callable[[int, dict[str, Any]], None] | None = None
+) -> Iterator[pd.DataFrame]:
+    """One task: ask its rows (:func:`~llmops_nb.evaluation.asking.stream_rows`), write its result file atomically.
+
+    ``hook(attempt, table row)``: called in the task as each row is answered (a test's injected fault).
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.config import Config
+    from pyspark import TaskContext
+
+    from llmops_nb.chat.ratecontrol import AimdLimiter
+    from llmops_nb.evaluation.asking import stream_rows
+
+    context = TaskContext.get()
+    pid, attempt = (context.partitionId(), context.attemptNumber()) if context else (0, 0)
+    w = WorkspaceClient(
+        config=Config(
+            host=settings.host,
+            token=settings.token,
+            auth_type="pat",
+            retry_timeout_seconds=settings.retry_timeout_seconds,
+            http_timeout_seconds=settings.http_timeout_seconds,
+        )
+    )
+    rows: list[dict[str, Any]] = []
+    positions: list[int] = []
+    for batch in batches:
+        for record in batch.to_dict("records"):
+            positions.append(int(record["position"]))
+            aliases = record.get("aliases")
+            row = {"id": record["id"], "question": record["question"], "expected": record["expected"]}
+            rows.append({**row, "aliases": [str(a) for a in aliases] if aliases is not None else []})
+    answered: list[tuple[int, dict[str, Any]]] = []
+
+    def on_row(k: int, entry: dict[str, Any]) -> None:
+        if hook is not None:
+            hook(attempt, entry)
+        answered.append((positions[k], entry))
+
+    if rows:
+        stream_rows(
+            w,
+            settings.endpoint,
+            rows,
+            on_row,
+            concurrency=settings.concurrency,
+            limiter=AimdLimiter(settings.concurrency),  # this task's share of the evaluation's rate
+            max_tokens=settings.max_tokens,
+            temperature=settings.temperature,
+            system=settings.system,
+            progress=False,
+            resume_path=None,
+            served_entity=settings.served_entity,
+            json_schema=settings.json_schema,
+        )
+    out = Path(settings.out)
+    table = pa.table(
+        {
+            "id": [e["id"] for _, e in answered],
+            "position": [p for p, _ in answered],
+            "row": [json.dumps(e) for _, e in answered],
+        }
+    )
+    final = out / f"part-{pid:05d}-a{attempt}-n{len(answered)}.parquet"
+    temporary = out / f".{final.name}.{uuid.uuid4().hex}.tmp"
+    pq.write_table(table, temporary)
+    os.replace(temporary, final)  # atomic: a file is a whole partition or absent
+    yield pd.DataFrame({"partition": [pid], "rows": [len(answered)]})
+
+
+@dataclass
+class SparkEngine:
+    """``evaluation.engine: spark``: :meth:`stream_rows` has :func:`~llmops_nb.evaluation.asking.stream_rows`'
+    signature, so :func:`~llmops_nb.evaluation.orchestrate.evaluate_endpoint` does the same bookkeeping.
+
+    ``results``: the result folder (None: ``<resume file>.spark`` beside the resume file, else a
+    new folder under the output folder); ``hook``: see :func:`ask_partition`.
+    """
+
+    partitions: int | None = None
+    master: str = "local[2]"
+    results: Path | None = None
+    hook: Callable[[int, dict[str, Any]], None] | None = None
+    spark: SparkSession | None = None
+    name: str = ENGINE
+    last_results: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.partitions is not None and (
+            not isinstance(self.partitions, int) or isinstance(self.partitions, bool) or self.partitions < 1
+        ):
+            raise ConfigError("evaluation.spark.partitions", self.partitions, "an integer >= 1 (or None: Spark's default)")
+
+    def stream_rows(
+        self,
+        w: WorkspaceClient,
+        endpoint: str,
+        rows: Iterable[dict[str, Any]],
+        on_row: Callable[[int, dict[str, Any]], None],
+        *,
+        concurrency: int,
+        max_tokens: int,
+        temperature: float,
+        system: str | None,
+        progress: bool,
+        resume_path: Path | None,
+        check: Callable[[int, dict[str, Any]], None] | None = None,
+        limiter: AimdLimiter | None = None,
+        served_entity: str | None = None,
+        json_schema: dict[str, Any] | None = None,
+    ) -> Asked:
+        """Ask the rows not yet answered in the result folder on Spark; ``on_row`` for every row of it."""
+        from pyspark.sql import functions as F
+
+        listed = list(rows)
+        if check is not None:
+            for position, row in enumerate(listed):
+                check(position, row)
+        spark = self.spark or spark_session(self.master)
+        folder = self._folder(resume_path)
+        key = resume_key(
+            f"{endpoint}/{served_entity}" if served_entity else endpoint, max_tokens, temperature, system, json_schema
+        )
+        key_file = folder / "key.json"
+        if key_file.exists() and json.loads(key_file.read_text(encoding="utf-8")) != key:
+            shutil.rmtree(folder)  # answers made with other settings: none is reused
+        folder.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(json.dumps(key), encoding="utf-8")
+        done = answered_ids(folder)
+        gen = folder / f"gen-{len(list(folder.glob('gen-*')))}"
+        gen.mkdir()
+        frame = rows_frame(spark, listed)
+        if done:
+            answered = spark.createDataFrame([(i,) for i in sorted(done)], "id string")
+            frame = frame.join(F.broadcast(answered), "id", "left_anti")
+        tasks = self.partitions or spark.sparkContext.defaultParallelism
+        frame = frame.repartition(tasks)
+        at_once = max(1, min(tasks, spark.sparkContext.defaultParallelism))
+        settings = TaskSettings(
+            host=str(w.config.host),
+            token=_token(w),
+            retry_timeout_seconds=int(w.config.retry_timeout_seconds or 300),
+            http_timeout_seconds=int(w.config.http_timeout_seconds or 60),
+            endpoint=endpoint,
+            concurrency=max(1, concurrency // at_once),
+            max_tokens=max_tokens,
+            temperature=temperature,
+            system=system,
+            served_entity=served_entity,
+            json_schema=json_schema,
+            out=str(gen),
+        )
+        hook = self.hook
+        asked_now = len(listed) - len(done & {r["id"] for r in listed})
+        with _Progress(gen, asked_now, f"querying {endpoint} on spark ({tasks} tasks)", enabled=progress):
+            frame.mapInPandas(lambda batches: ask_partition(settings, batches, hook), "partition int, rows long").collect()
+        self.last_results = folder
+        asked = Asked(rows=len(listed), queried=asked_now, resumed=len(listed) - asked_now)
+        wanted = {r["id"] for r in listed}
+        handed = 0
+        for position, row in result_rows(folder):
+            if row["id"] in wanted:
+                on_row(position, row)
+                handed += 1
+        if handed != len(listed):
+            raise ConfigError("evaluation.engine", ENGINE, f"a result for each of the {len(listed)} rows; found {handed}")
+        return asked
+
+    def _folder(self, resume_path: Path | None) -> Path:
+        if self.results is not None:
+            return Path(self.results)
+        if resume_path is not None:
+            return results_folder(Path(resume_path))
+        import tempfile
+
+        return Path(tempfile.mkdtemp(prefix="llmops-spark-")) / "results"
+
+
+def results_folder(resume_path: Path) -> Path:
+    """The spark engine's result folder that goes with a resume file (removed with it when not resuming)."""
+    return resume_path.with_name(resume_path.stem + ".spark")
+
+
+class _Progress:
+    """A tqdm bar fed by the partition files written so far (their row counts are in their names)."""
+
+    def __init__(self, gen: Path, total: int, desc: str, *, enabled: bool) -> None:
+        self.gen, self.total, self.desc, self.enabled = gen, total, desc, enabled
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _count(self) -> int:
+        seen: dict[int, int] = {}
+        for part in self.gen.iterdir():
+            found = _PART.match(part.name)
+            if found:
+                seen[int(found.group(1))] = int(found.group(3))
+        return sum(seen.values())
+
+    def _run(self) -> None:
+        from tqdm.auto import tqdm
+
+        with tqdm(total=self.total, desc=self.desc, unit="row") as bar:
+            while not self._stop.wait(0.5):
+                bar.update(self._count() - bar.n)
+            bar.update(self._count() - bar.n)
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            self._thread = threading.Thread(target=self._run, name="spark-progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def engine_for(engine: str, spark_config: Any = None) -> SparkEngine | None:
+    """The asker of ``evaluation.engine``: None for threads, a :class:`SparkEngine` (checked: pyspark, Java) for spark."""
+    if engine == "threads":
+        return None
+    if engine != ENGINE:
+        raise ConfigError("evaluation.engine", engine, "threads or spark")
+    check_spark()
+    if spark_config is None:
+        return SparkEngine()
+    return SparkEngine(partitions=spark_config.partitions, master=spark_config.master)

@@ -1,0 +1,143 @@
+"""The spark engine (pyspark local mode) against the fake workspace: the same rows, answers and metrics
+as the threads engine; exactly once under a task retry and a resume; bad input in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmops_nb.config.project import EvaluationConfig
+from llmops_nb.errors import ConfigError
+from llmops_nb.evaluation.datasets import load_dataset
+from llmops_nb.evaluation.orchestrate import evaluate_endpoint
+from llmops_nb.evaluation.spark_engine import SparkEngine, read_dataset, result_files, result_rows
+from tests.evaluation.test_orchestrate import CRAFTED, asked, deploy
+
+pytestmark = pytest.mark.spark
+
+#: What differs between two runs of the same rows: the time each answer took.
+TIMED = ("latency_ms", "tokens_per_second")
+
+
+@pytest.fixture
+def chat(fake_workspace):  # noqa: ANN001, ANN201
+    deploy(fake_workspace, "chat")
+    fake_workspace.reset()
+    return fake_workspace
+
+
+def _untimed(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if not any(t in k for t in ("latency", "tokens_per_second", "seconds", "traced"))}
+
+
+def test_spark_and_threads_give_the_same_rows_answers_and_metrics(chat, spark, tmp_path: Path) -> None:  # noqa: ANN001
+    import mlflow
+
+    rows = load_dataset() + CRAFTED  # 54 rows, one exact and one contained match among them
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    common: dict[str, Any] = {"concurrency": 4, "tracking_uri": uri, "progress": False, "trace_rows": 2}
+    threads = evaluate_endpoint(chat.client(), "chat", rows, output_dir=tmp_path / "t", **common)
+    engine = SparkEngine(partitions=3, spark=spark, results=tmp_path / "results")
+    on_spark = evaluate_endpoint(chat.client(), "chat", rows, output_dir=tmp_path / "s", engine=engine, **common)
+    assert len(asked(chat)) == 2 * len(rows)  # each engine asked each row once
+    columns = [c for c in threads.table.columns if c not in TIMED]
+    assert list(on_spark.table["id"]) == [r["id"] for r in rows]
+    assert on_spark.table[columns].equals(threads.table[columns])
+    assert on_spark.metrics["exact_match"] > 0 and on_spark.metrics["contains_match"] > on_spark.metrics["exact_match"]
+    assert _untimed(on_spark.metrics) == _untimed(threads.metrics)
+    run = mlflow.MlflowClient(uri).get_run(on_spark.run_id)
+    assert run.data.params["engine"] == "spark" and run.data.params["rows"] == str(len(rows))
+    assert mlflow.MlflowClient(uri).get_run(threads.run_id).data.params["engine"] == "threads"
+    assert not any(chat.token in v for v in run.data.params.values())
+    assert len(result_files(tmp_path / "results")) == 3  # one file a partition
+
+
+def _ask(engine: SparkEngine, ws, rows: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:  # noqa: ANN001
+    """The engine's (position, table row) hand-overs for ``rows`` (no MLflow run: the engine alone)."""
+    handed: list[tuple[int, dict[str, Any]]] = []
+    settings: dict[str, Any] = {"max_tokens": 16, "temperature": 0.0, "system": None, "progress": False, "resume_path": None}
+    engine.stream_rows(ws.client(), "chat", rows, lambda k, row: handed.append((k, row)), concurrency=8, **settings)
+    return handed
+
+
+def test_a_failed_task_is_retried_and_leaves_each_of_2000_ids_once(chat, spark, tmp_path: Path) -> None:  # noqa: ANN001
+    rows = [{"id": f"r{i:04d}", "question": f"Say {i}.", "expected": str(i)} for i in range(2000)]
+
+    def fail_once(attempt: int, row: dict[str, Any]) -> None:  # one task's first attempt dies mid-partition
+        if attempt == 0 and row["id"] == "r1234":
+            raise RuntimeError("injected task failure")
+
+    handed = _ask(SparkEngine(partitions=4, spark=spark, results=tmp_path / "results", hook=fail_once), chat, rows)
+    ids = [row["id"] for _, row in handed]
+    assert len(ids) == 2000 and len(set(ids)) == 2000
+    assert sorted(handed, key=lambda h: h[0]) == sorted(handed, key=lambda h: h[1]["id"])  # positions are the dataset's
+    assert not any(row["error"] for _, row in handed)
+    names = sorted(p.name for p in (tmp_path / "results").glob("gen-0/part-*"))
+    assert len(names) == 4 and any("-a1-" in n for n in names)  # the failed partition's file is its second attempt
+    assert len(asked(chat)) > 2000  # what the failed attempt had answered was asked again
+
+
+def test_a_resumed_run_asks_only_what_is_missing(chat, spark, tmp_path: Path) -> None:  # noqa: ANN001
+    rows = [{"id": f"q{i}", "question": f"Say {i}.", "expected": str(i)} for i in range(40)]
+    folder = tmp_path / "results"
+    engine = SparkEngine(partitions=2, spark=spark, results=folder)
+    _ask(engine, chat, rows[:25])
+    chat.reset()
+    handed = _ask(engine, chat, rows)
+    assert sorted(asked(chat)) == sorted(r["question"] for r in rows[25:])
+    assert sorted(k for k, _ in handed) == list(range(40))
+    assert sorted(row["id"] for _, row in result_rows(folder)) == sorted(r["id"] for r in rows)
+
+
+def test_datasets_are_read_from_files_and_bad_ones_refused_in_one_line(spark, tmp_path: Path) -> None:  # noqa: ANN001
+    import pandas as pd
+    from deltalake import write_deltalake
+
+    rows = pd.DataFrame([{"id": "a", "question": "Q?", "expected": "x"}, {"id": "b", "question": "R?", "expected": "y"}])
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows.to_dict("records")))
+    rows.to_csv(tmp_path / "d.csv", index=False)
+    rows.to_parquet(tmp_path / "d.parquet")
+    write_deltalake(str(tmp_path / "delta"), rows)
+    for source in ("d.jsonl", "d.csv", "d.parquet", "delta"):
+        read = read_dataset(spark, tmp_path / source).toPandas().sort_values("position")
+        assert list(read["id"]) == ["a", "b"] and list(read["position"]) == [0, 1], source
+        assert list(read["aliases"].map(list)) == [[], []]
+    rows.drop(columns="expected").to_parquet(tmp_path / "short.parquet")
+    bad = {
+        "short.parquet": "missing: expected",
+        "nowhere.jsonl": "an existing file or folder",
+        "main.default.missing_table": "it does not exist",
+    }
+    for source, says in bad.items():
+        where = tmp_path / source if source.endswith("l") or source.endswith("t") else source
+        with pytest.raises(ConfigError, match=says) as caught:
+            read_dataset(spark, str(where) if "/" in str(where) else source)
+        assert "\n" not in str(caught.value) and "evaluation.dataset" in str(caught.value)
+
+
+def test_bad_engine_settings_are_one_line() -> None:
+    for bad, says in ({"engine": "dask"}, "'threads' or 'spark'"), ({"spark": {"partitions": 0}}, "spark.partitions: 0"):
+        with pytest.raises(ConfigError, match=says) as caught:
+            EvaluationConfig.model_validate(bad)
+        assert "\n" not in str(caught.value)
+    with pytest.raises(ConfigError, match="evaluation.spark.partitions: 0") as caught:
+        SparkEngine(partitions=0)  # before any session, run or request
+    assert "\n" not in str(caught.value)
+
+
+def test_spark_without_pyspark_or_java_says_which_and_how_to_get_it(monkeypatch, tmp_path: Path) -> None:  # noqa: ANN001
+    import sys
+
+    from llmops_nb.evaluation.spark_engine import check_spark, engine_for
+
+    assert engine_for("threads") is None
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-jdk"))
+    with pytest.raises(ConfigError, match=r"evaluation.engine: 'spark'.*Java 17\+.*openjdk-17") as caught:
+        engine_for("spark")
+    assert "\n" not in str(caught.value)
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # as if the [spark] extra were not installed
+    with pytest.raises(ConfigError, match=r"pyspark.*pip install 'llmops-nb\[spark\]'"):
+        check_spark()
