@@ -55,10 +55,10 @@ def test_spark_and_threads_give_the_same_rows_answers_and_metrics(chat, spark, t
     assert len(result_files(tmp_path / "results")) == 3  # one file a partition
 
 
-def _ask(engine: SparkEngine, ws, rows: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:  # noqa: ANN001
+def _ask(engine: SparkEngine, ws, rows: list[dict[str, Any]], progress: bool = False) -> list[tuple[int, dict[str, Any]]]:  # noqa: ANN001
     """The engine's (position, table row) hand-overs for ``rows`` (no MLflow run: the engine alone)."""
     handed: list[tuple[int, dict[str, Any]]] = []
-    settings: dict[str, Any] = {"max_tokens": 16, "temperature": 0.0, "system": None, "progress": False, "resume_path": None}
+    settings: dict[str, Any] = {"max_tokens": 16, "temperature": 0.0, "system": None, "progress": progress, "resume_path": None}
     engine.stream_rows(ws.client(), "chat", rows, lambda k, row: handed.append((k, row)), concurrency=8, **settings)
     return handed
 
@@ -80,13 +80,15 @@ def test_a_failed_task_is_retried_and_leaves_each_of_2000_ids_once(chat, spark, 
     assert len(asked(chat)) > 2000  # what the failed attempt had answered was asked again
 
 
-def test_a_resumed_run_asks_only_what_is_missing(chat, spark, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_resumed_run_asks_only_what_is_missing(chat, spark, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     rows = [{"id": f"q{i}", "question": f"Say {i}.", "expected": str(i)} for i in range(40)]
     folder = tmp_path / "results"
     engine = SparkEngine(partitions=2, spark=spark, results=folder)
     _ask(engine, chat, rows[:25])
     chat.reset()
-    handed = _ask(engine, chat, rows)
+    capsys.readouterr()
+    handed = _ask(engine, chat, rows, progress=True)
+    assert "15/15" in capsys.readouterr().err.replace("\r", "\n").splitlines()[-1]  # the bar: rows of written partitions
     assert sorted(asked(chat)) == sorted(r["question"] for r in rows[25:])
     assert sorted(k for k, _ in handed) == list(range(40))
     assert sorted(row["id"] for _, row in result_rows(folder)) == sorted(r["id"] for r in rows)
