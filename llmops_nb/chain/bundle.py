@@ -44,6 +44,8 @@ DEPLOY_RETRIES = chain_step("deploy").retries
 #: AWS or GCP" for overriding it (``--var node_type_id=...`` or a target's ``variables``).
 NODE_TYPES: dict[str, str] = {"azure": "Standard_D4ds_v5", "aws": "m5d.xlarge", "gcp": "n2-standard-4"}
 DEFAULT_CLOUD = "azure"
+#: The job cluster of the evaluate task when ``evaluation.engine`` is spark (:func:`_spark_cluster`).
+EVALUATE_CLUSTER = "evaluate"
 #: A Databricks Runtime for Machine Learning (LTS, Python 3.11, MLflow preinstalled).
 SPARK_VERSION = "15.4.x-cpu-ml-scala2.12"
 #: Where the bundle's build step puts the portable llama-cpp-python wheel
@@ -101,6 +103,7 @@ def render(config_path: str | Path, root: str | Path | None = None, *, cloud: st
             "--config", str(config_path), f"expected a file under the bundle folder {base} (it is synced with the bundle)"
         ) from None
     name = project.endpoint.name if project.endpoint else (project.foundation_endpoint or "chain")
+    spark = project.evaluation.engine == "spark"  # the evaluate task on a cluster of its own, sized from config
     tasks = []
     for i, step in enumerate(CHAIN):
         params: dict[str, str] = {p: f"${{var.{p}}}" for p in COMMON_PARAMETERS}
@@ -114,7 +117,7 @@ def render(config_path: str | Path, root: str | Path | None = None, *, cloud: st
         if i:
             task["depends_on"] = [{"task_key": CHAIN[i - 1].name}]
         task.update(
-            job_cluster_key="chain",
+            job_cluster_key=EVALUATE_CLUSTER if step.name == "evaluate" and spark else "chain",
             notebook_task={"notebook_path": f"./notebooks/{step.notebook}", "base_parameters": params},
             libraries=_libraries(step.name),
             timeout_seconds=step.timeout_seconds,
@@ -136,7 +139,13 @@ def render(config_path: str | Path, root: str | Path | None = None, *, cloud: st
         # email_notifications.no_alert_for_skipped_runs is deprecated (Jobs API, databricks-sdk
         # JobEmailNotifications): notification_settings replaces it.
         "notification_settings": {"no_alert_for_skipped_runs": True, "no_alert_for_canceled_runs": True},
-        "job_clusters": [{"job_cluster_key": "chain", "new_cluster": _cluster()}],
+        "job_clusters": [
+            {"job_cluster_key": "chain", "new_cluster": _cluster()},
+            *(
+                [{"job_cluster_key": EVALUATE_CLUSTER, "new_cluster": _spark_cluster(project.evaluation.spark.num_workers)}]
+                * spark
+            ),
+        ],
         "tasks": tasks,
     }
     return {
@@ -178,6 +187,16 @@ def render(config_path: str | Path, root: str | Path | None = None, *, cloud: st
                 + ").",
                 "default": NODE_TYPES[cloud],
             },
+            **(
+                {
+                    "evaluate_node_type_id": {
+                        "description": f"Node type of the evaluate task's cluster (evaluation.engine: spark; {cloud}).",
+                        "default": project.evaluation.spark.node_type_id or NODE_TYPES[cloud],
+                    }
+                }
+                if spark
+                else {}
+            ),
         },
         "resources": {"jobs": {JOB_KEY: job}},
         "targets": {
@@ -212,6 +231,18 @@ def _cluster() -> dict[str, Any]:
         "custom_tags": {"ResourceClass": "SingleNode"},
         # where llmops_nb.models finds the portable wheel to log with the registered model
         "spark_env_vars": {"LLMOPS_WHEELHOUSE": f"${{workspace.file_path}}/{RUNTIME_WHEELS}"},
+    }
+
+
+def _spark_cluster(num_workers: int) -> dict[str, Any]:
+    """The evaluate task's job cluster when ``evaluation.engine`` is spark: ``num_workers`` workers
+    (``evaluation.spark.num_workers``) whose Python workers ask the rows; the notebook uses its SparkSession."""
+    return {
+        "spark_version": "${var.spark_version}",
+        "node_type_id": "${var.evaluate_node_type_id}",
+        "num_workers": num_workers,
+        "data_security_mode": "SINGLE_USER",
+        "spark_conf": {"spark.task.maxFailures": "4"},  # a task that fails is run again (the result files stay exactly once)
     }
 
 

@@ -353,3 +353,26 @@ def test_the_job_runs_on_azure_by_default_with_the_prebuilt_runtime(rendered: di
     assert cluster["spark_env_vars"]["LLMOPS_WHEELHOUSE"] == f"${{workspace.file_path}}/{bundle.RUNTIME_WHEELS}"
     with pytest.raises(ConfigError, match="cloud: 'azur' is not allowed; expected one of azure, aws, gcp"):
         bundle.render(CONFIG, ROOT, cloud="azur")
+
+
+@pytest.mark.parametrize("cloud", ["aws", "gcp"])
+def test_engine_spark_runs_the_evaluate_task_on_a_cluster_sized_from_config(cli_schema: Any, tmp_path: Path, cloud: str) -> None:
+    text = CONFIG.read_text().replace("evaluation:\n", "evaluation:\n  engine: spark\n  spark: {num_workers: 6}\n", 1)
+    config = tmp_path / "spark.yml"
+    config.write_text(text)
+    rendered = bundle.render(config, tmp_path, cloud=cloud)
+    job = rendered["resources"]["jobs"][bundle.JOB_KEY]
+    clusters = {c["job_cluster_key"]: c["new_cluster"] for c in job["job_clusters"]}
+    evaluate = clusters[_tasks(rendered)["evaluate"]["job_cluster_key"]]
+    assert _tasks(rendered)["evaluate"]["job_cluster_key"] == bundle.EVALUATE_CLUSTER
+    assert evaluate["num_workers"] == 6 and "spark.databricks.cluster.profile" not in evaluate["spark_conf"]
+    assert {t["job_cluster_key"] for k, t in _tasks(rendered).items() if k != "evaluate"} == {"chain"}
+    assert evaluate["node_type_id"] == "${var.evaluate_node_type_id}"
+    assert rendered["variables"]["evaluate_node_type_id"]["default"] == bundle.NODE_TYPES[cloud]
+    assert _schema_error(cli_schema, rendered) is None
+    rendered["variables"]["config_path"]["default"] = "${workspace.file_path}/configs/databricks.yml"  # a file under ROOT
+    assert bundle.problems(rendered, ROOT) == []  # every variable resolves; JobSettings keeps every field
+    config.write_text(text.replace("{num_workers: 6}", "{num_workers: 6, node_type_id: i3.2xlarge}"))
+    assert bundle.render(config, tmp_path, cloud=cloud)["variables"]["evaluate_node_type_id"]["default"] == "i3.2xlarge"
+    threads = bundle.render(CONFIG, ROOT, cloud=cloud)  # the default engine: one cluster, as before
+    assert [c["job_cluster_key"] for c in threads["resources"]["jobs"][bundle.JOB_KEY]["job_clusters"]] == ["chain"]
