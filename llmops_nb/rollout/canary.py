@@ -26,7 +26,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from llmops_nb.errors import EndpointError
@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from llmops_nb.config.endpoint import EndpointConfig
     from llmops_nb.config.rollout import RolloutConfig
     from llmops_nb.endpoints.apply import DeployResult
-    from llmops_nb.rollout.traffic import TrafficReader
+    from llmops_nb.rollout.traffic import Call, TrafficReader
 
 
 @dataclass(frozen=True)
@@ -300,6 +300,7 @@ class Canary:
 
     def _watch(self, record: RolloutRecord) -> judging.Verdict:
         """Read the step's traffic every ``interval_s`` until the judge decides."""
+        from scipy import stats  # noqa: F401 - imported before the watch starts, not at its first read (~2 s)
         from tqdm.auto import tqdm
 
         rc, start = self.rc, time.time()
@@ -308,17 +309,15 @@ class Canary:
             while True:
                 time.sleep(rc.interval_s)
                 calls = self.reader.calls(record.endpoint, start)
-                verdict = judging.judge(
-                    calls,
-                    challenger=record.challenger,
-                    champion=str(record.champion),
-                    min_requests=rc.min_requests,
-                    max_error_rate=rc.max_error_rate,
-                    max_latency_p95_ratio=rc.max_latency_p95_ratio,
-                    confidence=rc.confidence,
-                    waited_s=time.time() - start,
-                    max_wait_s=rc.max_wait_s,
-                )
+                verdict = self._judge(record, calls, waited_s=time.time() - start, max_wait_s=rc.max_wait_s)
+                if verdict.action != judging.ROLLBACK:
+                    # a challenger that starts failing mid-step: its recent calls alone (the last two
+                    # reads), so a long healthy start of the step does not hide it
+                    recent_s = 2 * rc.interval_s
+                    since = time.time() - recent_s
+                    recent = self._judge(record, [c for c in calls if c.at >= since], waited_s=0.0, max_wait_s=math.inf)
+                    if recent.action == judging.ROLLBACK:
+                        verdict = replace(recent, reason=f"over the last {recent_s:g} s, {recent.reason}")
                 self._observe(record, verdict)
                 ch, cp = verdict.challenger, verdict.champion
                 bar.n = min(ch.requests, rc.min_requests)
@@ -326,6 +325,20 @@ class Canary:
                 bar.refresh()
                 if verdict.action != judging.WAIT:
                     return verdict
+
+    def _judge(self, record: RolloutRecord, calls: list[Call], *, waited_s: float, max_wait_s: float) -> judging.Verdict:
+        rc = self.rc
+        return judging.judge(
+            calls,
+            challenger=record.challenger,
+            champion=str(record.champion),
+            min_requests=rc.min_requests,
+            max_error_rate=rc.max_error_rate,
+            max_latency_p95_ratio=rc.max_latency_p95_ratio,
+            confidence=rc.confidence,
+            waited_s=waited_s,
+            max_wait_s=max_wait_s,
+        )
 
     def _observe(self, record: RolloutRecord, verdict: judging.Verdict) -> None:
         ch, cp = verdict.challenger, verdict.champion
@@ -380,7 +393,7 @@ class Canary:
         self.store.save(record)
         line = f"rolled back {record.endpoint} to {record.champion}: {reason}" if state == ROLLED_BACK else reason
         self.say(line)
-        if self.run is not None:
+        if self.run is not None and self.run.client is not None:
             self.run.artifact(record.status() | {"points": record.points}, "rollout.json")
             if record.points:
                 from llmops_nb.rollout.plot import plot_rollout

@@ -9,7 +9,6 @@ entity. :class:`UsageRecords` reads only what was appended since its last read.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -33,7 +32,7 @@ class Call:
 class TrafficReader(Protocol):
     """Where a rollout reads live traffic from."""
 
-    def calls(self, endpoint: str, since: float) -> Sequence[Call]:
+    def calls(self, endpoint: str, since: float) -> list[Call]:
         """The calls of ``endpoint`` that ended at or after ``since`` (epoch seconds)."""
         ...
 
