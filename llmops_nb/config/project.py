@@ -237,14 +237,17 @@ class SparkConfig(_Model):
     ``partitions``: how many tasks ask the rows (None: the session's default parallelism);
     ``master``: the local session's master when no SparkSession is active (``local[2]``);
     ``num_workers`` and ``node_type_id``: the bundle's job cluster for the evaluate task (None:
-    the cloud's default node type); ``results_table``: on Databricks, the Delta table
-    ``catalog.schema.table`` of the answers (None: under the run folder, locally).
+    the cloud's default node type); ``results_path``: the folder of the per-partition result
+    files (None: beside the resume file); on Databricks every node must see it (a Unity Catalog
+    volume, ``/Volumes/...``); ``results_table``: on Databricks, the Delta table
+    ``catalog.schema.table`` the answers are written to at the end (its name a run param).
     """
 
     partitions: int | None = Field(default=None, ge=1)
     master: str = Field(default="local[2]", pattern=r"^local\[(\d+|\*)(,\s*\d+)?\]$")
     num_workers: int = Field(default=2, ge=1, le=100)
     node_type_id: str | None = Field(default=None, min_length=1)
+    results_path: str | None = Field(default=None, min_length=1)
     results_table: str | None = Field(default=None, pattern=r"^[^.\s]+\.[^.\s]+\.[^.\s]+$")
 
 

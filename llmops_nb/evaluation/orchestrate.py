@@ -123,7 +123,7 @@ def evaluate_endpoint(
         "max_tokens": max_tokens,
         "temperature": temperature,
         "judge_endpoint": judge_endpoint or "",
-        "engine": engine.name if engine is not None else "threads",
+        **(engine.run_params(resume_path) if engine is not None else {"engine": "threads"}),
         **({"json_schema_sha256": _schema_digest(json_schema)} if json_schema is not None else {}),
         **(params or {}),
     }

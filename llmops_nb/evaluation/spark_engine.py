@@ -314,10 +314,12 @@ class SparkEngine:
     partitions: int | None = None
     master: str = "local[2]"
     results: Path | None = None
+    results_table: str | None = None
     hook: Callable[[int, dict[str, Any]], None] | None = None
     spark: SparkSession | None = None
     name: str = ENGINE
     last_results: Path | None = None
+    _temporary: Path | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.partitions is not None and (
@@ -367,7 +369,8 @@ class SparkEngine:
         if done:
             answered = spark.createDataFrame([(i,) for i in sorted(done)], "id string")
             frame = frame.join(F.broadcast(answered), "id", "left_anti")
-        tasks = self.partitions or spark.sparkContext.defaultParallelism
+        # default: one task a core, but never more tasks at once than the evaluation's concurrency
+        tasks = self.partitions or max(1, min(spark.sparkContext.defaultParallelism, concurrency))
         frame = frame.repartition(tasks)
         at_once = max(1, min(tasks, spark.sparkContext.defaultParallelism))
         settings = TaskSettings(
@@ -389,6 +392,8 @@ class SparkEngine:
         with _Progress(gen, asked_now, f"querying {endpoint} on spark ({tasks} tasks)", enabled=progress):
             frame.mapInPandas(lambda batches: ask_partition(settings, batches, hook), "partition int, rows long").collect()
         self.last_results = folder
+        if self.results_table:
+            write_results_table(spark, folder, self.results_table)
         asked = Asked(rows=len(listed), queried=asked_now, resumed=len(listed) - asked_now)
         wanted = {r["id"] for r in listed}
         handed = 0
@@ -401,13 +406,28 @@ class SparkEngine:
         return asked
 
     def _folder(self, resume_path: Path | None) -> Path:
+        """The result folder: ``<resume file stem>.spark`` under ``results`` (default: beside the resume
+        file), so each candidate (its own resume file) has its own; without a resume file ``results``
+        itself, else a new temporary folder (the same for this engine's life)."""
+        if resume_path is not None:
+            return Path(self.results or Path(resume_path).parent) / results_folder(Path(resume_path)).name
         if self.results is not None:
             return Path(self.results)
-        if resume_path is not None:
-            return results_folder(Path(resume_path))
-        import tempfile
+        if self._temporary is None:
+            import tempfile
 
-        return Path(tempfile.mkdtemp(prefix="llmops-spark-")) / "results"
+            self._temporary = Path(tempfile.mkdtemp(prefix="llmops-spark-")) / "results"
+        return self._temporary
+
+    def run_params(self, resume_path: Path | None) -> dict[str, str]:
+        """The run params of this engine: its name and where the results are (the table, else the folder)."""
+        return {"engine": self.name, "results": self.results_table or str(self._folder(resume_path))}
+
+    def forget(self, resume_path: Path) -> None:
+        """Remove the result folders of ``resume_path`` and of the candidates' resume files made from it."""
+        base = Path(self.results or Path(resume_path).parent)
+        for old in base.glob(f"{Path(resume_path).stem}*.spark"):
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def results_folder(resume_path: Path) -> Path:
@@ -451,8 +471,29 @@ class _Progress:
             self._thread.join()
 
 
+def write_results_table(spark: SparkSession, folder: Path, name: str) -> None:
+    """The result files as the Delta table ``name`` (overwritten), one row per id: a later run's row wins."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    files = [str(p) for p in result_files(folder)]
+    frame = spark.read.parquet(*files).withColumn("gen", F.regexp_extract(F.input_file_name(), r"gen-(\d+)", 1).cast("int"))
+    latest = Window.partitionBy("id").orderBy(F.col("gen").desc())
+    kept = frame.withColumn("n", F.row_number().over(latest)).where("n = 1").drop("n", "gen")
+    kept.write.format("delta").mode("overwrite").option("overwriteSchema", "true").saveAsTable(name)
+
+
+def on_databricks() -> bool:
+    """Whether this runs on a Databricks cluster (its runtime sets DATABRICKS_RUNTIME_VERSION)."""
+    return bool(os.environ.get("DATABRICKS_RUNTIME_VERSION"))
+
+
 def engine_for(engine: str, spark_config: Any = None) -> SparkEngine | None:
-    """The asker of ``evaluation.engine``: None for threads, a :class:`SparkEngine` (checked: pyspark, Java) for spark."""
+    """The asker of ``evaluation.engine``: None for threads, a :class:`SparkEngine` (checked: pyspark, Java) for spark.
+
+    On Databricks the result files must be on a path every node sees (``evaluation.spark.results_path``
+    under ``/Volumes/``); ``results_table`` is a Databricks Delta table (locally the results are Parquet files).
+    """
     if engine == "threads":
         return None
     if engine != ENGINE:
@@ -460,4 +501,22 @@ def engine_for(engine: str, spark_config: Any = None) -> SparkEngine | None:
     check_spark()
     if spark_config is None:
         return SparkEngine()
-    return SparkEngine(partitions=spark_config.partitions, master=spark_config.master)
+    path, table = spark_config.results_path, spark_config.results_table
+    if on_databricks() and not (path or "").startswith(("/Volumes/", "/dbfs/")):
+        raise ConfigError(
+            "evaluation.spark.results_path",
+            path,
+            "on Databricks, a folder every node sees: a volume /Volumes/<catalog>/<schema>/<volume>/...",
+        )
+    if table and not on_databricks():
+        raise ConfigError(
+            "evaluation.spark.results_table",
+            table,
+            "a Databricks Delta table (on a cluster); locally the results are Parquet files",
+        )
+    return SparkEngine(
+        partitions=spark_config.partitions,
+        master=spark_config.master,
+        results=Path(path) if path else None,
+        results_table=table,
+    )

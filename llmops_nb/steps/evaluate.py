@@ -57,14 +57,13 @@ def evaluate(
     run folder); "" means a temporary folder. ``dataset`` and ``thresholds``
     (``"metric=value,..."``) replace the config's (``llmops-nb run --dataset --threshold``).
     """
-    import shutil
     from pathlib import Path
 
     from llmops_nb.backends import local_home
     from llmops_nb.config.project import with_evaluation
     from llmops_nb.evaluation import datasets, replay
     from llmops_nb.evaluation.orchestrate import evaluate_and_promote
-    from llmops_nb.evaluation.spark_engine import engine_for, results_folder
+    from llmops_nb.evaluation.spark_engine import engine_for
     from llmops_nb.steps.query import target_endpoint
     from llmops_nb.tracking.provenance import environment_record
     from llmops_nb.util.paths import private_file
@@ -94,8 +93,8 @@ def evaluate(
     engine = engine_for(ev.engine, ev.spark)  # spark: pyspark and Java checked before anything is asked
     if not resume:
         resume_path.unlink(missing_ok=True)
-        for old in resume_path.parent.glob(f"{results_folder(resume_path).stem}*.spark"):  # the spark engine's results
-            shutil.rmtree(old, ignore_errors=True)
+        if engine is not None:
+            engine.forget(resume_path)  # its result files
     private_file(resume_path)  # the answers of the endpoint: the user's alone, as $LLMOPS_HOME
     env = environment_record()
     tags = {

@@ -143,3 +143,48 @@ def test_spark_without_pyspark_or_java_says_which_and_how_to_get_it(monkeypatch,
     monkeypatch.setitem(sys.modules, "pyspark", None)  # as if the [spark] extra were not installed
     with pytest.raises(ConfigError, match=r"pyspark.*pip install 'llmops-nb\[spark\]'"):
         check_spark()
+
+
+def test_the_evaluate_step_on_engine_spark_matches_threads_and_resumes(chat, spark, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from mlflow import MlflowClient
+
+    from llmops_nb.backends import Backend
+    from llmops_nb.config.project import load_project_config
+    from llmops_nb.steps.evaluate import evaluate
+
+    db = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("LLMOPS_PROJECT_DIR", str(tmp_path))
+    monkeypatch.setenv("LLMOPS_HOME", str(tmp_path / "home"))
+    backend = Backend(kind="local", host=chat.host, token=chat.token, tracking_uri=db, registry_uri=db, home=chat.home)
+    head = "backend: local\nfoundation_endpoint: chat\nmodel:\n  max_tokens: 32\n  temperature: 0.0\n"
+    tables = {}
+    for engine in ("threads", "spark"):
+        config = tmp_path / f"{engine}.yml"
+        config.write_text(head + f"evaluation:\n  max_rows: 12\n  engine: {engine}\n  spark: {{partitions: 3}}\n")
+        evaluation = evaluate(load_project_config(config), backend, endpoint_name="chat", promote=False, progress=False)
+        tables[engine] = evaluation.table.drop(columns=list(TIMED))
+        assert MlflowClient(db).get_run(evaluation.run_id).data.params["engine"] == engine
+    assert tables["spark"].equals(tables["threads"]) and len(tables["spark"]) == 12
+    assert len(asked(chat)) == 24
+    chat.reset()
+    again = evaluate(
+        load_project_config(tmp_path / "spark.yml"), backend, endpoint_name="chat", promote=False, progress=False, resume=True
+    )
+    assert asked(chat) == [] and again.table.drop(columns=list(TIMED)).equals(tables["spark"])  # all 12 from the results
+
+
+def test_where_the_results_go_is_checked_for_where_it_runs(monkeypatch, tmp_path: Path) -> None:  # noqa: ANN001
+    from llmops_nb.config.project import SparkConfig
+    from llmops_nb.evaluation.spark_engine import engine_for
+
+    with pytest.raises(ConfigError, match="evaluation.spark.results_table: 'main.eval.answers'.*Databricks") as caught:
+        engine_for("spark", SparkConfig(results_table="main.eval.answers"))  # locally: Parquet files
+    assert "\n" not in str(caught.value)
+    engine = engine_for("spark", SparkConfig(results_path=str(tmp_path / "r"), partitions=3))
+    assert engine is not None and engine.partitions == 3
+    assert engine.run_params(tmp_path / "chat-v1.jsonl") == {"engine": "spark", "results": str(tmp_path / "r" / "chat-v1.spark")}
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "15.4")  # on a cluster: a folder every node sees
+    with pytest.raises(ConfigError, match=r"evaluation.spark.results_path: None.*/Volumes/"):
+        engine_for("spark", SparkConfig())
+    on_cluster = engine_for("spark", SparkConfig(results_path="/Volumes/main/eval/v", results_table="main.eval.answers"))
+    assert on_cluster is not None and on_cluster.run_params(None)["results"] == "main.eval.answers"
