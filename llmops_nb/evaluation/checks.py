@@ -2,8 +2,8 @@
 
 :func:`check_evaluation` raises one ConfigError line for the first problem: the dataset (exists
 and parses, every row with its fields), threshold metric names, candidates (their endpoints
-and served entities exist, or will once the chain deploys the config's endpoint), and prices
-(they name candidates: the config itself checks that). :func:`evaluation_lines` says what was
+and served entities exist, or will once the chain deploys the config's endpoint), prices
+(they name candidates: the config itself checks that) and, for ``engine: spark``, pyspark and Java. :func:`evaluation_lines` says what was
 checked, one line each, as preflight prints them.
 """
 
@@ -73,6 +73,12 @@ def check_evaluation(
             raise ConfigError(
                 f"{field}.served_entity", c.served_entity, f"a served entity of {name}: {', '.join(entities) or '(none)'}"
             )
+    if ev.engine == "spark":
+        from llmops_nb.evaluation.spark_engine import engine_for
+
+        engine_for(ev.engine, ev.spark)  # pyspark, Java 17+, where the results go: one line, before any step
+        tasks = ev.spark.partitions or "one a core"
+        lines.append(f"engine: spark (pyspark and Java found; {tasks} tasks, concurrency {ev.concurrency} split between them)")
     if ev.candidates:
         lines.append(f"candidates: {', '.join(ev.candidate_names)} (baseline {ev.baseline or 'the champion, else the first'})")
     if ev.prices:

@@ -40,6 +40,10 @@ def test_a_relative_dataset_is_read_from_the_config_folder(tmp_path: Path, monke
             "  candidates: [{name: v9, served_entity: m-9}]\n",
             "evaluation.candidates[0].served_entity: 'm-9' is not allowed; a served entity of chat: m-1",
         ),
+        (
+            "  engine: spark\n  spark: {results_table: main.eval.answers}\n",
+            "evaluation.spark.results_table: 'main.eval.answers' is not allowed; a Databricks Delta table",
+        ),
     ],
 )
 def test_the_chain_refuses_a_bad_evaluation_section_before_any_step(tmp_path: Path, evaluation: str, line: str) -> None:
@@ -49,6 +53,12 @@ def test_the_chain_refuses_a_bad_evaluation_section_before_any_step(tmp_path: Pa
         prepare(path, "deploy,evaluate", "local", {})
     assert str(err.value).startswith(line) and "\n" not in str(err.value)
     assert prepare(path, "deploy", "local", {}).steps == ["deploy"]  # no evaluate, nothing to check
+
+
+def test_engine_spark_is_checked_and_said(tmp_path: Path) -> None:
+    pytest.importorskip("pyspark")
+    lines = check_evaluation(load_project_config(_config(tmp_path, "  engine: spark\n  spark: {partitions: 4}\n")))
+    assert "engine: spark (pyspark and Java found; 4 tasks, concurrency 8 split between them)" in lines
 
 
 def test_a_judge_leaves_threshold_names_open_and_a_replay_needs_no_dataset(tmp_path: Path) -> None:
