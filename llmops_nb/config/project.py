@@ -454,8 +454,9 @@ def load_project_config(path: str | Path) -> ProjectConfig:
     folder = Path(path).resolve().parent
     changes: dict[str, str] = {}
     dataset = project.evaluation.dataset
-    if dataset != "bundled" and not Path(dataset).expanduser().is_absolute():
-        changes["dataset"] = str(folder / dataset)
+    table = project.evaluation.engine == "spark" and re.fullmatch(r"[^./\s]+\.[^./\s]+\.[^./\s]+", dataset)
+    if dataset != "bundled" and not Path(dataset).expanduser().is_absolute() and not (table and not (folder / dataset).exists()):
+        changes["dataset"] = str(folder / dataset)  # a catalog.schema.table of the spark engine stays a name
     schema = project.evaluation.json_schema
     if schema is not None and not Path(schema).expanduser().is_absolute():
         changes["json_schema"] = str(folder / schema)

@@ -26,6 +26,12 @@ def _entity_names(project: ProjectConfig) -> list[str]:
     return [str(e.name) for e in (project.endpoint.served_entities if project.endpoint else []) if e.name]
 
 
+def _spark_source(dataset: str) -> bool:
+    from llmops_nb.evaluation.spark_data import is_spark_source
+
+    return is_spark_source(dataset)
+
+
 def check_evaluation(
     project: ProjectConfig, *, w: WorkspaceClient | None = None, deploying: bool = False, replay: bool = False
 ) -> list[str]:
@@ -38,7 +44,13 @@ def check_evaluation(
     """
     ev = project.evaluation
     lines = []
-    if not replay:
+    if not replay and ev.engine == "spark" and _spark_source(ev.dataset):
+        from llmops_nb.evaluation.spark_data import check_spark_config, read_dataset, spark_session
+
+        check_spark_config(ev.spark)
+        columns = read_dataset(spark_session(ev.spark.master), ev.dataset).columns  # exists, has the columns
+        lines.append(f"dataset: {ev.dataset} read on Spark, with {', '.join(c for c in columns if c != 'position')}")
+    elif not replay:
         rows = load_dataset(ev.dataset)
         where = "the bundled dataset" if ev.dataset == BUNDLED else ev.dataset
         lines.append(f"dataset: {len(rows)} rows in {where}, each with id, question and expected")
@@ -74,9 +86,9 @@ def check_evaluation(
                 f"{field}.served_entity", c.served_entity, f"a served entity of {name}: {', '.join(entities) or '(none)'}"
             )
     if ev.engine == "spark":
-        from llmops_nb.evaluation.spark_engine import engine_for
+        from llmops_nb.evaluation.spark_data import check_spark_config
 
-        engine_for(ev.engine, ev.spark)  # pyspark, Java 17+, where the results go: one line, before any step
+        check_spark_config(ev.spark)  # pyspark, Java 17+, where the results go: one line, before any step
         tasks = ev.spark.partitions or "one a core"
         lines.append(f"engine: spark (pyspark and Java found; {tasks} tasks, concurrency {ev.concurrency} split between them)")
     if ev.candidates:

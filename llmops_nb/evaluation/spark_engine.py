@@ -21,13 +21,10 @@ pyspark is imported inside the functions (the ``[spark]`` extra).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from llmops_nb.errors import ConfigError
 from llmops_nb.evaluation.asking import Asked
-from llmops_nb.evaluation.datasets import FIELDS
 from llmops_nb.evaluation.resume import resume_key
+from llmops_nb.evaluation.spark_data import ENGINE, check_spark_config, load_rows, spark_session
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -47,106 +44,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from llmops_nb.chat.ratecontrol import AimdLimiter
 
-ENGINE = "spark"
 #: The result rows' columns (a table row of :func:`llmops_nb.evaluation.rows.table_row`, as JSON).
 RESULT_SCHEMA = "id string, position long, row string"
 _PART = re.compile(r"^part-(\d{5})-a(\d+)-n(\d+)\.parquet$")
-REQUIRED = ("id", "question", "expected")
-
-
-def check_spark(field: str = "evaluation.engine") -> None:
-    """pyspark importable and Java 17+ found (not needed on Databricks); one ConfigError line otherwise."""
-    if importlib.util.find_spec("pyspark") is None:
-        raise ConfigError(field, ENGINE, "pyspark, which is not installed: pip install 'llmops-nb[spark]' (or engine: threads)")
-    if os.environ.get("DATABRICKS_RUNTIME_VERSION"):
-        return
-    java_home = os.environ.get("JAVA_HOME")
-    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
-    if not java or not Path(java).exists():
-        raise ConfigError(
-            field, ENGINE, "Java 17+ for pyspark, which was not found (JAVA_HOME, PATH): apt-get install openjdk-17-jre-headless"
-        )
-    shown = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30).stderr
-    found = re.search(r'version "(\d+)(?:\.(\d+))?', shown)
-    major = int(found.group(1)) if found else 0
-    major = int(found.group(2) or 0) if major == 1 and found else major  # "1.8.0": Java 8
-    if major < 17:
-        raise ConfigError(field, ENGINE, f"Java 17+ for pyspark; {java} is Java {major or '?'}: install openjdk-17")
-
-
-def spark_session(master: str = "local[2]") -> SparkSession:
-    """The active SparkSession (a Databricks cluster's, a test's), else a local one on ``master``."""
-    check_spark()
-    from pyspark.sql import SparkSession
-
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        return active
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers run this interpreter (this venv)
-    return (
-        SparkSession.builder.master(master)
-        .appName("llmops-nb-evaluate")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .getOrCreate()
-    )
-
-
-def read_dataset(spark: SparkSession, source: str | Path) -> DataFrame:
-    """The dataset ``source`` as a DataFrame (id, question, expected, aliases, position); one ConfigError line
-    for a table that does not exist or lacks the columns.
-
-    ``source``: a ``.jsonl``/``.json``, ``.csv`` or ``.parquet`` file or folder, a Delta folder
-    (one with ``_delta_log``; read with ``deltalake``, as Spark's Delta jars need Maven), or a
-    Unity Catalog table ``catalog.schema.table`` (on a cluster's session).
-    """
-    from pyspark.sql import functions as F
-
-    text = str(source)
-    path = Path(text).expanduser()
-    if path.exists():
-        if (path / "_delta_log").is_dir():
-            from deltalake import DeltaTable
-
-            df = spark.createDataFrame(DeltaTable(str(path)).to_pandas())
-        elif path.suffix in (".jsonl", ".json"):
-            df = spark.read.json(str(path))
-        elif path.suffix == ".csv":
-            df = spark.read.option("header", True).option("multiLine", True).option("escape", '"').csv(str(path))
-        elif path.suffix == ".parquet" or path.is_dir():
-            df = spark.read.parquet(str(path))
-        else:
-            raise ConfigError(
-                "evaluation.dataset", text, "a .jsonl, .csv or .parquet file, a Delta folder or catalog.schema.table"
-            )
-    elif re.fullmatch(r"[^./\s]+\.[^./\s]+\.[^./\s]+", text):
-        if not _table_exists(spark, text):
-            raise ConfigError("evaluation.dataset", text, "an existing table (catalog.schema.table): it does not exist")
-        df = spark.table(text)
-    else:
-        raise ConfigError("evaluation.dataset", text, "an existing file or folder, or a table catalog.schema.table")
-    missing = [c for c in REQUIRED if c not in df.columns]
-    if missing:
-        raise ConfigError(
-            "evaluation.dataset", text, f"a table with columns {', '.join(REQUIRED)}; missing: {', '.join(missing)}"
-        )
-    if "aliases" not in df.columns:
-        df = df.withColumn("aliases", F.array().cast("array<string>"))
-    df = df.select(*FIELDS)
-    # zipWithIndex: the position of each row in the source's order, stable across reads of the same files
-    indexed = df.rdd.zipWithIndex().map(lambda pair: (*pair[0], pair[1]))
-    return spark.createDataFrame(indexed, df.schema.add("position", "long"))
-
-
-def _table_exists(spark: SparkSession, name: str) -> bool:
-    """Whether the catalog has table ``name`` (a three-part name the local catalog cannot hold: no)."""
-    from pyspark.errors import AnalysisException
-
-    try:
-        return bool(spark.catalog.tableExists(name))
-    except AnalysisException:  # spark_catalog locally: REQUIRES_SINGLE_PART_NAMESPACE
-        return False
 
 
 def rows_frame(spark: SparkSession, rows: Sequence[dict[str, Any]]) -> DataFrame:
@@ -419,6 +319,10 @@ class SparkEngine:
             self._temporary = Path(tempfile.mkdtemp(prefix="llmops-spark-")) / "results"
         return self._temporary
 
+    def load_rows(self, source: str, max_rows: int | None = None) -> list[dict[str, Any]]:
+        """:func:`load_rows` on this engine's session."""
+        return load_rows(self.spark or spark_session(self.master), source, max_rows)
+
     def run_params(self, resume_path: Path | None) -> dict[str, str]:
         """The run params of this engine: its name and where the results are (the table, else the folder)."""
         return {"engine": self.name, "results": self.results_table or str(self._folder(resume_path))}
@@ -483,11 +387,6 @@ def write_results_table(spark: SparkSession, folder: Path, name: str) -> None:
     kept.write.format("delta").mode("overwrite").option("overwriteSchema", "true").saveAsTable(name)
 
 
-def on_databricks() -> bool:
-    """Whether this runs on a Databricks cluster (its runtime sets DATABRICKS_RUNTIME_VERSION)."""
-    return bool(os.environ.get("DATABRICKS_RUNTIME_VERSION"))
-
-
 def engine_for(engine: str, spark_config: Any = None) -> SparkEngine | None:
     """The asker of ``evaluation.engine``: None for threads, a :class:`SparkEngine` (checked: pyspark, Java) for spark.
 
@@ -498,22 +397,10 @@ def engine_for(engine: str, spark_config: Any = None) -> SparkEngine | None:
         return None
     if engine != ENGINE:
         raise ConfigError("evaluation.engine", engine, "threads or spark")
-    check_spark()
+    check_spark_config(spark_config)
     if spark_config is None:
         return SparkEngine()
     path, table = spark_config.results_path, spark_config.results_table
-    if on_databricks() and not (path or "").startswith(("/Volumes/", "/dbfs/")):
-        raise ConfigError(
-            "evaluation.spark.results_path",
-            path,
-            "on Databricks, a folder every node sees: a volume /Volumes/<catalog>/<schema>/<volume>/...",
-        )
-    if table and not on_databricks():
-        raise ConfigError(
-            "evaluation.spark.results_table",
-            table,
-            "a Databricks Delta table (on a cluster); locally the results are Parquet files",
-        )
     return SparkEngine(
         partitions=spark_config.partitions,
         master=spark_config.master,

@@ -63,6 +63,7 @@ def evaluate(
     from llmops_nb.config.project import with_evaluation
     from llmops_nb.evaluation import datasets, replay
     from llmops_nb.evaluation.orchestrate import evaluate_and_promote
+    from llmops_nb.evaluation.spark_data import is_spark_source
     from llmops_nb.evaluation.spark_engine import engine_for
     from llmops_nb.steps.query import target_endpoint
     from llmops_nb.tracking.provenance import environment_record
@@ -73,6 +74,7 @@ def evaluate(
     name = target_endpoint(project, endpoint_name)
     model = model_name or (project.model.name if project.endpoint is not None else "")
     version = model_version or (served_version(project, backend, name, model) if model else None)
+    engine = engine_for(ev.engine, ev.spark)  # spark: pyspark and Java checked before anything is asked
     replayed = None
     if replay.check_source(dataset_source) == replay.INFERENCE_TABLE:
         replayed = replay.load_replay(
@@ -86,11 +88,12 @@ def evaluate(
         )
         print(replayed.summary())
         rows = replayed.rows
+    elif engine is not None and is_spark_source(ev.dataset):  # CSV, Parquet, Delta, a table: read on Spark
+        rows = engine.load_rows(ev.dataset, max_rows or ev.max_rows)
     else:
         rows = datasets.load_dataset(ev.dataset, max_rows or ev.max_rows)
     suffix = "-replay" if replayed else ""
     resume_path = local_home() / "eval" / f"{name}-v{version or 'x'}{suffix}.jsonl"
-    engine = engine_for(ev.engine, ev.spark)  # spark: pyspark and Java checked before anything is asked
     if not resume:
         resume_path.unlink(missing_ok=True)
         if engine is not None:

@@ -3,7 +3,6 @@ as the threads engine; exactly once under a task retry and a resume; bad input i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from llmops_nb.config.project import EvaluationConfig
 from llmops_nb.errors import ConfigError
 from llmops_nb.evaluation.datasets import load_dataset
 from llmops_nb.evaluation.orchestrate import evaluate_endpoint
-from llmops_nb.evaluation.spark_engine import SparkEngine, read_dataset, result_files, result_rows
+from llmops_nb.evaluation.spark_engine import SparkEngine, result_files, result_rows
 from tests.evaluation.test_orchestrate import CRAFTED, asked, deploy
 
 pytestmark = pytest.mark.spark
@@ -94,32 +93,6 @@ def test_a_resumed_run_asks_only_what_is_missing(chat, spark, tmp_path: Path, ca
     assert sorted(row["id"] for _, row in result_rows(folder)) == sorted(r["id"] for r in rows)
 
 
-def test_datasets_are_read_from_files_and_bad_ones_refused_in_one_line(spark, tmp_path: Path) -> None:  # noqa: ANN001
-    import pandas as pd
-    from deltalake import write_deltalake
-
-    rows = pd.DataFrame([{"id": "a", "question": "Q?", "expected": "x"}, {"id": "b", "question": "R?", "expected": "y"}])
-    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows.to_dict("records")))
-    rows.to_csv(tmp_path / "d.csv", index=False)
-    rows.to_parquet(tmp_path / "d.parquet")
-    write_deltalake(str(tmp_path / "delta"), rows)
-    for source in ("d.jsonl", "d.csv", "d.parquet", "delta"):
-        read = read_dataset(spark, tmp_path / source).toPandas().sort_values("position")
-        assert list(read["id"]) == ["a", "b"] and list(read["position"]) == [0, 1], source
-        assert list(read["aliases"].map(list)) == [[], []]
-    rows.drop(columns="expected").to_parquet(tmp_path / "short.parquet")
-    bad = {
-        "short.parquet": "missing: expected",
-        "nowhere.jsonl": "an existing file or folder",
-        "main.default.missing_table": "it does not exist",
-    }
-    for source, says in bad.items():
-        where = tmp_path / source if source.endswith("l") or source.endswith("t") else source
-        with pytest.raises(ConfigError, match=says) as caught:
-            read_dataset(spark, str(where) if "/" in str(where) else source)
-        assert "\n" not in str(caught.value) and "evaluation.dataset" in str(caught.value)
-
-
 def test_bad_engine_settings_are_one_line() -> None:
     for bad, says in ({"engine": "dask"}, "'threads' or 'spark'"), ({"spark": {"partitions": 0}}, "spark.partitions: 0"):
         with pytest.raises(ConfigError, match=says) as caught:
@@ -128,21 +101,6 @@ def test_bad_engine_settings_are_one_line() -> None:
     with pytest.raises(ConfigError, match="evaluation.spark.partitions: 0") as caught:
         SparkEngine(partitions=0)  # before any session, run or request
     assert "\n" not in str(caught.value)
-
-
-def test_spark_without_pyspark_or_java_says_which_and_how_to_get_it(monkeypatch, tmp_path: Path) -> None:  # noqa: ANN001
-    import sys
-
-    from llmops_nb.evaluation.spark_engine import check_spark, engine_for
-
-    assert engine_for("threads") is None
-    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-jdk"))
-    with pytest.raises(ConfigError, match=r"evaluation.engine: 'spark'.*Java 17\+.*openjdk-17") as caught:
-        engine_for("spark")
-    assert "\n" not in str(caught.value)
-    monkeypatch.setitem(sys.modules, "pyspark", None)  # as if the [spark] extra were not installed
-    with pytest.raises(ConfigError, match=r"pyspark.*pip install 'llmops-nb\[spark\]'"):
-        check_spark()
 
 
 def test_the_evaluate_step_on_engine_spark_matches_threads_and_resumes(chat, spark, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
@@ -172,11 +130,29 @@ def test_the_evaluate_step_on_engine_spark_matches_threads_and_resumes(chat, spa
     )
     assert asked(chat) == [] and again.table.drop(columns=list(TIMED)).equals(tables["spark"])  # all 12 from the results
 
+    # the same rows as a Parquet file (relative to the config), read on Spark; a table name stays a name
+    import pandas as pd
+
+    from llmops_nb.evaluation.checks import check_evaluation
+
+    pd.DataFrame(load_dataset(max_rows=12)).to_parquet(tmp_path / "qa.parquet")
+    config = tmp_path / "parquet.yml"
+    config.write_text(head + "evaluation:\n  dataset: qa.parquet\n  engine: spark\n")
+    project = load_project_config(config)
+    assert any(line.startswith(f"dataset: {tmp_path / 'qa.parquet'} read on Spark") for line in check_evaluation(project))
+    from_parquet = evaluate(project, backend, endpoint_name="chat", promote=False, progress=False)
+    assert from_parquet.table.drop(columns=list(TIMED)).equals(tables["threads"])
+    config.write_text(head + "evaluation:\n  dataset: main.eval.qa\n  engine: spark\n")
+    assert load_project_config(config).evaluation.dataset == "main.eval.qa"
+    with pytest.raises(ConfigError, match="evaluation.dataset: 'main.eval.qa' is not allowed; an existing table"):
+        check_evaluation(load_project_config(config))
+
 
 def test_where_the_results_go_is_checked_for_where_it_runs(monkeypatch, tmp_path: Path) -> None:  # noqa: ANN001
     from llmops_nb.config.project import SparkConfig
     from llmops_nb.evaluation.spark_engine import engine_for
 
+    assert engine_for("threads") is None
     with pytest.raises(ConfigError, match="evaluation.spark.results_table: 'main.eval.answers'.*Databricks") as caught:
         engine_for("spark", SparkConfig(results_table="main.eval.answers"))  # locally: Parquet files
     assert "\n" not in str(caught.value)
