@@ -74,7 +74,7 @@ def deploy(
 
         cfg = with_throughput(cfg, project.model.name, w)
     if project.rollout.canary:
-        return _canary(project, backend, cfg, w, timeout=timeout, progress=progress, log=log)
+        return _canary(project, backend, cfg, w, timeout=timeout, progress=progress, log=log, on_progress=on_progress)
     result = deploy_endpoint(
         w,
         cfg,
@@ -121,10 +121,13 @@ def _canary(
     timeout: float,
     progress: bool,
     log: Callable[[str], None] | None,
+    on_progress: Callable[[DeployEvent], None] | None = None,
 ) -> dict[str, Any]:
     """The deploy in canary steps (:mod:`llmops_nb.rollout.canary`) under the deploy lock; a
     rolled-back rollout raises :class:`~llmops_nb.errors.RolledBack` with the reason (the job's
-    task fails, its alerting sees it)."""
+    task fails, its alerting sees it). Each line the rollout says goes to ``log`` and, as a
+    ``message`` :class:`DeployEvent`, to ``on_progress``, which gets ``done`` at the end."""
+    from llmops_nb.endpoints.events import DONE, MESSAGE, DeployEvent
     from llmops_nb.errors import RolledBack
     from llmops_nb.rollout.canary import Canary, Tracking
     from llmops_nb.rollout.state import ROLLED_BACK, default_store
@@ -148,6 +151,13 @@ def _canary(
     tracking = Tracking(
         backend.tracking_uri, backend.registry_uri, resolve_experiment(project.experiment, backend.tracking_uri, w)
     )
+
+    def say(line: str) -> None:
+        if log is not None:
+            log(line)
+        if on_progress is not None:
+            on_progress(DeployEvent(MESSAGE, cfg.name, message=line))
+
     canary = Canary(
         w,
         cfg,
@@ -157,13 +167,18 @@ def _canary(
         tracking=tracking,
         timeout=timeout,
         progress=progress,
-        log=log,
+        log=say,
     )
     with _deploy_lock(backend, cfg.name):
         outcome = canary.deploy()
     if outcome.state == ROLLED_BACK:
         raise RolledBack(outcome.reason)
-    return _outputs(outcome.result)
+    result = outcome.result
+    for line in result.messages():
+        say(line)
+    if on_progress is not None:
+        on_progress(DeployEvent(DONE, cfg.name, result.ready, result.config_update, result.action))
+    return _outputs(result)
 
 
 def deploy_endpoint(

@@ -56,7 +56,7 @@ def test_the_step_fails_with_the_reason_when_the_rollout_rolls_back(fake_workspa
     assert first["deploy_action"] == "created"
     assert lines == [f"first deploy of {NAME}: no champion serving, created as replace does"]
     fake_workspace.set_faults(entity_error_rate={f"{MODEL}-2": 0.3}, seed=3)
-    reason = rf"^rolled back {NAME} to {MODEL}-1: step 1 \(10%\): error rate above the limit"
+    reason = rf"^rolled back {NAME} to {MODEL}-1: step 1 \(10%\): (over the last [\d.]+ s, )?error rate above the limit"
     with LoadGenerator(fake_workspace.host, fake_workspace.token, NAME) as load, pytest.raises(RolledBack, match=reason):
         deploy(_project(max_error_rate=0.05), backend, model_version="2", progress=False, log=lines.append)
     assert _serving(backend) == [f"{MODEL}-1"]
@@ -85,3 +85,19 @@ def test_canary_without_usage_records_is_one_line_and_writes_nothing(fake_worksp
     with pytest.raises(ConfigError, match=r"^rollout.strategy: 'canary' is not allowed; .*on Databricks .* not built yet"):
         deploy(_project(), on_databricks, model_version="1", progress=False)
     assert fake_workspace.write_calls() == []
+
+
+def test_progress_events_carry_the_rollout_lines_and_end_with_done(fake_workspace, backend: Backend) -> None:  # noqa: ANN001
+    """What ``llmops-nb deploy`` prints (stderr lines, then the final state) comes from these events."""
+    events: list[Any] = []
+    deploy(_project(), backend, model_version="1", progress=False, log=None, on_progress=events.append)
+    assert [(e.phase, e.message) for e in events] == [
+        ("message", f"first deploy of {NAME}: no champion serving, created as replace does"),
+        ("done", ""),
+    ]
+    assert (events[-1].ready, events[-1].config_update, events[-1].action) == ("READY", "NOT_UPDATING", "created")
+    events.clear()
+    with LoadGenerator(fake_workspace.host, fake_workspace.token, NAME):
+        deploy(_project(max_error_rate=0.25), backend, model_version="2", progress=False, log=None, on_progress=events.append)
+    assert [e.phase for e in events] == ["message", "done"]
+    assert events[0].message == f"promoted {MODEL}-2 on {NAME} after steps [10, 50, 100]"
