@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from llmops_nb.config.endpoint import EndpointConfig
 from llmops_nb.config.rollout import RolloutConfig
 from llmops_nb.endpoints.apply import deploy
@@ -80,3 +82,58 @@ def test_status_of_an_endpoint_without_rollout_and_rollback_without_history(fake
     assert back.stderr.strip() == f"error: endpoint {NAME}: no previous config recorded to roll back to (0 applied)"
     before = [r for r in fake_workspace.write_calls() if r["path"].endswith("/config")]
     assert before == []
+
+
+@pytest.mark.model
+def test_the_cli_deploys_in_canary_steps_on_the_local_workspace(tmp_path: Path) -> None:
+    """``llmops-nb register`` / ``deploy`` with ``rollout.strategy: canary`` in the config, the real
+    model on the local workspace: a first deploy says so, the next version is promoted under load,
+    ``rollout status`` shows it and ``rollback`` puts the first version back."""
+    pytest.importorskip("llama_cpp")
+    import shutil
+
+    import yaml
+
+    from llmops_nb.workspace import launcher
+
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    project = yaml.safe_load((tmp_path / "configs" / "local.yml").read_text())
+    project["rollout"] = {"strategy": "canary", "steps": [50, 100], "min_requests": 4, "interval_s": 1, "max_error_rate": 0.6}
+    (tmp_path / "configs" / "canary.yml").write_text(yaml.safe_dump(project))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLFLOW_", "LLMOPS_"))}
+    env["LLMOPS_PROJECT_DIR"] = str(tmp_path)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "llmops_nb.cli.main", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=900)  # fmt: skip
+
+    name = project["endpoint"]["name"]
+    try:
+        for _ in range(2):
+            done = cli("register", "--config", "configs/canary.yml")
+            assert done.returncode == 0, done.stderr[-2000:]
+        first = cli("deploy", "--config", "configs/canary.yml", "--model-version", "1")
+        assert first.returncode == 0, first.stderr[-2000:]
+        assert f"first deploy of {name}: no champion serving, created as replace does" in first.stderr
+        assert f"endpoint {name}: created; state READY" in first.stdout
+        info = launcher.status(tmp_path / ".llmops")
+        assert info is not None
+        with LoadGenerator(info.host, str(info.token), name, threads=2, pause=0.05) as load:
+            second = cli("deploy", "--config", "configs/canary.yml", "--model-version", "2")
+        assert second.returncode == 0, second.stderr[-2000:]
+        assert f"promoted {MODEL}-2 on {name} after steps [50, 100]" in second.stderr
+        assert f"serving: {MODEL}-2" in second.stdout
+        assert load.dropped == [] and all(a.status == 200 for a in load.answers)
+        shown = json.loads(cli("rollout", "status", name, "--json").stdout)
+        assert (shown["state"], shown["champion"], shown["challenger"]) == ("promoted", f"{MODEL}-1", f"{MODEL}-2")
+        back = cli("rollback", name, "--config", "configs/canary.yml")
+        assert back.returncode == 0 and back.stdout.startswith(f"rolled back {name} to config "), back.stderr[-2000:]
+        w = launcher.status(tmp_path / ".llmops")
+        assert w is not None
+        import requests
+
+        view = requests.get(f"{w.host}/api/2.0/serving-endpoints/{name}", headers={"Authorization": f"Bearer {w.token}"},
+                            timeout=30).json()  # fmt: skip
+        assert [e["name"] for e in view["config"]["served_entities"]] == [f"{MODEL}-1"]
+    finally:
+        launcher.stop(tmp_path / ".llmops")
