@@ -55,9 +55,20 @@ def rollout_status(endpoint: str, as_json: bool) -> None:
 def rollback(endpoint: str, config_path, backend: str | None, timeout: float) -> None:  # noqa: ANN001
     """Restore ENDPOINT's previous config: a rollout in progress goes back to its champion, else the
     config applied before the latest one (from the applied-config history)."""
+    from filelock import BaseFileLock, Timeout
+
+    from llmops_nb.errors import EndpointError
     from llmops_nb.rollout.canary import rollback as do_rollback
     from llmops_nb.rollout.state import default_store
+    from llmops_nb.steps.deploy import deploy_lock
 
     _, kind = project_and_kind(config_path, backend)
-    w = backend_of(kind).workspace_client()
-    do_rollback(w, endpoint, store=default_store(), timeout=timeout, log=click.echo)
+    target = backend_of(kind)
+    w = target.workspace_client()
+    lock = deploy_lock(target, endpoint)
+    try:  # a deploy (a rollout) of this endpoint running now owns it: refuse rather than race it
+        guard = lock.acquire(timeout=0) if isinstance(lock, BaseFileLock) else lock
+    except Timeout:
+        raise EndpointError(f"endpoint {endpoint}: a deploy of it is running now (its lock is held); stop it first") from None
+    with guard:
+        do_rollback(w, endpoint, store=default_store(), timeout=timeout, log=click.echo)

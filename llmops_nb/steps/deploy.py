@@ -169,7 +169,7 @@ def _canary(
         progress=progress,
         log=say,
     )
-    with _deploy_lock(backend, cfg.name):
+    with deploy_lock(backend, cfg.name):
         outcome = canary.deploy()
     if outcome.state == ROLLED_BACK:
         raise RolledBack(outcome.reason)
@@ -192,7 +192,7 @@ def deploy_endpoint(
     recreate: bool = False,
     on_progress: Callable[[DeployEvent], None] | None = None,
 ) -> DeployResult:
-    """The one deploy path: under the deploy lock of ``backend`` (see :func:`_deploy_lock`),
+    """The one deploy path: under the deploy lock of ``backend`` (see :func:`deploy_lock`),
     :func:`llmops_nb.endpoints.deploy` with every version of ``cfg`` resolved, waiting for READY.
 
     ``on_progress`` gets a :class:`DeployEvent` when the writes are made (``written``, with the
@@ -202,7 +202,7 @@ def deploy_endpoint(
     from llmops_nb.endpoints.apply import deploy
     from llmops_nb.endpoints.events import DeployEvent
 
-    with _deploy_lock(backend, cfg.name):
+    with deploy_lock(backend, cfg.name):
         result = deploy(
             w, cfg, timeout=timeout, poll_interval=poll_interval, progress=progress, recreate=recreate, on_event=on_progress
         )
@@ -213,7 +213,7 @@ def deploy_endpoint(
     return result
 
 
-def _deploy_lock(backend: Backend | None, name: str) -> Any:
+def deploy_lock(backend: Backend | None, name: str) -> Any:
     """Locally, one deploy of an endpoint at a time (a file lock); on Databricks, the API's 409s
     are waited out and retried by :func:`llmops_nb.endpoints.deploy` instead."""
     import contextlib
@@ -225,3 +225,6 @@ def _deploy_lock(backend: Backend | None, name: str) -> Any:
     from llmops_nb.util.paths import private_dir
 
     return FileLock(str(private_dir(backend.home / "locks") / f"deploy-{name}.lock"), mode=0o600)
+
+
+_deploy_lock = deploy_lock  # the name tests/widgets/test_deploy_form.py imports

@@ -137,3 +137,25 @@ def test_the_cli_deploys_in_canary_steps_on_the_local_workspace(tmp_path: Path) 
         assert [e["name"] for e in view["config"]["served_entities"]] == [f"{MODEL}-1"]
     finally:
         launcher.stop(tmp_path / ".llmops")
+
+
+def test_rollback_refuses_while_a_deploy_of_the_endpoint_holds_its_lock(tmp_path: Path) -> None:
+    """Locally one deploy of an endpoint runs at a time (a file lock); a rollback during a live
+    rollout would race it: one line, nothing written."""
+    from llmops_nb.backends import Backend
+    from llmops_nb.steps.deploy import deploy_lock
+    from llmops_nb.workspace import launcher
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLFLOW_", "LLMOPS_"))}
+    env.update(LLMOPS_PROJECT_DIR=str(tmp_path), LLMOPS_HOME=str(tmp_path / ".llmops"))
+    home = tmp_path / ".llmops"
+    held = Backend(kind="local", host=None, token=None, tracking_uri="", registry_uri="", home=home)
+    try:
+        with deploy_lock(held, NAME):
+            done = subprocess.run([sys.executable, "-m", "llmops_nb.cli.main", "rollback", NAME, "--backend", "local"],
+                                  cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 1
+        assert done.stderr.strip() == f"error: endpoint {NAME}: a deploy of it is running now (its lock is held); stop it first"
+        assert not (home / "rollouts" / NAME / "configs.jsonl").exists()
+    finally:
+        launcher.stop(home)
