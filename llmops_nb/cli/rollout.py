@@ -30,6 +30,8 @@ def rollout_status(endpoint: str, as_json: bool) -> None:
     if record is None:
         raise EndpointError(f"endpoint {endpoint}: no rollout recorded")
     status = record.status()
+    if record.state == "in_progress":
+        status["interrupted"] = not _deploy_running(endpoint)
     if as_json:
         echo_json(status)
         return
@@ -43,8 +45,26 @@ def rollout_status(endpoint: str, as_json: bool) -> None:
             f"  {e['role']} {e['name']}: {e['requests']} requests, {e['errors']} errors ({_pct(rate['value'])}, "
             f"CI {_pct(rate['ci_low'])}-{_pct(rate['ci_high'])}), p95 {e['latency_p95_ms']['value'] or float('nan'):.0f} ms"
         )
+    if status.get("interrupted"):
+        click.echo("  interrupted: no deploy of it is running; the next deploy resumes it (same config) or rolls it back")
     if status["reason"]:
         click.echo(f"  reason: {status['reason']}")
+
+
+def _deploy_running(endpoint: str) -> bool:
+    """Whether a deploy of ``endpoint`` holds its lock on this machine (the local deploy lock)."""
+    from filelock import FileLock, Timeout
+
+    from llmops_nb.backends import local_home
+
+    path = local_home() / "locks" / f"deploy-{endpoint}.lock"
+    if not path.exists():
+        return False
+    try:
+        with FileLock(str(path)).acquire(timeout=0):
+            return False
+    except Timeout:
+        return True
 
 
 @click.command("rollback")

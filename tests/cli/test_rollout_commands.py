@@ -157,5 +157,21 @@ def test_rollback_refuses_while_a_deploy_of_the_endpoint_holds_its_lock(tmp_path
         assert done.returncode == 1
         assert done.stderr.strip() == f"error: endpoint {NAME}: a deploy of it is running now (its lock is held); stop it first"
         assert not (home / "rollouts" / NAME / "configs.jsonl").exists()
+        # a rollout in progress whose deploy holds the lock is not interrupted; once free, it is
+        from llmops_nb.rollout.state import IN_PROGRESS, RolloutRecord
+
+        body = _endpoint("2").to_databricks_body()
+        RolloutStore(home / "rollouts").save(
+            RolloutRecord("r1", NAME, IN_PROGRESS, [10, 100], 0, f"{MODEL}-1", f"{MODEL}-2", body, body, "h")
+        )
+
+        def interrupted() -> bool:
+            shown = subprocess.run([sys.executable, "-m", "llmops_nb.cli.main", "rollout", "status", NAME, "--json"],
+                                   cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+            return json.loads(shown.stdout)["interrupted"]
+
+        with deploy_lock(held, NAME):
+            assert interrupted() is False
+        assert interrupted() is True
     finally:
         launcher.stop(home)

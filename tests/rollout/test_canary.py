@@ -219,7 +219,7 @@ def test_a_rollout_killed_at_step_2_resumes_and_converges_on_the_next_deploy(ws,
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     status = json.loads(shown.stdout)
-    assert (status["state"], status["step"], status["percent"]) == ("in_progress", 2, 50)
+    assert (status["state"], status["step"], status["percent"], status["interrupted"]) == ("in_progress", 2, 50, True)
     assert {e["name"] for e in status["entities"]} == {CHAMPION, CHALLENGER}
     # the next deploy of the same config resumes at step 2 and converges
     canary = _canary(ws, tmp_path, max_error_rate=0.25)
