@@ -70,6 +70,10 @@ def test_a_call_is_asked_again_after_each_429_and_others_wait_out_the_hold() -> 
         impatient.call(lambda: (_ for _ in ()).throw(Throttled(0.01)))
 
 
+#: the fake gateway's minute in these tests, in seconds (a real one is 60)
+MINUTE = 12.0
+
+
 def _requests_of(ws, endpoint: str) -> list[dict]:  # noqa: ANN001
     return [r for r in ws.requests() if r["path"] == f"/serving-endpoints/{endpoint}/invocations"]
 
@@ -77,7 +81,8 @@ def _requests_of(ws, endpoint: str) -> list[dict]:  # noqa: ANN001
 def test_an_evaluation_under_a_gateway_limit_of_60_calls_a_minute(fake_workspace, tmp_path: Path) -> None:  # noqa: ANN001
     """100 rows against 60 calls/minute: every row answered once, the limit used, few 429s.
 
-    Takes about a minute by nature (60 calls, then the window renews).
+    The fake's gateway minute lasts ``MINUTE`` seconds (the ``gateway_minute_seconds`` fault), so
+    the window renews within the test's wait; the limiter's arithmetic is the same at any length.
     """
     cfg = EndpointConfig.model_validate(
         {
@@ -89,6 +94,7 @@ def test_an_evaluation_under_a_gateway_limit_of_60_calls_a_minute(fake_workspace
     w = fake_workspace.client()  # the SDK's retry budget (30 s) is shorter than the Retry-After
     deploy(w, cfg, progress=False, poll_interval=0.1)
     fake_workspace.reset()
+    fake_workspace.set_faults(gateway_minute_seconds=MINUTE)
     rows = [{"id": f"r{i}", "question": f"question {i}", "expected": "x", "aliases": []} for i in range(100)]
     result = evaluate_endpoint(
         w, "limited", rows, concurrency=8, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", progress=False, output_dir=tmp_path
@@ -104,13 +110,13 @@ def test_an_evaluation_under_a_gateway_limit_of_60_calls_a_minute(fake_workspace
     # Server-side timestamps: never more than 60 answers in any minute (the gateway's own
     # check) and the limit used: the first window is filled before the first 429 ...
     times = sorted(r["time"] for r in answered)
-    assert all(sum(1 for t in times if s <= t < s + 60) <= 60 for s in times)
+    assert all(sum(1 for t in times if s <= t < s + MINUTE) <= 60 for s in times)
     first_refusal = min(r["time"] for r in refused)
     assert sum(1 for t in times if t < first_refusal) == 60
     # ... a burst of 429s is at most the calls in flight, and after the hold the window is
     # asked again at once (the rest answered within the Retry-After plus a few seconds) ...
     assert len(refused) <= 2 * 8, f"{len(refused)} 429s for 100 answers"
-    assert times[-1] - times[0] < 60 + 5
+    assert times[-1] - times[0] < MINUTE + 5
 
 
 def test_the_judge_shares_the_policy_under_a_gateway_limit_of_60_calls_a_minute(
@@ -173,6 +179,7 @@ def test_the_judge_shares_the_policy_under_a_gateway_limit_of_60_calls_a_minute(
                 poll_interval=0.1,
             )
             ws.reset()
+            ws.set_faults(gateway_minute_seconds=MINUTE)
             rows = [{"id": f"r{i}", "question": f"question {i}", "expected": "x", "aliases": []} for i in range(70)]
             result = evaluate_endpoint(
                 w,
@@ -194,6 +201,6 @@ def test_the_judge_shares_the_policy_under_a_gateway_limit_of_60_calls_a_minute(
     assert sorted(judged, key=int) == [str(i) for i in range(70)] and set(judged.values()) == {1}
     assert refused, "the limit was never reached: the test proves nothing"
     times = sorted(r["time"] for r in answered)
-    assert all(sum(1 for t in times if s <= t < s + 60) <= 60 for s in times)
+    assert all(sum(1 for t in times if s <= t < s + MINUTE) <= 60 for s in times)
     assert sum(1 for t in times if t < min(r["time"] for r in refused)) == 60  # the window was used up first
     assert len(refused) <= 2 * 8, f"{len(refused)} 429s for 70 judge answers"

@@ -189,6 +189,9 @@ def test_an_endpoint_latency_fault_slows_that_endpoint_only_and_is_checked(fake_
     with pytest.raises(urllib.error.HTTPError) as bad:
         fake_workspace.set_faults(endpoint_latency_ms={"slow": -1})
     assert "faults.endpoint_latency_ms.slow: -1 is not allowed" in bad.value.read().decode()
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        fake_workspace.set_faults(gateway_minute_seconds=0)
+    assert "faults.gateway_minute_seconds: 0 is not allowed" in bad.value.read().decode()
     fake_workspace.set_faults(latency_ms=0, endpoint_latency_ms={"slow": 400})
     started = time.monotonic()
     assert client.chat(w, "slow", "q").content == "[m-1] echo: q"

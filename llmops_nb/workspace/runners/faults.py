@@ -23,6 +23,8 @@ class Faults:
     retry_after: float = 1.0
     latency_ms: float | None = None  # None: the server's --fake-latency-ms
     endpoint_latency_ms: dict[str, float] = field(default_factory=dict)  # per endpoint, over latency_ms
+    # the AI gateway's "minute" in seconds (None: 60), so a test of a rate limit's renewal waits less than one
+    gateway_minute_seconds: float | None = None
     max_concurrency: int | None = None  # in-flight invocations beyond this -> 429
     fail_next_update: str | None = None  # served entity name whose next start fails
     # served entity name -> fraction of its answers that are its own 500 (a bad model version)
@@ -58,6 +60,9 @@ class Faults:
         for name, fraction in faults.entity_error_rate.items():
             if not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
                 raise invalid(f"faults.entity_error_rate.{name}: {fraction!r} is not allowed; a number in [0, 1]")
+        minute = faults.gateway_minute_seconds
+        if minute is not None and (not isinstance(minute, (int, float)) or minute <= 0):
+            raise invalid(f"faults.gateway_minute_seconds: {minute!r} is not allowed; a number of seconds > 0")
         for name, ms in faults.endpoint_latency_ms.items():
             if not isinstance(ms, (int, float)) or ms < 0:
                 raise invalid(f"faults.endpoint_latency_ms.{name}: {ms!r} is not allowed; a number of ms >= 0")

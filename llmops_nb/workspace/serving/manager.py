@@ -48,7 +48,7 @@ class Manager:
         self.pending: dict[str, dict[str, Runner]] = {}
         self.routers: dict[str, SmoothWeightedRoundRobin] = {}
         self.tasks: set[asyncio.Task] = set()
-        self.limiter = RateLimiter()
+        self.limiter = RateLimiter(minute=lambda: ctx.faults.faults.gateway_minute_seconds or 60.0)
         self.started_ms = _now_ms()
         self.foundation: Runner | None = None
         self.foundation_task: asyncio.Task | None = None

@@ -38,8 +38,9 @@ def _bucket(endpoint: str, i: int, limit: dict, user: str) -> tuple:
 class RateLimiter:
     """Sliding windows of ``(time, calls)`` and ``(time, tokens)`` per limit and requester."""
 
-    def __init__(self, clock=time.monotonic) -> None:
+    def __init__(self, clock=time.monotonic, minute=lambda: 60.0) -> None:
         self.clock = clock
+        self.minute = minute  # the seconds of a ``minute`` renewal period: 60, or the fake's gateway_minute_seconds
         self.calls: dict[tuple, collections.deque] = collections.defaultdict(collections.deque)
         self.tokens: dict[tuple, collections.deque] = collections.defaultdict(collections.deque)
 
@@ -62,7 +63,7 @@ class RateLimiter:
                 continue
             bucket = _bucket(endpoint, i, limit, user)
             renewal = limit.get("renewal_period") or "minute"
-            period = _PERIODS.get(renewal, 60.0)
+            period = _PERIODS.get(renewal, 60.0) * self.minute() / 60.0
             what = f"per {renewal} (key {bucket[2]}) of endpoint {endpoint}"
             calls = limit.get("calls")
             if calls is not None:
