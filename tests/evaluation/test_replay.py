@@ -293,8 +293,11 @@ def test_the_diff_summary():
 
 
 # ---- end to end on the fake workspace --------------------------------------------------
-def test_a_replayed_evaluation_scores_exactly_its_rows(tmp_path, monkeypatch, fake_workspace):
+@pytest.mark.parametrize("engine", ["threads", pytest.param("spark", marks=pytest.mark.spark)])
+def test_a_replayed_evaluation_scores_exactly_its_rows(tmp_path, monkeypatch, fake_workspace, engine, request):
     pytest.importorskip("deltalake", reason="the local extra (deltalake) is required")
+    if engine == "spark":
+        request.getfixturevalue("spark")  # the tests' one SparkSession (tests/evaluation/conftest.py)
     from databricks.sdk.service.serving import (
         AiGatewayInferenceTableConfig,
         ChatMessage,
@@ -342,7 +345,7 @@ def test_a_replayed_evaluation_scores_exactly_its_rows(tmp_path, monkeypatch, fa
     config.write_text(
         "backend: local\nfoundation_endpoint: databricks-smollm2-135m-instruct\n"
         "model:\n  max_tokens: 32\n  temperature: 0.0\n"
-        "evaluation:\n  concurrency: 2\n"
+        f"evaluation:\n  concurrency: 2\n  engine: {engine}\n"
     )
     project = load_project_config(config)
     backend = Backend(kind="local", host=ws.host, token=ws.token, tracking_uri=db, registry_uri=db, home=ws.home)
@@ -372,6 +375,7 @@ def test_a_replayed_evaluation_scores_exactly_its_rows(tmp_path, monkeypatch, fa
     assert run.data.metrics["replay/exact_match_rate"] == 1.0
     assert run.data.params["dataset_source"] == "inference_table"
     assert run.data.params["replay_table"] == "main.replay.rp-chat_payload"
+    assert run.data.params["engine"] == engine  # the spark engine replays the same rows to the same diff
     local = Path(client.download_artifacts(evaluation.run_id, replay.DIFF_ARTIFACT, str(tmp_path)))
     diff = json.loads(local.read_text())
     assert diff["columns"][:4] == ["id", "question", "logged_answer", "new_answer"]
