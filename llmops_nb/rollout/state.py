@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from llmops_nb.util.paths import private_dir
+from llmops_nb.util.paths import private_dir, private_file
 
 IN_PROGRESS: Final = "in_progress"
 PROMOTED: Final = "promoted"
@@ -89,6 +89,7 @@ class RolloutStore:
         self.root = Path(root)
 
     def _dir(self, endpoint: str) -> Path:
+        private_dir(self.root)  # under $LLMOPS_HOME, private as the rest of it (mkdir's mode is the leaf's only)
         return private_dir(self.root / endpoint)
 
     def latest(self, endpoint: str) -> RolloutRecord | None:
@@ -101,13 +102,13 @@ class RolloutStore:
     def save(self, record: RolloutRecord) -> None:
         record.updated = time.time()
         path = self._dir(record.endpoint) / "rollout.json"
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp = private_file(path.with_suffix(f".{os.getpid()}.tmp"))
         tmp.write_text(json.dumps(asdict(record), indent=1, default=str))
         os.replace(tmp, path)
 
     def record_applied(self, endpoint: str, applied: AppliedConfig) -> None:
         """Append one applied config to the endpoint's history."""
-        with (self._dir(endpoint) / "configs.jsonl").open("a", encoding="utf-8") as f:
+        with private_file(self._dir(endpoint) / "configs.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps(asdict(applied), sort_keys=True) + "\n")
 
     def applied(self, endpoint: str) -> list[AppliedConfig]:

@@ -8,7 +8,8 @@ from llmops_nb.rollout.state import IN_PROGRESS, AppliedConfig, RolloutRecord, R
 
 
 def test_a_record_and_the_history_round_trip(tmp_path: Path) -> None:
-    store = RolloutStore(tmp_path)
+    store = RolloutStore(tmp_path / "rollouts")  # as under $LLMOPS_HOME: a folder the store makes
+    tmp_path = tmp_path / "rollouts"
     assert store.latest("ep") is None and store.applied("ep") == []
     record = RolloutRecord("r1", "ep", IN_PROGRESS, [10, 50, 100], 1, "m-1", "m-2", {"name": "ep"}, {"name": "ep"}, "abc")
     store.save(record)
@@ -25,3 +26,6 @@ def test_a_record_and_the_history_round_trip(tmp_path: Path) -> None:
     ]
     assert sorted(p.name for p in (tmp_path / "ep").iterdir()) == ["configs.jsonl", "rollout.json"]
     assert oct((tmp_path / "ep").stat().st_mode & 0o777) == "0o700"
+    # private as the rest of $LLMOPS_HOME (the token lives there): no group or other bits anywhere
+    loose = {str(p): oct(p.stat().st_mode & 0o777) for p in [tmp_path, *tmp_path.rglob("*")] if p.stat().st_mode & 0o077}
+    assert loose == {}
