@@ -136,67 +136,19 @@ def read_databricks(
     """The logged invocations of a Unity Catalog inference table, filtered, de-duplicated and
     limited in SQL, through the statement execution API (a SQL warehouse: ``warehouse_id``),
     its result read from the chunks' external links."""
-    import time
+    from llmops_nb.evaluation.statements import run_statement
 
-    from databricks.sdk.service.sql import Disposition, Format, StatementParameterListItem, StatementState
-
-    if not warehouse_id:
-        raise ConfigError(
-            "replay_warehouse_id", warehouse_id, "the id of a SQL warehouse is required to read an inference table on Databricks"
-        )
     statement, params = replay_sql(kind, full_name, since, status, max_rows)
-    resp = w.statement_execution.execute_statement(
-        statement=statement,
-        warehouse_id=warehouse_id,
-        wait_timeout="30s",
-        parameters=[StatementParameterListItem(**p) for p in params],
-        disposition=Disposition.EXTERNAL_LINKS,
-        format=Format.JSON_ARRAY,
+    resp, chunks = run_statement(
+        w,
+        warehouse_id,
+        statement,
+        params,
+        field="replay_warehouse_id",
+        what=f"the query of {full_name}",
+        wait_seconds=wait_seconds,
     )
-    deadline = time.monotonic() + wait_seconds
-    sid = resp.statement_id or ""
-    while resp.status and resp.status.state in (StatementState.PENDING, StatementState.RUNNING):
-        assert sid, "a statement still running has its statement_id (Statement Execution API)"
-        if time.monotonic() > deadline:
-            w.statement_execution.cancel_execution(sid)
-            raise ConfigError(
-                "replay_warehouse_id", warehouse_id, f"the query of {full_name} did not finish in {wait_seconds:.0f} s"
-            )
-        time.sleep(2)
-        resp = w.statement_execution.get_statement(sid)
-    chunks: list[Sequence[Sequence[str | None]]] = []
-    result = resp.result if resp.status and resp.status.state == StatementState.SUCCEEDED else None
-    while result is not None:
-        index = result.next_chunk_index
-        for link in result.external_links or []:
-            chunks.append(_download(link, full_name))
-            index = link.next_chunk_index if link.next_chunk_index is not None else index
-        if result.external_links:
-            result.external_links = None  # read: parse_statement takes its rows from the chunks
-        elif result is not resp.result:
-            chunks.append(result.data_array or [])
-        if index is None:
-            break
-        assert sid, "a result with more chunks has its statement_id (Statement Execution API)"
-        result = w.statement_execution.get_statement_result_chunk_n(sid, index)
     return parse_statement(resp, kind, chunks)
-
-
-def _download(link: Any, full_name: str) -> list:
-    """One chunk's rows from its presigned ``external_link``: plain HTTP, no Databricks token (the
-    URL carries its own credential; ``http_headers`` are the ones it asks for)."""
-    import requests
-
-    from llmops_nb.errors import WorkspaceError
-
-    try:
-        r = requests.get(str(link.external_link), headers=dict(link.http_headers or {}), timeout=120)
-    except requests.RequestException as exc:
-        raise WorkspaceError(f"replay of {full_name}: result chunk {link.chunk_index}: {type(exc).__name__}") from None
-    if r.status_code != 200:  # the URL itself is a credential: never shown
-        raise WorkspaceError(f"replay of {full_name}: result chunk {link.chunk_index}: HTTP {r.status_code} from its link")
-    rows = r.json()
-    return rows if isinstance(rows, list) else []
 
 
 def replay_sql(
@@ -243,21 +195,13 @@ def parse_statement(
 ) -> list[dict[str, Any]]:
     """:func:`record` dicts of a statement's JSON_ARRAY result (every value a string or null),
     the first chunk inline in ``resp`` and the ``more_chunks`` fetched after it."""
-    from databricks.sdk.service.sql import StatementState
+    from llmops_nb.evaluation.statements import columns_and_rows, failure
 
-    state = resp.status.state if resp.status else None
-    if state != StatementState.SUCCEEDED:
-        error = resp.status.error.message if resp.status and resp.status.error else ""
-        raise ConfigError(
-            "replay_warehouse_id",
-            getattr(state, "value", state),
-            f"the query of the inference table did not succeed: {error}"[:300],
-        )
-    schema = resp.manifest.schema if resp.manifest else None
-    names = [c.name or "" for c in (schema.columns if schema else None) or []]
-    rows: list[Sequence[str | None]] = list((resp.result.data_array if resp.result else None) or [])
-    for chunk in more_chunks or []:
-        rows.extend(chunk)
+    why = failure(resp)
+    if why is not None:
+        state, _, error = why.partition(": ")
+        raise ConfigError("replay_warehouse_id", state, f"the query of the inference table did not succeed: {error}"[:300])
+    names, rows = columns_and_rows(resp, more_chunks or [])
     return [record(dict(zip(names, values)), kind) for values in rows]
 
 
