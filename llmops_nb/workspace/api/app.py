@@ -16,6 +16,7 @@ from llmops_nb.workspace.apierror import ApiError, invalid
 from llmops_nb.workspace.runners import notices, plaintext
 from llmops_nb.workspace.runners.base import RunnerContext
 from llmops_nb.workspace.runners.chat import DATAFRAME_KEYS, check_stream, include_usage, validate_chat
+from llmops_nb.workspace.serving.foundation import FOUNDATION_ENDPOINT
 from llmops_nb.workspace.serving.manager import Manager
 from llmops_nb.workspace.serving.validation import validate_ai_gateway, validate_create, validate_notifications, validate_update
 
@@ -262,6 +263,45 @@ def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
         async def reset():
             faults.reset()
             return {}
+
+    # ---- ai_query in SQL statements: the invocation path above, without HTTP -------------
+    def endpoint_kind(name: str) -> str | None:
+        """What ``name`` serves, as ai_query tells endpoints apart: foundation, external or custom."""
+        if name == FOUNDATION_ENDPOINT:
+            return "foundation"
+        rec = manager.store.get(name)
+        if rec is None:
+            return None
+        entities = (rec.get("config") or rec.get("pending_config") or {}).get("served_entities") or []
+        if entities and all(e.get("external_model") for e in entities):
+            return "external"
+        if entities and all(e.get("foundation_model") for e in entities):
+            return "foundation"
+        return "custom"
+
+    async def invoke_for_sql(name: str, body: dict, user: str) -> dict:
+        """One row of an ai_query call: the fake's faults, the chat checks, routing, rate limits and logging
+        an HTTP invocation gets (recorded, on the fake, as the invocation a warehouse sends)."""
+        entry = faults.record("POST", f"/serving-endpoints/{name}/invocations", body) if ctx.fake else None
+        if entry is not None:
+            entry["via"] = "ai_query"
+        try:
+            await faults.before("invocations")
+            validate_chat(body)
+            faults.enter()
+            try:
+                answer, _ = await manager.invoke(name, body, user=user)
+            finally:
+                faults.leave()
+        except ApiError as e:
+            if entry is not None:
+                entry["status"] = e.status
+            raise
+        if entry is not None:
+            entry["status"] = 200
+        return answer
+
+    app.state.sql_invoker = sql_statements.ai_query.Invoker(endpoint_kind, invoke_for_sql)
 
     # ---- identity, Unity Catalog namespaces, secret scopes (read by preflight) ----------
     for add_routes in (identity.routes, unity_catalog.routes, secret_scopes.routes, sql_statements.routes):

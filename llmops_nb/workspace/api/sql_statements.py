@@ -20,7 +20,9 @@ The statement runs in an in-memory SQLite database holding the Delta tables it n
 :func:`llmops_nb.protocol.inference_table.local_path`), with ``get_json_object`` (Databricks SQL's
 JSON path function) added; timestamps are ISO-8601 UTC strings. Chunk size and the inline limit
 are fault settings (``sql_chunk_rows``, ``sql_inline_limit_bytes``), so a test reaches more than
-one chunk with a few rows.
+one chunk with a few rows. ``ai_query(...)`` asks the workspace's own endpoints per row
+(:mod:`llmops_nb.workspace.api.ai_query`); a statement text over 16 MiB is refused ("The maximum
+query text size is 16 MiB", ``ExecuteStatementRequest.statement``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from llmops_nb.protocol import inference_table as pt
+from llmops_nb.workspace.api import ai_query
 from llmops_nb.workspace.api.requestbody import json_object as _body
 from llmops_nb.workspace.apierror import ApiError, invalid
 
@@ -47,6 +50,7 @@ API = "/api/2.0/sql/statements"
 #: The presigned downloads: no Databricks token (the guard lets this prefix through), a signature.
 PRESIGNED = "/_presigned/sql-results"
 INLINE_LIMIT_BYTES = 25 * 1024 * 1024  # "larger than 25 MiB" (service/sql.py, Disposition.INLINE)
+STATEMENT_LIMIT_BYTES = 16 * 1024 * 1024  # "The maximum query text size is 16 MiB" (ExecuteStatementRequest)
 LINK_SECONDS = 15 * 60  # "a short expiration time (<= 15 minutes)" (ExternalLink.external_link)
 _TABLE = re.compile(r"`([^`]+)`\.`([^`]+)`\.`([^`]+)`")
 _PATH = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
@@ -122,10 +126,21 @@ class Statements:
         self.home, self.faults, self.secret = home, faults, secret
         self.done: dict[str, dict] = {}
         self.chunks: dict[str, list[list[list[str | None]]]] = {}
+        self.invoker: ai_query.Invoker | None = None  # the workspace's invocation path (set by routes)
 
     def _setting(self, name: str, default: int) -> int:
         value = getattr(getattr(self.faults, "faults", None), name, None)
         return int(value) if value else default
+
+    def _landed(self, rows: list[dict]) -> list[dict]:
+        """The rows of an inference table seen now: with the fault ``inference_table_lag_s``, only
+        those that many seconds after their ``request_time`` (Databricks: "Payload logging data
+        populates these tables less than hour after querying the endpoint"), as a late row is."""
+        lag = getattr(getattr(self.faults, "faults", None), "inference_table_lag_s", None)
+        if not lag or not rows or not isinstance(rows[0].get("request_time"), dt.datetime):
+            return rows
+        cutoff = dt.datetime.fromtimestamp(time.time() - float(lag), dt.UTC)
+        return [r for r in rows if r["request_time"] <= cutoff]
 
     def _load(self, db: sqlite3.Connection, sql: str) -> str:
         """Each backticked catalog.schema.table the statement names as a SQLite table; the statement rewritten."""
@@ -138,7 +153,7 @@ class Statements:
                 raise LookupError(
                     f"[TABLE_OR_VIEW_NOT_FOUND] The table or view `{m[0]}`.`{m[1]}`.`{m[2]}` cannot be found. SQLSTATE: 42P01"
                 )
-            rows = DeltaTable(str(path)).to_pyarrow_table().to_pylist()
+            rows = self._landed(DeltaTable(str(path)).to_pyarrow_table().to_pylist())
             columns = list(rows[0]) if rows else [f.name for f in DeltaTable(str(path)).schema().fields]
             name = f"t{n}"
             quoted = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
@@ -149,10 +164,12 @@ class Statements:
             sql = sql.replace(f"`{m[0]}`.`{m[1]}`.`{m[2]}`", name)
         return sql
 
-    def execute(self, body: dict, host: str) -> dict:
+    async def execute(self, body: dict, host: str, user: str = "") -> dict:
         statement, warehouse = body.get("statement"), body.get("warehouse_id")
         if not isinstance(statement, str) or not statement.strip():
             raise invalid("statement: required, the SQL text to execute")
+        if len(statement.encode("utf-8")) > STATEMENT_LIMIT_BYTES:
+            raise invalid(f"statement: {len(statement.encode('utf-8'))} bytes; the maximum query text size is 16 MiB")
         if not isinstance(warehouse, str) or not warehouse:
             raise invalid("warehouse_id: required, the SQL warehouse to run the statement on")
         disposition = body.get("disposition") or "INLINE"
@@ -163,16 +180,10 @@ class Statements:
             raise invalid(f"format: {fmt!r} is not supported by the local workspace; JSON_ARRAY")
         params = dict(_param(p, i) for i, p in enumerate(body.get("parameters") or []))
         sid = str(uuid.uuid4())
-        db = sqlite3.connect(":memory:")
-        db.create_function("get_json_object", 2, get_json_object, deterministic=True)
         try:
-            cursor = db.execute(self._load(db, statement), params)
-            names = [d[0] for d in cursor.description or []]
-            rows = [[_cell(v) for v in row] for row in cursor.fetchall()]
-        except (LookupError, sqlite3.Error) as exc:
+            names, rows = await self._run(statement, params, user)
+        except (LookupError, sqlite3.Error, ai_query.Refused) as exc:
             return self._keep(sid, {"statement_id": sid, "status": {"state": "FAILED", "error": _error(exc)}})
-        finally:
-            db.close()
         size = len(json.dumps(rows))
         limit = self._setting("sql_inline_limit_bytes", INLINE_LIMIT_BYTES)
         if disposition == "INLINE" and size > limit:
@@ -215,6 +226,49 @@ class Statements:
         }
         answer["_disposition"] = disposition
         return self._keep(sid, answer)
+
+    async def _run(self, statement: str, params: dict, user: str) -> tuple[list[str], list[list[str | None]]]:
+        """The statement's column names and rows; with ai_query calls, run once to collect them, asked, run again."""
+        calls: list[ai_query.Call] = []
+        if ai_query.CALL.search(statement):
+            if self.invoker is None:
+                raise ai_query.Refused("ai_query: this workspace has no serving endpoints to ask")
+            statement, calls = ai_query.rewrite(statement, self.invoker.kind)
+        wanted: set[tuple[int, str]] = set()
+        answers: dict[tuple[int, str], tuple] = {}
+        failed: list[ai_query.Refused] = []
+
+        def collect(index: int, request: object) -> None:
+            if request is not None:
+                wanted.add((index, str(request)))
+
+        def answer(index: int, request: object) -> str | None:
+            if request is None:
+                return None
+            try:
+                return ai_query.value(calls[index], answers[(index, str(request))])
+            except ai_query.Refused as exc:
+                failed.append(exc)
+                raise
+
+        passes = [collect, answer] if calls else [answer]
+        for udf in passes:
+            if udf is answer and calls:
+                answers = await ai_query.ask(self.invoker, calls, wanted, user)  # type: ignore[arg-type]
+            db = sqlite3.connect(":memory:")
+            db.create_function("get_json_object", 2, get_json_object, deterministic=True)
+            db.create_function("ai_query", 2, udf)
+            try:
+                cursor = db.execute(self._load(db, statement), params)
+                names = [d[0] for d in cursor.description or []]
+                rows = [[_cell(v) for v in row] for row in cursor.fetchall()]
+            except sqlite3.Error:
+                if failed:  # a row's error with failOnError true: the statement's
+                    raise failed[0] from None
+                raise
+            finally:
+                db.close()
+        return names, rows
 
     def _keep(self, sid: str, answer: dict) -> dict:
         self.done[sid] = answer
@@ -279,15 +333,19 @@ def _error(exc: BaseException) -> dict:
 
 
 def routes(app: FastAPI, ctx: object) -> None:
-    """Register the statement routes over ``ctx.home`` (and the presigned result downloads)."""
+    """Register the statement routes over ``ctx.home`` (and the presigned result downloads); ai_query
+    asks through ``app.state.sql_invoker`` (:class:`~llmops_nb.workspace.api.ai_query.Invoker`)."""
+    from llmops_nb.workspace.api.guard import requester
+
     store = Statements(ctx.home, ctx.faults, uuid.uuid4().hex)  # type: ignore[attr-defined]
+    store.invoker = getattr(app.state, "sql_invoker", None)
 
     def host(request: Request) -> str:
         return str(request.base_url).rstrip("/")
 
     @app.post(API)
     async def execute(request: Request):
-        return store.execute(await _body(request), host(request))
+        return await store.execute(await _body(request), host(request), requester(request))
 
     @app.get(API + "/{sid}")
     async def get_statement(sid: str):

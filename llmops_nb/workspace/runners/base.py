@@ -31,7 +31,7 @@ from llmops_nb.util.processes import kill_group
 from llmops_nb.workspace.apierror import ApiError, invalid, unavailable
 from llmops_nb.workspace.runners.chat import count_tokens, prompt_tokens, text_of, with_nullable_fields
 from llmops_nb.workspace.runners.faults import FaultInjector
-from llmops_nb.workspace.runners.fields import FAKE, check_fields, model_fields, streaming_note
+from llmops_nb.workspace.runners.fields import FAKE, check_fields, custom_input_fields, model_fields, streaming_note
 from llmops_nb.workspace.runners.notices import entity_notices
 from llmops_nb.workspace.runners.scoring_main import IMPORTED
 from llmops_nb.workspace.runners.supervisor import Backoff, ExitWatch, OutputPump, StartTimes, exit_reason
@@ -126,11 +126,15 @@ class Runner:
         """The chat fields this entity honours (None: every field, forwarded) and its kind."""
         return FAKE, "served entity"
 
+    def custom_inputs(self) -> frozenset[str]:
+        """The chat fields this entity takes in ``custom_inputs`` instead (an MLflow ChatModel)."""
+        return frozenset()
+
     def check_request(self, body: dict) -> None:
         """400 for a chat field this entity cannot honour, before its model runs (fields.py)."""
         if "messages" in body:
             honoured, kind = self.chat_fields()
-            check_fields(body, honoured, self.name, kind)
+            check_fields(body, honoured, self.name, kind, self.custom_inputs())
 
 
 class FakeRunner(Runner):
@@ -157,6 +161,10 @@ class FakeRunner(Runner):
         latency = f.latency_for(self.endpoint, self.ctx.fake_latency_ms)
         if latency:
             await asyncio.sleep(latency / 1000)
+        if self.ctx.faults.question_fails(body):
+            raise ApiError(
+                500, "INTERNAL_ERROR", f"Injected fault: served entity {self.name} failed on this question (fail_questions)."
+            )
         if self.ctx.faults.entity_fails(self.name):
             raise ApiError(
                 500, "INTERNAL_ERROR", f"Injected fault: served entity {self.name} failed to answer (entity_error_rate)."
@@ -244,12 +252,19 @@ class ScoringServerRunner(Runner):
         self._pump: OutputPump | None = None
         self._watch: ExitWatch | None = None
         self._fields: tuple[frozenset[str] | None, str] | None = None
+        self._carried: frozenset[str] | None = None
 
     def chat_fields(self) -> tuple[frozenset[str] | None, str]:
         """What the served MLflow model honours: its MLmodel's metadata, flavor or signature."""
         if self._fields is None:
             self._fields = model_fields(self.local_model)
         return self._fields
+
+    def custom_inputs(self) -> frozenset[str]:
+        """What the served ChatModel takes in ``custom_inputs`` (its MLmodel metadata)."""
+        if self._carried is None:
+            self._carried = custom_input_fields(self.local_model)
+        return self._carried
 
     def _model_dir(self) -> Path:
         """The model's artifacts, downloaded once per runner and reused by every restart."""

@@ -29,6 +29,8 @@ class Faults:
     fail_next_update: str | None = None  # served entity name whose next start fails
     # served entity name -> fraction of its answers that are its own 500 (a bad model version)
     entity_error_rate: dict[str, float] = field(default_factory=dict)
+    # last user messages whose every answer is the fake entity's own 500 (one row that always fails)
+    fail_questions: list[str] = field(default_factory=list)
     ready_seconds: float | None = None  # None: the server's --fake-ready-seconds
     hang_seconds: float = 0.0  # extra wait before answering an invocation
     stall_body_seconds: float = 0.0  # an invocation's status and headers at once, its body this much later
@@ -37,6 +39,9 @@ class Faults:
     stream_as_json: bool = False
     sql_chunk_rows: int | None = None  # rows per statement result chunk (None: 10,000)
     sql_inline_limit_bytes: int | None = None  # an INLINE result above this FAILs (None: 25 MiB)
+    # seconds after its request an inference-table row is seen by SQL statements (Databricks: "less
+    # than hour"); None: as soon as it is written (about a second)
+    inference_table_lag_s: float | None = None
     routes: list[str] = field(default_factory=lambda: ["invocations"])
     seed: int = 0
 
@@ -63,6 +68,9 @@ class Faults:
         minute = faults.gateway_minute_seconds
         if minute is not None and (not isinstance(minute, (int, float)) or minute <= 0):
             raise invalid(f"faults.gateway_minute_seconds: {minute!r} is not allowed; a number of seconds > 0")
+        lag = faults.inference_table_lag_s
+        if lag is not None and (isinstance(lag, bool) or not isinstance(lag, (int, float)) or lag < 0):
+            raise invalid(f"faults.inference_table_lag_s: {lag!r} is not allowed; a number of seconds >= 0")
         for name, ms in faults.endpoint_latency_ms.items():
             if not isinstance(ms, (int, float)) or ms < 0:
                 raise invalid(f"faults.endpoint_latency_ms.{name}: {ms!r} is not allowed; a number of ms >= 0")
@@ -139,6 +147,13 @@ class FaultInjector:
         """True when this answer of ``entity_name`` must be its own error (``entity_error_rate``)."""
         rate = self.faults.entity_error_rate.get(entity_name, 0.0)
         return bool(rate) and self.rng.random() < rate
+
+    def question_fails(self, body: dict) -> bool:
+        """True when ``body``'s last user message is one of ``fail_questions``."""
+        if not self.faults.fail_questions or not isinstance(body.get("messages"), list):
+            return False
+        users = [m for m in body["messages"] if isinstance(m, dict) and m.get("role") == "user"]
+        return bool(users) and users[-1].get("content") in self.faults.fail_questions
 
     def take_failure(self, entity_name: str) -> bool:
         """True once if the next start of ``entity_name`` must fail."""
