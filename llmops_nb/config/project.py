@@ -68,6 +68,15 @@ def is_upper_bound(metric: str) -> bool:
 #: model version (``name`` + ``version``; Databricks only).
 ModelSource = Literal["bundled", "gguf", "transformers", "code", "uc"]
 MODEL_SOURCES: tuple[str, ...] = get_args(ModelSource)
+#: How a GGUF source (bundled, gguf) is logged (README, "Streaming"): pyfunc, a plain MLflow
+#: PythonModel with the chat signature of every field it honours (Databricks answers stream: true
+#: whole); chat_model, the same model as an ``mlflow.pyfunc.ChatModel``, which Databricks streams,
+#: with MLflow's fixed chat signature (seed, logprobs, response_format, tools and tool_choice in
+#: ``custom_inputs``; a request without temperature samples at ChatParams' 1.0, while the query
+#: and evaluate steps send ``temperature`` as ever).
+ModelInterface = Literal["pyfunc", "chat_model"]
+#: The sources an interface other than pyfunc applies to (the others bring their own flavor).
+INTERFACE_SOURCES = frozenset({"bundled", "gguf"})
 #: The fields each source takes besides name, alias and the generation defaults.
 SOURCE_FIELDS: dict[str, frozenset[str]] = {
     "bundled": frozenset(),
@@ -98,6 +107,7 @@ class ModelSpec(_Model):
     version: str | None = Field(default=None, pattern=r"^[1-9][0-9]*$")
     max_tokens: int = Field(default=64, ge=1, le=32768)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    interface: ModelInterface = "pyfunc"
 
     @field_validator("alias")
     @classmethod
@@ -133,6 +143,10 @@ class ModelSpec(_Model):
                 raise ConfigError("name", self.name, UC_NAME_RULE + " (source 'uc' registers nothing: it names a UC model)")
             if self.version is None:
                 raise ConfigError("version", None, "source 'uc' needs the Unity Catalog model version to serve, e.g. '1'")
+        if self.interface == "chat_model" and self.source not in INTERFACE_SOURCES:
+            raise ConfigError(
+                "interface", self.interface, f"chat_model is for the bundled and gguf sources, not {self.source!r}; leave it out"
+            )
         return self
 
     @property

@@ -13,6 +13,11 @@ from llmops_nb.models.environment import WHEELS_FOLDER, serving_environment
 from llmops_nb.models.gguf import bundled_gguf_path
 
 CHAT_MODEL_FILE = Path(__file__).with_name("chat_model.py")
+#: the ChatModel interface of the same model (``model.interface: chat_model``), chat_model.py beside it
+CHAT_INTERFACE_FILE = Path(__file__).with_name("chat_model_interface.py")
+#: MLmodel metadata keys: the interface logged, and the fields a ChatModel takes in custom_inputs
+INTERFACE_KEY = "llmops_nb.interface"
+CUSTOM_INPUTS_KEY = "llmops_nb.custom_inputs"
 ENGINE_FILE = Path(__file__).with_name("engine.py")  # logged beside it: imported as `engine`
 CPU_QUOTA_FILE = Path(__file__).with_name("cpu_quota.py")  # imported by engine as `cpu_quota`
 INPUT_EXAMPLE: dict[str, Any] = {
@@ -103,13 +108,16 @@ def gguf_pyfunc(
     require_wheel: bool = False,
     model_name: str | None = None,
     context_length: int | None = None,
+    interface: str = "pyfunc",
 ) -> GgufPyfunc:
     """The GGUF chat model to log or save: its pyfunc arguments and its wheel.
 
     ``require_wheel``: refuse (ModelError) rather than pin llama-cpp-python from PyPI when the
     wheelhouse has no portable wheel (for registries whose models a serving container builds).
     ``model_name``: the ``model`` field of the answers; ``context_length``: the model's own (GGUF
-    metadata), which caps the context window ``n_ctx``.
+    metadata), which caps the context window ``n_ctx``. ``interface``: ``pyfunc`` (a PythonModel with
+    the chat signature of every field it honours) or ``chat_model`` (the same model as an
+    ``mlflow.pyfunc.ChatModel``, which Databricks streams: :func:`_as_chat_model`).
     """
     from mlflow.models import ModelSignature
     from mlflow.types.llm import CHAT_MODEL_OUTPUT_SCHEMA
@@ -131,7 +139,33 @@ def gguf_pyfunc(
         # what it honours: the workspace refuses the other fields (workspace/runners/fields.py)
         "metadata": {"task": "llm/v1/chat", "llmops_nb.chat_fields": list(CHAT_FIELDS)},
     }
+    if interface == "chat_model":
+        kwargs = _as_chat_model(kwargs)
+    elif interface != "pyfunc":
+        raise ConfigError("model.interface", interface, "pyfunc or chat_model")
     return GgufPyfunc(kwargs, env.wheel)
+
+
+def _as_chat_model(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` of the PythonModel turned into the ChatModel interface's: chat_model_interface.py
+    as the model, chat_model.py beside it, MLflow's own chat signature (a ChatModel may not be given
+    one), and the metadata: the task MLflow gives a ChatModel, which a ``metadata`` argument would
+    otherwise replace (mlflow/pyfunc/__init__.py save_model: ``default_metadata | metadata``, then
+    ``mlflow_model.metadata = metadata``), and what it takes at the top level and in custom_inputs."""
+    from llmops_nb.models.chat_model_interface import CUSTOM_INPUTS, TOP_LEVEL
+
+    out = {k: v for k, v in kwargs.items() if k != "signature"}
+    out["python_model"] = str(CHAT_INTERFACE_FILE)
+    out["code_paths"] = [str(CHAT_MODEL_FILE), *kwargs["code_paths"]]
+    out["metadata"] = {
+        "task": "agent/v1/chat",  # mlflow/pyfunc/model.py _DEFAULT_CHAT_MODEL_METADATA_TASK
+        "llmops_nb.chat_fields": [*TOP_LEVEL, "custom_inputs"],
+        CUSTOM_INPUTS_KEY: list(CUSTOM_INPUTS),
+        INTERFACE_KEY: "chat_model",
+    }
+    # ChatParams' temperature default (1.0) applies to a request without one, not model_config's
+    out["model_config"] = {**kwargs["model_config"], "temperature": 1.0}
+    return out
 
 
 def gguf_chat_input_schema() -> Any:

@@ -104,14 +104,22 @@ def _builds_in_container(tracking_uri: str, registry_uri: str) -> bool:
     return is_databricks_tracking(tracking_uri) or is_databricks_tracking(registry_uri)
 
 
+def _interface(kwargs: dict[str, Any]) -> str:
+    from llmops_nb.models.pyfunc import INTERFACE_KEY
+
+    return str(kwargs["metadata"].get(INTERFACE_KEY) or "pyfunc")
+
+
 def _run_params(kwargs: dict[str, Any]) -> dict[str, Any]:
     gguf = Path(kwargs["artifacts"]["gguf"])
-    return {**kwargs["model_config"], "gguf_file": gguf.name, "gguf_bytes": gguf.stat().st_size}
+    return {**kwargs["model_config"], "gguf_file": gguf.name, "gguf_bytes": gguf.stat().st_size, "interface": _interface(kwargs)}
 
 
 def _run_tags(model: GgufPyfunc) -> dict[str, str]:
     return {
         **_base_tags(),
+        # pyfunc: a PythonModel (answered whole on Databricks); chat_model: a ChatModel (streamed there)
+        "llmops_nb.interface": _interface(model.kwargs),
         "llama_cpp.version": llama_cpp_version(),
         # the portable wheel logged in the model (wheels/<file>), or "pypi" (a serving container compiles it)
         "llama_cpp.wheel": model.wheel.name if model.wheel else "pypi",
@@ -126,7 +134,9 @@ def _base_tags() -> dict[str, str]:
     return {"llmops_nb.version": __version__, "llmops_nb.step": "register", "mlflow.version": mlflow.__version__}
 
 
-def _gguf_model(source: PreparedSource, generation: dict[str, Any] | None, *, require_wheel: bool) -> GgufPyfunc:
+def _gguf_model(
+    source: PreparedSource, generation: dict[str, Any] | None, *, require_wheel: bool, interface: str = "pyfunc"
+) -> GgufPyfunc:
     """The pyfunc of a GGUF source and its wheel (its serving environment checked: ModelError if unfit)."""
     from llmops_nb.models.pyfunc import gguf_pyfunc
 
@@ -136,6 +146,7 @@ def _gguf_model(source: PreparedSource, generation: dict[str, Any] | None, *, re
         require_wheel=require_wheel,
         model_name=source.model_label,
         context_length=source.context_length,
+        interface=interface,
     )
 
 
@@ -172,6 +183,7 @@ def register_model(
     generation: dict[str, Any] | None = None,
     tracking_uri: str | None = None,
     registry_uri: str | None = None,
+    interface: str = "pyfunc",
 ) -> RegisteredModel:
     """Log ``source`` (default: the bundled GGUF, or the GGUF at ``gguf_path``), register a new
     version of ``name``, set ``alias`` on it.
@@ -181,6 +193,8 @@ def register_model(
     ``experiment``: the MLflow experiment of the run; None is ``llmops-nb`` locally and
     ``/Users/<current user>/llmops-nb`` on Databricks (see
     :func:`llmops_nb.tracking.uris.resolve_experiment`); a relative name on Databricks is refused.
+    ``interface``: how a GGUF source is logged, ``pyfunc`` or ``chat_model``
+    (:class:`llmops_nb.config.project.ModelSpec`); recorded as the run's param and tag ``interface``.
     """
     import mlflow
 
@@ -201,7 +215,13 @@ def register_model(
     experiment = resolve_experiment(experiment, tracking_uri)
     require_wheel = _builds_in_container(tracking_uri, registry_uri)
     # a GGUF source's arguments (generation keys, the wheel) are checked before anything is created
-    gguf = _gguf_model(source, generation, require_wheel=require_wheel) if source.kind in ("bundled", "gguf") else None
+    gguf = (
+        _gguf_model(source, generation, require_wheel=require_wheel, interface=interface)
+        if source.kind in ("bundled", "gguf")
+        else None
+    )
+    if gguf is None and interface != "pyfunc":
+        raise ConfigError("model.interface", interface, "chat_model is for the bundled and gguf sources; leave it out")
     tracking = tracking_setup(tracking_uri, registry_uri)
     found = experiment_id(experiment, tracking.tracking_uri, tracking.artifact_root)
     with mlflow.start_run(experiment_id=found, run_name=f"register-{name}") as run:

@@ -28,6 +28,7 @@ def register(project: ProjectConfig, backend: Backend, *, alias: str | None = No
         experiment=backend.experiment(project.experiment),
         tracking_uri=backend.tracking_uri,
         registry_uri=backend.registry_uri,
+        interface=model.interface,
     )
     return {
         "model_name": registered.name,

@@ -910,3 +910,23 @@ def test_candidates_prices_and_baseline_are_read(tmp_path: Path) -> None:
     ev = load_project_config(path).evaluation
     assert ev.candidate_names == ["new", "v1", "gpt"] and ev.baseline == "v1"
     assert ev.candidates[1].served_entity == "smollm2-1" and ev.prices["gpt"].output_per_million == 10
+
+
+@pytest.mark.parametrize(
+    ("model", "said"),
+    [
+        ({"interface": "chatmodel"}, "model.interface: 'chatmodel' is not allowed; allowed: 'pyfunc' or 'chat_model'"),
+        (
+            {"interface": "chat_model", "source": "code", "path": "agent.py"},
+            "model.interface: 'chat_model' is not allowed; chat_model is for the bundled and gguf sources, not 'code'",
+        ),
+    ],
+)
+def test_model_interface_is_pyfunc_or_chat_model_for_a_gguf_source(model: dict, said: str) -> None:
+    """Issue 31 item 4: ``model.interface`` opts the GGUF chat model into MLflow's ChatModel (streamed on Databricks)."""
+    from llmops_nb.config.project import ModelSpec
+
+    assert ModelSpec(interface="chat_model").interface == "chat_model" and ModelSpec().interface == "pyfunc"
+    with pytest.raises(ConfigError) as err:
+        ProjectConfig.model_validate({"model": model})
+    assert str(err.value).startswith(said) and "\n" not in str(err.value)

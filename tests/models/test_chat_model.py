@@ -227,7 +227,7 @@ def test_logprobs_come_per_token(chat, streamed) -> None:
     assert plain["logprobs"] is None and plain["message"]["content"] == choice["message"]["content"]
 
 
-# ---- why the logged model stays a plain PythonModel (issue 31, item 4) ----------------------------
+# ---- why the logged model is a plain PythonModel by default (issue 31, item 4) ---------------------
 PROBE_CHAT_MODEL = """
 import json, os
 import mlflow
@@ -253,9 +253,11 @@ def test_mlflows_chat_model_interface_cannot_carry_the_fields_this_model_honours
     but a ChatModel gets the chat body as MLflow's ChatParams only: its signature is fixed
     (CHAT_MODEL_INPUT_SCHEMA, no other may be given), the scoring path drops the inputs it lacks
     (mlflow/models/utils.py: "will be ignored"), ChatParams.from_dict drops the rest, and its tool
-    schema has no room for a general JSON schema. Only ``custom_inputs`` would carry them, which no
-    OpenAI-style caller sends: the model stays a PythonModel, and stream: true on Databricks is
-    answered whole (the reader takes it; preflight and the local workspace say so)."""
+    schema has no room for a general JSON schema. Only ``custom_inputs`` carries them, which no
+    OpenAI-style caller sends: the model is a PythonModel by default, and stream: true on Databricks
+    is answered whole (the reader takes it; preflight and the local workspace say so);
+    ``model.interface: chat_model`` opts into the ChatModel, reading them from custom_inputs
+    (tests/models/test_chat_model_interface.py)."""
     import json
 
     import mlflow
