@@ -110,3 +110,23 @@ def test_only_databricks_streaming_interfaces_go_unsaid(tmp_path: Path, task, st
     note = streaming_note(d)
     assert (note is None) if said is None else (note is not None and note.startswith(said))
     assert streaming_note(None) is None and streaming_note(tmp_path / "nothing") is None
+
+
+def test_a_chat_model_refuses_at_the_top_level_what_it_takes_in_custom_inputs(tmp_path) -> None:
+    """Issue 31 item 4: an MLflow ChatModel's signature would drop seed (ChatParams has none), on
+    Databricks too; the local workspace refuses it with the way that works, custom_inputs."""
+    from llmops_nb.workspace.runners.fields import custom_input_fields
+
+    meta = {"llmops_nb.chat_fields": ["max_tokens", "custom_inputs"], "llmops_nb.interface": "chat_model"}
+    d = _mlmodel(tmp_path, flavors={"python_function": {}}, metadata={**meta, "llmops_nb.custom_inputs": ["seed"]})
+    fields, kind = model_fields(d)
+    assert kind == "llmops-nb ChatModel" and custom_input_fields(d) == {"seed"}
+    check_fields({"messages": [], "max_tokens": 5, "custom_inputs": {"seed": 7}}, fields, "e", kind, custom_input_fields(d))
+    with pytest.raises(
+        ApiError, match=r"^seed: 7 is not allowed at the top level for served entity e \(llmops-nb ChatModel\)"
+    ) as e:
+        check_fields({"messages": [], "seed": 7}, fields, "e", kind, custom_input_fields(d))
+    assert 'send it in custom_inputs: {"custom_inputs": {"seed": ...}}' in str(e.value)
+    with pytest.raises(ApiError, match=r"^top_p: 0.5 is not allowed for served entity e \(llmops-nb ChatModel\), which does not"):
+        check_fields({"messages": [], "top_p": 0.5}, fields, "e", kind, custom_input_fields(d))
+    assert custom_input_fields(None) == frozenset()

@@ -13,7 +13,11 @@ runs. What Databricks documents per endpoint kind:
   the signature would be ignored: it is refused here. A model logged by llmops-nb names what it
   honours in its MLmodel metadata (``llmops_nb.chat_fields``); MLflow's transformers ``llm/v1/chat``
   flavor maps only max_tokens and stop, passing the rest to ``generate``
-  (mlflow/transformers/llm_inference_utils.py ``preprocess_llm_inference_input``).
+  (mlflow/transformers/llm_inference_utils.py ``preprocess_llm_inference_input``). A model logged
+  as an MLflow ChatModel (``model.interface: chat_model``) has MLflow's fixed chat signature: the
+  fields its ChatParams lacks (seed, logprobs, response_format, tool_choice, ...) would be dropped
+  on Databricks too, so at the top level they are refused with the way that works: in
+  ``custom_inputs`` (its MLmodel metadata ``llmops_nb.custom_inputs`` names them).
 - Foundation models: structured outputs (``response_format``) and function calling (``tools``) are
   features of the Foundation Model APIs (docs.databricks.com/aws/machine-learning/model-serving/
   structured-outputs, .../function-calling); the local foundation endpoint serves the bundled GGUF
@@ -74,6 +78,11 @@ TRANSFORMERS = BASIC | {"top_p", "top_k"}
 ANTHROPIC = BASIC | {"top_p"}
 #: the MLmodel metadata key of the fields a model logged by llmops-nb honours
 METADATA_KEY = "llmops_nb.chat_fields"
+#: the MLmodel metadata keys of a ChatModel logged by llmops-nb: its interface, and the fields it
+#: takes in custom_inputs (models/pyfunc.py INTERFACE_KEY, CUSTOM_INPUTS_KEY)
+INTERFACE_KEY = "llmops_nb.interface"
+CUSTOM_INPUTS_KEY = "llmops_nb.custom_inputs"
+CHAT_MODEL_KIND = "llmops-nb ChatModel"
 
 
 def is_set(field: str, value: Any) -> bool:
@@ -83,12 +92,19 @@ def is_set(field: str, value: Any) -> bool:
     return not any((value == v and type(value) is type(v)) or (v == 0 and value == 0) for v in NEUTRAL.get(field, ()))
 
 
-def check_fields(body: dict, honoured: Iterable[str] | None, entity: str, kind: str) -> None:
-    """400 for the first field of ``body`` that ``honoured`` lacks (None: every field goes through)."""
+def check_fields(body: dict, honoured: Iterable[str] | None, entity: str, kind: str, carried: Iterable[str] = ()) -> None:
+    """400 for the first field of ``body`` that ``honoured`` lacks (None: every field goes through);
+    a field the entity takes in ``custom_inputs`` (``carried``) is refused with that way out."""
     if honoured is None:
         return
     allowed = frozenset(honoured)
     for key in sorted(body):
+        if key not in allowed and is_set(key, body[key]) and key in carried:
+            raise invalid(
+                f"{key}: {_short(body[key])} is not allowed at the top level for served entity {entity} ({kind}): "
+                f"MLflow's ChatParams has no {key}, so its chat signature would drop it (on Databricks too); "
+                f'send it in custom_inputs: {{"custom_inputs": {{"{key}": ...}}}}'
+            )
         if key not in allowed and is_set(key, body[key]):
             raise invalid(
                 f"{key}: {_short(body[key])} is not allowed for served entity {entity} ({kind}), which does not "
@@ -116,7 +132,8 @@ def model_fields(model_dir: Path | None) -> tuple[frozenset[str], str]:
     declared = (meta.get("metadata") or {}).get(METADATA_KEY)
     flavors = meta.get("flavors") or {}
     if isinstance(declared, list):
-        return WORKSPACE | frozenset(map(str, declared)), "llmops-nb chat model"
+        chat_model = (meta.get("metadata") or {}).get(INTERFACE_KEY) == "chat_model"
+        return WORKSPACE | frozenset(map(str, declared)), CHAT_MODEL_KIND if chat_model else "llmops-nb chat model"
     if "transformers" in flavors:
         return TRANSFORMERS, "transformers model"
     pyfunc = flavors.get("python_function") or {}
@@ -126,6 +143,18 @@ def model_fields(model_dir: Path | None) -> tuple[frozenset[str], str]:
     if names is None:
         return frozenset(OPENAI_FIELDS), "custom model without a signature"
     return WORKSPACE | names, "custom model (its signature)"
+
+
+def custom_input_fields(model_dir: Path | None) -> frozenset[str]:
+    """The chat fields the MLflow model in ``model_dir`` takes in ``custom_inputs`` (a ChatModel
+    logged by llmops-nb); empty for every other model."""
+    if model_dir is None or not (model_dir / "MLmodel").is_file():
+        return frozenset()
+    import yaml
+
+    meta = yaml.safe_load((model_dir / "MLmodel").read_text(encoding="utf-8")) or {}
+    carried = (meta.get("metadata") or {}).get(CUSTOM_INPUTS_KEY)
+    return frozenset(map(str, carried)) if isinstance(carried, list) else frozenset()
 
 
 def streaming_note(model_dir: Path | None) -> str | None:

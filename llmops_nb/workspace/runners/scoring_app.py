@@ -6,7 +6,10 @@ module builds MLflow's app exactly as ``mlflow.pyfunc.scoring_server.app`` does 
 model object) and answers ``POST /llmops/invocations/stream`` itself with the model's
 ``predict_stream`` as server-sent events: one model and one batch per served entity, streamed
 or not. Every other path goes to MLflow's app unchanged. A model without ``predict_stream``
-(a version logged before it existed) streams its whole answer as one delta.
+(a version logged before it existed) streams its whole answer as one delta. For a ChatModel
+(``model.interface: chat_model``) the loaded model's ``predict_stream`` is MLflow's ChatModel
+wrapper's (mlflow/pyfunc/loaders/chat_model.py): the body becomes ChatMessages and ChatParams and
+``ChatModel.predict_stream`` answers, as Databricks Model Serving calls it for ``stream: true``.
 
 Run by :mod:`.scoring_main` (``uvicorn llmops_nb.workspace.runners.scoring_app:app``).
 """
@@ -103,7 +106,10 @@ def stream_app(model):  # noqa: ANN001, ANN201 - an ASGI app
 def engine_stats(model) -> dict:  # noqa: ANN001
     """The batch engine's counters (sequences in the batch, cancelled streams, decode steps)."""
     try:
-        engine = model.unwrap_python_model()._engine
+        impl = model._model_impl  # noqa: SLF001
+        # a ChatModel's wrapper has no python_model (mlflow/pyfunc/loaders/chat_model.py get_raw_model)
+        raw = impl.get_raw_model() if hasattr(impl, "get_raw_model") else model.unwrap_python_model()
+        engine = raw._engine  # noqa: SLF001
     except Exception:  # noqa: BLE001 - not our chat model
         engine = None
     if engine is None:
