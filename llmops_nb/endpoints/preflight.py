@@ -16,7 +16,8 @@ payload                the request size limit of the endpoint type (16 MB; 4 MB 
                        and foundation models); the config states no payload size, so it is
                        shown, not compared
 streaming              said for a source Databricks answers whole on ``stream: true`` (bundled,
-                       gguf: a plain PythonModel; transformers): one JSON completion there
+                       gguf: a plain PythonModel; transformers): one JSON completion there;
+                       with ``model.interface: chat_model`` that it streams, and what it costs
 route optimized        the client authenticates with OAuth (``Config.oauth_token()``): a
                        route-optimized endpoint answers only at its data-plane URL, to an OAuth token
 auth                   ``current_user.me()``
@@ -239,7 +240,8 @@ def _workload_checks(project: ProjectConfig) -> list[Check]:
 
 
 #: the sources whose logged model Databricks does not stream: the GGUF chat model is a plain
-#: PythonModel (a ChatModel would drop the fields it honours: tests/models/test_chat_model.py),
+#: PythonModel by default (as a ChatModel, ``model.interface: chat_model``, it streams there but takes
+#: the fields ChatParams lacks in custom_inputs: tests/models/test_chat_model_interface.py),
 #: a transformers source is MLflow's transformers flavor (no predict_stream)
 _WHOLE_ON_DATABRICKS = {
     "bundled": "a plain PythonModel",
@@ -248,9 +250,20 @@ _WHOLE_ON_DATABRICKS = {
 }
 
 
+#: what the ChatModel interface costs (models/chat_model_interface.py; its CUSTOM_INPUTS are named
+#: here, tests/endpoints/test_preflight.py keeps the two equal)
+CHAT_MODEL_COSTS = (
+    "MLflow's fixed chat signature: max_completion_tokens, seed, logprobs, top_logprobs, response_format, tools, "
+    "tool_choice and parallel_tool_calls go in custom_inputs (at the top level Databricks would drop them, the local "
+    "workspace refuses them), a request without temperature samples at 1.0 (ChatParams' default, not "
+    "model.temperature), and a forced tool call streams as one delta"
+)
+
+
 def _streaming_checks(project: ProjectConfig) -> list[Check]:
     """How ``stream: true`` is answered by the entities serving ``model.name``: said plainly where
-    Databricks answers whole (protocol/streaming.py STREAMED_TASKS) and the local workspace streams."""
+    Databricks answers whole (protocol/streaming.py STREAMED_TASKS) and the local workspace streams,
+    and what the ChatModel interface that Databricks streams costs."""
     from llmops_nb.protocol.streaming import WHOLE_ON_DATABRICKS
 
     assert project.endpoint is not None
@@ -258,10 +271,24 @@ def _streaming_checks(project: ProjectConfig) -> list[Check]:
     mine = [e for e in project.endpoint.served_entities if e.entity_name == project.model.name and e.external_model is None]
     if not mine or source not in _WHOLE_ON_DATABRICKS:
         return []
+    if project.model.interface == "chat_model":
+        return [
+            _ok(
+                "streaming",
+                f"a {source} source with interface chat_model is an MLflow ChatModel (task agent/v1/chat): Databricks "
+                f"streams stream: true through its predict_stream, as the local workspace does; it costs {CHAT_MODEL_COSTS}",
+            )
+        ]
     return [
         _ok(
             "streaming",
-            f"a {source} source is {_WHOLE_ON_DATABRICKS[source]}: {WHOLE_ON_DATABRICKS}; the local workspace streams it",
+            f"a {source} source is {_WHOLE_ON_DATABRICKS[source]}: {WHOLE_ON_DATABRICKS}"
+            + (
+                "; model.interface: chat_model makes it a ChatModel, which Databricks streams"
+                if source in ("bundled", "gguf")
+                else ""
+            )
+            + "; the local workspace streams it",
         )
     ]
 

@@ -598,3 +598,23 @@ def test_preflight_says_where_databricks_answers_stream_true_whole(source: str, 
     check = checks["streaming"]
     assert check.status == "ok" and check.message.startswith(said) and WHOLE_ON_DATABRICKS in check.message
     assert check.message.endswith("; the local workspace streams it") and "\n" not in check.message
+
+
+def test_preflight_says_the_chat_model_interface_streams_on_databricks_and_what_it_costs() -> None:
+    """Issue 31 item 4: ``model.interface: chat_model`` is a ChatModel, which Databricks streams; the line
+    says so and names its costs, every field the ChatModel takes in custom_inputs among them."""
+    from llmops_nb.models.chat_model_interface import CUSTOM_INPUTS
+
+    def edit(data: dict) -> None:
+        data["model"]["interface"] = "chat_model"
+
+    check = {c.name: c for c in preflight.config_checks(_project(edit))}["streaming"]
+    assert check.status == "ok" and "\n" not in check.message
+    assert check.message.startswith(
+        "a bundled source with interface chat_model is an MLflow ChatModel (task agent/v1/chat): Databricks streams "
+        "stream: true through its predict_stream, as the local workspace does; it costs MLflow's fixed chat signature"
+    )
+    assert all(f" {field}" in check.message for field in CUSTOM_INPUTS) and "go in custom_inputs" in check.message
+    assert "a request without temperature samples at 1.0" in check.message
+    plain = {c.name: c for c in preflight.config_checks(_project())}["streaming"]
+    assert "model.interface: chat_model makes it a ChatModel, which Databricks streams" in plain.message
