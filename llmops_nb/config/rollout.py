@@ -12,17 +12,30 @@ advances, waits or rolls back by itself (:mod:`llmops_nb.rollout`)::
       max_wait_s: 600
       max_error_rate: 0.05
       max_latency_p95_ratio: 1.5
+
+On Databricks a step reads what each served entity answered from the endpoint's AI-gateway
+inference table through a SQL warehouse (``warehouse_id``), whose rows land up to
+``inference_table_lag_s`` after their request: Databricks documents "Payload logging data
+populates these tables less than hour after querying the endpoint" (docs.databricks.com,
+ai-gateway/configure-ai-gateway-endpoints, "Payload logging"), hence the default 3600 s and the
+rule that a step may wait at least that long (:func:`check_on_databricks`).
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from llmops_nb.config.errors import _Model, _Shown
 from llmops_nb.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llmops_nb.config.endpoint import EndpointConfig
+
+#: "less than hour after querying the endpoint" (Databricks docs, AI gateway payload logging)
+DOCUMENTED_INFERENCE_TABLE_LAG_S = 3600.0
 
 Strategy = Literal["replace", "canary"]
 
@@ -44,6 +57,9 @@ class RolloutConfig(_Model):
     often a step reads the traffic. ``max_error_rate``: the challenger's error rate (status
     >= 500) it may not exceed. ``max_latency_p95_ratio``: challenger p95 latency over the
     champion's it may not exceed. ``confidence``: of every interval the decision reads.
+    ``warehouse_id``: on Databricks, the SQL warehouse the inference table is read through.
+    ``inference_table_lag_s``: on Databricks, how long after its request a row of the inference
+    table may land (documented: within the hour); each read asks again for the rows this recent.
     """
 
     strategy: Strategy = "replace"
@@ -55,6 +71,8 @@ class RolloutConfig(_Model):
     max_latency_p95_ratio: float = 2.0
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
     quality: QualitySample | None = None
+    warehouse_id: str = ""
+    inference_table_lag_s: float = Field(default=DOCUMENTED_INFERENCE_TABLE_LAG_S, gt=0)
 
     @field_validator("max_latency_p95_ratio")
     @classmethod
@@ -79,3 +97,34 @@ class RolloutConfig(_Model):
     @property
     def canary(self) -> bool:
         return self.strategy == "canary"
+
+
+def check_on_databricks(rollout: RolloutConfig, endpoint: EndpointConfig | None) -> None:
+    """What a canary on Databricks needs, checked before anything changes (one ConfigError line):
+    the endpoint's AI-gateway inference table enabled (the only per-entity record of live calls
+    a client can read there: status, latency, time, ``served_entity_id``), a SQL warehouse to
+    read it through, and steps allowed to wait as long as its rows take to land."""
+    if not rollout.canary:
+        return
+    table = endpoint.ai_gateway.inference_table_config if endpoint is not None and endpoint.ai_gateway else None
+    if table is None or not table.enabled:
+        raise ConfigError(
+            "endpoint.ai_gateway.inference_table_config.enabled",
+            table.enabled if table else None,
+            "a canary rollout on Databricks reads each served entity's calls from the endpoint's inference table: "
+            "set it to true (with catalog_name and schema_name)",
+        )
+    if not rollout.warehouse_id.strip():
+        raise ConfigError(
+            "rollout.warehouse_id",
+            rollout.warehouse_id,
+            "a canary rollout on Databricks reads the inference table through a SQL warehouse: set its id",
+        )
+    if rollout.max_wait_s < rollout.inference_table_lag_s:
+        raise ConfigError(
+            "rollout.max_wait_s",
+            rollout.max_wait_s,
+            f"at least rollout.inference_table_lag_s ({rollout.inference_table_lag_s:g} s): on Databricks a step's calls "
+            "reach the inference table up to that long after the request (documented: within the hour), so a shorter "
+            "step would roll back undecided; lower inference_table_lag_s only where the tables land sooner",
+        )

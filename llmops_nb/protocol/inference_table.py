@@ -62,6 +62,33 @@ COLUMNS: dict[str, dict[str, str]] = {
     },
 }
 
+#: Which served entity a ``served_entity_id`` is: the serving system table (one row per entity and
+#: config change; docs.databricks.com admin/system-tables "served entities"). The GET view of an
+#: endpoint has no id (databricks-sdk ``ServedEntityOutput`` has none), so a reader joins the
+#: inference table to this one on ``served_entity_id`` for ``served_entity_name``.
+SERVED_ENTITIES = "system.serving.served_entities"
+#: its columns, in table order (the ``*_config`` structs of Databricks are JSON text locally)
+SERVED_ENTITIES_COLUMNS: dict[str, str] = {
+    "served_entity_id": "STRING",
+    "account_id": "STRING",
+    "workspace_id": "STRING",
+    "created_by": "STRING",
+    "endpoint_name": "STRING",
+    "endpoint_id": "STRING",
+    "served_entity_name": "STRING",
+    "entity_type": "STRING",
+    "entity_name": "STRING",
+    "entity_version": "STRING",
+    "endpoint_config_version": "INT",
+    "task": "STRING",
+    "external_model_config": "STRING",
+    "foundation_model_config": "STRING",
+    "custom_model_config": "STRING",
+    "feature_spec_config": "STRING",
+    "change_time": "TIMESTAMP",
+    "endpoint_delete_time": "TIMESTAMP",
+}
+
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 

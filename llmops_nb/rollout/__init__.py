@@ -4,6 +4,8 @@ advancing or rolling back by itself; every config applied to an endpoint kept.
 - :mod:`~llmops_nb.rollout.state`: the rollout record and the applied-config history (local JSON
   the CLI reads; the configs also go to the rollout's MLflow run as artifacts, with their hash);
 - :mod:`~llmops_nb.rollout.traffic`: what each served entity did (the workspace's usage records);
+- :mod:`~llmops_nb.rollout.inference_table`: the same on Databricks, from the endpoint's inference
+  table joined to ``system.serving.served_entities`` through a SQL warehouse (rows land late);
 - :mod:`~llmops_nb.rollout.judge`: a step's decision with intervals (:mod:`llmops_nb.evaluation.statistics`);
 - :mod:`~llmops_nb.rollout.plot`: traffic share and error rate over time per entity;
 - :mod:`~llmops_nb.rollout.canary`: the steps, the watch, promote and rollback.

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from llmops_nb.errors import EndpointError
+from llmops_nb.errors import EndpointError, LlmopsError
 from llmops_nb.rollout import judge as judging
 from llmops_nb.rollout.state import IN_PROGRESS, PROMOTED, ROLLED_BACK, AppliedConfig, RolloutRecord, RolloutStore
 
@@ -308,13 +308,20 @@ class Canary:
         with tqdm(total=rc.min_requests, desc=desc, unit="req", disable=not self.progress) as bar:
             while True:
                 time.sleep(rc.interval_s)
-                calls = self.reader.calls(record.endpoint, start)
+                try:
+                    calls = self.reader.calls(record.endpoint, start)
+                except LlmopsError as exc:  # nothing to judge on: the champion takes the traffic back
+                    empty = self._judge(record, [], waited_s=0.0, max_wait_s=math.inf)
+                    verdict = replace(empty, action=judging.ROLLBACK, reason=f"live traffic not readable: {exc}")
+                    self._observe(record, verdict)
+                    return verdict
                 verdict = self._judge(record, calls, waited_s=time.time() - start, max_wait_s=rc.max_wait_s)
-                if verdict.action != judging.ROLLBACK:
+                if verdict.action != judging.ROLLBACK and calls:
                     # a challenger that starts failing mid-step: its recent calls alone (the last two
-                    # reads), so a long healthy start of the step does not hide it
+                    # reads' worth, up to the newest call read: an inference table's rows land late),
+                    # so a long healthy start of the step does not hide it
                     recent_s = 2 * rc.interval_s
-                    since = time.time() - recent_s
+                    since = max(c.at for c in calls) - recent_s
                     recent = self._judge(record, [c for c in calls if c.at >= since], waited_s=0.0, max_wait_s=math.inf)
                     if recent.action == judging.ROLLBACK:
                         verdict = replace(recent, reason=f"over the last {recent_s:g} s, {recent.reason}")

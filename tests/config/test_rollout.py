@@ -39,6 +39,7 @@ def test_the_default_is_replace_and_the_issue_example_parses(tmp_path: Path) -> 
         ({"max_latency_p95_ratio": -1.5}, "rollout.max_latency_p95_ratio: -1.5 is not allowed; a ratio > 0"),
         ({"strategy": "blue-green"}, "rollout.strategy: 'blue-green' is not allowed"),
         ({"quality": {"requests": 5}}, "rollout.quality: (set) is not allowed; a quality sample per step is not built yet"),
+        ({"inference_table_lag_s": 0}, "rollout.inference_table_lag_s: 0 is not allowed;"),
     ],
 )
 def test_bad_rollout_settings_are_one_line(tmp_path: Path, rollout: dict[str, Any], message: str) -> None:
@@ -76,3 +77,19 @@ def test_canary_on_a_foundation_or_external_endpoint_is_refused() -> None:
 
 def test_rollout_config_alone() -> None:
     assert RolloutConfig(strategy="canary", steps=[100]).steps == [100]
+
+
+def test_on_databricks_the_documented_lag_is_the_default_and_max_wait_s_must_cover_it() -> None:
+    from llmops_nb.config.rollout import DOCUMENTED_INFERENCE_TABLE_LAG_S, check_on_databricks
+
+    project = ProjectConfig.model_validate(
+        _project({"strategy": "canary", "warehouse_id": "wh-1", "max_wait_s": 3600})
+        | {"endpoint": {**_project({})["endpoint"], "ai_gateway": {"inference_table_config": {
+            "catalog_name": "main", "schema_name": "llmops", "enabled": True}}}}
+    )  # fmt: skip
+    assert project.rollout.inference_table_lag_s == DOCUMENTED_INFERENCE_TABLE_LAG_S == 3600
+    check_on_databricks(project.rollout, project.endpoint)  # enough
+    project.rollout.max_wait_s = 600  # the default max_wait_s is shorter than the documented lag
+    with pytest.raises(ConfigError, match=r"^rollout.max_wait_s: 600 is not allowed; at least rollout.inference_table_lag_s"):
+        check_on_databricks(project.rollout, project.endpoint)
+    check_on_databricks(RolloutConfig(), None)  # replace needs nothing

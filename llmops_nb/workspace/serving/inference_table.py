@@ -78,12 +78,21 @@ def entity_facts(rec: dict, entity: str | None) -> dict:
 _facts: dict[tuple, dict] = {}
 
 
+def served_entity_id(endpoint_id: str | None, entity: dict) -> str:
+    """The ``served_entity_id`` of served entity ``entity`` (a config's entry, with its ``name``) of
+    the endpoint ``endpoint_id``: the same in every inference-table row it answers and in its rows of
+    ``system.serving.served_entities`` (:mod:`.system_tables`), where a reader maps it to the name."""
+    ext = entity.get("external_model") or {}
+    what = [endpoint_id, entity.get("name"), entity.get("entity_name"), entity.get("entity_version"), ext.get("provider"),
+            ext.get("name")]  # fmt: skip
+    return hashlib.md5(json.dumps(what).encode(), usedforsecurity=False).hexdigest()
+
+
 def _entity_facts(rec: dict, entity: str) -> dict:
     found: dict = next((e for e in (rec.get("config") or {}).get("served_entities") or [] if e.get("name") == entity), {})
     ext = found.get("external_model") or {}
-    what = [rec.get("id"), entity, found.get("entity_name"), found.get("entity_version"), ext.get("provider"), ext.get("name")]
     return {
-        "id": hashlib.md5(json.dumps(what).encode(), usedforsecurity=False).hexdigest(),
+        "id": served_entity_id(rec.get("id"), {**found, "name": entity}),
         "model_name": found.get("entity_name") or ext.get("name"),
         "model_version": found.get("entity_version"),
     }

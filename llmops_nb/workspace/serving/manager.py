@@ -23,6 +23,7 @@ from llmops_nb.workspace.serving import fallback
 from llmops_nb.workspace.serving.foundation import FOUNDATION_ENDPOINT, find_registered_model, foundation_entity
 from llmops_nb.workspace.serving.ratelimit import RateLimiter
 from llmops_nb.workspace.serving.routing import SmoothWeightedRoundRobin, weights_for
+from llmops_nb.workspace.serving.system_tables import record_change
 from llmops_nb.workspace.serving.usage import invocation_done
 from llmops_nb.workspace.serving.validation import check_not_system
 from llmops_nb.workspace.serving.views import endpoint_view, foundation_view
@@ -198,6 +199,8 @@ class Manager:
                 runner.log(f"WARNING (local workspace): {line}")
         results = await asyncio.gather(*(r.start() for r in started), return_exceptions=True)
         ok = all(r is True for r in results)
+        if ok:  # system.serving.served_entities has the entities before the endpoint says READY
+            await asyncio.to_thread(record_change, self.ctx.home, rec, pending)
         to_stop: list[Runner] = []
         async with self.lock:
             rec = self.store.get(name)
@@ -256,13 +259,14 @@ class Manager:
     async def delete(self, name: str) -> None:
         check_not_system(name, SYSTEM, "deleted")
         async with self.lock:
-            self._get(name)
+            rec = self._get(name)
             self.store.delete(name)
             runners = [*self.active.pop(name, {}).values(), *self.pending.pop(name, {}).values()]
             self.routers.pop(name, None)
             self.limiter.forget(name)
             self.notes.pop(name, None)
         await asyncio.gather(*(r.stop() for r in set(runners)), return_exceptions=True)
+        await asyncio.to_thread(record_change, self.ctx.home, rec, rec.get("config"), deleted=True)
 
     def record_to_change(self, name: str, action: str) -> dict:
         """The record of an endpoint a request changes: 400 for the system endpoint, 404 for an
