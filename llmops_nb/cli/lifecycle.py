@@ -33,6 +33,13 @@ from llmops_nb.errors import ConfigError
 @click.option("--revision", default=None, help="With --hf-repo: a branch, tag or commit (default: main).")
 @click.option("--requirement", "requirements", multiple=True, help="code: a pip requirement of the model (repeatable).")
 @click.option("--uc-version", default=None, help="uc: the Unity Catalog model version to serve.")
+@click.option(
+    "--interface",
+    type=click.Choice(["pyfunc", "chat_model"]),
+    default=None,
+    help="bundled, gguf: log a plain PythonModel (pyfunc, the default) or an MLflow ChatModel (chat_model: "
+    "Databricks streams it; seed, logprobs, response_format, tools and tool_choice go in custom_inputs).",
+)
 def register(
     config_path: Path | None,
     backend: str | None,
@@ -45,6 +52,7 @@ def register(
     revision: str | None = None,
     requirements: tuple[str, ...] = (),
     uc_version: str | None = None,
+    interface: str | None = None,
 ) -> None:
     """Register the LLM you want: log it as an MLflow chat model and register a new version.
 
@@ -66,6 +74,7 @@ def register(
         revision=revision,
         requirements=list(requirements),
         version=uc_version,
+        interface=interface,
     )
     target = mlflow_backend(kind)  # registering needs MLflow only, not the workspace server
     out = register_step(project, target, alias=alias)

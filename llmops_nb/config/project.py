@@ -415,7 +415,8 @@ def with_model(project: ProjectConfig, **changes: object) -> ProjectConfig:
         return project
     base = project.model.model_dump(exclude_none=True)
     if "source" in given and given["source"] != project.model.source:
-        base = {k: base[k] for k in _KEPT_ACROSS_SOURCES if k in base}
+        kept = _KEPT_ACROSS_SOURCES + (("interface",) if given["source"] in INTERFACE_SOURCES else ())
+        base = {k: base[k] for k in kept if k in base}  # bundled <-> gguf keeps the interface
     try:
         model = ModelSpec(**{**base, **given})
     except ConfigError as e:

@@ -183,6 +183,14 @@ def test_with_model_drops_the_old_sources_fields_and_validates() -> None:
         with_model(project, source="code")  # code needs its own path, the GGUF's is dropped
 
 
+def test_with_model_keeps_the_interface_between_gguf_sources_only() -> None:
+    project = _project(source="gguf", path="/models/a.gguf", interface="chat_model")
+    assert with_model(project, source="bundled").model.interface == "chat_model"  # not silently back to pyfunc
+    assert with_model(project, source="code", path="/models/agent.py").model.interface == "pyfunc"  # its own interface
+    with pytest.raises(ConfigError, match=r"^model\.interface: 'chat_model' is not allowed; chat_model is for the bundled"):
+        with_model(project, source="code", path="/models/agent.py", interface="chat_model")
+
+
 # --------------------------------------------------------------------------- what each source logs
 
 
