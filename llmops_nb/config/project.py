@@ -265,6 +265,20 @@ class SparkConfig(_Model):
     results_table: str | None = Field(default=None, pattern=r"^[^.\s]+\.[^.\s]+\.[^.\s]+$")
 
 
+class AiQueryConfig(_Model):
+    """The ai_query engine's settings (``evaluation.ai_query``).
+
+    ``warehouse_id``: the SQL warehouse the statements run on (required with ``engine: ai_query``;
+    the local workspace runs statements itself and takes any id); ``rows_per_statement``: rows
+    sent in one statement (also cut to keep each statement under the Statement Execution API's
+    16 MiB); ``wait_seconds``: how long one statement may run before it is cancelled.
+    """
+
+    warehouse_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    rows_per_statement: int = Field(default=1000, ge=1, le=10_000)
+    wait_seconds: float = Field(default=1800, gt=0)
+
+
 class EvaluationConfig(_Model):
     """How to evaluate and when to promote.
 
@@ -294,9 +308,12 @@ class EvaluationConfig(_Model):
     #: ``response_format`` ``json_schema``) and scores ``json_schema_match`` (the answer is JSON the
     #: schema validates). A relative path is taken from the config file's folder.
     json_schema: str | None = Field(default=None, min_length=1)
-    #: ``threads`` (one process, a thread pool) or ``spark`` (mapInPandas; the ``[spark]`` extra).
-    engine: Literal["threads", "spark"] = "threads"
+    #: ``threads`` (one process, a thread pool), ``spark`` (mapInPandas; the ``[spark]`` extra) or
+    #: ``ai_query`` (SQL on a SQL warehouse through the Statement Execution API; foundation and
+    #: external model chat endpoints only).
+    engine: Literal["threads", "spark", "ai_query"] = "threads"
     spark: SparkConfig = Field(default_factory=SparkConfig)
+    ai_query: AiQueryConfig = Field(default_factory=AiQueryConfig)
 
     @model_validator(mode="after")
     def _decision_margin(self) -> EvaluationConfig:
@@ -312,7 +329,29 @@ class EvaluationConfig(_Model):
         for name in self.prices:
             if name not in known:
                 raise ConfigError(f"prices.{name}", name, f"the name of a candidate: {', '.join(known)}")
+        if self.engine == "ai_query":
+            self._check_ai_query()
         return self
+
+    def _check_ai_query(self) -> None:
+        """What ``engine: ai_query`` cannot do, refused in one line before anything runs."""
+        if not self.ai_query.warehouse_id:
+            raise ConfigError(
+                "ai_query.warehouse_id", None, "engine ai_query runs its statements on a SQL warehouse: give the warehouse's id"
+            )
+        for i, c in enumerate(self.candidates):
+            if c.served_entity is not None or c.version is not None:
+                field = "served_entity" if c.served_entity is not None else "version"
+                raise ConfigError(
+                    f"candidates[{i}].{field}",
+                    getattr(c, field),
+                    "engine ai_query asks an endpoint through its traffic split, not one served entity "
+                    "(ai_query takes an endpoint name): name an endpoint, or use engine threads or spark",
+                )
+        if self.json_schema is not None:
+            raise ConfigError(
+                "json_schema", self.json_schema, "not built for engine ai_query (its responseFormat); use engine threads or spark"
+            )
 
     @property
     def candidate_names(self) -> list[str]:
@@ -376,6 +415,16 @@ class ProjectConfig(_Model):
             what = "a foundation endpoint" if self.endpoint is None else "an endpoint of external models"
             raise ConfigError(
                 "rollout.strategy", "canary", f"canary steps need a registered model behind the endpoint, not {what}; use replace"
+            )
+        ev = self.evaluation
+        own = not ev.candidates or any(c.endpoint is None for c in ev.candidates)  # the config's endpoint is asked
+        if ev.engine == "ai_query" and own and self.endpoint and not all(e.is_external for e in self.endpoint.served_entities):
+            raise ConfigError(
+                "evaluation.engine",
+                "ai_query",
+                f"endpoint {self.endpoint.name} serves a registered (custom) model: ai_query takes modelParameters "
+                "(max_tokens, temperature) only on foundation and external model endpoints "
+                "(AI_FUNCTION_INVALID_MODEL_PARAMETERS.UNSUPPORTED_ENDPOINT_TYPE); use engine threads or spark",
             )
         if self.backend == "databricks" and self.experiment and not self.experiment.startswith("/"):
             raise ConfigError(
@@ -469,9 +518,9 @@ def load_project_config(path: str | Path) -> ProjectConfig:
     folder = Path(path).resolve().parent
     changes: dict[str, str] = {}
     dataset = project.evaluation.dataset
-    table = project.evaluation.engine == "spark" and re.fullmatch(r"[^./\s]+\.[^./\s]+\.[^./\s]+", dataset)
+    table = project.evaluation.engine in ("spark", "ai_query") and re.fullmatch(r"[^./\s]+\.[^./\s]+\.[^./\s]+", dataset)
     if dataset != "bundled" and not Path(dataset).expanduser().is_absolute() and not (table and not (folder / dataset).exists()):
-        changes["dataset"] = str(folder / dataset)  # a catalog.schema.table of the spark engine stays a name
+        changes["dataset"] = str(folder / dataset)  # a catalog.schema.table of spark or ai_query stays a name
     schema = project.evaluation.json_schema
     if schema is not None and not Path(schema).expanduser().is_absolute():
         changes["json_schema"] = str(folder / schema)

@@ -3,8 +3,9 @@
 :func:`check_evaluation` raises one ConfigError line for the first problem: the dataset (exists
 and parses, every row with its fields), threshold metric names, candidates (their endpoints
 and served entities exist, or will once the chain deploys the config's endpoint), prices
-(they name candidates: the config itself checks that) and, for ``engine: spark``, pyspark and Java. :func:`evaluation_lines` says what was
-checked, one line each, as preflight prints them.
+(they name candidates: the config itself checks that), for ``engine: spark`` pyspark and Java, and
+for ``engine: ai_query`` that each endpoint asked is a foundation or external chat endpoint.
+:func:`evaluation_lines` says what was checked, one line each, as preflight prints them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from llmops_nb.errors import ConfigError
+from llmops_nb.evaluation.ai_query_sql import check_endpoint, is_table, read_table_rows
 from llmops_nb.evaluation.datasets import BUNDLED, load_dataset
 from llmops_nb.evaluation.metrics import KNOWN_METRICS
 from llmops_nb.evaluation.promotion import check_threshold_names
@@ -50,6 +52,12 @@ def check_evaluation(
         check_spark_config(ev.spark)
         columns = read_dataset(spark_session(ev.spark.master), ev.dataset).columns  # exists, has the columns
         lines.append(f"dataset: {ev.dataset} read on Spark, with {', '.join(c for c in columns if c != 'position')}")
+    elif not replay and ev.engine == "ai_query" and is_table(ev.dataset):
+        if w is None:
+            lines.append(f"dataset: {ev.dataset}, a table read on the SQL warehouse when the evaluation runs")
+        else:
+            read_table_rows(w, ev.ai_query.warehouse_id or "", ev.dataset, 1)  # exists, has the columns
+            lines.append(f"dataset: {ev.dataset} read on SQL warehouse {ev.ai_query.warehouse_id}, with id, question, expected")
     elif not replay:
         rows = load_dataset(ev.dataset)
         where = "the bundled dataset" if ev.dataset == BUNDLED else ev.dataset
@@ -91,6 +99,15 @@ def check_evaluation(
         check_spark_config(ev.spark)  # pyspark, Java 17+, where the results go: one line, before any step
         tasks = ev.spark.partitions or "one a core"
         lines.append(f"engine: spark (pyspark and Java found; {tasks} tasks, concurrency {ev.concurrency} split between them)")
+    if ev.engine == "ai_query":
+        mine = [] if deploying or project.endpoint is not None else [own]
+        for asked in dict.fromkeys([*mine, *(c.endpoint for c in ev.candidates if c.endpoint)]):
+            if w is not None:
+                check_endpoint(w, asked)  # a foundation or external chat endpoint
+        lines.append(
+            f"engine: ai_query (SQL warehouse {ev.ai_query.warehouse_id}, {ev.ai_query.rows_per_statement} rows a statement; "
+            "no latency or token usage per row)"
+        )
     if ev.candidates:
         lines.append(f"candidates: {', '.join(ev.candidate_names)} (baseline {ev.baseline or 'the champion, else the first'})")
     if ev.prices:

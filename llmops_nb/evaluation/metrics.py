@@ -137,7 +137,7 @@ class RunningMetrics:
     def __init__(self) -> None:
         self.rows = self.ok = 0
         self.latencies: list[float] = []
-        self.tokens = 0.0
+        self.tokens, self.counted = 0.0, 0  # completion tokens, and the answers that had them
         self.rate_sum, self.rates = 0.0, 0
         self.length_sum = 0.0
         self.matches = {"exact_match": 0.0, "contains_match": 0.0}
@@ -152,8 +152,11 @@ class RunningMetrics:
         if row["error"]:
             return
         self.ok += 1
-        self.latencies.append(float(row["latency_ms"]))
-        self.tokens += float(row["completion_tokens"])
+        if row["latency_ms"] is not None:  # None: an answer with no timing of its own (engine ai_query)
+            self.latencies.append(float(row["latency_ms"]))
+        if row["completion_tokens"] is not None:  # None: an answer with no usage (engine ai_query)
+            self.tokens += float(row["completion_tokens"])
+            self.counted += 1
         if row["tokens_per_second"] is not None:
             self.rate_sum += float(row["tokens_per_second"])
             self.rates += 1
@@ -165,10 +168,10 @@ class RunningMetrics:
             "error_rate": (self.rows - self.ok) / self.rows if self.rows else math.nan,
             "latency_p50_ms": _quantile(self.latencies, 0.5),
             "latency_p95_ms": _quantile(self.latencies, 0.95),
-            "mean_completion_tokens": _mean(self.tokens, self.ok),
+            "mean_completion_tokens": _mean(self.tokens, self.counted),
             "tokens_per_second": self.tokens / (latency_total / 1000) if latency_total > 0 else math.nan,
-            "latency_ms/mean": _mean(latency_total, self.ok),
-            "completion_tokens/mean": _mean(self.tokens, self.ok),
+            "latency_ms/mean": _mean(latency_total, len(self.latencies)),
+            "completion_tokens/mean": _mean(self.tokens, self.counted),
             "tokens_per_second/mean": _mean(self.rate_sum, self.rates),
             "response_length/mean": _mean(self.length_sum, self.rows),
         }

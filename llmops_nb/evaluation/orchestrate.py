@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from databricks.sdk import WorkspaceClient
 
+    from llmops_nb.evaluation.ai_query_engine import AiQueryEngine
     from llmops_nb.evaluation.spark_engine import SparkEngine
 
 
@@ -85,7 +86,7 @@ def evaluate_endpoint(
     served_entity: str | None = None,
     limiter: AimdLimiter | None = None,
     json_schema: dict[str, Any] | None = None,
-    engine: SparkEngine | None = None,
+    engine: SparkEngine | AiQueryEngine | None = None,
 ) -> EvalResult:
     """Query each row once (``concurrency`` at a time), score, and log everything to one MLflow run.
 
@@ -102,7 +103,8 @@ def evaluate_endpoint(
     ``served_entity``: ask that served entity of ``endpoint`` only. ``limiter``: the rate
     control of this evaluation's requests (default: a new AIMD limiter at ``concurrency``).
     ``json_schema``: every row asks for structured output against it and scores ``json_schema_match``.
-    ``engine``: a :class:`~llmops_nb.evaluation.spark_engine.SparkEngine` asks the rows on Spark
+    ``engine``: a :class:`~llmops_nb.evaluation.spark_engine.SparkEngine` asks the rows on Spark, an
+    :class:`~llmops_nb.evaluation.ai_query_engine.AiQueryEngine` in ai_query statements on a SQL warehouse
     (None: this process's threads); the bookkeeping and the logging are the same.
     """
     import mlflow

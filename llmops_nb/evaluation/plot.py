@@ -42,7 +42,7 @@ def plot_results(table: pd.DataFrame) -> Figure:
     scores.bar_label(bars, labels=[f"{m:.0%}" for m in means])
     scores.set_ylim(0, 1.1)
     scores.set_title(f"Answer scores ({len(table)} rows)")
-    ok = table[table["error"].isna()]["latency_ms"].astype(float)
+    ok = table[table["error"].isna()]["latency_ms"].astype(float).dropna()  # none timed: engine ai_query
     latency.hist(ok, bins=min(20, max(1, len(ok))), color="#8172B3")
     if len(ok):
         latency.axvline(ok.median(), color="black", linestyle="--", label=f"p50 {ok.median():.0f} ms")

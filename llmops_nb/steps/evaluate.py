@@ -61,7 +61,7 @@ def evaluate(
 
     from llmops_nb.backends import local_home
     from llmops_nb.config.project import with_evaluation
-    from llmops_nb.evaluation import datasets, replay
+    from llmops_nb.evaluation import ai_query_engine, ai_query_sql, datasets, replay
     from llmops_nb.evaluation.orchestrate import evaluate_and_promote
     from llmops_nb.evaluation.spark_data import is_spark_source
     from llmops_nb.evaluation.spark_engine import engine_for
@@ -74,7 +74,13 @@ def evaluate(
     name = target_endpoint(project, endpoint_name)
     model = model_name or (project.model.name if project.endpoint is not None else "")
     version = model_version or (served_version(project, backend, name, model) if model else None)
-    engine = engine_for(ev.engine, ev.spark)  # spark: pyspark and Java checked before anything is asked
+    w = backend.workspace_client()
+    if ev.engine == "ai_query":  # SQL on a warehouse: the warehouse id checked by the config
+        engine: Any = ai_query_engine.engine_for(ev.ai_query)
+        if not ev.candidates:
+            ai_query_sql.check_endpoint(w, name)  # foundation or external chat: before anything is read or asked
+    else:
+        engine = engine_for(ev.engine, ev.spark)  # spark: pyspark and Java checked before anything is asked
     replayed = None
     if replay.check_source(dataset_source) == replay.INFERENCE_TABLE:
         replayed = replay.load_replay(
@@ -88,7 +94,9 @@ def evaluate(
         )
         print(replayed.summary())
         rows = replayed.rows
-    elif engine is not None and is_spark_source(ev.dataset):  # CSV, Parquet, Delta, a table: read on Spark
+    elif ev.engine == "ai_query" and ai_query_sql.is_table(ev.dataset):  # a UC table: the statements' source
+        rows = engine.load_rows(w, ev.dataset, max_rows or ev.max_rows)
+    elif engine is not None and ev.engine == "spark" and is_spark_source(ev.dataset):  # CSV, Parquet, Delta, a table
         rows = engine.load_rows(ev.dataset, max_rows or ev.max_rows)
     else:
         rows = datasets.load_dataset(ev.dataset, max_rows or ev.max_rows)
@@ -128,7 +136,6 @@ def evaluate(
         **({"system": replayed.system} if replayed else {}),  # the logged requests' system prompt
         **({"json_schema": datasets.load_json_schema(ev.json_schema)} if ev.json_schema else {}),
     }
-    w = backend.workspace_client()
     if ev.candidates:  # every candidate on the same rows, one parent run
         from llmops_nb.evaluation.candidates import resolve
         from llmops_nb.evaluation.orchestrate import evaluate_candidates
@@ -142,6 +149,9 @@ def evaluate(
             tracking_uri=backend.tracking_uri,
             registry_uri=backend.registry_uri,
         )
+        if ev.engine == "ai_query":  # each endpoint one ai_query can ask, before any run or request
+            for endpoint in dict.fromkeys(t.endpoint for t in targets):
+                ai_query_sql.check_endpoint(w, endpoint)
         evaluation = evaluate_candidates(w, targets, rows, baseline=ev.baseline, **common)
     else:
         evaluation = evaluate_and_promote(w, name, rows, model_version=version, **common)

@@ -94,7 +94,7 @@ def test_a_resumed_run_asks_only_what_is_missing(chat, spark, tmp_path: Path, ca
 
 
 def test_bad_engine_settings_are_one_line() -> None:
-    for bad, says in ({"engine": "dask"}, "'threads' or 'spark'"), ({"spark": {"partitions": 0}}, "spark.partitions: 0"):
+    for bad, says in ({"engine": "dask"}, "'threads', 'spark'"), ({"spark": {"partitions": 0}}, "spark.partitions: 0"):
         with pytest.raises(ConfigError, match=says) as caught:
             EvaluationConfig.model_validate(bad)
         assert "\n" not in str(caught.value)
