@@ -18,6 +18,11 @@ payload                the request size limit of the endpoint type (16 MB; 4 MB 
 streaming              said for a source Databricks answers whole on ``stream: true`` (bundled,
                        gguf: a plain PythonModel; transformers): one JSON completion there;
                        with ``model.interface: chat_model`` that it streams, and what it costs
+rollout                ``rollout.strategy: canary`` only: what its steps read live traffic from.
+                       Locally the usage records (usage tracking enabled); on Databricks the AI
+                       gateway's inference table through ``rollout.warehouse_id``, with
+                       ``max_wait_s`` at least ``inference_table_lag_s`` (rows land "less than
+                       hour" late): ``config.rollout.check_on_databricks``
 route optimized        the client authenticates with OAuth (``Config.oauth_token()``): a
                        route-optimized endpoint answers only at its data-plane URL, to an OAuth token
 auth                   ``current_user.me()``
@@ -277,7 +282,8 @@ def _streaming_checks(project: ProjectConfig) -> list[Check]:
                 "streaming",
                 f"a {source} source with interface chat_model is an MLflow ChatModel (task agent/v1/chat): Databricks "
                 f"streams stream: true through its predict_stream, as the local workspace does; it costs {CHAT_MODEL_COSTS}",
-            )
+            ),
+            *_chat_model_evaluation(project),
         ]
     return [
         _ok(
@@ -289,6 +295,55 @@ def _streaming_checks(project: ProjectConfig) -> list[Check]:
                 else ""
             )
             + "; the local workspace streams it",
+        )
+    ]
+
+
+def _rollout_checks(project: ProjectConfig, backend: Backend) -> list[Check]:
+    """Where a canary's steps read live traffic, and whether they can (nothing for ``replace``)."""
+    from llmops_nb.config.rollout import check_on_databricks
+    from llmops_nb.protocol import inference_table as pt
+
+    rc, endpoint = project.rollout, project.endpoint
+    if not rc.canary or endpoint is None:
+        return []
+    steps = f"canary steps {rc.steps}"
+    if backend.home is not None:
+        usage = endpoint.ai_gateway.usage_tracking_config if endpoint.ai_gateway else None
+        if usage is None or not usage.enabled:
+            return [_problem("rollout", f"{steps} read the usage records: set endpoint.ai_gateway.usage_tracking_config.enabled")]
+        return [_ok("rollout", f"{steps} read each served entity's usage records of the local workspace")]
+    try:
+        check_on_databricks(rc, endpoint)
+    except ConfigError as exc:
+        return [_problem("rollout", str(exc))]
+    table = endpoint.ai_gateway.inference_table_config if endpoint.ai_gateway else None
+    assert table is not None
+    name = pt.table_name(endpoint.name, table.model_dump(exclude_none=True))
+    return [
+        _ok(
+            "rollout",
+            f"{steps} read {name} joined to {pt.SERVED_ENTITIES} (SELECT on both) through SQL warehouse "
+            f"{rc.warehouse_id}; its rows land up to {rc.inference_table_lag_s:g} s late (Databricks: within the hour), "
+            f"so each step may wait up to max_wait_s {rc.max_wait_s:g} s",
+        )
+    ]
+
+
+def _chat_model_evaluation(project: ProjectConfig) -> list[Check]:
+    """An evaluation with ``json_schema`` sends ``response_format`` at the top level of the body
+    (evaluation/asking.py), which a ChatModel takes only in custom_inputs: refused locally (400),
+    dropped on Databricks (free text, every json_schema_match 0). A problem when it asks this endpoint."""
+    ev = project.evaluation
+    asks_this_endpoint = not ev.candidates or any(c.endpoint is None for c in ev.candidates)
+    if ev.json_schema is None or not asks_this_endpoint:
+        return []
+    return [
+        _problem(
+            "streaming",
+            f"evaluation.json_schema: {ev.json_schema!r} is not allowed with model.interface chat_model: the evaluation "
+            "sends response_format at the top level, which this ChatModel takes only in custom_inputs (Databricks would "
+            "drop it, the local workspace refuses it); use interface pyfunc, or leave json_schema out",
         )
     ]
 
@@ -601,6 +656,7 @@ def run(
 ) -> Report:
     """Every check for a loaded (valid) project config on ``backend``."""
     checks = [_ok("config", "valid (names, traffic routes, external models, secret references)"), *config_checks(project)]
+    checks += _rollout_checks(project, backend)
     w = client or backend.workspace_client(retry_timeout_seconds=30, http_timeout_seconds=30)
     checks += workspace_checks(project, backend, w, model_version=model_version)
     return Report(tuple(checks))

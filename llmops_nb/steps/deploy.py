@@ -123,7 +123,10 @@ def _canary(
     log: Callable[[str], None] | None,
     on_progress: Callable[[DeployEvent], None] | None = None,
 ) -> dict[str, Any]:
-    """The deploy in canary steps (:mod:`llmops_nb.rollout.canary`) under the deploy lock; a
+    """The deploy in canary steps (:mod:`llmops_nb.rollout.canary`) under the deploy lock, reading
+    live traffic from the local workspace's usage records or, on Databricks, from the endpoint's
+    inference table (:mod:`llmops_nb.rollout.inference_table`: it must be enabled, with
+    ``rollout.warehouse_id``; checked, with the table and its grants, before anything changes); a
     rolled-back rollout raises :class:`~llmops_nb.errors.RolledBack` with the reason (the job's
     task fails, its alerting sees it). Each line the rollout says goes to ``log`` and, as a
     ``message`` :class:`DeployEvent`, to ``on_progress``, which gets ``done`` at the end."""
@@ -131,23 +134,34 @@ def _canary(
     from llmops_nb.errors import RolledBack
     from llmops_nb.rollout.canary import Canary, Tracking
     from llmops_nb.rollout.state import ROLLED_BACK, default_store
-    from llmops_nb.rollout.traffic import UsageRecords
+    from llmops_nb.rollout.traffic import TrafficReader, UsageRecords
     from llmops_nb.tracking.uris import resolve_experiment
 
-    if backend.home is None:
-        raise ConfigError(
-            "rollout.strategy",
-            "canary",
-            "reads each served entity's usage records of the local workspace; on Databricks (its inference "
-            "tables) not built yet: use replace",
-        )
-    usage = cfg.ai_gateway.usage_tracking_config if cfg.ai_gateway else None
-    if usage is None or not usage.enabled:
-        raise ConfigError(
-            "endpoint.ai_gateway.usage_tracking_config.enabled",
-            usage.enabled if usage else None,
-            "a canary rollout reads each served entity's usage records: set it to true",
-        )
+    reader: TrafficReader
+    where: str | None = None
+    if backend.home is None:  # Databricks: the endpoint's inference table, through a SQL warehouse
+        from llmops_nb.config.rollout import check_on_databricks
+        from llmops_nb.endpoints.ops import get_endpoint
+        from llmops_nb.rollout.inference_table import InferenceTableReader, table_for
+
+        rc = project.rollout
+        check_on_databricks(rc, cfg)
+        table = table_for(cfg)
+        assert table is not None, "check_on_databricks requires the inference table"
+        databricks = InferenceTableReader(w, rc.warehouse_id.strip(), table, lag_s=rc.inference_table_lag_s)
+        if get_endpoint(w, cfg.name) is not None:  # a first deploy creates it and reads nothing
+            databricks.check(cfg.name)  # warehouse, table, grants: one line now, before anything changes
+            where = databricks.describe()
+        reader = databricks
+    else:
+        usage = cfg.ai_gateway.usage_tracking_config if cfg.ai_gateway else None
+        if usage is None or not usage.enabled:
+            raise ConfigError(
+                "endpoint.ai_gateway.usage_tracking_config.enabled",
+                usage.enabled if usage else None,
+                "a canary rollout reads each served entity's usage records: set it to true",
+            )
+        reader = UsageRecords(backend.home)
     tracking = Tracking(
         backend.tracking_uri, backend.registry_uri, resolve_experiment(project.experiment, backend.tracking_uri, w)
     )
@@ -158,12 +172,14 @@ def _canary(
         if on_progress is not None:
             on_progress(DeployEvent(MESSAGE, cfg.name, message=line))
 
+    if where is not None:
+        say(where)
     canary = Canary(
         w,
         cfg,
         project.rollout,
         store=default_store(),
-        reader=UsageRecords(backend.home),
+        reader=reader,
         tracking=tracking,
         timeout=timeout,
         progress=progress,

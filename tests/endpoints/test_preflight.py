@@ -600,6 +600,32 @@ def test_preflight_says_where_databricks_answers_stream_true_whole(source: str, 
     assert check.message.endswith("; the local workspace streams it") and "\n" not in check.message
 
 
+def test_a_canary_says_where_its_steps_read_live_traffic_and_what_databricks_needs(fake_workspace: Any) -> None:
+    _seed(fake_workspace)
+
+    def canary(**rollout: Any) -> Any:
+        return lambda d: d.update(rollout={"strategy": "canary", "max_wait_s": 3600, "warehouse_id": "wh-1", **rollout})
+
+    assert "rollout" not in _by_name(preflight.run(_project(), _backend(fake_workspace)))  # replace: no line
+    ok = _by_name(preflight.run(_project(canary()), _backend(fake_workspace)))["rollout"]
+    assert ok.status == "ok" and ok.message == (
+        "canary steps [10, 50, 100] read main.llmops.chat_payload joined to system.serving.served_entities (SELECT on "
+        "both) through SQL warehouse wh-1; its rows land up to 3600 s late (Databricks: within the hour), so each step "
+        "may wait up to max_wait_s 3600 s"
+    )
+    short = _problem(preflight.run(_project(canary(max_wait_s=600)), _backend(fake_workspace)), "rollout")
+    assert short.startswith("rollout.max_wait_s: 600.0 is not allowed; at least rollout.inference_table_lag_s (3600 s)")
+    nowhere = _problem(preflight.run(_project(canary(warehouse_id="")), _backend(fake_workspace)), "rollout")
+    assert nowhere.startswith("rollout.warehouse_id: '' is not allowed;")
+
+    def no_table(d: dict) -> None:
+        canary()(d)
+        d["endpoint"]["ai_gateway"].pop("inference_table_config")
+
+    untabled = _problem(preflight.run(_project(no_table), _backend(fake_workspace)), "rollout")
+    assert untabled.startswith("endpoint.ai_gateway.inference_table_config.enabled: None is not allowed;")
+
+
 def test_preflight_says_the_chat_model_interface_streams_on_databricks_and_what_it_costs() -> None:
     """Issue 31 item 4: ``model.interface: chat_model`` is a ChatModel, which Databricks streams; the line
     says so and names its costs, every field the ChatModel takes in custom_inputs among them."""
@@ -618,3 +644,13 @@ def test_preflight_says_the_chat_model_interface_streams_on_databricks_and_what_
     assert "a request without temperature samples at 1.0" in check.message
     plain = {c.name: c for c in preflight.config_checks(_project())}["streaming"]
     assert "model.interface: chat_model makes it a ChatModel, which Databricks streams" in plain.message
+
+    def structured(data: dict) -> None:
+        edit(data)
+        data.setdefault("evaluation", {})["json_schema"] = "schemas/answer.json"
+
+    problems = [c for c in preflight.config_checks(_project(structured)) if c.status == "problem"]
+    assert [c.name for c in problems] == ["streaming"] and problems[0].message.startswith(
+        "evaluation.json_schema: 'schemas/answer.json' is not allowed with model.interface chat_model: the evaluation sends "
+        "response_format at the top level"
+    )

@@ -4,12 +4,14 @@ step with the reason (RolledBack) and leaves the champion serving, an equal one 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from llmops_nb.backends import Backend
+from llmops_nb.config.gateway import AiGatewayConfig
 from llmops_nb.config.project import ProjectConfig
 from llmops_nb.endpoints.ops import get_endpoint
 from llmops_nb.errors import ConfigError, RolledBack
@@ -80,11 +82,99 @@ def test_canary_without_usage_records_is_one_line_and_writes_nothing(fake_worksp
     project.endpoint.ai_gateway = None
     with pytest.raises(ConfigError, match=r"^endpoint.ai_gateway.usage_tracking_config.enabled: None is not allowed; "):
         deploy(project, backend, model_version="1", progress=False)
-    on_databricks = Backend(kind="databricks", host=backend.host, token=backend.token, tracking_uri=backend.tracking_uri,
-                            registry_uri=backend.registry_uri)  # fmt: skip
-    with pytest.raises(ConfigError, match=r"^rollout.strategy: 'canary' is not allowed; .*on Databricks .* not built yet"):
-        deploy(_project(), on_databricks, model_version="1", progress=False)
     assert fake_workspace.write_calls() == []
+
+
+def _on_databricks(backend: Backend) -> Backend:
+    """The databricks backend kind pointed at the fake: no home, traffic from the inference table."""
+    return Backend(kind="databricks", host=backend.host, token=backend.token, tracking_uri=backend.tracking_uri,
+                   registry_uri=backend.registry_uri)  # fmt: skip
+
+
+TABLE = {"catalog_name": "main", "schema_name": "rollout", "enabled": True}
+
+
+def _databricks_project(**rollout: Any) -> ProjectConfig:
+    project = _project(**{"warehouse_id": "wh-1", "inference_table_lag_s": 2.5, **rollout})
+    assert project.endpoint is not None
+    project.endpoint.ai_gateway = AiGatewayConfig.model_validate({"inference_table_config": TABLE})
+    return project
+
+
+@pytest.mark.parametrize(
+    ("change", "line"),
+    [
+        (
+            {"table": None},
+            r"^endpoint.ai_gateway.inference_table_config.enabled: None is not allowed; a canary rollout on Databricks "
+            r"reads each served entity's calls from the endpoint's inference table",
+        ),
+        ({"warehouse_id": ""}, r"^rollout.warehouse_id: '' is not allowed; .* through a SQL warehouse: set its id$"),
+        (
+            {"inference_table_lag_s": 3600.0},
+            r"^rollout.max_wait_s: 60.0 is not allowed; at least rollout.inference_table_lag_s \(3600 s\): on Databricks "
+            r"a step's calls reach the inference table up to that long after the request \(documented: within the hour\)",
+        ),
+    ],
+)
+def test_canary_on_databricks_needs_its_inference_table_a_warehouse_and_time(
+    fake_workspace, backend: Backend, change, line
+) -> None:  # noqa: ANN001, E501
+    changes = dict(change)
+    table = changes.pop("table", TABLE)
+    project = _databricks_project(**changes)
+    assert project.endpoint is not None and project.endpoint.ai_gateway is not None
+    if table is None:
+        project.endpoint.ai_gateway.inference_table_config = None
+    with pytest.raises(ConfigError, match=line):
+        deploy(project, _on_databricks(backend), model_version="1", progress=False)
+    assert fake_workspace.write_calls() == []
+
+
+def test_the_step_on_databricks_reads_the_inference_table_and_rolls_back_or_promotes(fake_workspace, backend: Backend) -> None:  # noqa: ANN001, E501
+    on_databricks = _on_databricks(backend)
+    fake_workspace.set_faults(inference_table_lag_s=0.5)
+    lines: list[str] = []
+    first = deploy(_databricks_project(), on_databricks, model_version="1", progress=False, log=lines.append)
+    assert first["deploy_action"] == "created"
+    assert lines == [f"first deploy of {NAME}: no champion serving, created as replace does"]
+    lines.clear()
+    fake_workspace.set_faults(entity_error_rate={f"{MODEL}-2": 0.3}, seed=3)
+    reason = rf"^rolled back {NAME} to {MODEL}-1: step 1 \(10%\): (over the last [\d.]+ s, )?error rate above the limit"
+    with LoadGenerator(fake_workspace.host, fake_workspace.token, NAME) as load, pytest.raises(RolledBack, match=reason):
+        deploy(_databricks_project(max_error_rate=0.05), on_databricks, model_version="2", progress=False, log=lines.append)
+    assert lines[0] == (
+        f"reading live traffic from main.rollout.{NAME}_payload (joined to system.serving.served_entities) through SQL "
+        "warehouse wh-1; its rows land up to 2.5 s after their request (Databricks: within the hour), so a step may wait "
+        "that long for its calls"
+    )
+    assert _serving(backend) == [f"{MODEL}-1"] and load.dropped == []
+    fake_workspace.set_faults(entity_error_rate={})
+    with LoadGenerator(fake_workspace.host, fake_workspace.token, NAME):
+        out = deploy(_databricks_project(max_error_rate=0.25), on_databricks, model_version="2", progress=False, log=None)
+    assert out["served_entities"] == [f"{MODEL}-2"] and _serving(backend) == [f"{MODEL}-2"]
+
+
+def test_a_table_the_rollout_cannot_read_on_databricks_is_one_line_and_changes_nothing(fake_workspace, backend: Backend) -> None:  # noqa: ANN001, E501
+    import shutil
+
+    from llmops_nb.protocol import inference_table as pt
+
+    on_databricks = _on_databricks(backend)
+    deploy(_databricks_project(), on_databricks, model_version="1", progress=False, log=None)
+    with LoadGenerator(fake_workspace.host, fake_workspace.token, NAME, threads=1, pause=0.05):
+        while not (pt.local_path(fake_workspace.home, f"main.rollout.{NAME}_payload") / "_delta_log").is_dir():
+            time.sleep(0.1)
+    shutil.rmtree(pt.local_path(fake_workspace.home, pt.SERVED_ENTITIES))  # no grant on the system table, say
+
+    def changes() -> list[dict]:  # a statement is a POST that changes nothing
+        return [r for r in fake_workspace.write_calls() if r["path"].startswith("/api/2.0/serving-endpoints")]
+
+    before = changes()
+    with pytest.raises(ConfigError, match=r"^rollout.warehouse_id: 'wh-1' is not allowed; the traffic query of .*"
+                       r"did not succeed \(FAILED: \[TABLE_OR_VIEW_NOT_FOUND\]"):  # fmt: skip
+        deploy(_databricks_project(), on_databricks, model_version="2", progress=False, log=None)
+    assert changes() == before
 
 
 def test_progress_events_carry_the_rollout_lines_and_end_with_done(fake_workspace, backend: Backend) -> None:  # noqa: ANN001
