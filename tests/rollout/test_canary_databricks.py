@@ -96,3 +96,37 @@ def test_an_equal_challenger_reaches_100_percent(ws, tmp_path: Path) -> None:  #
     advanced = [p for p in record.points if p["action"] == "advance"]
     assert [p["percent"] for p in advanced] == [10, 50]
     assert all(p["entities"][CHALLENGER]["requests"] >= 15 for p in advanced)  # min_requests, read from the table
+
+
+def test_traffic_that_cannot_be_read_mid_step_rolls_the_step_back(ws, tmp_path: Path) -> None:  # noqa: ANN001
+    """The system table gone while step 1 waits (as a revoked grant): the next read fails, the
+    champion takes the traffic back, and the reason says why."""
+    import shutil
+    import threading
+
+    from llmops_nb.protocol import inference_table as pt
+
+    canary = _canary(ws, tmp_path, min_requests=100_000)  # step 1 waits for traffic it never gets
+    store = RolloutStore(tmp_path / "rollouts")
+
+    def revoke() -> None:
+        deadline = time.monotonic() + 60
+        while (r := store.latest(NAME)) is None or not r.points:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        shutil.rmtree(pt.local_path(ws.home, pt.SERVED_ENTITIES))
+
+    revoker = threading.Thread(target=revoke, daemon=True)
+    with LoadGenerator(ws.host, ws.token, NAME) as load:
+        revoker.start()
+        outcome = canary.deploy()
+    revoker.join(timeout=10)
+    assert outcome.state == ROLLED_BACK
+    assert re.search(
+        rf"^rolled back {NAME} to {CHAMPION}: step 1 \(10%\): live traffic not readable: the traffic query of {TABLE} on SQL warehouse wh-1 did not succeed "
+        r"\(FAILED: \[TABLE_OR_VIEW_NOT_FOUND\]",
+        outcome.reason,
+    ), outcome.reason
+    assert [_routes(b) for b in _config_puts(ws)] == [{CHAMPION: 90, CHALLENGER: 10}, {CHAMPION: 100}]
+    assert _serving(ws) == {CHAMPION: 100} and load.dropped == []
