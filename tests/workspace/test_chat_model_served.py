@@ -80,3 +80,29 @@ def test_the_local_workspace_streams_it_through_chat_model_predict_stream(served
     # chunks, not a whole answer cut into words (scoring_app.py's fallback names the role once)
     assert all(c["choices"][0]["delta"].get("role") == "assistant" for c in chunks if c["choices"])
     assert assemble(chunks)["choices"][0]["message"]["content"] == whole["choices"][0]["message"]["content"]
+
+
+def test_a_client_that_goes_away_frees_its_sequence_through_the_chat_model_wrapper(served) -> None:
+    """Closing the stream closes MLflow's ChatModel wrapper and ChatModel.predict_stream's generator
+    with it: the sequence leaves the batch (the engine's counters, read through get_raw_model)."""
+    import re
+    import time
+
+    info, model, _uri = served
+    logs = (info.home / "logs" / "cm" / f"{model.name}-{model.version}.log").read_text()
+    port = re.findall(r"scoring server for \S+ on port (\d+)", logs)[-1]
+
+    def engine() -> dict:
+        return requests.get(f"http://127.0.0.1:{port}/llmops/engine", timeout=10).json()
+
+    before = engine()
+    long = {**BODY, "messages": [{"role": "user", "content": "Write a very long story about a dragon."}], "max_tokens": 1500}
+    with _post(info, {**long, "stream": True}, stream=True) as r:
+        lines = r.iter_lines()
+        got = [next(lines) for _ in range(3)]
+    assert all(line.startswith(b"data: ") for line in got if line)
+    deadline = time.monotonic() + 20
+    while engine()["cancelled"] == before["cancelled"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    after = engine()
+    assert after["cancelled"] == before["cancelled"] + 1 and after["active"] == 0
