@@ -28,10 +28,13 @@ STATEMENT_BUDGET = STATEMENT_LIMIT_BYTES - 64 * 1024
 _TABLE = re.compile(r"[^.`\s]+\.[^.`\s]+\.[^.`\s]+")
 
 
+def _entities(view: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((view.get("config") or view.get("pending_config") or {}).get("served_entities") or [])
+
+
 def endpoint_kind(view: dict[str, Any]) -> str:
     """``foundation``, ``external`` or ``custom``: what an endpoint (its GET view) serves, as ai_query tells them apart."""
-    config = view.get("config") or view.get("pending_config") or {}
-    entities = config.get("served_entities") or []
+    entities = _entities(view)
     if entities and all(e.get("external_model") for e in entities):
         return "external"
     if entities and all(e.get("foundation_model") for e in entities):
@@ -55,8 +58,9 @@ def check_endpoint(w: WorkspaceClient, endpoint: str, field: str = "evaluation.e
             "foundation and external model endpoints (AI_FUNCTION_INVALID_MODEL_PARAMETERS.UNSUPPORTED_ENDPOINT_TYPE); "
             "use engine threads or spark",
         )
-    tasks = {str((e.get("external_model") or {}).get("task") or "llm/v1/chat") for e in view["config"]["served_entities"]}
-    if kind == "external" and tasks != {"llm/v1/chat"}:
+    # the endpoint's task (llm/v1/chat for chat models; an embeddings endpoint is llm/v1/embeddings)
+    tasks = {str((e.get("external_model") or {}).get("task") or view.get("task") or "llm/v1/chat") for e in _entities(view)}
+    if tasks != {"llm/v1/chat"}:
         raise ConfigError("evaluation.engine", ENGINE, f"endpoint {endpoint} serves {', '.join(sorted(tasks))}: not a chat task")
     return kind
 
