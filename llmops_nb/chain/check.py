@@ -27,7 +27,7 @@ _SECRETS = {
     "job": "secrets are never parameters (job parameters are visible in the run); name a {{secrets/scope/key}} in the config",
 }
 #: Parameters whose values are checked beyond their type (closed sets, replay filters).
-_VALUE_CHECKED = ("dataset_source", "replay_since", "replay_status")
+_VALUE_CHECKED = ("dataset_source", "replay_since", "replay_status", "strategy")
 
 
 def parameter_problems(

@@ -30,6 +30,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "backend": ("", "local", "databricks"),
     "dataset_source": ("bundled", "inference_table"),  # 04_evaluate: llmops_nb.evaluation.replay.SOURCES
     "model_source": ("", *MODEL_SOURCES),  # 01_register: "" is the config's model.source
+    "strategy": ("", "replace", "canary"),  # 02_deploy: "" is the config's rollout.strategy
 }
 
 

@@ -508,6 +508,20 @@ def with_evaluation(project: ProjectConfig, *, dataset: str = "", thresholds: st
     return project.model_copy(update={"evaluation": evaluation})
 
 
+def with_rollout(project: ProjectConfig, *, strategy: str = "") -> ProjectConfig:
+    """``project`` with ``rollout.strategy`` replaced (02_deploy's ``strategy`` parameter); ``""``
+    changes nothing. Validated as the file would be (canary is refused on a foundation endpoint
+    or one of external models): one ConfigError line naming ``strategy``."""
+    if not strategy:
+        return project
+    data = project.model_dump()
+    data["rollout"] = {**project.rollout.model_dump(), "strategy": strategy}
+    try:
+        return ProjectConfig.model_validate(data)
+    except ConfigError as e:
+        raise ConfigError("strategy", strategy, e.allowed) from None
+
+
 def load_project_config(path: str | Path) -> ProjectConfig:
     """Read and validate a project config file; any problem is one ConfigError line.
 

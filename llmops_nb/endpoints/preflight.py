@@ -668,15 +668,17 @@ def run_config(
     *,
     model_version: str | None = None,
     resolve: Callable[[str], Backend] | None = None,
+    strategy: str = "",
 ) -> Report:
-    """Load the config (a bad one is the one problem), pick its backend, then :func:`run`."""
+    """Load the config (a bad one is the one problem), pick its backend, then :func:`run`;
+    ``strategy`` replaces the config's ``rollout.strategy`` (02_deploy's parameter)."""
     from llmops_nb.backends import resolve_backend
     from llmops_nb.config.io import default_config_path
-    from llmops_nb.config.project import load_project_config
+    from llmops_nb.config.project import load_project_config, with_rollout
 
     path = config_path or default_config_path()
     try:
-        project = load_project_config(path)
+        project = with_rollout(load_project_config(path), strategy=strategy)
     except ConfigError as exc:
         return Report((_problem("config", f"{path}: {exc}"),))
     chosen = (resolve or resolve_backend)(backend or project.backend)
@@ -684,10 +686,15 @@ def run_config(
 
 
 def check(
-    config_path: str | Path = "", backend: str = "", *, model_version: str | None = None, echo: Callable[[str], None] = print
+    config_path: str | Path = "",
+    backend: str = "",
+    *,
+    model_version: str | None = None,
+    echo: Callable[[str], None] = print,
+    strategy: str = "",
 ) -> Report:
     """Print every check's line; raise :class:`PreflightFailed` if one found a problem (notebooks)."""
-    report = run_config(config_path, backend, model_version=model_version)
+    report = run_config(config_path, backend, model_version=model_version, strategy=strategy)
     for line in report.lines():
         echo(line)
     if report.problems:

@@ -49,9 +49,12 @@ def deploy(
     recreate: bool = False,
     log: Callable[[str], None] | None = print,
     on_progress: Callable[[DeployEvent], None] | None = None,
+    strategy: str = "",
 ) -> dict[str, Any]:
     """Create or update the endpoint idempotently and wait until it is READY (``recreate``:
     delete and create it again when the config changes a field that cannot change in place).
+    ``strategy`` (``replace`` or ``canary``; ``""``: the config's ``rollout.strategy``) is how the
+    traffic moves to the new version (02_deploy's parameter).
 
     Each warning (what the workspace accepts but does not apply) and note (e.g. a recovered
     failed update) goes to ``log`` as one line, ``warning: ...`` / ``note: ...``; printed by
@@ -63,6 +66,10 @@ def deploy(
     :mod:`llmops_nb.endpoints.provisioned`) and on Databricks only: on the local backend it is
     one ConfigError line, as register says it, and nothing is written.
     """
+    if strategy:
+        from llmops_nb.config.project import with_rollout
+
+        project = with_rollout(project, strategy=strategy)
     if project.model.source == "uc":
         from llmops_nb.models import sources
 

@@ -43,6 +43,7 @@ def test_every_notebook_declares_what_the_runner_passes() -> None:
         ({"evaluate": {"max_row": 3}}, "evaluate.max_row: 3 is not allowed; not a parameter of 04_evaluate.ipynb"),
         ({"evaluate": {"max_rows": "3"}}, "evaluate.max_rows: '3' is not allowed; expected int"),
         ({"deploy": {"timeout_seconds": 1.5}}, "deploy.timeout_seconds: 1.5 is not allowed; expected int"),
+        ({"deploy": {"strategy": "blue-green"}}, "strategy: 'blue-green' is not allowed; expected one of '', replace, canary"),
         ({"serve": {"prompts": "hi"}}, "serve.prompts: 'hi' is not allowed; expected list"),
         (
             {"serve": {"api_key": "sk-" + "abcdefghijklmnopqrstuvwxyz"}},

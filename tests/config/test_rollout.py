@@ -93,3 +93,18 @@ def test_on_databricks_the_documented_lag_is_the_default_and_max_wait_s_must_cov
     with pytest.raises(ConfigError, match=r"^rollout.max_wait_s: 600 is not allowed; at least rollout.inference_table_lag_s"):
         check_on_databricks(project.rollout, project.endpoint)
     check_on_databricks(RolloutConfig(), None)  # replace needs nothing
+
+
+def test_the_strategy_parameter_replaces_the_configs_and_is_checked_as_the_file_is() -> None:
+    from llmops_nb.config.project import with_rollout
+
+    project = ProjectConfig.model_validate(_project({"min_requests": 7}))
+    assert with_rollout(project) is project
+    canary = with_rollout(project, strategy="canary")
+    assert canary.rollout.canary and canary.rollout.min_requests == 7 and canary.endpoint == project.endpoint
+    assert project.rollout.strategy == "replace"
+    with pytest.raises(ConfigError, match=r"^strategy: 'blue-green' is not allowed; "):
+        with_rollout(project, strategy="blue-green")
+    foundation = ProjectConfig.model_validate({"foundation_endpoint": "databricks-meta-llama"})
+    with pytest.raises(ConfigError, match=r"^strategy: 'canary' is not allowed; canary steps need .*not a foundation endpoint"):
+        with_rollout(foundation, strategy="canary")

@@ -654,3 +654,13 @@ def test_preflight_says_the_chat_model_interface_streams_on_databricks_and_what_
         "evaluation.json_schema: 'schemas/answer.json' is not allowed with model.interface chat_model: the evaluation sends "
         "response_format at the top level"
     )
+
+
+def test_the_strategy_parameter_is_checked_as_the_deploy_will_use_it(fake_workspace: Any, tmp_path: Path) -> None:
+    _seed(fake_workspace)
+    path = tmp_path / "p.yml"
+    path.write_text(yaml.safe_dump(PROJECT))
+    report = preflight.run_config(path, resolve=lambda kind: _backend(fake_workspace), strategy="canary")
+    assert _problem(report, "rollout").startswith("rollout.warehouse_id: '' is not allowed;")  # the file names none
+    bad = preflight.run_config(path, resolve=lambda kind: _backend(fake_workspace), strategy="blue-green")
+    assert _problem(bad, "config").endswith("p.yml: strategy: 'blue-green' is not allowed; allowed: 'replace' or 'canary'")

@@ -191,3 +191,16 @@ def test_progress_events_carry_the_rollout_lines_and_end_with_done(fake_workspac
         deploy(_project(max_error_rate=0.25), backend, model_version="2", progress=False, log=None, on_progress=events.append)
     assert [e.phase for e in events] == ["message", "done"]
     assert events[0].message == f"promoted {MODEL}-2 on {NAME} after steps [10, 50, 100]"
+
+
+def test_the_strategy_parameter_overrides_the_configs(fake_workspace, backend: Backend) -> None:  # noqa: ANN001
+    """02_deploy's ``strategy``: canary for a replace config, replace for a canary one."""
+    lines: list[str] = []
+    first = deploy(_project(strategy="replace"), backend, model_version="1", progress=False, log=lines.append, strategy="canary")
+    assert first["deploy_action"] == "created"
+    assert lines == [f"first deploy of {NAME}: no champion serving, created as replace does"]  # the canary's line
+    out = deploy(_project(), backend, model_version="2", progress=False, log=None, strategy="replace")
+    assert out["served_entities"] == [f"{MODEL}-2"] and default_store().latest(NAME) is None  # one update, no rollout
+    assert default_store().applied(NAME)[-1].source == "deploy (replace)"
+    with pytest.raises(ConfigError, match=r"^strategy: 'blue-green' is not allowed"):
+        deploy(_project(), backend, model_version="3", progress=False, strategy="blue-green")
