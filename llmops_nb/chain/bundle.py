@@ -13,10 +13,11 @@ databricks-sdk ``JobSettings`` without losing a field.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmops_nb.chain.check import parameter_problems
 from llmops_nb.chain.inspect import declared_parameters
@@ -27,11 +28,15 @@ from llmops_nb.chain.table import (  # the old names, re-exported
     NOTEBOOKS,
     STEP_INPUTS,
     STEP_OUTPUTS,
+    Step,
     output_type,
     producer,
 )
 from llmops_nb.chain.table import step as chain_step
 from llmops_nb.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llmops_nb.config.rollout import RolloutConfig
 
 BUNDLE_FILE = "databricks.yml"
 BUNDLE_NAME = "llmops-nb"
@@ -81,6 +86,18 @@ def _problem(field: str, value: Any, allowed: str) -> ConfigError:
 # --------------------------------------------------------------------------- render
 
 
+def canary_task_seconds(step: Step, rollout: RolloutConfig) -> int:
+    """The deploy task's timeout with ``rollout.strategy: canary``: each config update (every step,
+    the promotion or a rollback, and a first deploy) may wait the notebook's own ``timeout_seconds``
+    for READY, each watched step (all but the last) up to ``max_wait_s`` and one more read, then the
+    margin. On Databricks ``max_wait_s`` is at least the inference table's lag (an hour by
+    default), so the step's usual 3600 s would end the task in the middle of a rollout."""
+    margin = step.notebook_timeout_margin or 0
+    wait = step.timeout_seconds - margin
+    watched = len(rollout.steps) - 1
+    return (len(rollout.steps) + 1) * wait + watched * math.ceil(rollout.max_wait_s + rollout.interval_s) + margin
+
+
 def render(config_path: str | Path, root: str | Path | None = None, *, cloud: str = DEFAULT_CLOUD) -> dict[str, Any]:
     """The bundle (``databricks.yml`` as a dict) for the project config at ``config_path``.
 
@@ -116,13 +133,16 @@ def render(config_path: str | Path, root: str | Path | None = None, *, cloud: st
         task: dict[str, Any] = {"task_key": step.name}
         if i:
             task["depends_on"] = [{"task_key": CHAIN[i - 1].name}]
+        canary = step.name == "deploy" and project.rollout.canary
         task.update(
             job_cluster_key=EVALUATE_CLUSTER if step.name == "evaluate" and spark else "chain",
             notebook_task={"notebook_path": f"./notebooks/{step.notebook}", "base_parameters": params},
             libraries=_libraries(step.name),
-            timeout_seconds=step.timeout_seconds,
+            timeout_seconds=canary_task_seconds(step, project.rollout) if canary else step.timeout_seconds,
         )
-        if step.retries:
+        # a canary's task is not retried: a retry after a rollback (RolledBack fails the task) would roll
+        # the same version out to live traffic again; an interrupted one resumes at the next deploy
+        if step.retries and not canary:
             task.update(max_retries=step.retries, min_retry_interval_millis=120_000, retry_on_timeout=False)
         tasks.append(task)
     job = {

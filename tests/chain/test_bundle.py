@@ -376,3 +376,20 @@ def test_engine_spark_runs_the_evaluate_task_on_a_cluster_sized_from_config(cli_
     assert bundle.render(config, tmp_path, cloud=cloud)["variables"]["evaluate_node_type_id"]["default"] == "i3.2xlarge"
     threads = bundle.render(CONFIG, ROOT, cloud=cloud)  # the default engine: one cluster, as before
     assert [c["job_cluster_key"] for c in threads["resources"]["jobs"][bundle.JOB_KEY]["job_clusters"]] == ["chain"]
+
+
+def test_a_canary_deploy_task_may_run_every_step_and_is_not_retried(cli_schema: Any, tmp_path: Path) -> None:
+    """rollout.strategy canary: the deploy task's timeout covers each update's wait for READY and each
+    watched step's max_wait_s (an hour on Databricks); a retry after a rollback would roll it out again."""
+    rollout = "rollout:\n  strategy: canary\n  warehouse_id: wh-1\n  max_wait_s: 3600\n  interval_s: 10\n"
+    config = tmp_path / "canary.yml"
+    config.write_text(CONFIG.read_text() + "\n" + rollout)
+    rendered = bundle.render(config, tmp_path)
+    deploy, default = _tasks(rendered)["deploy"], _tasks(bundle.render(CONFIG, ROOT))["deploy"]
+    assert deploy["notebook_task"]["base_parameters"]["timeout_seconds"] == "3300"  # each update's own wait, as before
+    assert deploy["timeout_seconds"] == 4 * 3300 + 2 * 3610 + 300 > default["timeout_seconds"] == 3600
+    assert "max_retries" not in deploy and default["max_retries"] == bundle.DEPLOY_RETRIES
+    assert {k: t["timeout_seconds"] for k, t in _tasks(rendered).items() if k != "deploy"} == {
+        k: t["timeout_seconds"] for k, t in _tasks(bundle.render(CONFIG, ROOT)).items() if k != "deploy"
+    }
+    assert _schema_error(cli_schema, rendered) is None
