@@ -66,12 +66,14 @@ def traffic_sql(table: str, endpoint: str, since: float) -> tuple[str, list[dict
         "ROW_NUMBER() OVER (PARTITION BY served_entity_id ORDER BY change_time DESC) AS entity_n "
         f"FROM {served} WHERE endpoint_name = :endpoint) AS e "
         "ON p.served_entity_id = e.served_entity_id AND e.entity_n = 1 "
-        "WHERE p.request_time >= :since ORDER BY p.request_time"
+        # request_date (the request's UTC date) too, so a table laid out by date is read from that day on
+        "WHERE p.request_date >= :since_date AND p.request_time >= :since ORDER BY p.request_time"
     )
-    when = dt.datetime.fromtimestamp(since, dt.UTC).isoformat()
+    when = dt.datetime.fromtimestamp(since, dt.UTC)
     return sql, [
         {"name": "endpoint", "value": endpoint, "type": "STRING"},
-        {"name": "since", "value": when, "type": "TIMESTAMP"},
+        {"name": "since_date", "value": when.date().isoformat(), "type": "DATE"},
+        {"name": "since", "value": when.isoformat(), "type": "TIMESTAMP"},
     ]
 
 

@@ -50,6 +50,7 @@ def test_the_table_is_the_configs_and_the_sql_keeps_values_out_of_its_text() -> 
     assert NAME not in sql.replace(f"`{NAME}_payload`", "") and "2026" not in sql
     assert params == [
         {"name": "endpoint", "value": NAME, "type": "STRING"},
+        {"name": "since_date", "value": "2026-01-01", "type": "DATE"},
         {"name": "since", "value": "2026-01-01T00:00:00+00:00", "type": "TIMESTAMP"},
     ]
     with pytest.raises(ValueError, match="catalog.schema.table"):

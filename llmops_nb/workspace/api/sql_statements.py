@@ -114,6 +114,8 @@ def _cell(value: Any) -> str | None:
         return None
     if isinstance(value, dt.datetime):
         return _iso(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()  # a DATE as Databricks' JSON_ARRAY gives it: 2026-01-31
     if isinstance(value, (dict, list)):
         return json.dumps(value)
     return str(value)
@@ -159,7 +161,7 @@ class Statements:
             quoted = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
             db.execute(f"CREATE TABLE {name} ({quoted})")
             marks = ", ".join("?" * len(columns))
-            values = [[_cell(v) if isinstance(v, (dt.datetime, dict, list)) else v for v in r.values()] for r in rows]
+            values = [[_cell(v) if isinstance(v, (dt.date, dict, list)) else v for v in r.values()] for r in rows]
             db.executemany(f"INSERT INTO {name} VALUES ({marks})", values)
             sql = sql.replace(f"`{m[0]}`.`{m[1]}`.`{m[2]}`", name)
         return sql
