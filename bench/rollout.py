@@ -13,7 +13,15 @@ moment it crosses ``max_error_rate`` (0.05). Measured per run:
 
 The target: back <= 2 x interval_s + one config update. Writes bench/results/rollout.json.
 
+``--reader inference_table`` reads the traffic as on Databricks instead (the endpoint's AI-gateway
+inference table joined to ``system.serving.served_entities`` through the SQL statements API,
+:mod:`llmops_nb.rollout.inference_table`), its rows held back ``--lags`` seconds by the fake (over
+its ~1 s flush), each read asking again for the last lag + 2 s: detection then waits for the
+failures to land, so the target there is 2 x interval_s + lag + 1 s + one update. Writes
+bench/results/rollout_inference_table.json.
+
     .venv/bin/python bench/rollout.py [--intervals 0.5 1 2] [--repeats 3] [--error-rates 0.3 1.0] [--seed 33]
+    .venv/bin/python bench/rollout.py --reader inference_table --lags 0 2 5 --intervals 1 [--repeats 3]
 """
 
 from __future__ import annotations
@@ -41,23 +49,38 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = "smollm2-135m-instruct"
 
 
-def _endpoint(name: str, version: str) -> EndpointConfig:
+TABLE = {"catalog_name": "main", "schema_name": "bench", "enabled": True}
+
+
+def _endpoint(name: str, version: str, *, table: bool = False) -> EndpointConfig:
+    gateway = {"inference_table_config": TABLE} if table else {"usage_tracking_config": {"enabled": True}}
     return EndpointConfig.model_validate(
         {
             "name": name,
             "served_entities": [{"entity_name": MODEL, "entity_version": version, "workload_size": "Small"}],
-            "ai_gateway": {"usage_tracking_config": {"enabled": True}},
+            "ai_gateway": gateway,
         }
     )
 
 
-def one_run(ws, name: str, interval: float, error_rate: float, tmp: Path, phase: float = 0.0) -> dict:  # noqa: ANN001
+def one_run(ws, name: str, interval: float, error_rate: float, tmp: Path, phase: float = 0.0, lag: float | None = None) -> dict:  # noqa: ANN001, E501
     """One rollout whose challenger starts failing mid-step (``phase`` of an interval after a
-    read: 0 is the worst case, a whole interval before the next read); the timings in seconds."""
+    read: 0 is the worst case, a whole interval before the next read); the timings in seconds.
+    ``lag`` set: traffic read from the inference table, its rows held back that long."""
+    from llmops_nb.rollout.inference_table import InferenceTableReader, table_for
+    from llmops_nb.rollout.traffic import TrafficReader
+
     w = ws.client()
-    deploy(w, _endpoint(name, "1"), timeout=60, poll_interval=0.1, progress=False)
+    table = lag is not None
+    deploy(w, _endpoint(name, "1", table=table), timeout=60, poll_interval=0.1, progress=False)
     rc = RolloutConfig(strategy="canary", min_requests=10**6, max_wait_s=600, interval_s=interval, max_error_rate=0.05)
-    canary = Canary(w, _endpoint(name, "2"), rc, store=RolloutStore(tmp / name), reader=UsageRecords(ws.home),
+    reader: TrafficReader = UsageRecords(ws.home)
+    if lag is not None:
+        ws.set_faults(inference_table_lag_s=lag)
+        full = table_for(_endpoint(name, "2", table=True))
+        assert full is not None
+        reader = InferenceTableReader(w, "wh-bench", full, lag_s=lag + 2.0)  # the fake's flush adds ~1 s
+    canary = Canary(w, _endpoint(name, "2", table=table), rc, store=RolloutStore(tmp / name), reader=reader,
                     poll_interval=0.1, progress=False, log=None)  # fmt: skip
     challenger = f"{MODEL}-2"
     fault: dict[str, float] = {}
@@ -107,31 +130,36 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--error-rates", type=float, nargs="+", default=[0.3, 1.0])
     parser.add_argument("--seed", type=int, default=33)
+    parser.add_argument("--reader", choices=["usage", "inference_table"], default="usage")
+    parser.add_argument("--lags", type=float, nargs="+", default=[0.0], help="with --reader inference_table")
     args = parser.parse_args()
-    runs = []
+    runs: list[dict] = []
     rng = random.Random(args.seed)
+    lags: list[float | None] = list(args.lags) if args.reader == "inference_table" else [None]
     with tempfile.TemporaryDirectory() as tmp, fake_workspace(Path(tmp) / "ws", ready_seconds=0.2) as ws:
-        for error_rate in args.error_rates:
+        for error_rate, lag in ((e, g) for e in args.error_rates for g in lags):
             for interval in args.intervals:
                 for i in range(args.repeats):
                     phase = 0.0 if i == 0 else rng.random()  # the first run at the worst phase, the others anywhere
                     name = f"bench-{len(runs)}"
-                    run = {"error_rate": error_rate, **one_run(ws, name, interval, error_rate, Path(tmp), phase)}
-                    run["target_s"] = round(2 * interval + run["update_s"], 3)
+                    run = {"error_rate": error_rate, **one_run(ws, name, interval, error_rate, Path(tmp), phase, lag)}
+                    landing = 0.0 if lag is None else lag + 1.0  # the fault's lag and the fake's ~1 s flush
+                    run.update(lag_s=lag, target_s=round(2 * interval + landing + run["update_s"], 3))
                     run["met"] = run["back_s"] <= run["target_s"]
                     runs.append(run)
                     print(
-                        f"error rate {error_rate:g}, interval {interval:g} s, phase {phase:.2f}: detect {run['detect_s']:.2f} s "
+                        f"error rate {error_rate:g}, lag {lag}, interval {interval:g} s, phase {phase:.2f}: detect {run['detect_s']:.2f} s "
                         f"+ update {run['update_s']:.2f} s = {run['back_s']:.2f} s (target {run['target_s']:.2f} s: "
                         f"{'met' if run['met'] else 'NOT met'}); challenger {run['challenger_calls_per_s']:g} calls/s; "
                         f"dropped {run['dropped']}",
                         flush=True,
                     )
     summary = {}
-    for error_rate in args.error_rates:
+    for error_rate, lag in ((e, g) for e in args.error_rates for g in lags):
         for interval in args.intervals:
-            mine = [r for r in runs if r["interval_s"] == interval and r["error_rate"] == error_rate]
-            summary[f"error_rate {error_rate:g}, interval {interval:g} s"] = {
+            mine = [r for r in runs if r["interval_s"] == interval and r["error_rate"] == error_rate and r["lag_s"] == lag]
+            where = "" if lag is None else f", lag {lag:g} s"
+            summary[f"error_rate {error_rate:g}{where}, interval {interval:g} s"] = {
                 "median_back_s": statistics.median(r["back_s"] for r in mine),
                 "median_detect_over_interval": round(statistics.median(r["detect_s"] / interval for r in mine), 3),
                 "worst_phase_back_s": mine[0]["back_s"],
@@ -139,8 +167,9 @@ def main() -> None:
                 "met": sum(r["met"] for r in mine),
                 "runs": len(mine),
             }
-    out = {"max_error_rate": 0.05, "fake_ready_seconds": 0.2, "load_threads": 3, "summary": summary, "runs": runs}
-    path = ROOT / "bench" / "results" / "rollout.json"
+    out = {"max_error_rate": 0.05, "fake_ready_seconds": 0.2, "load_threads": 3, "reader": args.reader, "summary": summary,
+           "runs": runs}  # fmt: skip
+    path = ROOT / "bench" / "results" / ("rollout.json" if args.reader == "usage" else "rollout_inference_table.json")
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     print(f"wrote {path.relative_to(ROOT)}")
