@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from llmops_nb.rollout.judge import ADVANCE, ROLLBACK, WAIT, judge, newcombe_unpaired
+from llmops_nb.config.rollout import RolloutConfig
+from llmops_nb.rollout.judge import ADVANCE, ROLLBACK, WAIT, Verdict, error_evidence, judge, looks, newcombe_unpaired
 from llmops_nb.rollout.traffic import Call
 
 A, B = "champ-1", "chall-2"
@@ -16,7 +18,7 @@ def calls(entity: str, n: int, errors: int = 0, latency: float = 100.0) -> list[
     return [Call(float(i), entity, 500 if i < errors else 200, latency + i % 7) for i in range(n)]
 
 
-def decide(traffic: list[Call], **kw: float) -> object:
+def decide(traffic: list[Call], **kw: float) -> Verdict:
     args = {"min_requests": 20, "max_error_rate": 0.05, "max_latency_p95_ratio": 1.5, **kw}
     return judge(traffic, challenger=B, champion=A, **args)  # type: ignore[arg-type]
 
@@ -69,3 +71,78 @@ def test_newcombe_unpaired_matches_the_published_example() -> None:
     diff, low, high = newcombe_unpaired(proportion(56, 70), proportion(48, 80))
     assert diff == pytest.approx(0.2)
     assert (low, high) == (pytest.approx(0.0524, abs=5e-4), pytest.approx(0.3339, abs=5e-4))
+
+
+# ---------------------------------------------------------------- evidence and repeated looks
+
+FAST = RolloutConfig(strategy="canary", steps=[10, 50, 100], max_wait_s=600, interval_s=0.5)  # bench/rollout.py's
+
+
+def test_looks_are_fixed_by_the_config() -> None:
+    assert looks(FAST) == 2 * 1200 * 2  # 2 windows per read, 600 / 0.5 reads, steps 10 and 50 watched
+    assert looks(RolloutConfig(strategy="canary")) == 2 * 60 * 2  # defaults: 600 s / 10 s
+    assert looks(RolloutConfig(strategy="canary", steps=[100], max_wait_s=1, interval_s=5)) == 1
+
+
+def first_rollback(n_looks: int, min_requests: int = 10**6) -> int:
+    """The challenger call at which a 30% failing challenger (every call i with floor(0.3 i) >
+    floor(0.3 (i - 1)) fails; champion 9 calls per challenger call, none failing) is rolled back."""
+    for n in range(1, 200):
+        errors = math.floor(0.3 * n)
+        traffic = calls(A, 9 * n) + [Call(float(i), B, 500 if i < errors else 200, 100.0) for i in range(n)]
+        if decide(traffic, looks=n_looks, min_requests=min_requests).action == ROLLBACK:
+            return n
+    raise AssertionError("never rolled back")
+
+
+def test_a_challenger_failing_30_percent_is_rolled_back_on_evidence_not_min_requests() -> None:
+    # one look at 5%: 3 errors in 10 calls (exact binomial p = 0.0115 <= 0.025, Fisher's p = 0.00074)
+    assert first_rollback(1) == 10
+    # spread over the default config's 240 looks: 8 in 27; over bench/rollout.py's 4,800: 10 in 34
+    assert first_rollback(looks(RolloutConfig(strategy="canary"))) == 27
+    assert first_rollback(looks(FAST)) == 34
+    assert first_rollback(looks(FAST), min_requests=20) == 34  # min_requests gates the promotion only
+
+
+def test_one_failed_call_is_no_evidence() -> None:
+    # Wilson's two-sided 95% lower bound of 1/1 is 20.7% > 5%: a bound alone would roll back here
+    v = decide(calls(A, 90) + calls(B, 1, errors=1))
+    assert v.action == WAIT
+    assert v.evidence is not None and v.evidence.p_limit == pytest.approx(0.05)
+    assert "one-sided exact p 0.05 over the limit" in v.reason
+
+
+def rollbacks(p_challenger: float, p_champion: float, n_looks: int, *, rollouts: int = 300, reads: int = 30) -> float:
+    """Seeded simulation of the watch as canary.py runs it: per read 15 challenger and 135
+    champion calls; each read judges the step's window and its last two reads. The share of
+    rollouts rolled back on errors at some look."""
+    rng = np.random.default_rng(33)
+    rolled = 0
+    for _ in range(rollouts):
+        ch = rng.random((reads, 15)) < p_challenger
+        cp = rng.random((reads, 135)) < p_champion
+        for r in range(1, reads + 1):
+            windows = [(0, r), (max(0, r - 2), r)]
+            if any(
+                error_evidence(
+                    int(ch[a:b].sum()), ch[a:b].size, int(cp[a:b].sum()), cp[a:b].size,
+                    max_error_rate=0.05, alpha=0.05 / n_looks / 2,
+                ).rollback
+                for a, b in windows
+            ):  # fmt: skip
+                rolled += 1
+                break
+    return rolled / rollouts
+
+
+@pytest.mark.parametrize(("p_challenger", "p_champion"), [(0.05, 0.05), (0.05, 0.0)])
+def test_a_challenger_within_the_limit_is_not_rolled_back_over_many_looks(p_challenger: float, p_champion: float) -> None:
+    """At the limit (equal to the champion, or worse than a perfect one): the worst case the
+    rule must hold. Each look at alpha rolls back more often than alpha over 60 looks; spread
+    over the looks it stays within alpha."""
+    assert rollbacks(p_challenger, p_champion, n_looks=1) > 0.05
+    assert rollbacks(p_challenger, p_champion, n_looks=2 * 30) <= 0.05
+
+
+def test_a_challenger_failing_30_percent_is_caught_in_the_same_simulation() -> None:
+    assert rollbacks(0.3, 0.0, n_looks=2 * 30, rollouts=50, reads=6) == 1.0
