@@ -306,8 +306,10 @@ class Canary:
         rc, start = self.rc, time.time()
         desc = f"step {record.step + 1}/{len(record.steps)}: {record.percent}% to {record.challenger}"
         with tqdm(total=rc.min_requests, desc=desc, unit="req", disable=not self.progress) as bar:
-            while True:
-                time.sleep(rc.interval_s)
+            tick = 0
+            while True:  # read on the next tick (start + k * interval_s): a read's own time does not add up
+                tick = max(tick + 1, math.ceil((time.time() - start) / rc.interval_s))
+                time.sleep(max(0.0, start + tick * rc.interval_s - time.time()))
                 try:
                     calls = self.reader.calls(record.endpoint, start)
                 except LlmopsError as exc:  # nothing to judge on: the champion takes the traffic back
@@ -345,6 +347,7 @@ class Canary:
             confidence=rc.confidence,
             waited_s=waited_s,
             max_wait_s=max_wait_s,
+            looks=judging.looks(rc),
         )
 
     def _observe(self, record: RolloutRecord, verdict: judging.Verdict) -> None:
