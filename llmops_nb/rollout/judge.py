@@ -24,31 +24,35 @@ The rule, with ``max_error_rate`` = m, ``max_latency_p95_ratio`` = r, alpha = 1 
   upper bound <= m), and its p95 is not shown over r times the champion's;
 - otherwise **wait** for more traffic; a step still undecided after ``max_wait_s`` rolls back.
 
-Repeated looks. The rollout reads the traffic every ``interval_s`` and judges each read (the
-step's window and its last two reads alone, :mod:`.canary`): a test at level alpha at every
-look rolls back a challenger that is as good as the champion far more often than alpha: on a
-growing window five looks at a nominal 5% reject 14% of the time, ten 19%, a hundred 37%
-(Armitage, McPherson and Rowe, J. R. Stat. Soc. A 132, 1969, 235-244), and the window of the last
-two reads is nearly a fresh sample every other read, so those looks add up almost like
-independent tests (1 - 0.95**30 = 79% for 60 reads). The number of looks is fixed in advance by
-the config (:func:`looks`: 2 windows x ``ceil(max_wait_s / interval_s)`` reads x the watched
-steps), and each look is tested at alpha / looks (Bonferroni: the union bound needs no
-independence), so the chance that a rollout rolls back on evidence a challenger that is within
-the limit or no worse than the champion is at most alpha over all its looks. The price is evidence:
-a challenger failing 30% of its calls against m = 0.05 needs a median ~6 calls at one look at
-5%, and ~30 at 5% / 4800 looks (``tests/rollout/test_judge.py`` and ``bench/README.md``).
-(A one-sided Wilson bound, by contrast, clears 5% after a single failed call: one error in one
-call has Wilson's 95% lower bound 20.7%, which a challenger at exactly 5% shows 5% of the time at
-its first call.) The promotion's looks are not corrected (two-sided intervals at
-``confidence`` per look, behind ``min_requests``): a challenger just over the limit can advance
-more often than alpha/2 over many looks.
+Repeated looks. The rollout reads the traffic every ``interval_s`` and judges each read, over
+the step's window and over recent windows alone (:func:`watch`: the last 1, 2, 4, ... reads, so a
+challenger that starts failing mid-step is not hidden by the step's healthy start). A test at
+level alpha at every look rolls back a challenger as good as the champion far more often than
+alpha: on a growing window five looks at a nominal 5% reject 14% of the time, ten 19%, a hundred
+37% (Armitage, McPherson and Rowe, J. R. Stat. Soc. A 132, 1969, 235-244), and the recent
+windows are nearly fresh samples, so their looks add up almost like independent tests (the old
+rule, Wilson's two-sided bound and Newcombe's difference at 95% per look, rolled back a
+challenger at the limit in 52-71% of seeded 30-read watches, ``tests/rollout/test_judge.py``).
+The number of looks is fixed in advance by the config (:func:`looks`: the windows per read x
+``ceil(max_wait_s / interval_s)`` reads x the watched steps) and each is tested at
+alpha / looks (Bonferroni: the union bound needs no independence), so the chance that a rollout
+rolls back, on evidence, a challenger within the limit or no worse than the champion is at most
+alpha over all its looks. The price is evidence, growing with log(looks): a challenger failing 30%
+of its calls against m = 0.05 (the champion failing none, 9 calls per challenger call) is rolled
+back at its 10th call at a single look at 5%, its 30th at the default config's 840 looks
+(``interval_s`` 10, ``max_wait_s`` 600, two watched steps), its 40th at 28,800 looks
+(``interval_s`` 0.5). A bound alone is not evidence at small n: one failed call out of one has
+Wilson's 95% lower bound 20.7%, over a 5% limit, which a challenger at exactly 5% shows 5% of the
+time; the exact test's p is then 0.05. The promotion's looks are not corrected (two-sided
+intervals at ``confidence`` per look, behind ``min_requests``): a challenger just over the limit
+can advance more often than alpha / 2 over many looks.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from llmops_nb.evaluation import statistics
@@ -107,13 +111,25 @@ class ErrorEvidence:
         return self.p_limit <= self.alpha and champion_ok
 
 
-def looks(rollout: RolloutConfig, windows: int = 2) -> int:
-    """The looks a rollout makes at most, fixed by its config: ``windows`` judged per read (the
-    step's window and its last two reads, :mod:`.canary`), ``ceil(max_wait_s / interval_s)``
-    reads per watched step (a step stops at ``max_wait_s``), each step below 100 watched."""
+def recent_spans(read: int) -> list[int]:
+    """The recent windows judged alone at a step's ``read``-th read, in reads: the last 1, 2, 4, ...
+    reads, each shorter than the step's whole window (judged too). A geometric grid of lengths
+    (as ADWIN's exponential histogram, Bifet and Gavalda, SDM 2007): whenever the challenger
+    started failing, one window holds between half and all of the failing part and little else."""
+    spans, span = [], 1
+    while span < read:
+        spans.append(span)
+        span *= 2
+    return spans
+
+
+def looks(rollout: RolloutConfig) -> int:
+    """The judgements a rollout makes at most, fixed by its config: ``ceil(max_wait_s / interval_s)``
+    reads per watched step (a step stops at ``max_wait_s``; each step below 100 is watched), and at
+    each read the step's window and its :func:`recent_spans`."""
     reads = math.ceil(rollout.max_wait_s / rollout.interval_s - 1e-9)
     watched = sum(1 for s in rollout.steps if s < 100)
-    return max(1, windows * reads * watched)
+    return max(1, (1 + len(recent_spans(reads))) * reads * watched)
 
 
 def error_evidence(errors: int, requests: int, champion_errors: int, champion_requests: int, *,
@@ -237,3 +253,20 @@ def judge(
         few = f" (fewer than min_requests {min_requests})" if ch.requests < min_requests else ""
         return verdict(ROLLBACK, f"undecided after max_wait_s {max_wait_s:g} s{few}")
     return verdict(WAIT, "waiting for more traffic", tested)
+
+
+def watch(calls: Sequence[Call], *, read: int, interval_s: float, **judged: Any) -> Verdict:
+    """The decision at a step's ``read``-th read: :func:`judge` over the step's window, and each of
+    its :func:`recent_spans` alone (up to the newest call read: an inference table's rows land
+    late), so a challenger that starts failing mid-step is not hidden by the step's healthy start.
+    ``judged``: :func:`judge`'s keywords (``looks`` counting every window, :func:`looks`)."""
+    verdict = judge(calls, **judged)
+    if verdict.action == ROLLBACK or not calls:
+        return verdict
+    newest = max(c.at for c in calls)
+    for span in recent_spans(read):
+        since = newest - span * interval_s
+        recent = judge([c for c in calls if c.at >= since], **{**judged, "waited_s": 0.0, "max_wait_s": math.inf})
+        if recent.action == ROLLBACK:
+            return replace(recent, reason=f"over the last {span * interval_s:g} s, {recent.reason}")
+    return verdict

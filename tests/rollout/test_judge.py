@@ -8,7 +8,18 @@ import numpy as np
 import pytest
 
 from llmops_nb.config.rollout import RolloutConfig
-from llmops_nb.rollout.judge import ADVANCE, ROLLBACK, WAIT, Verdict, error_evidence, judge, looks, newcombe_unpaired
+from llmops_nb.rollout.judge import (
+    ADVANCE,
+    ROLLBACK,
+    WAIT,
+    Verdict,
+    error_evidence,
+    judge,
+    looks,
+    newcombe_unpaired,
+    recent_spans,
+    watch,
+)
 from llmops_nb.rollout.traffic import Call
 
 A, B = "champ-1", "chall-2"
@@ -79,8 +90,10 @@ FAST = RolloutConfig(strategy="canary", steps=[10, 50, 100], max_wait_s=600, int
 
 
 def test_looks_are_fixed_by_the_config() -> None:
-    assert looks(FAST) == 2 * 1200 * 2  # 2 windows per read, 600 / 0.5 reads, steps 10 and 50 watched
-    assert looks(RolloutConfig(strategy="canary")) == 2 * 60 * 2  # defaults: 600 s / 10 s
+    assert recent_spans(1) == [] and recent_spans(2) == [1] and recent_spans(5) == [1, 2, 4]
+    # the step's window and the last 1, 2, ..., 1024 reads, at 600 / 0.5 reads, steps 10 and 50 watched
+    assert looks(FAST) == (1 + 11) * 1200 * 2
+    assert looks(RolloutConfig(strategy="canary")) == (1 + 6) * 60 * 2  # defaults: 600 s / 10 s
     assert looks(RolloutConfig(strategy="canary", steps=[100], max_wait_s=1, interval_s=5)) == 1
 
 
@@ -98,10 +111,23 @@ def first_rollback(n_looks: int, min_requests: int = 10**6) -> int:
 def test_a_challenger_failing_30_percent_is_rolled_back_on_evidence_not_min_requests() -> None:
     # one look at 5%: 3 errors in 10 calls (exact binomial p = 0.0115 <= 0.025, Fisher's p = 0.00074)
     assert first_rollback(1) == 10
-    # spread over the default config's 240 looks: 8 in 27; over bench/rollout.py's 4,800: 10 in 34
-    assert first_rollback(looks(RolloutConfig(strategy="canary"))) == 27
-    assert first_rollback(looks(FAST)) == 34
-    assert first_rollback(looks(FAST), min_requests=20) == 34  # min_requests gates the promotion only
+    # spread over the default config's 840 looks: 9 in 30; over bench/rollout.py's 28,800 at 0.5 s: 12 in 40
+    assert first_rollback(looks(RolloutConfig(strategy="canary"))) == 30
+    assert first_rollback(looks(FAST)) == 40
+    assert first_rollback(looks(FAST), min_requests=20) == 40  # min_requests gates the promotion only
+
+
+def test_a_challenger_failing_after_a_healthy_start_is_caught_by_a_recent_window() -> None:
+    # 60 reads of 1 s, 15 challenger calls a read: 50 healthy, then 10 failing 30% (45 of its last 150)
+    ch = [Call(i / 15, B, 500 if i >= 750 and i % 10 < 3 else 200, 100.0) for i in range(900)]
+    traffic = ch + [Call(i / 135, A, 200, 100.0) for i in range(8100)]
+    n_looks = looks(RolloutConfig(strategy="canary", max_wait_s=600, interval_s=1))
+    whole = judge(traffic, challenger=B, champion=A, min_requests=10**6, max_error_rate=0.05, max_latency_p95_ratio=1.5,
+                  looks=n_looks)  # fmt: skip
+    assert whole.action == WAIT  # 45/900 over the whole step: 5.0%, not above the limit
+    v = watch(traffic, read=60, interval_s=1.0, challenger=B, champion=A, min_requests=10**6, max_error_rate=0.05,
+              max_latency_p95_ratio=1.5, looks=n_looks)  # fmt: skip
+    assert v.action == ROLLBACK and v.reason.startswith("over the last 4 s, error rate above the limit")
 
 
 def test_one_failed_call_is_no_evidence() -> None:
@@ -114,7 +140,7 @@ def test_one_failed_call_is_no_evidence() -> None:
 
 def rollbacks(p_challenger: float, p_champion: float, n_looks: int, *, rollouts: int = 300, reads: int = 30) -> float:
     """Seeded simulation of the watch as canary.py runs it: per read 15 challenger and 135
-    champion calls; each read judges the step's window and its last two reads. The share of
+    champion calls; each read judges the step's window and its recent windows. The share of
     rollouts rolled back on errors at some look."""
     rng = np.random.default_rng(33)
     rolled = 0
@@ -122,7 +148,7 @@ def rollbacks(p_challenger: float, p_champion: float, n_looks: int, *, rollouts:
         ch = rng.random((reads, 15)) < p_challenger
         cp = rng.random((reads, 135)) < p_champion
         for r in range(1, reads + 1):
-            windows = [(0, r), (max(0, r - 2), r)]
+            windows = [(0, r)] + [(r - span, r) for span in recent_spans(r)]  # as judge.watch
             if any(
                 error_evidence(
                     int(ch[a:b].sum()), ch[a:b].size, int(cp[a:b].sum()), cp[a:b].size,
@@ -138,11 +164,11 @@ def rollbacks(p_challenger: float, p_champion: float, n_looks: int, *, rollouts:
 @pytest.mark.parametrize(("p_challenger", "p_champion"), [(0.05, 0.05), (0.05, 0.0)])
 def test_a_challenger_within_the_limit_is_not_rolled_back_over_many_looks(p_challenger: float, p_champion: float) -> None:
     """At the limit (equal to the champion, or worse than a perfect one): the worst case the
-    rule must hold. Each look at alpha rolls back more often than alpha over 60 looks; spread
+    rule must hold. Each look at alpha rolls back more often than alpha over 30 reads; spread
     over the looks it stays within alpha."""
     assert rollbacks(p_challenger, p_champion, n_looks=1) > 0.05
-    assert rollbacks(p_challenger, p_champion, n_looks=2 * 30) <= 0.05
+    assert rollbacks(p_challenger, p_champion, n_looks=(1 + len(recent_spans(30))) * 30) <= 0.05
 
 
 def test_a_challenger_failing_30_percent_is_caught_in_the_same_simulation() -> None:
-    assert rollbacks(0.3, 0.0, n_looks=2 * 30, rollouts=50, reads=6) == 1.0
+    assert rollbacks(0.3, 0.0, n_looks=(1 + len(recent_spans(30))) * 30, rollouts=50, reads=6) == 1.0
