@@ -317,16 +317,9 @@ class Canary:
                     verdict = replace(empty, action=judging.ROLLBACK, reason=f"live traffic not readable: {exc}")
                     self._observe(record, verdict)
                     return verdict
-                verdict = self._judge(record, calls, waited_s=time.time() - start, max_wait_s=rc.max_wait_s)
-                if verdict.action != judging.ROLLBACK and calls:
-                    # a challenger that starts failing mid-step: its recent calls alone (the last two
-                    # reads' worth, up to the newest call read: an inference table's rows land late),
-                    # so a long healthy start of the step does not hide it
-                    recent_s = 2 * rc.interval_s
-                    since = max(c.at for c in calls) - recent_s
-                    recent = self._judge(record, [c for c in calls if c.at >= since], waited_s=0.0, max_wait_s=math.inf)
-                    if recent.action == judging.ROLLBACK:
-                        verdict = replace(recent, reason=f"over the last {recent_s:g} s, {recent.reason}")
+                # the step's window and its recent windows alone (judge.watch: a challenger that
+                # starts failing mid-step is not hidden by the step's healthy start)
+                verdict = self._judge(record, calls, waited_s=time.time() - start, max_wait_s=rc.max_wait_s, read=tick)
                 self._observe(record, verdict)
                 ch, cp = verdict.challenger, verdict.champion
                 bar.n = min(ch.requests, rc.min_requests)
@@ -335,10 +328,14 @@ class Canary:
                 if verdict.action != judging.WAIT:
                     return verdict
 
-    def _judge(self, record: RolloutRecord, calls: list[Call], *, waited_s: float, max_wait_s: float) -> judging.Verdict:
+    def _judge(
+        self, record: RolloutRecord, calls: list[Call], *, waited_s: float, max_wait_s: float, read: int = 1
+    ) -> judging.Verdict:
         rc = self.rc
-        return judging.judge(
+        return judging.watch(
             calls,
+            read=read,
+            interval_s=rc.interval_s,
             challenger=record.challenger,
             champion=str(record.champion),
             min_requests=rc.min_requests,
