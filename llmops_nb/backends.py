@@ -56,6 +56,13 @@ def local_home() -> Path:
     return Path(os.environ.get(ENV_HOME) or project_root() / ".llmops").resolve()
 
 
+def state_is_local(kind: str) -> bool:
+    """Whether state that must outlive a deploy (rollout records, applied configs) may live in files
+    under ``$LLMOPS_HOME``: on the local backend; on Databricks a job's driver goes with its
+    cluster, so it lives on the endpoint and in MLflow (:mod:`llmops_nb.rollout.stores`)."""
+    return check_kind(kind) == "local"
+
+
 def check_kind(kind: str) -> BackendKind:
     """Validate a backend name (one-line ConfigError otherwise)."""
     for known in BACKENDS:

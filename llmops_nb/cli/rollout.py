@@ -1,4 +1,6 @@
-"""``llmops-nb rollout status ENDPOINT`` and ``llmops-nb rollback ENDPOINT`` (issue 33)."""
+"""``llmops-nb rollout status ENDPOINT`` and ``llmops-nb rollback ENDPOINT`` (issue 33), reading the
+backend's rollout store (:mod:`llmops_nb.rollout.stores`): files under ``$LLMOPS_HOME`` locally, the
+endpoint's tag and MLflow on Databricks, so any machine sees and undoes a rollout."""
 
 from __future__ import annotations
 
@@ -21,17 +23,21 @@ def _pct(value: object) -> str:
 @rollout.command("status")
 @click.argument("endpoint")
 @click.option("--json", "as_json", is_flag=True, help='Print {"state", "step", "reason", "entities": [...]} as JSON.')
-def rollout_status(endpoint: str, as_json: bool) -> None:
+@config_option
+@backend_option
+def rollout_status(endpoint: str, as_json: bool, config_path, backend: str | None) -> None:  # noqa: ANN001
     """The latest rollout of ENDPOINT: in_progress, promoted or rolled_back, its step and figures."""
     from llmops_nb.errors import EndpointError
-    from llmops_nb.rollout.state import default_store
+    from llmops_nb.rollout.stores import store_of_kind
 
-    record = default_store().latest(endpoint)
+    project, kind = project_and_kind(config_path, backend)
+    store = store_of_kind(kind, experiment=project.experiment)
+    record = store.latest(endpoint)
     if record is None:
         raise EndpointError(f"endpoint {endpoint}: no rollout recorded")
     status = record.status()
     if record.state == "in_progress":
-        status["interrupted"] = not _deploy_running(endpoint)
+        status["interrupted"] = store.interrupted(record)
     if as_json:
         echo_json(status)
         return
@@ -51,22 +57,6 @@ def rollout_status(endpoint: str, as_json: bool) -> None:
         click.echo(f"  reason: {status['reason']}")
 
 
-def _deploy_running(endpoint: str) -> bool:
-    """Whether a deploy of ``endpoint`` holds its lock on this machine (the local deploy lock)."""
-    from filelock import FileLock, Timeout
-
-    from llmops_nb.backends import local_home
-
-    path = local_home() / "locks" / f"deploy-{endpoint}.lock"
-    if not path.exists():
-        return False
-    try:
-        with FileLock(str(path)).acquire(timeout=0):
-            return False
-    except Timeout:
-        return True
-
-
 @click.command("rollback")
 @click.argument("endpoint")
 @config_option
@@ -79,10 +69,10 @@ def rollback(endpoint: str, config_path, backend: str | None, timeout: float) ->
 
     from llmops_nb.errors import EndpointError
     from llmops_nb.rollout.canary import rollback as do_rollback
-    from llmops_nb.rollout.state import default_store
+    from llmops_nb.rollout.stores import store_for
     from llmops_nb.steps.deploy import deploy_lock
 
-    _, kind = project_and_kind(config_path, backend)
+    project, kind = project_and_kind(config_path, backend)
     target = backend_of(kind)
     w = target.workspace_client()
     lock = deploy_lock(target, endpoint)
@@ -91,4 +81,5 @@ def rollback(endpoint: str, config_path, backend: str | None, timeout: float) ->
     except Timeout:
         raise EndpointError(f"endpoint {endpoint}: a deploy of it is running now (its lock is held); stop it first") from None
     with guard:
-        do_rollback(w, endpoint, store=default_store(), timeout=timeout, log=click.echo)
+        store = store_for(target, w, experiment=project.experiment)
+        do_rollback(w, endpoint, store=store, timeout=timeout, log=click.echo)

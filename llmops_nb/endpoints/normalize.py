@@ -123,11 +123,19 @@ def ai_gateway(raw: dict[str, Any] | None) -> dict[str, Any]:
     return gateway
 
 
+#: The tag naming the endpoint's latest rollout run (:mod:`llmops_nb.rollout.mlflow_store`): the
+#: rollout keeps it, so a deploy neither compares nor deletes it (a config cannot set it either).
+ROLLOUT_RUN_TAG = "llmops_rollout_run"
+STATE_TAGS = frozenset({ROLLOUT_RUN_TAG})
+
+
 def tags(raw: Any) -> dict[str, str]:
-    """Tags as ``{key: value}`` from the REST list (or a mapping)."""
+    """Tags as ``{key: value}`` from the REST list (or a mapping), without :data:`STATE_TAGS`."""
     if isinstance(raw, dict):
-        return {str(k): "" if v is None else str(v) for k, v in raw.items()}
-    return {str(t["key"]): "" if t.get("value") is None else str(t["value"]) for t in raw or []}
+        found = {str(k): "" if v is None else str(v) for k, v in raw.items()}
+    else:
+        found = {str(t["key"]): "" if t.get("value") is None else str(t["value"]) for t in raw or []}
+    return {k: v for k, v in found.items() if k not in STATE_TAGS}
 
 
 def endpoint(body: dict[str, Any]) -> dict[str, Any]:

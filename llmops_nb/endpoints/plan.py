@@ -99,9 +99,9 @@ def needs_disable_first(desired_gateway: dict[str, Any], remote_gateway: dict[st
 
 def tag_changes(desired: dict[str, str], current: Any) -> tuple[dict[str, str], list[str]]:
     """Tags to add (or change) and tag keys to delete (the CLI's ``diffTags``)."""
-    have = normalize.tags(current)
-    add = {k: v for k, v in desired.items() if have.get(k) != v}
-    delete = sorted(k for k in have if k not in desired)
+    have, want = normalize.tags(current), normalize.tags(desired)  # the rollout's own tags left alone
+    add = {k: v for k, v in want.items() if have.get(k) != v}
+    delete = sorted(k for k in have if k not in want)
     return add, delete
 
 

@@ -15,8 +15,9 @@ through :func:`llmops_nb.endpoints.apply.deploy`, which waits it out and waits f
 The sequence of config updates for ``steps: [10, 50, 100]`` and a champion A, challenger B:
 ``{A: 90, B: 10}``, ``{A: 50, B: 50}``, ``{B}`` (promoted); a rollback at any step writes the
 champion's previous config back (``{A}``: B removed, aliases untouched). Every config applied is
-kept (:mod:`.state`) and logged on the rollout's MLflow run with its hash. A rollout found
-in progress when a deploy starts (the notebook killed at step 2) is resumed at its step when the
+kept (the backend's store, :mod:`.stores`: local files, or on Databricks MLflow with the endpoint's
+tag naming the rollout's run, so another machine finds it) and logged on the rollout's MLflow run
+with its hash. A rollout found in progress when a deploy starts (the notebook killed at step 2) is resumed at its step when the
 deploy brings the same config, and rolled back first otherwise: no split is left unowned.
 """
 
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmops_nb.errors import EndpointError, LlmopsError
 from llmops_nb.rollout import judge as judging
-from llmops_nb.rollout.state import IN_PROGRESS, PROMOTED, ROLLED_BACK, AppliedConfig, RolloutRecord, RolloutStore
+from llmops_nb.rollout.state import IN_PROGRESS, PROMOTED, ROLLED_BACK, AppliedConfig, RolloutRecord, Store
 
 if TYPE_CHECKING:  # pragma: no cover
     from databricks.sdk import WorkspaceClient
@@ -155,7 +156,7 @@ class Canary:
         cfg: EndpointConfig,
         rollout: RolloutConfig,
         *,
-        store: RolloutStore,
+        store: Store,
         reader: TrafficReader,
         tracking: Tracking | None = None,
         timeout: float = 1200,
@@ -175,7 +176,11 @@ class Canary:
         """Deploy ``cfg`` (waiting for READY) and keep it in the history and on the run."""
         from llmops_nb.endpoints.apply import deploy
 
-        result = deploy(self.w, cfg, timeout=self.timeout, poll_interval=self.poll_interval, progress=False)
+        def beat(_event: object) -> None:  # a live rollout's record stays fresh while the update waits for READY
+            if record is not None and record.state == IN_PROGRESS and time.time() - record.updated >= record.interval_s:
+                self.store.save(record)
+
+        result = deploy(self.w, cfg, timeout=self.timeout, poll_interval=self.poll_interval, progress=False, on_event=beat)
         body = cfg.to_databricks_body()
         applied = AppliedConfig(cfg.config_hash(), time.time(), source, body, record.id if record else None)
         if result.action != "unchanged" or not self.store.applied(cfg.name):
@@ -233,6 +238,7 @@ class Canary:
             champion_config=self._champion_config(champion).to_databricks_body(),
             challenger_config=self.cfg.to_databricks_body(),
             challenger_hash=self.cfg.config_hash(),
+            interval_s=self.rc.interval_s,
         )
         self.store.save(record)
         return self._steps(record)
@@ -414,7 +420,7 @@ def rollback(
     w: WorkspaceClient,
     endpoint: str,
     *,
-    store: RolloutStore,
+    store: Store,
     tracking: Tracking | None = None,
     timeout: float = 1200,
     poll_interval: float = 1.0,

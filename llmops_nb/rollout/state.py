@@ -1,4 +1,6 @@
-"""The rollout record and the history of configs applied to an endpoint, as local JSON files.
+"""The rollout record and the history of configs applied to an endpoint: the :class:`Store`
+interface and its local form, JSON files (the local backend; on Databricks
+:mod:`.mlflow_store` keeps them where any machine finds them; :mod:`.stores` picks one).
 
 ``<root>/<endpoint>/rollout.json`` is the latest rollout (in progress, promoted or rolled back:
 what ``llmops-nb rollout status`` prints); ``<root>/<endpoint>/configs.jsonl`` holds one line per
@@ -15,7 +17,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from llmops_nb.util.paths import private_dir, private_file
 
@@ -49,6 +51,7 @@ class RolloutRecord:
     updated: float = field(default_factory=time.time)
     entities: list[dict[str, Any]] = field(default_factory=list)
     points: list[dict[str, Any]] = field(default_factory=list)
+    interval_s: float = 0.0  # the watch's read interval (how often a live rollout saves its record)
 
     @property
     def percent(self) -> int:
@@ -82,6 +85,17 @@ class AppliedConfig:
     rollout_id: str | None = None
 
 
+class Store(Protocol):
+    """Where rollout records and applied configs live (:class:`RolloutStore`, or
+    :class:`~llmops_nb.rollout.mlflow_store.MlflowRolloutStore` on Databricks)."""
+
+    def latest(self, endpoint: str) -> RolloutRecord | None: ...
+    def save(self, record: RolloutRecord) -> None: ...
+    def record_applied(self, endpoint: str, applied: AppliedConfig) -> None: ...
+    def applied(self, endpoint: str) -> list[AppliedConfig]: ...
+    def interrupted(self, record: RolloutRecord) -> bool: ...
+
+
 class RolloutStore:
     """The rollout records and applied-config history of every endpoint under ``root``."""
 
@@ -97,7 +111,7 @@ class RolloutStore:
         path = self.root / endpoint / "rollout.json"
         if not path.exists():
             return None
-        return RolloutRecord(**json.loads(path.read_text()))
+        return RolloutRecord(**json.loads(path.read_text()))  # older records: interval_s defaults
 
     def save(self, record: RolloutRecord) -> None:
         record.updated = time.time()
@@ -105,6 +119,20 @@ class RolloutStore:
         tmp = private_file(path.with_suffix(f".{os.getpid()}.tmp"))
         tmp.write_text(json.dumps(asdict(record), indent=1, default=str))
         os.replace(tmp, path)
+
+    def interrupted(self, record: RolloutRecord) -> bool:
+        """Whether no deploy of the endpoint holds its lock on this machine (``<root>/../locks``,
+        :func:`llmops_nb.steps.deploy.deploy_lock`)."""
+        from filelock import FileLock, Timeout
+
+        path = self.root.parent / "locks" / f"deploy-{record.endpoint}.lock"
+        if not path.exists():
+            return True
+        try:
+            with FileLock(str(path)).acquire(timeout=0):
+                return True
+        except Timeout:
+            return False
 
     def record_applied(self, endpoint: str, applied: AppliedConfig) -> None:
         """Append one applied config to the endpoint's history."""

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from llmops_nb.config.project import ProjectConfig
     from llmops_nb.endpoints.apply import DeployResult
     from llmops_nb.endpoints.events import DeployEvent
+    from llmops_nb.rollout.state import Store
 
 
 def resolved_endpoint(project: ProjectConfig, backend: Backend, *, model_version: str | None = None) -> EndpointConfig:
@@ -95,7 +96,9 @@ def deploy(
         if log is not None:
             log(line)
     if result.action != "unchanged":
-        _keep_applied(cfg, "deploy (replace)")
+        from llmops_nb.rollout.stores import store_for
+
+        _keep_applied(store_for(backend, w, experiment=project.experiment), cfg, "deploy (replace)")
     return _outputs(result)
 
 
@@ -110,13 +113,14 @@ def _outputs(result: DeployResult) -> dict[str, Any]:
     }
 
 
-def _keep_applied(cfg: EndpointConfig, source: str) -> None:
-    """Keep ``cfg`` in the endpoint's applied-config history (what ``llmops-nb rollback`` restores)."""
+def _keep_applied(store: Store, cfg: EndpointConfig, source: str) -> None:
+    """Keep ``cfg`` in the endpoint's applied-config history (what ``llmops-nb rollback`` restores):
+    the backend's store (:func:`llmops_nb.rollout.stores.store_for`; on Databricks in MLflow)."""
     import time
 
-    from llmops_nb.rollout.state import AppliedConfig, default_store
+    from llmops_nb.rollout.state import AppliedConfig
 
-    default_store().record_applied(cfg.name, AppliedConfig(cfg.config_hash(), time.time(), source, cfg.to_databricks_body()))
+    store.record_applied(cfg.name, AppliedConfig(cfg.config_hash(), time.time(), source, cfg.to_databricks_body()))
 
 
 def _canary(
@@ -140,7 +144,8 @@ def _canary(
     from llmops_nb.endpoints.events import DONE, MESSAGE, DeployEvent
     from llmops_nb.errors import RolledBack
     from llmops_nb.rollout.canary import Canary, Tracking
-    from llmops_nb.rollout.state import ROLLED_BACK, default_store
+    from llmops_nb.rollout.state import ROLLED_BACK
+    from llmops_nb.rollout.stores import store_for
     from llmops_nb.rollout.traffic import TrafficReader, UsageRecords
     from llmops_nb.tracking.uris import resolve_experiment
 
@@ -185,7 +190,7 @@ def _canary(
         w,
         cfg,
         project.rollout,
-        store=default_store(),
+        store=store_for(backend, w, experiment=tracking.experiment),
         reader=reader,
         tracking=tracking,
         timeout=timeout,

@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _deploy(folder: Path, ws, *extra: str) -> subprocess.CompletedProcess[str]:  # noqa: ANN001
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLFLOW_", "LLMOPS_"))}
-    env.update(ws.env(), LLMOPS_PROJECT_DIR=str(folder))
+    env.update(
+        ws.env(), LLMOPS_PROJECT_DIR=str(folder), MLFLOW_TRACKING_URI=f"sqlite:///{folder}/mlflow.db"
+    )  # the fake serves no MLflow
     args = ["deploy", "--config", "project.yml", "--backend", "databricks", "--model-version", "1", "--timeout", "60"]
     return subprocess.run(
         [sys.executable, "-m", "llmops_nb.cli.main", *args, *extra],

@@ -1,5 +1,7 @@
 """``llmops-nb rollout status`` and ``llmops-nb rollback`` (issue 33), the real CLI in a
-subprocess against the fake workspace, reading the rollout records under ``$LLMOPS_HOME``."""
+subprocess against the fake workspace: with ``--backend databricks`` the rollout records are the
+endpoint's tag and MLflow (a SQLite file here, as the fake serves no MLflow), read from a fresh
+``$LLMOPS_HOME``; locally, the files under ``$LLMOPS_HOME``."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from llmops_nb.config.endpoint import EndpointConfig
 from llmops_nb.config.rollout import RolloutConfig
 from llmops_nb.endpoints.apply import deploy
 from llmops_nb.endpoints.ops import get_endpoint
-from llmops_nb.rollout.canary import Canary
+from llmops_nb.rollout.canary import Canary, Tracking
+from llmops_nb.rollout.mlflow_store import MlflowRolloutStore
 from llmops_nb.rollout.state import RolloutStore
 from llmops_nb.rollout.traffic import UsageRecords
 from llmops_nb.testing.load import LoadGenerator
@@ -36,31 +39,35 @@ def _endpoint(version: str) -> EndpointConfig:
 
 def _cli(args: list[str], home: Path, ws) -> subprocess.CompletedProcess[str]:  # noqa: ANN001
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLFLOW_", "LLMOPS_"))}
-    env.update(ws.env(), LLMOPS_HOME=str(home), LLMOPS_PROJECT_DIR=str(home))
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    env.update(ws.env(), LLMOPS_HOME=str(home / "fresh"), LLMOPS_PROJECT_DIR=str(home / "fresh"), MLFLOW_TRACKING_URI=uri,
+               MLFLOW_REGISTRY_URI=uri)  # fmt: skip
     return subprocess.run([sys.executable, "-m", "llmops_nb.cli.main", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)  # fmt: skip
 
 
 def test_status_then_rollback_of_a_promoted_rollout(fake_workspace, tmp_path: Path) -> None:  # noqa: ANN001
     w = fake_workspace.client()
-    store = RolloutStore(tmp_path / "rollouts")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = MlflowRolloutStore(w, uri, uri, "llmops-nb")  # the experiment the CLI resolves (configs/local.yml sets none)
+    tracking = Tracking(uri, uri, "llmops-nb")
     canary_v1 = Canary(w, _endpoint("1"), RolloutConfig(strategy="canary"), store=store, reader=UsageRecords(fake_workspace.home),
-                       poll_interval=0.1, progress=False, log=None)  # fmt: skip
+                       tracking=tracking, poll_interval=0.1, progress=False, log=None)  # fmt: skip
     assert canary_v1.deploy().state == "created"
     rc = RolloutConfig(strategy="canary", min_requests=10, interval_s=0.2, max_error_rate=0.3)
-    canary = Canary(w, _endpoint("2"), rc, store=store, reader=UsageRecords(fake_workspace.home), poll_interval=0.1,
-                    progress=False, log=None)  # fmt: skip
+    canary = Canary(w, _endpoint("2"), rc, store=store, reader=UsageRecords(fake_workspace.home), tracking=tracking,
+                    poll_interval=0.1, progress=False, log=None)  # fmt: skip
     with LoadGenerator(fake_workspace.host, fake_workspace.token, NAME):
         assert canary.deploy().state == "promoted"
 
-    shown = _cli(["rollout", "status", NAME, "--json"], tmp_path, fake_workspace)
+    shown = _cli(["rollout", "status", NAME, "--json", "--backend", "databricks"], tmp_path, fake_workspace)
     assert shown.returncode == 0, shown.stderr
     status = json.loads(shown.stdout)
     assert {"state", "step", "reason", "entities"} <= set(status)
     assert (status["state"], status["step"], status["challenger"]) == ("promoted", 3, f"{MODEL}-2")
     assert [e["role"] for e in status["entities"]] == ["challenger", "champion"]
     assert status["entities"][0]["requests"] >= 10 and status["entities"][0]["errors"] == 0
-    text = _cli(["rollout", "status", NAME], tmp_path, fake_workspace)
+    text = _cli(["rollout", "status", NAME, "--backend", "databricks"], tmp_path, fake_workspace)
     assert text.stdout.startswith(f"{NAME}: promoted at step 3/3 (100% to {MODEL}-2; champion {MODEL}-1)")
     assert f"  challenger {MODEL}-2: " in text.stdout and "reason: promoted" in text.stdout
 
@@ -69,13 +76,16 @@ def test_status_then_rollback_of_a_promoted_rollout(fake_workspace, tmp_path: Pa
     assert back.stdout.startswith(f"rolled back {NAME} to config {_endpoint('1').config_hash()} (applied ")
     found = get_endpoint(w, NAME) or {}
     assert [e["name"] for e in found["config"]["served_entities"]] == [f"{MODEL}-1"]
-    after = json.loads(_cli(["rollout", "status", NAME, "--json"], tmp_path, fake_workspace).stdout)
+    after = json.loads(_cli(["rollout", "status", NAME, "--json", "--backend", "databricks"], tmp_path, fake_workspace).stdout)
     assert after["state"] == "rolled_back" and after["reason"].startswith(f"rolled back {NAME} to config ")
 
 
 def test_status_of_an_endpoint_without_rollout_and_rollback_without_history(fake_workspace, tmp_path: Path) -> None:  # noqa: ANN001
+    import mlflow
+
     deploy(fake_workspace.client(), _endpoint("1"), timeout=60, poll_interval=0.1, progress=False)
-    shown = _cli(["rollout", "status", NAME], tmp_path, fake_workspace)
+    mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()  # the tables made (MLflow logs it)
+    shown = _cli(["rollout", "status", NAME, "--backend", "databricks"], tmp_path, fake_workspace)
     assert shown.returncode == 1 and shown.stderr.strip() == f"error: endpoint {NAME}: no rollout recorded"
     back = _cli(["rollback", NAME, "--backend", "databricks"], tmp_path, fake_workspace)
     assert back.returncode == 1

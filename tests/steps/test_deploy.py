@@ -33,7 +33,10 @@ def _deploy(folder: Path, ws, project: dict[str, Any], version: str = "1") -> su
     """``llmops-nb deploy`` in a subprocess; stdout and stderr merged, in the order written."""
     (folder / "project.yml").write_text(yaml.safe_dump(project))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLFLOW_", "LLMOPS_"))}
-    env.update(ws.env(), LLMOPS_PROJECT_DIR=str(folder), PYTHONUNBUFFERED="1")
+    # MLflow as a workspace has it (the fake serves none): the applied-config history goes there
+    env.update(
+        ws.env(), LLMOPS_PROJECT_DIR=str(folder), PYTHONUNBUFFERED="1", MLFLOW_TRACKING_URI=f"sqlite:///{folder}/mlflow.db"
+    )
     args = ["deploy", "--config", "project.yml", "--backend", "databricks", "--model-version", version, "--timeout", "60"]
     return subprocess.run(
         [sys.executable, "-m", "llmops_nb.cli.main", *args],
@@ -76,7 +79,7 @@ def test_a_plain_config_prints_no_warning(tmp_path: Path, fake_workspace) -> Non
 def test_the_warning_goes_to_stderr(tmp_path: Path, fake_workspace) -> None:  # noqa: ANN001
     (tmp_path / "project.yml").write_text(yaml.safe_dump(_project(workload_type="GPU_MEDIUM")))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLFLOW_", "LLMOPS_"))}
-    env.update(fake_workspace.env(), LLMOPS_PROJECT_DIR=str(tmp_path))
+    env.update(fake_workspace.env(), LLMOPS_PROJECT_DIR=str(tmp_path), MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db")
     args = ["deploy", "--config", "project.yml", "--backend", "databricks", "--model-version", "1", "--timeout", "60"]
     result = subprocess.run(
         [sys.executable, "-m", "llmops_nb.cli.main", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
@@ -113,6 +116,7 @@ def test_the_deploy_step_prints_the_warnings_and_keeps_its_outputs(
     for key, value in fake_workspace.env().items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("LLMOPS_PROJECT_DIR", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")  # the history's MLflow (the fake has none)
     gateway = {"usage_tracking_config": {"enabled": True}, "guardrails": {"input": {"safety": True}}}
     project = ProjectConfig.model_validate({**_project(), "endpoint": {**_project()["endpoint"], "ai_gateway": gateway}})
     out = deploy(project, resolve_backend("databricks"), model_version="1", timeout=60, progress=False)
@@ -138,12 +142,14 @@ def _uc_project(backend: str = "databricks", name: str = LLAMA, **entity: Any) -
 
 
 def _uc_backend(ws, kind: str = "databricks", tmp_path: Path | None = None):  # noqa: ANN001, ANN202
+    import tempfile
+
     from llmops_nb.backends import Backend
 
-    uri = "databricks" if kind == "databricks" else f"sqlite:///{tmp_path}/mlflow.db"
-    return Backend(
-        kind=kind, host=ws.host, token=ws.token, tracking_uri=uri, registry_uri=uri.replace("databricks", "databricks-uc")
-    )
+    # MLflow tracking in SQLite (the fake serves none; a replace deploy on Databricks keeps its config there)
+    uri = f"sqlite:///{tmp_path or tempfile.mkdtemp()}/mlflow.db"
+    registry = "databricks-uc" if kind == "databricks" else uri
+    return Backend(kind=kind, host=ws.host, token=ws.token, tracking_uri=uri, registry_uri=registry)
 
 
 def _serving_writes(ws) -> list[dict[str, Any]]:  # noqa: ANN001
