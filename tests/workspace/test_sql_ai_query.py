@@ -64,6 +64,19 @@ def test_each_row_is_asked_and_a_failing_row_is_its_own_error(ws) -> None:  # no
     assert none.status.state.value == "SUCCEEDED" and none.result.data_array == [[None]]
 
 
+def test_a_request_repeated_on_several_rows_is_asked_once_per_row(ws) -> None:  # noqa: ANN001
+    """ai_query invokes the endpoint per row: three rows with one question are three invocations
+    (three inference-table rows, three times the cost), each row its own answer."""
+    questions = ["Same question?", "Same question?", "Same question?", "Another one?"]
+    statement, _ = _sql(4, f"ai_query('{FOUNDATION}', request, {PARAMS}, failOnError => false)")
+    answer = _run(ws, statement, _values(questions))
+    assert answer.status.state.value == "SUCCEEDED", answer.status
+    assert [row[0] for row in answer.result.data_array] == ["r0", "r1", "r2", "r3"]
+    assert all(json.loads(row[1])["errorMessage"] is None for row in answer.result.data_array)
+    asked = [r["body"]["messages"][0]["content"] for r in ws.requests() if r.get("via") == "ai_query"]
+    assert sorted(asked) == sorted(questions)
+
+
 @pytest.mark.parametrize(
     ("call", "says"),
     [

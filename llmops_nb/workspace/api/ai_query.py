@@ -16,7 +16,8 @@ serving endpoint per row. The forms implemented, strictly, are the ones for chat
 Anything else (``returnType``, ``responseFormat``, a custom model endpoint, an argument of another
 form) FAILs the statement with a message saying the local workspace does not implement it.
 
-A statement is run twice: the first pass collects the distinct calls, which are then asked
+A statement is run twice: the first pass collects every row's call (one per row, as ai_query
+invokes the endpoint per row, a repeated request too), which are then asked
 concurrently (:data:`CONCURRENCY` at once, 429 and 503 retried after their Retry-After as ai_query
 retries them), through the same path an HTTP invocation takes (request checks, the fake's faults,
 routing, the AI gateway's rate limits, usage and inference-table logging: :class:`Invoker`); the
@@ -201,29 +202,30 @@ def answer_text(answer: dict) -> str:
     return content if isinstance(content, str) else json.dumps(content)
 
 
-async def ask(invoker: Invoker, calls: list[Call], wanted: set[tuple[int, str]], user: str) -> dict[tuple[int, str], tuple]:
-    """``{(call, request): ("ok", answer) | ("error", message)}`` for each wanted row, :data:`CONCURRENCY` at once."""
+async def ask(invoker: Invoker, calls: list[Call], wanted: list[tuple[int, str]], user: str) -> list[tuple]:
+    """``("ok", answer) | ("error", message)`` for each wanted row ``(call, request)``, in order,
+    :data:`CONCURRENCY` at once: one invocation per row, a repeated request asked again."""
     from llmops_nb.workspace.apierror import ApiError
 
     gate = asyncio.Semaphore(CONCURRENCY)
 
-    async def one(key: tuple[int, str]) -> tuple[tuple[int, str], tuple]:
+    async def one(key: tuple[int, str]) -> tuple:
         call = calls[key[0]]
         async with gate:
             for attempt in range(ATTEMPTS):
                 try:
                     answer = await invoker.invoke(call.endpoint, body_of(call, key[1]), user)
-                    return key, ("ok", answer_text(answer))
+                    return ("ok", answer_text(answer))
                 except ApiError as e:
                     if e.status in (429, 503) and attempt + 1 < ATTEMPTS:
                         await asyncio.sleep(min(float((e.headers or {}).get("Retry-After", 1) or 1), 5.0))
                         continue
-                    return key, ("error", f"[REMOTE_FUNCTION_HTTP_FAILED_ERROR] {e.status} {e.error_code}: {e.message}")
+                    return ("error", f"[REMOTE_FUNCTION_HTTP_FAILED_ERROR] {e.status} {e.error_code}: {e.message}")
                 except ValueError as e:
-                    return key, ("error", f"[AI_FUNCTION_HTTP_PARSE_CAST_ERROR] {e}")
+                    return ("error", f"[AI_FUNCTION_HTTP_PARSE_CAST_ERROR] {e}")
         raise AssertionError("unreachable")  # pragma: no cover
 
-    return dict(await asyncio.gather(*(one(k) for k in sorted(wanted))))
+    return list(await asyncio.gather(*(one(k) for k in wanted)))
 
 
 def value(call: Call, outcome: tuple) -> str:

@@ -236,19 +236,23 @@ class Statements:
             if self.invoker is None:
                 raise ai_query.Refused("ai_query: this workspace has no serving endpoints to ask")
             statement, calls = ai_query.rewrite(statement, self.invoker.kind)
-        wanted: set[tuple[int, str]] = set()
-        answers: dict[tuple[int, str], tuple] = {}
+        wanted: list[tuple[int, str]] = []  # every row's call, in the order SQLite evaluates them
+        answers: dict[tuple[int, str], list[tuple]] = {}
+        used: dict[tuple[int, str], int] = {}
         failed: list[ai_query.Refused] = []
 
         def collect(index: int, request: object) -> None:
             if request is not None:
-                wanted.add((index, str(request)))
+                wanted.append((index, str(request)))
 
         def answer(index: int, request: object) -> str | None:
             if request is None:
                 return None
+            key = (index, str(request))
+            outcomes, n = answers[key], used.get(key, 0)
+            used[key] = n + 1  # the n-th row with this request gets the n-th answer
             try:
-                return ai_query.value(calls[index], answers[(index, str(request))])
+                return ai_query.value(calls[index], outcomes[min(n, len(outcomes) - 1)])
             except ai_query.Refused as exc:
                 failed.append(exc)
                 raise
@@ -256,7 +260,9 @@ class Statements:
         passes = [collect, answer] if calls else [answer]
         for udf in passes:
             if udf is answer and calls:
-                answers = await ai_query.ask(self.invoker, calls, wanted, user)  # type: ignore[arg-type]
+                outcomes = await ai_query.ask(self.invoker, calls, wanted, user)  # type: ignore[arg-type]
+                for key, outcome in zip(wanted, outcomes, strict=True):
+                    answers.setdefault(key, []).append(outcome)
             db = sqlite3.connect(":memory:")
             db.create_function("get_json_object", 2, get_json_object, deterministic=True)
             db.create_function("ai_query", 2, udf)
