@@ -231,6 +231,31 @@ def test_the_owner_tag_survives_a_replace_deploy_and_the_history_is_shared(ws, t
     one.record_applied(NAME, AppliedConfig("h1", 1.0, "deploy (replace)", endpoint("1").to_databricks_body()))
     one.record_applied(NAME, AppliedConfig("h2", 2.0, "deploy (replace)", retagged.to_databricks_body()))
     assert [a.hash for a in _store(ws, tmp_path).applied(NAME)] == ["h1", "h2"]
+    # the fake deletes tags as the API does: delete_tags (what databricks-sdk sends)
+    w.serving_endpoints.patch(name=NAME, delete_tags=[ROLLOUT_RUN_TAG])
+    assert _owner_tag(ws) is None
+
+
+def test_a_new_config_from_another_machine_rolls_the_killed_rollout_back_first(ws, tmp_path: Path) -> None:  # noqa: ANN001
+    run_id = _killed_at_step_2(ws, tmp_path / "job")
+    canary = _canary(ws, tmp_path / "job", version="3", max_error_rate=0.25)
+    with LoadGenerator(ws.host, ws.token, NAME) as load:
+        outcome = canary.deploy()
+    assert canary.lines[0] == (  # type: ignore[attr-defined]
+        f"rolled back {NAME} to {CHAMPION}: superseded by a new deploy (config {endpoint('3').config_hash()})"
+    )
+    assert outcome.state == PROMOTED and _serving(ws) == {f"{MODEL}-3": 100} and load.dropped == []
+    assert [_routes(b) for b in _config_puts(ws)][2:] == [
+        {CHAMPION: 100},
+        {CHAMPION: 90, f"{MODEL}-3": 10},
+        {CHAMPION: 50, f"{MODEL}-3": 50},
+        {f"{MODEL}-3": 100},
+    ]
+    import mlflow
+
+    killed = mlflow.MlflowClient(tracking_uri=_uri(tmp_path / "job")).get_run(run_id)
+    assert killed.data.tags["rollout_state"] == ROLLED_BACK and killed.info.status == "FAILED"
+    assert _owner_tag(ws) not in (None, run_id)  # the new rollout's run owns the endpoint now
 
 
 def test_a_rollout_without_its_mlflow_run_is_refused_before_any_write(ws, tmp_path: Path) -> None:  # noqa: ANN001

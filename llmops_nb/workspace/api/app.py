@@ -171,12 +171,15 @@ def create_app(ctx: RunnerContext, *, token: str, on_started=None) -> FastAPI:
         if not isinstance(body, dict):
             raise invalid("request body: must be a JSON object")
         add = body.get("add_tags") or []
-        delete = body.get("delete_keys") or body.get("delete_tags") or []
+        # the API's field is delete_tags (databricks-sdk PatchServingEndpointTags / serving_endpoints.patch
+        # sends it); delete_keys, an older name here, is still read
+        field = "delete_tags" if "delete_tags" in body else "delete_keys"
+        delete = body.get(field) or []
         # a list each (a number, or a string iterated as its characters, was a 500 or a silent change)
         if not isinstance(add, list) or not all(isinstance(t, dict) and isinstance(t.get("key"), str) for t in add):
             raise invalid(f"add_tags: {add!r} is not allowed; a list of {{key, value}} objects")
         if not isinstance(delete, list) or not all(isinstance(k, str) for k in delete):
-            raise invalid(f"delete_keys: {delete!r} is not allowed; a list of tag keys")
+            raise invalid(f"{field}: {delete!r} is not allowed; a list of tag keys")
         return {"tags": await manager.patch_tags(name, add, delete)}
 
     @app.get(API + "/{name}/served-models/{entity}/build-logs")
