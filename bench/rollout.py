@@ -20,7 +20,11 @@ its ~1 s flush), each read asking again for the last lag + 2 s: detection then w
 failures to land, so the target there is 2 x interval_s + lag + 1 s + one update. Writes
 bench/results/rollout_inference_table.json.
 
-    .venv/bin/python bench/rollout.py [--intervals 0.5 1 2] [--repeats 3] [--error-rates 0.3 1.0] [--seed 33]
+Each run seeds the fake's fault RNG on its own (``set_faults`` restarts it from the seed; one seed
+for all would give every run the same failures). The decision is :func:`llmops_nb.rollout.judge.watch`,
+its false-rollback rate spread over ``judge.looks(config)`` looks (in each run's ``looks``).
+
+    .venv/bin/python bench/rollout.py [--intervals 0.5 1 2] [--repeats 3] [--error-rates 0.3 1.0] [--seed 33] [--out FILE]
     .venv/bin/python bench/rollout.py --reader inference_table --lags 0 2 5 --intervals 1 [--repeats 3]
 """
 
@@ -40,6 +44,7 @@ from llmops_nb.config.rollout import RolloutConfig
 from llmops_nb.endpoints.apply import deploy
 from llmops_nb.endpoints.ops import get_endpoint
 from llmops_nb.rollout.canary import Canary
+from llmops_nb.rollout.judge import looks
 from llmops_nb.rollout.state import RolloutStore
 from llmops_nb.rollout.traffic import UsageRecords
 from llmops_nb.testing import fake_workspace
@@ -63,10 +68,13 @@ def _endpoint(name: str, version: str, *, table: bool = False) -> EndpointConfig
     )
 
 
-def one_run(ws, name: str, interval: float, error_rate: float, tmp: Path, phase: float = 0.0, lag: float | None = None) -> dict:  # noqa: ANN001, E501
+def one_run(ws, name: str, interval: float, error_rate: float, tmp: Path, phase: float = 0.0, lag: float | None = None,  # noqa: ANN001
+            fault_seed: int = 0) -> dict:  # fmt: skip
     """One rollout whose challenger starts failing mid-step (``phase`` of an interval after a
     read: 0 is the worst case, a whole interval before the next read); the timings in seconds.
-    ``lag`` set: traffic read from the inference table, its rows held back that long."""
+    ``lag`` set: traffic read from the inference table, its rows held back that long. ``fault_seed``:
+    the fake's fault RNG, which every ``set_faults`` restarts from its seed (the same seed in every
+    run gives every run the same failures: Random(0)'s first 100 draws have 18 below 0.3)."""
     from llmops_nb.rollout.inference_table import InferenceTableReader, table_for
     from llmops_nb.rollout.traffic import TrafficReader
 
@@ -92,7 +100,7 @@ def one_run(ws, name: str, interval: float, error_rate: float, tmp: Path, phase:
                 break
             time.sleep(0.01)
         time.sleep(phase * interval)  # where in the watch interval the failures start
-        ws.set_faults(entity_error_rate={challenger: error_rate})
+        ws.set_faults(entity_error_rate={challenger: error_rate}, seed=fault_seed)
         fault["at"] = time.time()
 
     breaker = threading.Thread(target=break_challenger, daemon=True)
@@ -112,6 +120,8 @@ def one_run(ws, name: str, interval: float, error_rate: float, tmp: Path, phase:
     mine = sum(1 for a in during if a.entity == challenger or challenger in a.message)
     return {
         "interval_s": interval,
+        "looks": looks(rc),  # the false-rollback rate's looks (judge.looks): each window is tested at alpha / looks
+        "fault_seed": fault_seed,
         "phase": round(phase, 3),
         "detect_s": round(put - fault["at"], 3),
         "update_s": round(ready - put, 3),
@@ -132,9 +142,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=33)
     parser.add_argument("--reader", choices=["usage", "inference_table"], default="usage")
     parser.add_argument("--lags", type=float, nargs="+", default=[0.0], help="with --reader inference_table")
+    parser.add_argument(
+        "--out", default="", help="results file under bench/results (default rollout.json / rollout_inference_table.json)"
+    )
     args = parser.parse_args()
     runs: list[dict] = []
     rng = random.Random(args.seed)
+    seeds = random.Random(args.seed + 1)  # each run's fault seed (the phases stay those of --seed)
     lags: list[float | None] = list(args.lags) if args.reader == "inference_table" else [None]
     with tempfile.TemporaryDirectory() as tmp, fake_workspace(Path(tmp) / "ws", ready_seconds=0.2) as ws:
         for error_rate, lag in ((e, g) for e in args.error_rates for g in lags):
@@ -142,7 +156,8 @@ def main() -> None:
                 for i in range(args.repeats):
                     phase = 0.0 if i == 0 else rng.random()  # the first run at the worst phase, the others anywhere
                     name = f"bench-{len(runs)}"
-                    run = {"error_rate": error_rate, **one_run(ws, name, interval, error_rate, Path(tmp), phase, lag)}
+                    fault_seed = seeds.randrange(2**31)
+                    run = {"error_rate": error_rate, **one_run(ws, name, interval, error_rate, Path(tmp), phase, lag, fault_seed)}
                     landing = 0.0 if lag is None else lag + 1.0  # the fault's lag and the fake's ~1 s flush
                     run.update(lag_s=lag, target_s=round(2 * interval + landing + run["update_s"], 3))
                     run["met"] = run["back_s"] <= run["target_s"]
@@ -169,7 +184,8 @@ def main() -> None:
             }
     out = {"max_error_rate": 0.05, "fake_ready_seconds": 0.2, "load_threads": 3, "reader": args.reader, "summary": summary,
            "runs": runs}  # fmt: skip
-    path = ROOT / "bench" / "results" / ("rollout.json" if args.reader == "usage" else "rollout_inference_table.json")
+    default = "rollout.json" if args.reader == "usage" else "rollout_inference_table.json"
+    path = ROOT / "bench" / "results" / (args.out or default)
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     print(f"wrote {path.relative_to(ROOT)}")
