@@ -83,6 +83,10 @@ def deploy(
         cfg = with_throughput(cfg, project.model.name, w)
     if project.rollout.canary:
         return _canary(project, backend, cfg, w, timeout=timeout, progress=progress, log=log, on_progress=on_progress)
+    from llmops_nb.rollout.stores import store_for
+
+    store = store_for(backend, w, experiment=project.experiment)
+    _refuse_over_a_rollout(store, cfg.name)
     result = deploy_endpoint(
         w,
         cfg,
@@ -96,10 +100,26 @@ def deploy(
         if log is not None:
             log(line)
     if result.action != "unchanged":
-        from llmops_nb.rollout.stores import store_for
-
-        _keep_applied(store_for(backend, w, experiment=project.experiment), cfg, "deploy (replace)")
+        _keep_applied(store, cfg, "deploy (replace)")
     return _outputs(result)
+
+
+def _refuse_over_a_rollout(store: Store, endpoint: str) -> None:
+    """A replace deploy does not write over a canary rollout still in progress (running, or
+    interrupted: its split is owned by its record, which a replace would leave in progress and a
+    later canary deploy would roll back to): one line with the ways out, nothing written."""
+    from llmops_nb.rollout.state import IN_PROGRESS
+
+    record = store.latest(endpoint)
+    if record is not None and record.state == IN_PROGRESS:
+        how = "interrupted" if store.interrupted(record) else "running"
+        raise ConfigError(
+            "rollout.strategy",
+            "replace",
+            f"endpoint {endpoint} has a canary rollout in progress ({how}, at {record.percent}% to the challenger): "
+            f"deploy with strategy canary to resume it (or roll it back for another config), or run "
+            f"`llmops-nb rollback {endpoint}` first",
+        )
 
 
 def _outputs(result: DeployResult) -> dict[str, Any]:

@@ -204,3 +204,43 @@ def test_the_strategy_parameter_overrides_the_configs(fake_workspace, backend: B
     assert default_store().applied(NAME)[-1].source == "deploy (replace)"
     with pytest.raises(ConfigError, match=r"^strategy: 'blue-green' is not allowed"):
         deploy(_project(), backend, model_version="3", progress=False, strategy="blue-green")
+
+
+def test_a_replace_deploy_over_a_rollout_in_progress_is_one_line_and_writes_nothing(fake_workspace, backend: Backend) -> None:  # noqa: ANN001
+    """A rollout's split is owned by its record: a replace deploy would leave the record in progress
+    (and a later canary deploy rolling back to its champion), so it is refused with the ways out."""
+    from dataclasses import replace
+
+    from llmops_nb.rollout.state import IN_PROGRESS, RolloutRecord
+
+    deploy(_project(), backend, model_version="1", progress=False, log=None)
+    store = default_store()
+    store.save(
+        RolloutRecord(
+            id="r1",
+            endpoint=NAME,
+            state=IN_PROGRESS,
+            steps=[10, 50, 100],
+            step=1,
+            champion=f"{MODEL}-1",
+            challenger=f"{MODEL}-2",
+            champion_config=None,
+            challenger_config={},
+            challenger_hash="h",
+        )
+    )
+    fake_workspace.reset()
+    with pytest.raises(
+        ConfigError,
+        match=rf"^rollout.strategy: 'replace' is not allowed; endpoint {NAME} has a canary rollout "
+        r"in progress \(interrupted, at 50% to the challenger\).*llmops-nb rollback",
+    ) as caught:
+        deploy(_project(strategy="replace"), backend, model_version="2", progress=False, log=None)
+    assert "\n" not in str(caught.value)
+    assert fake_workspace.write_calls() == [] and _serving(backend) == [f"{MODEL}-1"]
+    record = store.latest(NAME)
+    assert record is not None
+    store.save(replace(record, state="rolled_back"))  # once it is over, replace deploys again
+    assert (
+        deploy(_project(strategy="replace"), backend, model_version="2", progress=False, log=None)["deploy_action"] == "updated"
+    )
