@@ -129,6 +129,16 @@ def proportion(successes: int, n: int, confidence: float = 0.95) -> Estimate:
     return Estimate(successes / n, float(ci.low), float(ci.high), int(n), "wilson")
 
 
+def sign_test(wins: int, losses: int, alternative: str = "two-sided") -> float:
+    """The sign test's p-value of ``wins`` against ``losses`` (ties dropped before): an exact
+    binomial test at 1/2 (``scipy.stats.binomtest``); ``alternative="less"``: fewer wins than
+    losses. No decided pair: 1.0."""
+    from scipy import stats
+
+    n = int(wins) + int(losses)
+    return float(stats.binomtest(int(wins), n, 0.5, alternative=alternative).pvalue) if n else 1.0
+
+
 def mean(values: Any, confidence: float = 0.95, seed: int = SEED) -> Estimate:
     """The mean: Wilson for 0/1 values, else bootstrap (or Student's beyond :data:`BOOTSTRAP_MAX_ROWS`)."""
     from scipy import stats

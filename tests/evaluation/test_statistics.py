@@ -144,3 +144,11 @@ def test_cohen_kappa_on_known_tables_with_an_interval() -> None:
     k = st.kappa(a, b)  # sklearn.metrics.cohen_kappa_score(a, b) == 0.4
     assert k.value == pytest.approx(0.4) and k.ci_low < 0.4 < k.ci_high and k.n == 20
     assert st.kappa([1, np.nan, 0], [1, 1, 0]).n == 2  # a judge error is left out
+
+
+def test_the_sign_test_is_one_sided_on_the_decided_pairs() -> None:
+    from llmops_nb.evaluation.statistics import sign_test
+
+    assert sign_test(3, 14, "less") == pytest.approx(0.00636, abs=1e-5)  # P(X <= 3), X ~ Bin(17, 1/2)
+    assert sign_test(14, 3, "less") > 0.99 and sign_test(0, 0, "less") == 1.0
+    assert sign_test(3, 14) == pytest.approx(2 * sign_test(3, 14, "less"))
