@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from llmops_nb.config.endpoint import EndpointConfig
 from llmops_nb.config.errors import _check_name, _Model, _Shown
 from llmops_nb.config.io import _dump_yaml, _load_yaml_model
-from llmops_nb.config.rollout import RolloutConfig
+from llmops_nb.config.rollout import RolloutConfig, check_quality
 from llmops_nb.errors import ConfigError
 
 # Unity Catalog object names: at most 255 characters, none of '.', ' ', '/', the ASCII
@@ -416,6 +416,7 @@ class ProjectConfig(_Model):
             raise ConfigError(
                 "rollout.strategy", "canary", f"canary steps need a registered model behind the endpoint, not {what}; use replace"
             )
+        check_quality(self.rollout, self.endpoint)
         ev = self.evaluation
         own = not ev.candidates or any(c.endpoint is None for c in ev.candidates)  # the config's endpoint is asked
         if ev.engine == "ai_query" and own and self.endpoint and not all(e.is_external for e in self.endpoint.served_entities):

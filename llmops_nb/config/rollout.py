@@ -41,11 +41,22 @@ Strategy = Literal["replace", "canary"]
 
 
 class QualitySample(_Model):
-    """An optional quality check of a step: ``requests`` of the step's live requests re-asked
-    (read from the inference table) and scored by ``judge_endpoint`` (not built yet: refused)."""
+    """An optional quality check at the end of each step (:mod:`llmops_nb.rollout.quality`):
+    ``requests`` of the step's live requests, read from the endpoint's inference table, asked again
+    of the champion and of the challenger, and the two answers compared by ``judge_endpoint`` (any
+    chat endpoint: an external model or a foundation endpoint), in both orders."""
 
     requests: int = Field(default=20, ge=1, le=1000)
     judge_endpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _judge(self) -> QualitySample:
+        if not (self.judge_endpoint or "").strip():
+            raise ConfigError(
+                "judge_endpoint", self.judge_endpoint, "the chat endpoint that compares the two answers (an external model "
+                "or a foundation endpoint): a quality check needs one"
+            )  # fmt: skip
+        return self
 
 
 class RolloutConfig(_Model):
@@ -90,13 +101,37 @@ class RolloutConfig(_Model):
             )
         if any(b <= a for a, b in itertools.pairwise(steps)):
             raise ConfigError("steps", _Shown(repr(steps)), "each step must be larger than the one before (e.g. [10, 50, 100])")
-        if self.quality is not None:
-            raise ConfigError("quality", _Shown("(set)"), "a quality sample per step is not built yet; leave it out")
         return self
 
     @property
     def canary(self) -> bool:
         return self.strategy == "canary"
+
+
+def _require_inference_table(endpoint: EndpointConfig | None, why: str) -> None:
+    """One ConfigError line unless ``endpoint`` enables its AI-gateway inference table (``why`` it must)."""
+    table = endpoint.ai_gateway.inference_table_config if endpoint is not None and endpoint.ai_gateway else None
+    if table is None or not table.enabled:
+        raise ConfigError(
+            "endpoint.ai_gateway.inference_table_config.enabled",
+            table.enabled if table else None,
+            f"{why}: set it to true (with catalog_name and schema_name)",
+        )
+
+
+def check_quality(rollout: RolloutConfig, endpoint: EndpointConfig | None) -> None:
+    """What ``rollout.quality`` needs of the endpoint (one ConfigError line): its AI-gateway
+    inference table enabled (where the step's live requests are read back), and a judge that is
+    another endpoint (the one rolled out would judge its own answers)."""
+    if rollout.quality is None or endpoint is None:
+        return
+    _require_inference_table(endpoint, "rollout.quality reads the step's live requests from the endpoint's inference table")
+    if rollout.quality.judge_endpoint == endpoint.name:
+        raise ConfigError(
+            "rollout.quality.judge_endpoint",
+            rollout.quality.judge_endpoint,
+            "another chat endpoint than the one rolled out (it would judge its own answers)",
+        )
 
 
 def check_on_databricks(rollout: RolloutConfig, endpoint: EndpointConfig | None) -> None:
@@ -106,14 +141,9 @@ def check_on_databricks(rollout: RolloutConfig, endpoint: EndpointConfig | None)
     read it through, and steps allowed to wait as long as its rows take to land."""
     if not rollout.canary:
         return
-    table = endpoint.ai_gateway.inference_table_config if endpoint is not None and endpoint.ai_gateway else None
-    if table is None or not table.enabled:
-        raise ConfigError(
-            "endpoint.ai_gateway.inference_table_config.enabled",
-            table.enabled if table else None,
-            "a canary rollout on Databricks reads each served entity's calls from the endpoint's inference table: "
-            "set it to true (with catalog_name and schema_name)",
-        )
+    _require_inference_table(
+        endpoint, "a canary rollout on Databricks reads each served entity's calls from the endpoint's inference table"
+    )
     if not rollout.warehouse_id.strip():
         raise ConfigError(
             "rollout.warehouse_id",

@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from llmops_nb.config.endpoint import EndpointConfig
     from llmops_nb.config.rollout import RolloutConfig
     from llmops_nb.endpoints.apply import DeployResult
+    from llmops_nb.rollout.quality import QualityCheck
     from llmops_nb.rollout.traffic import Call, TrafficReader
 
 
@@ -163,8 +164,10 @@ class Canary:
         poll_interval: float = 1.0,
         progress: bool = True,
         log: Callable[[str], None] | None = print,
+        quality: QualityCheck | None = None,
     ) -> None:
         self.w, self.cfg, self.rc = w, cfg, rollout
+        self.quality = quality  # rollout.quality: the pairwise judge at the end of each step (:mod:`.quality`)
         self.store, self.reader, self.tracking = store, reader, tracking
         self.timeout, self.poll_interval, self.progress = timeout, poll_interval, progress
         self.say = log or (lambda line: None)
@@ -286,6 +289,7 @@ class Canary:
                     "challenger": record.challenger,
                     "config_hash": record.challenger_hash,
                     **{k: v for k, v in self.rc.model_dump().items() if k != "quality"},
+                    **({f"quality_{k}": v for k, v in self.rc.quality.model_dump().items()} if self.rc.quality else {}),
                 }
             )
             self.store.save(record)
@@ -298,9 +302,13 @@ class Canary:
                 reason = f"promoted {record.challenger} on {record.endpoint} after steps {record.steps}"
                 return self._end(record, PROMOTED, reason, result)
             result = self.apply(step_config(self.cfg, champion, percent), f"rollout {record.id}: step {percent}%", record)
+            since = time.time()
             verdict = self._watch(record)
             if verdict.action == judging.ROLLBACK:
                 return self._rollback(record, f"step {record.step + 1} ({percent}%): {verdict.reason}")
+            worse = self._quality(record, since)
+            if worse is not None:
+                return self._rollback(record, f"step {record.step + 1} ({percent}%): {worse}")
             record.step += 1
             self.store.save(record)
 
@@ -333,6 +341,23 @@ class Canary:
                 bar.refresh()
                 if verdict.action != judging.WAIT:
                     return verdict
+
+    def _quality(self, record: RolloutRecord, since: float) -> str | None:
+        """The step's quality check, if configured: its figures said and logged; the reason when
+        the challenger lost significantly (or the check could not run), else None."""
+        if self.quality is None:
+            return None
+        try:
+            found = self.quality.check(record.endpoint, str(record.champion), record.challenger, since,
+                                       until=since + self.rc.max_wait_s, interval_s=self.rc.interval_s)  # fmt: skip
+        except LlmopsError as exc:  # nothing to judge on: the champion takes the traffic back
+            return f"quality check not possible: {exc}"
+        if self.run is not None:
+            self.run.metrics(found.metrics(record.percent))
+        if found.rollback:
+            return found.line()
+        self.say(f"step {record.step + 1} ({record.percent}%): {found.line()}")
+        return None
 
     def _judge(
         self, record: RolloutRecord, calls: list[Call], *, waited_s: float, max_wait_s: float, read: int = 1

@@ -206,6 +206,14 @@ def _canary(
 
     if where is not None:
         say(where)
+    quality = None
+    if project.rollout.quality is not None:  # the pairwise judge at the end of each step (rollout/quality.py)
+        from llmops_nb.rollout.quality import QualityCheck
+
+        rc = project.rollout
+        checks = sum(1 for s in rc.steps if s < 100)
+        quality = QualityCheck(w, project.rollout.quality, confidence=rc.confidence, checks=checks, home=backend.home,
+                               warehouse_id=rc.warehouse_id.strip())  # fmt: skip
     canary = Canary(
         w,
         cfg,
@@ -216,6 +224,7 @@ def _canary(
         timeout=timeout,
         progress=progress,
         log=say,
+        quality=quality,
     )
     with deploy_lock(backend, cfg.name):
         outcome = canary.deploy()

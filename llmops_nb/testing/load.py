@@ -4,8 +4,10 @@ message), and every request that got no answer at all (a connection error, a tim
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -22,12 +24,23 @@ class Answer:
 class LoadGenerator:
     """``threads`` threads posting a chat body to ``<host>/serving-endpoints/<endpoint>/invocations``
     (a context manager: started on enter, stopped and joined on exit); ``pause`` seconds between a
-    thread's requests."""
+    thread's requests; ``prompt(n)``: the n-th request's user message (``"hi"`` when not given)."""
 
-    def __init__(self, host: str, token: str, endpoint: str, *, threads: int = 3, pause: float = 0.005) -> None:
+    def __init__(
+        self,
+        host: str,
+        token: str,
+        endpoint: str,
+        *,
+        threads: int = 3,
+        pause: float = 0.005,
+        prompt: Callable[[int], str] | None = None,
+    ) -> None:
         self.url = f"{host.rstrip('/')}/serving-endpoints/{endpoint}/invocations"
         self.headers = {"Authorization": f"Bearer {token}"}
         self.pause = pause
+        self.prompt = prompt  # the n-th request's user message (None: always "hi")
+        self.sent = itertools.count()
         self.answers: list[Answer] = []
         self.dropped: list[str] = []  # no answer at all: what a rollout must never cause
         self.stop = threading.Event()
@@ -36,9 +49,10 @@ class LoadGenerator:
     def _run(self) -> None:
         import requests
 
-        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
         with requests.Session() as s:
             while not self.stop.is_set():
+                text = self.prompt(next(self.sent)) if self.prompt else "hi"
+                body = {"messages": [{"role": "user", "content": text}], "max_tokens": 8}
                 try:
                     r = s.post(self.url, json=body, headers=self.headers, timeout=30)
                     message = "" if r.ok else str(r.json().get("message", ""))

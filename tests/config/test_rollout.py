@@ -38,7 +38,13 @@ def test_the_default_is_replace_and_the_issue_example_parses(tmp_path: Path) -> 
         ({"max_latency_p95_ratio": 0}, "rollout.max_latency_p95_ratio: 0.0 is not allowed; a ratio > 0"),
         ({"max_latency_p95_ratio": -1.5}, "rollout.max_latency_p95_ratio: -1.5 is not allowed; a ratio > 0"),
         ({"strategy": "blue-green"}, "rollout.strategy: 'blue-green' is not allowed"),
-        ({"quality": {"requests": 5}}, "rollout.quality: (set) is not allowed; a quality sample per step is not built yet"),
+        ({"quality": {"requests": 5}}, "rollout.quality.judge_endpoint: None is not allowed; the chat endpoint that compares"),
+        ({"quality": {"requests": 0, "judge_endpoint": "j"}}, "rollout.quality.requests: 0 is not allowed; must be greater"),
+        ({"quality": {"requests": 1001, "judge_endpoint": "j"}}, "rollout.quality.requests: 1001 is not allowed; must be less"),
+        (
+            {"quality": {"judge_endpoint": "j"}},
+            "endpoint.ai_gateway.inference_table_config.enabled: None is not allowed; rollout.quality reads the step's live",
+        ),
         ({"inference_table_lag_s": 0}, "rollout.inference_table_lag_s: 0 is not allowed;"),
     ],
 )
@@ -108,3 +114,16 @@ def test_the_strategy_parameter_replaces_the_configs_and_is_checked_as_the_file_
     foundation = ProjectConfig.model_validate({"foundation_endpoint": "databricks-meta-llama"})
     with pytest.raises(ConfigError, match=r"^strategy: 'canary' is not allowed; canary steps need .*not a foundation endpoint"):
         with_rollout(foundation, strategy="canary")
+
+
+def test_a_quality_judge_must_be_another_endpoint() -> None:
+    project = _project({"strategy": "canary", "quality": {"requests": 10, "judge_endpoint": "judge"}})
+    table = {"catalog_name": "main", "schema_name": "logs", "enabled": True}
+    project["endpoint"]["ai_gateway"] = {**(project["endpoint"].get("ai_gateway") or {}), "inference_table_config": table}
+    quality = ProjectConfig.model_validate(project).rollout.quality
+    assert quality is not None and (quality.requests, quality.judge_endpoint) == (10, "judge")
+    project["rollout"]["quality"]["judge_endpoint"] = project["endpoint"]["name"]
+    with pytest.raises(
+        ConfigError, match=r"^rollout.quality.judge_endpoint: 'smollm2-chat' is not allowed; another chat endpoint"
+    ):
+        ProjectConfig.model_validate(project)
