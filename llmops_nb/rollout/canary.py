@@ -206,6 +206,8 @@ class Canary:
             raise EndpointError(
                 f"endpoint {name}: a canary rollout brings one served entity (the config has {len(self.cfg.served_entities)})"
             )
+        if self.quality is not None:
+            self.quality.preflight(name)  # the judge endpoint exists: one line now, before anything changes
         record = self.store.latest(name)
         current = get_endpoint(self.w, name)
         if record is not None and record.state == IN_PROGRESS:

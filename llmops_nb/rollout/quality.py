@@ -159,6 +159,17 @@ class QualityCheck:
         self.alpha = (1.0 - confidence) / max(1, checks)
         self.concurrency = concurrency
 
+    def preflight(self, endpoint: str) -> None:
+        """Before a rollout changes anything: the judge is an existing endpoint of the workspace
+        (one ConfigError line), so a missing judge is not found only after the first split."""
+        from llmops_nb.endpoints.ops import get_endpoint
+
+        judge = str(self.quality.judge_endpoint)
+        if get_endpoint(self.w, judge) is None:
+            raise ConfigError(
+                "rollout.quality.judge_endpoint", judge, f"an existing chat endpoint of this workspace (for {endpoint}'s steps)"
+            )
+
     def requests(self, endpoint: str, since: float) -> list[list[dict[str, str]]]:
         """The step's sampled requests (their messages) from the endpoint's inference table."""
         from llmops_nb.evaluation import replay
@@ -172,14 +183,19 @@ class QualityCheck:
             records = replay.read_databricks(self.w, self.warehouse_id, kind, name, start, 0, max_rows=n)
         return sample(records, since, n)
 
-    def _ask(self, endpoint: str, prompts: list[list[dict[str, str]]], **generation: Any) -> list[str | None]:
-        """Each prompt's answer (None when it failed), in order."""
+    def _ask(self, endpoint: str, prompts: list[list[dict[str, str]]], **generation: Any) -> tuple[list[str | None], str]:
+        """Each prompt's answer (None when it failed), in order, and the first failure's message."""
         from llmops_nb.chat.client import chat_iter
 
         answers: list[str | None] = [None] * len(prompts)
+        failure = ""
         for i, result in chat_iter(self.w, endpoint, prompts, concurrency=self.concurrency, **generation):
-            answers[i] = None if isinstance(result, Exception) else result.content
-        return answers
+            if isinstance(result, Exception):
+                if not failure:
+                    failure = str(result).splitlines()[0][:240] if str(result) else type(result).__name__
+            else:
+                answers[i] = result.content
+        return answers, failure
 
     def check(
         self, endpoint: str, champion: str, challenger: str, since: float, *, until: float = 0.0, interval_s: float = 1.0
@@ -199,12 +215,15 @@ class QualityCheck:
         except ConfigError as exc:
             raise LlmopsError(f"quality check: the inference table of {endpoint} is not readable: {exc}") from None
         generation = {"max_tokens": DEFAULT_MAX_TOKENS, "temperature": 0.0}
-        ours = {e: self._ask(endpoint, asked, served_entity=e, **generation) for e in (champion, challenger)}
+        ours = {e: self._ask(endpoint, asked, served_entity=e, **generation)[0] for e in (champion, challenger)}
         pairs = list(zip(asked, ours[champion], ours[challenger], strict=True))
         to_judge = [i for i, (_, old, new) in enumerate(pairs) if old is not None and new is not None]
         prompts = [judge_prompt(pairs[i][0], str(pairs[i][1]), str(pairs[i][2])) for i in to_judge]  # A champion
         prompts += [judge_prompt(pairs[i][0], str(pairs[i][2]), str(pairs[i][1])) for i in to_judge]  # A challenger
-        said = [verdict_of(a) if a is not None else None for a in self._ask(judge, prompts, max_tokens=JUDGE_MAX_TOKENS)]
+        replies, failure = self._ask(judge, prompts, max_tokens=JUDGE_MAX_TOKENS)
+        if prompts and all(r is None for r in replies):  # a judge that never answers is no evidence of quality
+            raise LlmopsError(f"the judge endpoint {judge} answered none of {len(prompts)} comparisons ({failure})")
+        said = [verdict_of(r) if r is not None else None for r in replies]
         wins = losses = ties = undecided = 0
         for _, old, new in pairs:  # one entity failing where the other answered: its loss, no judge
             if old is None and new is not None:

@@ -9,7 +9,7 @@ the champion (the fake responder puts the entity's name in each answer), or says
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,15 +77,23 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeWo
         yield workspace, provider
 
 
-def _run(workspace: FakeWorkspace, tmp_path: Path, reply: Callable[[dict[str, Any]], str], tracking: Tracking | None = None):  # noqa: ANN202
+def _canary(
+    workspace: FakeWorkspace, tmp_path: Path, tracking: Tracking | None = None, *, judge: str = JUDGE, databricks: bool = False
+) -> tuple[Canary, list[str]]:
     fast = {"strategy": "canary", "steps": [10, 50, 100], "min_requests": 15, "max_wait_s": 60, "interval_s": 0.2}
-    rollout = RolloutConfig.model_validate({**fast, "max_error_rate": 0.25, "quality": {"requests": 12, "judge_endpoint": JUDGE}})
+    rollout = RolloutConfig.model_validate({**fast, "max_error_rate": 0.25, "quality": {"requests": 12, "judge_endpoint": judge}})
     assert rollout.quality is not None
     w = workspace.client()
-    quality = QualityCheck(w, rollout.quality, confidence=rollout.confidence, checks=2, home=workspace.home)
+    where: dict[str, Any] = {"home": None, "warehouse_id": "wh-1"} if databricks else {"home": workspace.home}
+    quality = QualityCheck(w, rollout.quality, confidence=rollout.confidence, checks=2, **where)
     lines: list[str] = []
     canary = Canary(w, endpoint("2"), rollout, store=RolloutStore(tmp_path / "rollouts"), reader=UsageRecords(workspace.home),
                     tracking=tracking, poll_interval=0.1, progress=False, log=lines.append, quality=quality)  # fmt: skip
+    return canary, lines
+
+
+def _run(workspace: FakeWorkspace, tmp_path: Path, tracking: Tracking | None = None, **where: Any):  # noqa: ANN202
+    canary, lines = _canary(workspace, tmp_path, tracking, **where)
     with LoadGenerator(workspace.host, workspace.token, NAME, prompt=lambda n: f"question {n % 40}") as load:
         outcome = canary.deploy()
     assert load.dropped == []
@@ -110,7 +118,7 @@ def test_a_judge_preferring_the_champion_rolls_the_challenger_back_at_step_1(ws,
     workspace, provider = ws
     provider.reply = prefers_champion
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    outcome, lines = _run(workspace, tmp_path, prefers_champion, Tracking(uri, uri, "rollouts"))
+    outcome, lines = _run(workspace, tmp_path, Tracking(uri, uri, "rollouts"))
     assert outcome.state == ROLLED_BACK, outcome.reason
     assert outcome.record is not None and outcome.record.step == 0
     # 12 sampled requests, each judged in both orders, every one a loss: p = 0.5 ** 12
@@ -135,12 +143,38 @@ def test_a_judge_preferring_the_champion_rolls_the_challenger_back_at_step_1(ws,
 def test_a_judge_with_no_preference_lets_an_equal_challenger_reach_100_percent(ws, tmp_path: Path) -> None:  # noqa: ANN001
     workspace, provider = ws
     provider.reply = lambda body: "T"
-    outcome, lines = _run(workspace, tmp_path, provider.reply)
+    outcome, lines = _run(workspace, tmp_path)
     assert outcome.state == PROMOTED, outcome.reason
     assert _routes(workspace) == [{CHAMPION: 90, CHALLENGER: 10}, {CHAMPION: 50, CHALLENGER: 50}, {CHALLENGER: 100}]
     said = [x for x in lines if "quality:" in x]
     assert [x.split(":")[0] for x in said] == ["step 1 (10%)", "step 2 (50%)"]
     assert all("won 0, lost 0, tied 12 of 12 live requests" in x and "p = 1 for a loss" in x for x in said), said
+
+
+def test_on_databricks_the_sample_is_read_through_the_sql_warehouse(ws, tmp_path: Path) -> None:  # noqa: ANN001
+    workspace, provider = ws
+    provider.reply = prefers_champion
+    outcome, _ = _run(workspace, tmp_path, databricks=True)  # the replay's SQL on the fake's statement API
+    assert outcome.state == ROLLED_BACK and outcome.record is not None
+    assert "quality: the challenger lost 12 of 12 decided comparisons to the champion, p = 0.000244" in outcome.record.reason
+    statements = [r for r in workspace.write_calls() if r["path"].rstrip("/") == "/api/2.0/sql/statements"]
+    assert statements and all(r["body"]["warehouse_id"] == "wh-1" for r in statements)
+
+
+def test_a_judge_that_never_answers_rolls_back_and_a_missing_judge_is_refused_first(ws, tmp_path: Path) -> None:  # noqa: ANN001
+    workspace, provider = ws
+    provider.fail_status = 401  # the provider refuses the key: a 400 EXTERNAL_MODEL_ERROR, not retried
+    outcome, _ = _run(workspace, tmp_path)
+    assert outcome.state == ROLLED_BACK and outcome.record is not None
+    assert re.match(
+        r"step 1 \(10%\): quality check not possible: the judge endpoint judge answered none of 24", outcome.record.reason
+    )
+    assert _routes(workspace) == [{CHAMPION: 90, CHALLENGER: 10}, {CHAMPION: 100}]
+    writes = len(workspace.write_calls())
+    canary, _ = _canary(workspace, tmp_path, judge="no-such-judge")
+    with pytest.raises(ConfigError, match=r"^rollout.quality.judge_endpoint: 'no-such-judge' is not allowed; an existing chat"):
+        canary.deploy()
+    assert len(workspace.write_calls()) == writes
 
 
 def test_the_judge_verdict_and_prompt() -> None:
