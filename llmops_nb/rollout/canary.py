@@ -335,7 +335,8 @@ class Canary:
                     return verdict
                 # the step's window and its recent windows alone (judge.watch: a challenger that
                 # starts failing mid-step is not hidden by the step's healthy start)
-                verdict = self._judge(record, calls, waited_s=time.time() - start, max_wait_s=rc.max_wait_s, read=tick)
+                verdict = self._judge(record, calls, waited_s=time.time() - start, max_wait_s=rc.max_wait_s, read=tick,
+                                      start=start)  # fmt: skip
                 self._observe(record, verdict)
                 ch, cp = verdict.challenger, verdict.champion
                 bar.n = min(ch.requests, rc.min_requests)
@@ -362,13 +363,15 @@ class Canary:
         return None
 
     def _judge(
-        self, record: RolloutRecord, calls: list[Call], *, waited_s: float, max_wait_s: float, read: int = 1
-    ) -> judging.Verdict:
+        self, record: RolloutRecord, calls: list[Call], *, waited_s: float, max_wait_s: float, read: int = 1,
+        start: float | None = None,
+    ) -> judging.Verdict:  # fmt: skip
         rc = self.rc
         return judging.watch(
             calls,
             read=read,
             interval_s=rc.interval_s,
+            start=start,  # the recent windows on the step's read grid
             challenger=record.challenger,
             champion=str(record.champion),
             min_requests=rc.min_requests,
@@ -378,6 +381,8 @@ class Canary:
             waited_s=waited_s,
             max_wait_s=max_wait_s,
             looks=judging.looks(rc),
+            steps=judging.watched_steps(rc),
+            share=record.percent / 100,  # the routed share: the champion test's null
         )
 
     def _observe(self, record: RolloutRecord, verdict: judging.Verdict) -> None:
