@@ -47,7 +47,7 @@ JUDGE_SYSTEM = (
 )
 JUDGE_MAX_TOKENS = 8
 DEFAULT_MAX_TOKENS = 256
-_VERDICT = re.compile(r"\b(A|B|T|TIE)\b")
+_ANSWER = re.compile(r"\bANSWER ([AB])\b")
 
 
 @dataclass(frozen=True)
@@ -101,11 +101,17 @@ class QualityResult:
 
 
 def verdict_of(text: str) -> str | None:
-    """``"A"``, ``"B"`` or ``"T"`` from the judge's answer (its first such word), else None."""
-    found = _VERDICT.search(str(text or "").upper())
-    if found is None:
+    """``"A"``, ``"B"`` or ``"T"`` from the judge's answer: its first word when that is A, B, T or
+    TIE, else ``answer A``/``answer B`` in it, else a tie when it says tie or equal; None otherwise."""
+    words = re.sub(r"[^A-Z]+", " ", str(text or "").upper()).split()
+    if not words:
         return None
-    return "T" if found.group(1) == "TIE" else found.group(1)
+    if words[0] in ("A", "B", "T", "TIE"):
+        return words[0][0]
+    found = _ANSWER.search(" ".join(words))
+    if found is not None:
+        return found.group(1)
+    return "T" if {"TIE", "EQUAL", "EQUALLY"} & set(words) else None
 
 
 def judge_prompt(messages: list[dict[str, str]], a: str, b: str) -> list[dict[str, str]]:

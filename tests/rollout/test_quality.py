@@ -140,9 +140,10 @@ def test_a_judge_preferring_the_champion_rolls_the_challenger_back_at_step_1(ws,
     assert run.data.params["quality_judge_endpoint"] == JUDGE
 
 
-def test_a_judge_with_no_preference_lets_an_equal_challenger_reach_100_percent(ws, tmp_path: Path) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("says", ["T", "A"])  # A: a judge that always prefers the first answer (position bias)
+def test_a_judge_with_no_preference_lets_an_equal_challenger_reach_100_percent(ws, tmp_path: Path, says: str) -> None:  # noqa: ANN001
     workspace, provider = ws
-    provider.reply = lambda body: "T"
+    provider.reply = lambda body: says
     outcome, lines = _run(workspace, tmp_path)
     assert outcome.state == PROMOTED, outcome.reason
     assert _routes(workspace) == [{CHAMPION: 90, CHALLENGER: 10}, {CHAMPION: 50, CHALLENGER: 50}, {CHALLENGER: 100}]
@@ -178,7 +179,8 @@ def test_a_judge_that_never_answers_rolls_back_and_a_missing_judge_is_refused_fi
 
 
 def test_the_judge_verdict_and_prompt() -> None:
-    assert [verdict_of(t) for t in ("A", " b.", "Answer B", "tie", "T", "neither", "")] == ["A", "B", "B", "T", "T", None, None]
+    texts = ("A", " b.", "Answer B is better", "tie", "T", "It's a tie", "Both are equally good", "neither", "")
+    assert [verdict_of(t) for t in texts] == ["A", "B", "B", "T", "T", "T", "T", None, None]
     messages = judge_prompt([{"role": "user", "content": "q"}], "one", "two")
     assert messages[0]["role"] == "system" and "Answer A:\none\n\nAnswer B:\ntwo" in messages[1]["content"]
 
