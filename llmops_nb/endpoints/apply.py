@@ -238,6 +238,7 @@ def deploy(
     max_conflicts: int = 10,
     recreate: bool = False,
     on_event: Callable[[DeployEvent], None] | None = None,
+    before_writes: Callable[[dict[str, Any] | None], None] | None = None,
 ) -> DeployResult:
     """Create or update the endpoint described by ``cfg``, idempotently, and wait for READY.
 
@@ -249,7 +250,9 @@ def deploy(
     then the endpoint is deleted and created again from ``cfg``.
 
     ``on_event`` gets a ``written`` :class:`DeployEvent` once the writes are made, then a
-    ``polled`` one at each state read while waiting.
+    ``polled`` one at each state read while waiting. ``before_writes`` is called with the
+    endpoint as the plan read it (None: none yet) when the plan has writes, before the first one:
+    it may raise to refuse (from the same GET, no extra read).
     """
     from databricks.sdk.errors import ResourceAlreadyExists, ResourceConflict
 
@@ -263,6 +266,8 @@ def deploy(
         plan = planning.make_plan(cfg, current)
         if plan.immutable and not recreate:
             raise plan.refusal(cfg.name)
+        if before_writes is not None and plan.writes:
+            before_writes(current)
         try:
             if plan.immutable:
                 _delete_and_wait_gone(w, cfg.name, timeout=timeout, poll_interval=poll_interval)

@@ -64,19 +64,21 @@ class MlflowRolloutStore:
 
     # ------------------------------------------------------------------ the record
 
-    def owner_run(self, endpoint: str) -> str | None:
-        """The run id the endpoint's tag names (its latest rollout), or None."""
+    def owner_run(self, endpoint: str, current: dict[str, Any] | None = None) -> str | None:
+        """The run id the endpoint's tag names (its latest rollout), or None; ``current``: the
+        endpoint as the caller just read it (else it is read)."""
         from llmops_nb.endpoints.ops import get_endpoint
 
-        found = get_endpoint(self.w, endpoint) or {}
+        found = (current if current is not None else get_endpoint(self.w, endpoint)) or {}
         tags = {t.get("key"): t.get("value") for t in found.get("tags") or []}
         return tags.get(ROLLOUT_RUN_TAG) or None
 
-    def latest(self, endpoint: str) -> RolloutRecord | None:
-        """The endpoint's latest rollout: the record on the run its tag names, or None."""
+    def latest(self, endpoint: str, current: dict[str, Any] | None = None) -> RolloutRecord | None:
+        """The endpoint's latest rollout: the record on the run its tag names, or None
+        (``current``: the endpoint as just read, its tags used instead of a GET)."""
         if endpoint in self._pending:
             return self._pending[endpoint]
-        run_id = self.owner_run(endpoint)
+        run_id = self.owner_run(endpoint, current)
         if run_id is None:
             return None
         from mlflow.exceptions import MlflowException

@@ -89,7 +89,10 @@ class Store(Protocol):
     """Where rollout records and applied configs live (:class:`RolloutStore`, or
     :class:`~llmops_nb.rollout.mlflow_store.MlflowRolloutStore` on Databricks)."""
 
-    def latest(self, endpoint: str) -> RolloutRecord | None: ...
+    def latest(self, endpoint: str, current: dict[str, Any] | None = None) -> RolloutRecord | None:
+        """The endpoint's latest rollout (``current``: the endpoint as just read, to spare a GET)."""
+        ...
+
     def save(self, record: RolloutRecord) -> None: ...
     def record_applied(self, endpoint: str, applied: AppliedConfig) -> None: ...
     def applied(self, endpoint: str) -> list[AppliedConfig]: ...
@@ -106,8 +109,8 @@ class RolloutStore:
         private_dir(self.root)  # under $LLMOPS_HOME, private as the rest of it (mkdir's mode is the leaf's only)
         return private_dir(self.root / endpoint)
 
-    def latest(self, endpoint: str) -> RolloutRecord | None:
-        """The endpoint's latest rollout, or None."""
+    def latest(self, endpoint: str, current: dict[str, Any] | None = None) -> RolloutRecord | None:
+        """The endpoint's latest rollout, or None (``current`` is not needed here)."""
         path = self.root / endpoint / "rollout.json"
         if not path.exists():
             return None

@@ -86,7 +86,6 @@ def deploy(
     from llmops_nb.rollout.stores import store_for
 
     store = store_for(backend, w, experiment=project.experiment)
-    _refuse_over_a_rollout(store, cfg.name)
     result = deploy_endpoint(
         w,
         cfg,
@@ -95,6 +94,7 @@ def deploy(
         progress=progress,
         recreate=recreate,
         on_progress=on_progress,
+        before_writes=lambda current: _refuse_over_a_rollout(store, cfg.name, current),
     )
     for line in result.messages():
         if log is not None:
@@ -104,13 +104,16 @@ def deploy(
     return _outputs(result)
 
 
-def _refuse_over_a_rollout(store: Store, endpoint: str) -> None:
+def _refuse_over_a_rollout(store: Store, endpoint: str, current: dict[str, Any] | None) -> None:
     """A replace deploy does not write over a canary rollout still in progress (running, or
     interrupted: its split is owned by its record, which a replace would leave in progress and a
-    later canary deploy would roll back to): one line with the ways out, nothing written."""
+    later canary deploy would roll back to): one line with the ways out, nothing written.
+    ``current``: the endpoint as the deploy's plan read it (its tags name the rollout on Databricks)."""
     from llmops_nb.rollout.state import IN_PROGRESS
 
-    record = store.latest(endpoint)
+    if current is None:
+        return
+    record = store.latest(endpoint, current)
     if record is not None and record.state == IN_PROGRESS:
         how = "interrupted" if store.interrupted(record) else "running"
         raise ConfigError(
@@ -248,9 +251,11 @@ def deploy_endpoint(
     progress: bool = False,
     recreate: bool = False,
     on_progress: Callable[[DeployEvent], None] | None = None,
+    before_writes: Callable[[dict[str, Any] | None], None] | None = None,
 ) -> DeployResult:
     """The one deploy path: under the deploy lock of ``backend`` (see :func:`deploy_lock`),
-    :func:`llmops_nb.endpoints.deploy` with every version of ``cfg`` resolved, waiting for READY.
+    :func:`llmops_nb.endpoints.deploy` with every version of ``cfg`` resolved, waiting for READY
+    (``before_writes``: see there).
 
     ``on_progress`` gets a :class:`DeployEvent` when the writes are made (``written``, with the
     action), at each state poll (``polled``), for each warning/note line (``message``) and at
@@ -261,7 +266,14 @@ def deploy_endpoint(
 
     with deploy_lock(backend, cfg.name):
         result = deploy(
-            w, cfg, timeout=timeout, poll_interval=poll_interval, progress=progress, recreate=recreate, on_event=on_progress
+            w,
+            cfg,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            progress=progress,
+            recreate=recreate,
+            on_event=on_progress,
+            before_writes=before_writes,
         )
     if on_progress is not None:
         for line in result.messages():
