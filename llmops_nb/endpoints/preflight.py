@@ -23,6 +23,8 @@ rollout                ``rollout.strategy: canary`` only: what its steps read li
                        gateway's inference table through ``rollout.warehouse_id``, with
                        ``max_wait_s`` at least ``inference_table_lag_s`` (rows land "less than
                        hour" late): ``config.rollout.check_on_databricks``
+rollout quality        ``rollout.quality`` only: its judge endpoint exists
+                       (``serving_endpoints.get``)
 route optimized        the client authenticates with OAuth (``Config.oauth_token()``): a
                        route-optimized endpoint answers only at its data-plane URL, to an OAuth token
 auth                   ``current_user.me()``
@@ -648,6 +650,23 @@ def _endpoint_exists(w: WorkspaceClient, endpoint: str) -> Check:
     return _ok(f"endpoint {endpoint}", "exists")
 
 
+def _quality_checks(project: ProjectConfig, w: WorkspaceClient) -> list[Check]:
+    """``rollout.quality`` of a canary only: the judge endpoint the steps' answers go to exists."""
+    from databricks.sdk.errors import NotFound
+
+    rc = project.rollout
+    if not rc.canary or rc.quality is None:
+        return []
+    judge = str(rc.quality.judge_endpoint)
+    try:
+        w.serving_endpoints.get(judge)
+    except NotFound:
+        return [_problem("rollout quality", f"rollout.quality.judge_endpoint: {judge!r} is not allowed; an existing chat "
+                         "endpoint of this workspace (an external model or a foundation endpoint)")]  # fmt: skip
+    return [_ok("rollout quality", f"{rc.quality.requests} live requests of each step asked again of both entities "
+                f"and compared by {judge}, in both orders")]  # fmt: skip
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -659,6 +678,7 @@ def run(
     checks += _rollout_checks(project, backend)
     w = client or backend.workspace_client(retry_timeout_seconds=30, http_timeout_seconds=30)
     checks += workspace_checks(project, backend, w, model_version=model_version)
+    checks += _quality_checks(project, w)
     return Report(tuple(checks))
 
 

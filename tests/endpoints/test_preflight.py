@@ -624,6 +624,17 @@ def test_a_canary_says_where_its_steps_read_live_traffic_and_what_databricks_nee
 
     untabled = _problem(preflight.run(_project(no_table), _backend(fake_workspace)), "rollout")
     assert untabled.startswith("endpoint.ai_gateway.inference_table_config.enabled: None is not allowed;")
+    # rollout.quality: its judge endpoint must exist
+    from databricks.sdk.service.serving import EndpointCoreConfigInput, ServedEntityInput
+
+    judged = canary(quality={"requests": 8, "judge_endpoint": "judge"})
+    missing = _problem(preflight.run(_project(judged), _backend(fake_workspace)), "rollout quality")
+    assert missing.startswith("rollout.quality.judge_endpoint: 'judge' is not allowed; an existing chat endpoint")
+    fake_workspace.client().serving_endpoints.create_and_wait(
+        "judge", config=EndpointCoreConfigInput(name="judge", served_entities=[ServedEntityInput(
+            entity_name="m", entity_version="1", scale_to_zero_enabled=False)]))  # fmt: skip
+    found = _by_name(preflight.run(_project(judged), _backend(fake_workspace)))["rollout quality"]
+    assert found.status == "ok" and found.message.endswith("compared by judge, in both orders")
 
 
 def test_preflight_says_the_chat_model_interface_streams_on_databricks_and_what_it_costs() -> None:
