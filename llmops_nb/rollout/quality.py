@@ -208,16 +208,20 @@ class QualityCheck:
     ) -> QualityResult:
         """Sample, ask both entities, judge both orders, and test (see the module docstring). Rows
         land in the table after their request (locally within about a second, on Databricks within
-        the hour): a short sample is read again every ``interval_s`` until it is full or ``until``
-        (epoch seconds) has passed, then judged as it is."""
+        the hour): a short sample is read again every ``interval_s`` (at least 2 s: the local writer
+        flushes about every second) while it grows, until it is full or ``until`` (epoch seconds)
+        has passed, then judged as it is (traffic with few distinct requests gives a small sample)."""
         from llmops_nb.evaluation.statistics import sign_test
 
         judge = str(self.quality.judge_endpoint)
         try:
             asked = self.requests(endpoint, since)
-            while len(asked) < self.quality.requests and time.time() + interval_s <= until:
-                time.sleep(interval_s)
-                asked = self.requests(endpoint, since)
+            pause = max(interval_s, 2.0)
+            while len(asked) < self.quality.requests and time.time() + pause <= until:
+                time.sleep(pause)
+                before, asked = asked, self.requests(endpoint, since)
+                if len(asked) <= len(before):
+                    break  # nothing new landed: the step's traffic holds no more distinct requests
         except ConfigError as exc:
             raise LlmopsError(f"quality check: the inference table of {endpoint} is not readable: {exc}") from None
         generation = {"max_tokens": DEFAULT_MAX_TOKENS, "temperature": 0.0}

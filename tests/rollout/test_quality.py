@@ -178,6 +178,24 @@ def test_a_judge_that_never_answers_rolls_back_and_a_missing_judge_is_refused_fi
     assert len(workspace.write_calls()) == writes
 
 
+def test_few_distinct_requests_give_a_small_sample_without_waiting_out_the_step(ws) -> None:  # noqa: ANN001
+    import time
+
+    from llmops_nb.chat.client import chat
+
+    workspace, provider = ws
+    provider.reply = lambda body: "T"
+    w = workspace.client()
+    since = time.time()
+    for n in range(12):  # 12 requests, 3 distinct
+        chat(w, NAME, f"question {n % 3}", max_tokens=8)
+    quality = QualityCheck(w, QualitySample(requests=12, judge_endpoint=JUDGE), confidence=0.95, checks=1, home=workspace.home)
+    found = quality.check(NAME, CHAMPION, CHAMPION, since, until=since + 120, interval_s=0.2)
+    assert (found.sampled, found.ties, found.wins, found.losses, found.p_value) == (3, 3, 0, 0, 1.0)
+    assert time.time() - since < 30  # not the 120 s the step could wait
+    assert len(provider.requests) == 6
+
+
 def test_the_judge_verdict_and_prompt() -> None:
     texts = ("A", " b.", "Answer B is better", "tie", "T", "It's a tie", "Both are equally good", "neither", "")
     assert [verdict_of(t) for t in texts] == ["A", "B", "B", "T", "T", "T", "T", None, None]
