@@ -21,8 +21,10 @@ failures to land, so the target there is 2 x interval_s + lag + 1 s + one update
 bench/results/rollout_inference_table.json.
 
 Each run seeds the fake's fault RNG on its own (``set_faults`` restarts it from the seed; one seed
-for all would give every run the same failures). The decision is :func:`llmops_nb.rollout.judge.watch`,
-its false-rollback rate spread over ``judge.looks(config)`` looks (in each run's ``looks``).
+for all would give every run the same failures). The decision is :func:`llmops_nb.rollout.judge.watch`:
+sequential (always-valid) tests of the error rate, valid at every read, their level split over the
+watched steps (each run's ``watched_steps``); only the latency rule still splits over
+``judge.looks(config)`` (``latency_looks``).
 
     .venv/bin/python bench/rollout.py [--intervals 0.5 1 2] [--repeats 3] [--error-rates 0.3 1.0] [--seed 33] [--out FILE]
     .venv/bin/python bench/rollout.py --reader inference_table --lags 0 2 5 --intervals 1 [--repeats 3]
@@ -44,7 +46,7 @@ from llmops_nb.config.rollout import RolloutConfig
 from llmops_nb.endpoints.apply import deploy
 from llmops_nb.endpoints.ops import get_endpoint
 from llmops_nb.rollout.canary import Canary
-from llmops_nb.rollout.judge import looks
+from llmops_nb.rollout.judge import looks, watched_steps
 from llmops_nb.rollout.state import RolloutStore
 from llmops_nb.rollout.traffic import UsageRecords
 from llmops_nb.testing import fake_workspace
@@ -120,7 +122,9 @@ def one_run(ws, name: str, interval: float, error_rate: float, tmp: Path, phase:
     mine = sum(1 for a in during if a.entity == challenger or challenger in a.message)
     return {
         "interval_s": interval,
-        "looks": looks(rc),  # the false-rollback rate's looks (judge.looks): each window is tested at alpha / looks
+        "watched_steps": watched_steps(rc),  # the error rule's level is split over them (judge.watched_steps)
+        "latency_looks": looks(rc),  # the latency rule's Bonferroni looks (judge.looks)
+        "challenger_calls_at_decision": _calls_at_decision(outcome.reason),
         "fault_seed": fault_seed,
         "phase": round(phase, 3),
         "detect_s": round(put - fault["at"], 3),
@@ -132,6 +136,14 @@ def one_run(ws, name: str, interval: float, error_rate: float, tmp: Path, phase:
         "requests": len(load.answers),
         "reason": outcome.reason,
     }
+
+
+def _calls_at_decision(reason: str) -> int:
+    """The challenger's calls in the window that decided (the reason's "k/n errors")."""
+    import re
+
+    found = re.search(r"challenger \S+: \d+/(\d+) errors", reason)
+    return int(found.group(1)) if found else 0
 
 
 def main() -> None:
