@@ -244,3 +244,40 @@ def test_a_replace_deploy_over_a_rollout_in_progress_is_one_line_and_writes_noth
     assert (
         deploy(_project(strategy="replace"), backend, model_version="2", progress=False, log=None)["deploy_action"] == "updated"
     )
+
+
+def test_the_step_runs_the_quality_check_of_rollout_quality(fake_workspace, backend: Backend) -> None:  # noqa: ANN001
+    """``rollout.quality`` reaches the rollout: a judge preferring the champion fails the step."""
+    import yaml
+
+    from llmops_nb.config.endpoint import EndpointConfig
+    from llmops_nb.endpoints.apply import deploy as apply_config
+    from llmops_nb.testing.provider import fake_provider
+
+    (fake_workspace.home / "secrets.yml").write_text(yaml.safe_dump({"judge": {"openai": "sk-" + "step-judge-0123456789"}}))
+    with fake_provider() as provider:
+
+        def prefers_champion(body: dict[str, Any]) -> str:
+            first = body["messages"][-1]["content"].split("Answer A:", 1)[1].split("Answer B:", 1)[0]
+            return "A" if f"[{MODEL}-1]" in first else "B"
+
+        provider.reply = prefers_champion
+        openai = {"openai_api_key": "{{secrets/judge/openai}}", "openai_api_base": provider.base_url}
+        external = {"name": "gpt-judge", "provider": "openai", "task": "llm/v1/chat", "openai_config": openai}
+        judge = EndpointConfig.model_validate(
+            {"name": "judge", "served_entities": [{"name": "judge", "external_model": external}]}
+        )
+        apply_config(backend.workspace_client(), judge, timeout=60, poll_interval=0.1, progress=False)
+        data = _project().model_dump(exclude_none=True)
+        data["endpoint"]["ai_gateway"]["inference_table_config"] = {"catalog_name": "main", "schema_name": "s", "enabled": True}
+        data["rollout"].update(max_error_rate=0.25, quality={"requests": 8, "judge_endpoint": "judge"})
+        project = ProjectConfig.model_validate(data)
+        deploy(project, backend, model_version="1", progress=False, log=None)
+        lost = r"step 1 \(10%\): quality: the challenger lost 8 of 8 decided comparisons to the champion, p = 0\.0039"
+        with (
+            LoadGenerator(fake_workspace.host, fake_workspace.token, NAME, prompt=lambda n: f"q{n % 20}"),
+            pytest.raises(RolledBack, match=lost),
+        ):
+            deploy(project, backend, model_version="2", progress=False, log=None)
+    assert _serving(backend) == [f"{MODEL}-1"]
+    assert len(provider.requests) == 16
