@@ -68,6 +68,7 @@ class RolloutConfig(_Model):
     often a step reads the traffic. ``max_error_rate``: the challenger's error rate (status
     >= 500) it may not exceed. ``max_latency_p95_ratio``: challenger p95 latency over the
     champion's it may not exceed. ``confidence``: of every interval the decision reads.
+    ``quality``: the optional pairwise judge of each step's live requests (:class:`QualitySample`).
     ``warehouse_id``: on Databricks, the SQL warehouse the inference table is read through.
     ``inference_table_lag_s``: on Databricks, how long after its request a row of the inference
     table may land (documented: within the hour); each read asks again for the rows this recent.
