@@ -100,7 +100,7 @@ def deploy(
         if log is not None:
             log(line)
     if result.action != "unchanged":
-        _keep_applied(store, cfg, "deploy (replace)")
+        _keep_applied(store, cfg, "deploy (replace)", lambda line: _say(line, cfg.name, log, on_progress))
     return _outputs(result)
 
 
@@ -136,14 +136,37 @@ def _outputs(result: DeployResult) -> dict[str, Any]:
     }
 
 
-def _keep_applied(store: Store, cfg: EndpointConfig, source: str) -> None:
+def _say(line: str, name: str, log: Callable[[str], None] | None, on_progress: Callable[[DeployEvent], None] | None) -> None:
+    """One line after the deploy: to ``log`` and, as a ``message`` event, to ``on_progress`` (the CLI's stderr)."""
+    from llmops_nb.endpoints.events import MESSAGE, DeployEvent
+
+    if log is not None:
+        log(line)
+    if on_progress is not None:
+        on_progress(DeployEvent(MESSAGE, name, message=line))
+
+
+def _keep_applied(store: Store, cfg: EndpointConfig, source: str, log: Callable[[str], None] | None = None) -> None:
     """Keep ``cfg`` in the endpoint's applied-config history (what ``llmops-nb rollback`` restores):
-    the backend's store (:func:`llmops_nb.rollout.stores.store_for`; on Databricks in MLflow)."""
+    the backend's store (:func:`llmops_nb.rollout.stores.store_for`; on Databricks in MLflow).
+
+    The endpoint is already updated when this runs: a store that cannot be written (MLflow
+    tracking unreachable or refusing) is one ``warning:`` line saying what rollback will not know,
+    not a failed deploy."""
     import time
 
     from llmops_nb.rollout.state import AppliedConfig
 
-    store.record_applied(cfg.name, AppliedConfig(cfg.config_hash(), time.time(), source, cfg.to_databricks_body()))
+    applied = AppliedConfig(cfg.config_hash(), time.time(), source, cfg.to_databricks_body())
+    try:
+        store.record_applied(cfg.name, applied)
+    except Exception as exc:  # noqa: BLE001 - MLflow's and the HTTP client's errors alike: said, not raised
+        said = (str(exc).splitlines() or [""])[0][:200]
+        if log is not None:
+            log(
+                f"warning: {cfg.name}: config {applied.hash} is deployed but not kept in the rollout history "
+                f"({type(exc).__name__}: {said}); `llmops-nb rollback {cfg.name}` will not restore it"
+            )
 
 
 def _canary(

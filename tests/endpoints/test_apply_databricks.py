@@ -66,6 +66,9 @@ def test_external_openai_endpoint_deploys_and_answers_through_the_cli(cli_fake: 
     assert deployed.returncode == 0, deployed.stderr
     assert "endpoint openai-chat: created; state READY" in deployed.stdout
     assert f"{cli_fake['host']}/serving-endpoints/openai-chat/invocations" in deployed.stdout
+    # the fake serves no MLflow API: the deploy stands, and says on stderr what rollback will not know (one line)
+    (kept,) = [line for line in deployed.stderr.splitlines() if "rollout history" in line]
+    assert kept.startswith("warning: openai-chat: config ") and "will not restore it" in kept, kept
     again = run("deploy", "--backend", "databricks", "--config", "configs/databricks-external-openai.yml")
     assert "openai-chat: unchanged" in again.stdout
 
