@@ -39,7 +39,9 @@ The rule:
   on its k of n), and above the champion's: of the window's failures, each is the challenger's
   with probability s p_ch / (s p_ch + (1 - s) p_cp) at a challenger traffic share s, at most s
   when p_ch <= p_cp, so the same e-process on the failures alone (the challenger's among all) with
-  null rate s (the step's percent; a conditional binomial, needing no large champion sample). An
+  null rate s (the step's percent; a conditional binomial, needing no large champion sample;
+exact when calls are routed at random with that share, close to it under the fake's smooth
+round robin). An
   intersection-union test: under either null, its own e-process must cross, so the pair is at
   the level of each (Berger, Technometrics 24, 1982, 295-300). A step is judged over its whole
   window and over recent windows (:func:`watch`: those starting 1, 2, 4, ... reads back, so a
@@ -64,8 +66,10 @@ What it costs, in challenger calls (m = 0.05, confidence 0.95, two watched steps
 failing 30% of its calls (the champion none) is rolled back at its 20th call when it fails from
 the step's start (17th at a single rule at 5%), its ~27th when it starts failing two reads in
 (the Bonferroni rule over the 28,800 looks of ``interval_s`` 0.5 needed 40, over the default
-840 looks 30); one failing every call at its 3rd. A challenger failing none advances after ~110
-calls at m = 0.05 (19 at m = 0.25): showing a rate below 5% takes that many.
+840 looks 30); one failing every call at its 3rd. A challenger failing none advances after 105
+calls at m = 0.05 (88 at one watched step; 19 at m = 0.25): showing a rate below 5% takes that
+many, where the old rule's per-look intervals advanced after ``min_requests`` without that
+guarantee.
 """
 
 from __future__ import annotations
