@@ -67,7 +67,8 @@ class RolloutConfig(_Model):
     longest a step waits for a decision (undecided then: rolled back). ``interval_s``: how
     often a step reads the traffic. ``max_error_rate``: the challenger's error rate (status
     >= 500) it may not exceed. ``max_latency_p95_ratio``: challenger p95 latency over the
-    champion's it may not exceed. ``confidence``: of every interval the decision reads.
+    champion's it may not exceed. ``confidence``: the rollout holds its false-rollback and false-advance rates at
+    most 1 - confidence over any number of reads (sequential tests: :mod:`llmops_nb.rollout.judge`).
     ``quality``: the optional pairwise judge of each step's live requests (:class:`QualitySample`).
     ``warehouse_id``: on Databricks, the SQL warehouse the inference table is read through.
     ``inference_table_lag_s``: on Databricks, how long after its request a row of the inference
