@@ -214,16 +214,24 @@ class QualityCheck:
         from llmops_nb.evaluation.statistics import sign_test
 
         judge = str(self.quality.judge_endpoint)
-        try:
-            asked = self.requests(endpoint, since)
-            pause = max(interval_s, 2.0)
-            while len(asked) < self.quality.requests and time.time() + pause <= until:
-                time.sleep(pause)
-                before, asked = asked, self.requests(endpoint, since)
-                if len(asked) <= len(before):
-                    break  # nothing new landed: the step's traffic holds no more distinct requests
-        except ConfigError as exc:
-            raise LlmopsError(f"quality check: the inference table of {endpoint} is not readable: {exc}") from None
+
+        def read() -> list[list[dict[str, str]]]:
+            try:
+                return self.requests(endpoint, since)
+            except ConfigError as exc:
+                if "TABLE_OR_VIEW_NOT_FOUND" in str(exc) and time.time() + max(interval_s, 2.0) <= until:
+                    return []  # the table is made at its first flush (the fake's writer): nothing landed yet
+                raise LlmopsError(f"quality check: the inference table of {endpoint} is not readable: {exc}") from None
+
+        asked = read()
+        pause = max(interval_s, 2.0)
+        while len(asked) < self.quality.requests and time.time() + pause <= until:
+            time.sleep(pause)
+            before, asked = asked, read()
+            if asked and len(asked) <= len(before):
+                break  # nothing new landed: the step's traffic holds no more distinct requests
+        if not asked:
+            raise LlmopsError(f"quality check: no request of the step landed in the inference table of {endpoint} in time")
         generation = {"max_tokens": DEFAULT_MAX_TOKENS, "temperature": 0.0}
         ours = {e: self._ask(endpoint, asked, served_entity=e, **generation)[0] for e in (champion, challenger)}
         pairs = list(zip(asked, ours[champion], ours[challenger], strict=True))
