@@ -214,17 +214,17 @@ class QualityCheck:
         from llmops_nb.evaluation.statistics import sign_test
 
         judge = str(self.quality.judge_endpoint)
+        pause = max(interval_s, 2.0)
 
         def read() -> list[list[dict[str, str]]]:
             try:
                 return self.requests(endpoint, since)
             except ConfigError as exc:
-                if "TABLE_OR_VIEW_NOT_FOUND" in str(exc) and time.time() + max(interval_s, 2.0) <= until:
+                if "TABLE_OR_VIEW_NOT_FOUND" in str(exc) and time.time() + pause <= until:
                     return []  # the table is made at its first flush (the fake's writer): nothing landed yet
                 raise LlmopsError(f"quality check: the inference table of {endpoint} is not readable: {exc}") from None
 
         asked = read()
-        pause = max(interval_s, 2.0)
         while len(asked) < self.quality.requests and time.time() + pause <= until:
             time.sleep(pause)
             before, asked = asked, read()

@@ -187,7 +187,7 @@ def _canary(
     rolled-back rollout raises :class:`~llmops_nb.errors.RolledBack` with the reason (the job's
     task fails, its alerting sees it). Each line the rollout says goes to ``log`` and, as a
     ``message`` :class:`DeployEvent`, to ``on_progress``, which gets ``done`` at the end."""
-    from llmops_nb.endpoints.events import DONE, MESSAGE, DeployEvent
+    from llmops_nb.endpoints.events import DONE, DeployEvent
     from llmops_nb.errors import RolledBack
     from llmops_nb.rollout.canary import Canary, Tracking
     from llmops_nb.rollout.state import ROLLED_BACK
@@ -225,10 +225,7 @@ def _canary(
     )
 
     def say(line: str) -> None:
-        if log is not None:
-            log(line)
-        if on_progress is not None:
-            on_progress(DeployEvent(MESSAGE, cfg.name, message=line))
+        _say(line, cfg.name, log, on_progress)
 
     if where is not None:
         say(where)
