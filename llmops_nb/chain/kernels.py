@@ -99,9 +99,9 @@ class KernelWarmer:
         for future in self._futures.values():
             future.cancel()
         self._thread.join()
-        for future in self._futures.values():
+        for future in self._futures.values():  # nobody ran code in these: they go at once
             if future.done() and not future.cancelled() and future.exception() is None:
-                shutdown(future.result())
+                shutdown(future.result(), now=True)
         self._futures.clear()
         for thread in self._exiting:
             thread.join()
@@ -132,6 +132,9 @@ class KernelWarmer:
     def _start(self, step: str) -> Any:
         from jupyter_core.utils import run_sync
 
+        import queue
+        import time
+
         km = kernel_manager(self.kernels[step])
         run_sync(km.start_kernel)(cwd=str(self.cwd))
         try:
@@ -140,16 +143,28 @@ class KernelWarmer:
             try:
                 kc.wait_for_ready(timeout=self.startup_timeout)
                 msg_id = kc.execute(warmup_code(step), silent=True, store_history=False)
-                while True:
-                    reply = kc.get_shell_msg(timeout=self.startup_timeout * 5)
+                deadline = time.monotonic() + self.startup_timeout * 5
+                while True:  # in short waits: a close() (the chain refused its input) stops the warm-up
+                    if self._closed.is_set():
+                        raise _Closed(step)
+                    try:
+                        reply = kc.get_shell_msg(timeout=0.2)
+                    except queue.Empty:
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"the warm-up of the {step} kernel did not finish") from None
+                        continue
                     if reply["parent_header"].get("msg_id") == msg_id:
                         break
             finally:
                 kc.stop_channels()
         except BaseException:
-            shutdown(km)
+            shutdown(km, now=True)
             raise
         return km
+
+
+class _Closed(Exception):
+    """The warmer was closed while this kernel warmed up (it is shut down, nobody takes it)."""
 
 
 def kernel_manager(kernel_name: str) -> Any:
@@ -171,11 +186,12 @@ def kernel_manager(kernel_name: str) -> Any:
     return AsyncKernelManager(kernel_name=kernel_name, transport="ipc", ip=str(runtime / f"llmops-{uuid.uuid4().hex[:12]}"))
 
 
-def shutdown(km: Any) -> None:
-    """Shut a kernel down (quietly: it may be gone already)."""
+def shutdown(km: Any, *, now: bool = False) -> None:
+    """Shut a kernel down (quietly: it may be gone already); ``now``: kill it, for a kernel that
+    only warmed up (it holds nothing of the user's), instead of asking it to exit."""
     from jupyter_core.utils import run_sync
 
     try:
-        run_sync(km.shutdown_kernel)(now=False)
+        run_sync(km.shutdown_kernel)(now=now)
     except Exception:  # noqa: BLE001 - best effort at the end of a step
         pass
