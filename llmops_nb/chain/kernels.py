@@ -130,10 +130,10 @@ class KernelWarmer:
             self._started[order[k - 1]].wait(0.1)
 
     def _start(self, step: str) -> Any:
-        from jupyter_core.utils import run_sync
-
         import queue
         import time
+
+        from jupyter_core.utils import run_sync
 
         km = kernel_manager(self.kernels[step])
         run_sync(km.start_kernel)(cwd=str(self.cwd))
