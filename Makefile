@@ -45,8 +45,13 @@ $(TEST_STAMP): $(STAMP)
 run: $(STAMP)
 	$(BIN)/llmops-nb run --config configs/local.yml
 
+# Two workers (pytest-xdist), each running whole test files (--dist loadfile: a file's module and
+# session fixtures, such as the served real model, start once per worker). Most tests wait on a
+# server, a kernel or a model for much of their time: one process alone kept 0.8 of the 2 cores busy.
+# TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # nbval over the notebooks up to NB (all when NB is empty), on the fake workspace or BACKEND=local.
 BACKEND ?= fake

@@ -5,6 +5,7 @@ so does our ``client.chat_stream``, on an external-model endpoint and the founda
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import requests
@@ -18,13 +19,21 @@ MESSAGES = [{"role": "user", "content": "Say hello."}]
 
 
 def _raw_stream(target: Target, model: str) -> list:
-    r = requests.post(
-        f"{target.host}/serving-endpoints/{model}/invocations",
-        json={"messages": MESSAGES, "max_tokens": 8, "stream": True},
-        headers=target.headers(),
-        stream=True,
-        timeout=300,
-    )
+    """One streamed call, retried while the endpoint answers 503 with Retry-After as any client
+    must: the local workspace starts its foundation model at the first call (503
+    TEMPORARILY_UNAVAILABLE "starting the model" until it is READY)."""
+    deadline = time.monotonic() + target.ready_timeout
+    while True:
+        r = requests.post(
+            f"{target.host}/serving-endpoints/{model}/invocations",
+            json={"messages": MESSAGES, "max_tokens": 8, "stream": True},
+            headers=target.headers(),
+            stream=True,
+            timeout=300,
+        )
+        if r.status_code != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(min(float(r.headers.get("Retry-After", "1")), 1.0))
     assert r.status_code == 200, r.text[:300]
     assert r.headers["content-type"].startswith("text/event-stream")
     return [line[6:].decode() for line in r.iter_lines() if line.startswith(b"data: ")]
